@@ -1,0 +1,1 @@
+"""Plumbing every Quartet service shares: typed errors, logs, settings, gRPC servers."""
