@@ -113,8 +113,8 @@ class Launcher:
         for spec in self.specs():
             if self._stopping.is_set():
                 return
-            print(f"[launcher] starting {spec.name} ...", flush=True)
             process = self._spawn(spec)
+            print(f"[launcher] started {spec.name} (pid {process.pid})", flush=True)
             self.processes.append((spec.name, process))
             status = health_probe.wait_until_serving(
                 spec.probe, timeout=spec.start_timeout, alive=lambda: process.poll() is None and not self._stopping.is_set()
