@@ -1,0 +1,1 @@
+"""The memory service: conversation turns per session and topic, on SQLite by default."""

@@ -1,0 +1,52 @@
+"""``python -m services.memory``: open the store, serve until SIGTERM, close the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from services.common.errors import QuartetError
+from services.common.grpc_server import serve
+from services.common.logs import setup_logging
+from services.memory.backends import open_store
+from services.memory.core import MemoryCore
+from services.memory.limits import Limits
+from services.memory.server import create_server
+from services.memory.settings import MemorySettings
+
+log = logging.getLogger("services.memory")
+
+
+async def main(settings: MemorySettings) -> None:
+    store = await open_store(settings.database_url, settings.resolved_db_path)
+    limits = Limits(
+        default_k=settings.default_k,
+        max_k=settings.max_k,
+        max_content_bytes=settings.max_content_bytes,
+        max_turns_per_append=settings.max_turns_per_append,
+    )
+    core = MemoryCore(store, limits)
+    try:
+        built = create_server(settings.listen, core)
+    except BaseException:
+        await core.close()
+        raise
+    await serve(built, name="memory", grace=settings.shutdown_grace_seconds, on_stop=core.close)
+
+
+def run() -> int:
+    settings = MemorySettings()
+    setup_logging("memory", settings.log_level)
+    try:
+        asyncio.run(main(settings))
+    except (QuartetError, OSError) as error:
+        # A configuration problem at startup: say what it is and exit non-zero, no traceback.
+        log.error("memory service failed to start", extra={"error": str(error)})
+        print(f"memory: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

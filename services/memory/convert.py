@@ -1,0 +1,54 @@
+"""Proto <-> domain conversions for the memory service, all in one place."""
+
+from __future__ import annotations
+
+from quartet.memory.v1 import memory_pb2
+
+from services.common.errors import InvalidArgument
+from services.memory.turns import ContextQuery, Policy, TopicInfo, Turn
+
+_POLICIES = {
+    memory_pb2.MEMORY_POLICY_UNSPECIFIED: Policy.NONE,
+    memory_pb2.MEMORY_POLICY_NONE: Policy.NONE,
+    memory_pb2.MEMORY_POLICY_SESSION_WINDOW: Policy.SESSION_WINDOW,
+    memory_pb2.MEMORY_POLICY_TOPIC_WINDOW: Policy.TOPIC_WINDOW,
+}
+_POLICY_TO_PB = {
+    Policy.NONE: memory_pb2.MEMORY_POLICY_NONE,
+    Policy.SESSION_WINDOW: memory_pb2.MEMORY_POLICY_SESSION_WINDOW,
+    Policy.TOPIC_WINDOW: memory_pb2.MEMORY_POLICY_TOPIC_WINDOW,
+}
+
+
+def policy_from_pb(value: int) -> Policy:
+    try:
+        return _POLICIES[value]
+    except KeyError:
+        raise InvalidArgument(f"policy {value} is not a known MemoryPolicy", field="policy") from None
+
+
+def policy_to_pb(policy: Policy) -> int:
+    return _POLICY_TO_PB[policy]
+
+
+def turn_from_pb(turn: memory_pb2.Turn) -> Turn:
+    # created_at is the service's to set; a client's value is ignored.
+    return Turn(role=turn.role, content=turn.content, num_tokens=turn.num_tokens)
+
+
+def turn_to_pb(turn: Turn) -> memory_pb2.Turn:
+    return memory_pb2.Turn(role=turn.role, content=turn.content, num_tokens=turn.num_tokens, created_at=turn.created_at)
+
+
+def query_from_pb(request: memory_pb2.GetContextRequest) -> ContextQuery:
+    return ContextQuery(
+        policy=policy_from_pb(request.policy),
+        session_id=request.session_id,
+        topic_id=request.topic_id,
+        k=request.k,
+        token_budget=request.token_budget,
+    )
+
+
+def topic_to_pb(topic: TopicInfo) -> memory_pb2.TopicInfo:
+    return memory_pb2.TopicInfo(topic_id=topic.topic_id, num_turns=topic.num_turns, last_active_at=topic.last_active_at)

@@ -1,0 +1,28 @@
+"""Numbered schema migrations for the SQLite store, applied in order at startup.
+
+Append new steps; never edit or renumber one that has shipped, because
+databases in the field record which numbers they already ran.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE turns (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT    NOT NULL,
+            topic_id   TEXT    NOT NULL DEFAULT '',
+            role       TEXT    NOT NULL,
+            content    TEXT    NOT NULL,
+            num_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at REAL    NOT NULL
+        );
+        CREATE INDEX turns_by_session ON turns (session_id, id);
+        CREATE INDEX turns_by_topic ON turns (topic_id, id);
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1][0]

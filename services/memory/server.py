@@ -1,0 +1,43 @@
+"""The memory gRPC servicer: a thin adapter from memory.v1 to MemoryCore."""
+
+from __future__ import annotations
+
+import grpc
+from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
+
+from services.common.grpc_server import GrpcServer, build_server
+from services.memory import convert
+from services.memory.core import MemoryCore
+
+SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
+
+
+class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
+    def __init__(self, core: MemoryCore) -> None:
+        self.core = core
+
+    async def AppendTurns(self, request: memory_pb2.AppendTurnsRequest, context: grpc.aio.ServicerContext) -> memory_pb2.AppendTurnsResponse:
+        turns = [convert.turn_from_pb(t) for t in request.turns]
+        num_turns = await self.core.append_turns(request.session_id, request.topic_id, turns)
+        return memory_pb2.AppendTurnsResponse(num_turns=num_turns)
+
+    async def GetContext(self, request: memory_pb2.GetContextRequest, context: grpc.aio.ServicerContext) -> memory_pb2.GetContextResponse:
+        turns = await self.core.get_context(convert.query_from_pb(request))
+        return memory_pb2.GetContextResponse(turns=[convert.turn_to_pb(t) for t in turns])
+
+    async def ListTopics(self, request: memory_pb2.ListTopicsRequest, context: grpc.aio.ServicerContext) -> memory_pb2.ListTopicsResponse:
+        topics = await self.core.list_topics(request.session_id)
+        return memory_pb2.ListTopicsResponse(topics=[convert.topic_to_pb(t) for t in topics])
+
+    async def Forget(self, request: memory_pb2.ForgetRequest, context: grpc.aio.ServicerContext) -> memory_pb2.ForgetResponse:
+        num_deleted = await self.core.forget(request.session_id, request.topic_id)
+        return memory_pb2.ForgetResponse(num_deleted=num_deleted)
+
+
+def create_server(address: str, core: MemoryCore) -> GrpcServer:
+    """Build (not start) the memory server; ``address`` with port 0 picks a free port."""
+
+    def register(server: grpc.aio.Server) -> None:
+        memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(core), server)
+
+    return build_server(address, register, [SERVICE_NAME])

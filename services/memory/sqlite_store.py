@@ -1,0 +1,162 @@
+"""The SQLite store: one database file in WAL mode, driven from one worker thread.
+
+WAL lets readers proceed while a turn is written; ``synchronous=FULL`` makes
+every commit reach the disk before AppendTurns returns (https://sqlite.org/wal.html,
+"Durability"). All statements run on a single dedicated thread, so the one
+connection is never shared between threads and the event loop never blocks on I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from services.common.errors import FailedPrecondition
+from services.memory.migrations import LATEST_VERSION, MIGRATIONS
+from services.memory.store import Store
+from services.memory.turns import TopicInfo, Turn
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TURN_COLUMNS = "role, content, num_tokens, created_at"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each write is one explicit transaction.
+    conn = sqlite3.connect(path, isolation_level=None)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        conn.close()
+        raise FailedPrecondition(f"SQLite at {path} refused WAL mode (got {mode!r}); put the database on a local disk")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Apply the migrations this database has not run yet; return its version afterwards."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+    if current > LATEST_VERSION:
+        raise FailedPrecondition(
+            f"database {path} has schema version {current}, newer than this service knows "
+            f"({LATEST_VERSION}); run a newer memory service or point MEMORY_DB_PATH elsewhere"
+        )
+    for version, sql in MIGRATIONS:
+        if version <= current:
+            continue
+        try:
+            # executescript runs the DDL and the version row in one transaction, so a failed
+            # step leaves the database at the previous version rather than half-migrated.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version (version, applied_at) VALUES ({version}, {time.time()});\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("applied migration", extra={"schema_version": version, "db_path": str(path)})
+        current = version
+    return current
+
+
+def _turn(row: tuple) -> Turn:
+    return Turn(role=row[0], content=row[1], num_tokens=row[2], created_at=row[3])
+
+
+class SqliteStore(Store):
+    """Use ``await SqliteStore.open(path)``; the constructor only wires parts together."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, path: Path) -> None:
+        self._conn = conn
+        self._executor = executor
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, _connect, path)
+            version = await loop.run_in_executor(executor, _migrate, conn, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        log.info("opened sqlite store", extra={"db_path": str(path), "schema_version": version})
+        return cls(conn, executor, path)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def append(self, session_id: str, topic_id: str, turns: Sequence[Turn], created_at: float) -> int:
+        rows = [(session_id, topic_id, t.role, t.content, t.num_tokens, created_at) for t in turns]
+        return await self._run(self._append, session_id, topic_id, rows)
+
+    def _append(self, session_id: str, topic_id: str, rows: list[tuple]) -> int:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO turns (session_id, topic_id, role, content, num_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            count = conn.execute(
+                "SELECT COUNT(*) FROM turns WHERE session_id = ? AND (? = '' OR topic_id = ?)",
+                (session_id, topic_id, topic_id),
+            ).fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return count
+
+    async def recent_in_session(self, session_id: str, limit: int) -> list[Turn]:
+        return await self._run(self._recent, "session_id", session_id, limit)
+
+    async def recent_in_topic(self, topic_id: str, limit: int) -> list[Turn]:
+        return await self._run(self._recent, "topic_id", topic_id, limit)
+
+    def _recent(self, column: str, value: str, limit: int) -> list[Turn]:
+        # column is one of two literals chosen above, never caller text.
+        rows = self._conn.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE {column} = ? ORDER BY id DESC LIMIT ?", (value, limit)
+        ).fetchall()
+        return [_turn(row) for row in reversed(rows)]
+
+    async def list_topics(self, session_id: str) -> list[TopicInfo]:
+        return await self._run(self._list_topics, session_id)
+
+    def _list_topics(self, session_id: str) -> list[TopicInfo]:
+        rows = self._conn.execute(
+            "SELECT topic_id, COUNT(*), MAX(created_at) FROM turns"
+            " WHERE topic_id != '' AND (? = '' OR session_id = ?)"
+            " GROUP BY topic_id ORDER BY MAX(id) DESC",
+            (session_id, session_id),
+        ).fetchall()
+        return [TopicInfo(topic_id=r[0], num_turns=r[1], last_active_at=r[2]) for r in rows]
+
+    async def forget(self, session_id: str, topic_id: str) -> int:
+        return await self._run(self._forget, session_id, topic_id)
+
+    def _forget(self, session_id: str, topic_id: str) -> int:
+        if session_id and topic_id:
+            sql, args = "DELETE FROM turns WHERE session_id = ? AND topic_id = ?", (session_id, topic_id)
+        elif session_id:
+            sql, args = "DELETE FROM turns WHERE session_id = ?", (session_id,)
+        else:
+            sql, args = "DELETE FROM turns WHERE topic_id = ?", (topic_id,)
+        return self._conn.execute(sql, args).rowcount
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+        self._executor.shutdown(wait=True)
+        log.info("closed sqlite store", extra={"db_path": str(self.path)})

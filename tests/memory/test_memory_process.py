@@ -1,0 +1,98 @@
+"""``python -m services.memory`` as a real process: durability across restarts, clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from quartet.memory.v1 import memory_pb2 as pb
+from quartet.memory.v1 import memory_pb2_grpc
+
+from services.common.grpc_server import CHANNEL_OPTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MEMORY_DB_PATH", "MEMORY_LISTEN")}
+    env.update(extra)
+    return env
+
+
+async def _start(db_path: Path) -> tuple[asyncio.subprocess.Process, int]:
+    """Start the service on a free port and read the port from its 'serving' log line."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.memory",
+        cwd=REPO,
+        env=_env(MEMORY_LISTEN="127.0.0.1:0", MEMORY_DB_PATH=str(db_path)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async def port_from_logs() -> int:
+        async for line in process.stderr:
+            entry = json.loads(line)
+            if entry.get("event") == "serving":
+                return int(entry["port"])
+        raise AssertionError(f"memory exited with {await process.wait()} before serving")
+    try:
+        return process, await asyncio.wait_for(port_from_logs(), START_TIMEOUT)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+
+
+async def _stop(process: asyncio.subprocess.Process) -> int:
+    process.send_signal(signal.SIGTERM)
+    # Drain stderr so a chatty shutdown can never block on a full pipe.
+    await asyncio.wait_for(process.stderr.read(), STOP_TIMEOUT)
+    return await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+
+
+async def _call(port: int, method: str, request):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        return await getattr(memory_pb2_grpc.MemoryServiceStub(channel), method)(request)
+
+
+@pytest.mark.e2e
+async def test_turns_survive_a_restart(tmp_path):
+    db_path = tmp_path / "memory.sqlite3"
+    first, port = await _start(db_path)
+    try:
+        turns = [pb.Turn(role="user", content="remember the milk", num_tokens=4), pb.Turn(role="assistant", content="noted")]
+        await _call(port, "AppendTurns", pb.AppendTurnsRequest(session_id="durable", topic_id="errands", turns=turns))
+    finally:
+        assert await _stop(first) == 0
+
+    second, port = await _start(db_path)
+    try:
+        window = await _call(port, "GetContext", pb.GetContextRequest(policy=pb.MEMORY_POLICY_SESSION_WINDOW, session_id="durable"))
+        assert [(t.role, t.content, t.num_tokens) for t in window.turns] == [
+            ("user", "remember the milk", 4),
+            ("assistant", "noted", 0),
+        ]
+        topics = await _call(port, "ListTopics", pb.ListTopicsRequest())
+        assert [(t.topic_id, t.num_turns) for t in topics.topics] == [("errands", 2)]
+    finally:
+        assert await _stop(second) == 0
+
+
+@pytest.mark.e2e
+async def test_postgresql_url_is_a_clear_startup_error(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.memory",
+        cwd=REPO,
+        env=_env(MEMORY_LISTEN="127.0.0.1:0", DATABASE_URL="postgresql://user@db/quartet", QUARTET_HOME=str(tmp_path)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
+    assert process.returncode != 0
+    assert "PostgreSQL support is not built yet" in stderr.decode()
+    assert not (tmp_path / "memory.sqlite3").exists()  # not silently SQLite
