@@ -1,0 +1,1 @@
+"""The HTTP gateway: the OpenAI API (FastAPI, SSE) in front of the engine's gRPC."""

@@ -1,0 +1,40 @@
+"""``python -m services.gateway``: serve the OpenAI API with uvicorn until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from services.common.logs import setup_logging
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger("services.gateway")
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    setup_logging("gateway", settings.log_level)
+    log.info(
+        "starting",
+        extra={
+            "host": settings.host,
+            "port": settings.port,
+            "engine_address": settings.engine_address,
+            "router_address": settings.router_address,
+            "memory_address": settings.memory_address,
+        },
+    )
+    # log_config=None keeps uvicorn's loggers on our JSON handler; uvicorn drains on SIGTERM.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+
+
+if __name__ == "__main__":
+    main()

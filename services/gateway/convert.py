@@ -1,0 +1,130 @@
+"""OpenAI JSON to the engine's protos and back: the gateway's one conversion module."""
+
+from __future__ import annotations
+
+import logging
+
+from quartet.engine.v1 import engine_pb2
+
+from services.gateway.errors import EngineAborted, Internal
+from services.gateway.schemas.chat_request import ChatCompletionRequest, ChatMessage
+from services.gateway.schemas.chat_response import (
+    DeltaFunctionCall,
+    DeltaToolCall,
+    FinishReason,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+_UINT64_MASK = 2**64 - 1
+
+
+def _message(message: ChatMessage) -> engine_pb2.ChatMessage:
+    return engine_pb2.ChatMessage(
+        role=message.role,
+        content=message.text(),
+        name=message.name or "",
+        tool_call_id=message.tool_call_id or "",
+        tool_calls=[
+            engine_pb2.ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
+            for call in message.tool_calls or []
+        ],
+    )
+
+
+def _sampling(request: ChatCompletionRequest) -> engine_pb2.SamplingParams:
+    sampling = engine_pb2.SamplingParams(
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
+        logprobs=bool(request.logprobs),
+        top_logprobs=request.top_logprobs or 0,
+    )
+    # Optional proto fields stay unset unless the client chose a value: unset means "engine default".
+    for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "n"):
+        value = getattr(request, name)
+        if value is not None:
+            setattr(sampling, name, value)
+    if request.seed is not None:
+        # OpenAI seeds are signed 64-bit; the engine's are unsigned. Two's complement keeps them distinct.
+        sampling.seed = request.seed & _UINT64_MASK
+    return sampling
+
+
+def _stopping(request: ChatCompletionRequest) -> engine_pb2.StoppingCriteria:
+    stopping = engine_pb2.StoppingCriteria(
+        stop=request.stop_list,
+        stop_token_ids=request.stop_token_ids or [],
+        ignore_eos=bool(request.ignore_eos),
+    )
+    if request.completion_limit is not None:
+        stopping.max_tokens = request.completion_limit
+    return stopping
+
+
+def to_generate_request(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+    return engine_pb2.GenerateRequest(
+        request_id=request_id,
+        model=request.model,
+        chat=engine_pb2.ChatInput(messages=[_message(m) for m in request.messages]),
+        sampling=_sampling(request),
+        stopping=_stopping(request),
+        priority=engine_pb2.PRIORITY_DEFAULT,
+    )
+
+
+_FINISH_REASONS: dict[int, FinishReason] = {
+    engine_pb2.FINISH_REASON_STOP: "stop",
+    engine_pb2.FINISH_REASON_LENGTH: "length",
+    engine_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
+}
+
+
+def finish_reason(complete: engine_pb2.Complete) -> FinishReason:
+    """OpenAI's finish_reason; an aborted or failed choice raises, since OpenAI has no word for it."""
+    reason = complete.finish_reason
+    if reason in _FINISH_REASONS:
+        return _FINISH_REASONS[reason]
+    if reason == engine_pb2.FINISH_REASON_ABORT:
+        raise EngineAborted("the engine aborted this request (Abort was called or it is shutting down); retry it")
+    if reason == engine_pb2.FINISH_REASON_ERROR:
+        raise Internal("the engine failed while generating and sent no error detail; see the engine log")
+    log.warning("engine sent no finish reason; reporting stop", extra={"index": complete.index})
+    return "stop"
+
+
+def usage(usage_pb: engine_pb2.Usage) -> Usage:
+    return Usage(
+        prompt_tokens=usage_pb.prompt_tokens,
+        completion_tokens=usage_pb.completion_tokens,
+        total_tokens=usage_pb.total_tokens,
+    )
+
+
+def _top(entry: engine_pb2.TokenLogprob) -> TopLogprob:
+    return TopLogprob(token=entry.text, logprob=entry.logprob, bytes=list(entry.text.encode("utf-8")))
+
+
+def logprobs(positions: list[engine_pb2.PositionLogprobs]) -> list[TokenLogprob]:
+    return [
+        TokenLogprob(
+            token=position.chosen.text,
+            logprob=position.chosen.logprob,
+            bytes=list(position.chosen.text.encode("utf-8")),
+            top_logprobs=[_top(entry) for entry in position.top],
+        )
+        for position in positions
+    ]
+
+
+def tool_call_delta(delta: engine_pb2.ToolCallDelta) -> DeltaToolCall:
+    first = bool(delta.id or delta.name)
+    return DeltaToolCall(
+        index=delta.index,
+        id=delta.id or None,
+        type="function" if first else None,
+        function=DeltaFunctionCall(name=delta.name or None, arguments=delta.arguments),
+    )

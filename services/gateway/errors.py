@@ -1,0 +1,178 @@
+"""Every failure the gateway returns, in OpenAI's shape, mapped in this one place.
+
+Inside, code raises the typed errors of ``services.common.errors`` (or the few
+gateway-specific subclasses below); gRPC failures of the other services become
+those types through ``from_rpc_error``. The handlers installed by
+``install_error_handlers`` turn them into ``{"error": {message, type, param, code}}``
+with the matching HTTP status, so no route builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    QuartetError,
+    ResourceExhausted,
+    Unavailable,
+    Unimplemented,
+)
+from services.gateway.schemas.errors import ErrorBody, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+# OpenAI's error "type" per HTTP status; the SDK picks its exception class by status.
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    501: "not_implemented_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+class BadRequest(InvalidArgument):
+    """An invalid request, with OpenAI's machine-readable ``code`` (invalid_type, unknown_parameter, ...)."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+
+
+class UnsupportedParameter(BadRequest):
+    """A known OpenAI parameter this gateway does not implement (yet)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field, code="unsupported_parameter")
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RequestTooLarge(BadRequest):
+    http_status = 413
+
+
+class EngineAborted(Unavailable):
+    """The engine ended the request on its own (Abort was called, or it is stopping)."""
+
+    code = "aborted"
+
+
+class Internal(QuartetError):
+    """A failure nobody could have avoided by changing the request."""
+
+
+_BY_GRPC_CODE: dict[grpc.StatusCode, type[QuartetError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+}
+
+
+def from_status(code: grpc.StatusCode, details: str, *, service: str, address: str) -> QuartetError:
+    """The typed error for a gRPC status another service returned."""
+    details = details or code.name
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"{service} unavailable at {address}: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{service} at {address} did not finish in time: {details}")
+    if code == grpc.StatusCode.CANCELLED:
+        return EngineAborted(f"{service} at {address} cancelled the request: {details}")
+    error_type = _BY_GRPC_CODE.get(code)
+    if error_type is not None:
+        # The service's own message already says what was wrong and what to do.
+        return error_type(details)
+    return Internal(f"{service} at {address} failed with {code.name}: {details}")
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError, *, service: str, address: str) -> QuartetError:
+    return from_status(error.code(), error.details() or "", service=service, address=address)
+
+
+def from_status_name(name: str, message: str, *, service: str, address: str) -> QuartetError:
+    """The typed error for an in-stream Error event, whose code is a status name."""
+    code = getattr(grpc.StatusCode, name.upper(), grpc.StatusCode.INTERNAL) if name else grpc.StatusCode.INTERNAL
+    return from_status(code, message, service=service, address=address)
+
+
+def error_body(error: QuartetError) -> ErrorResponse:
+    status = error.http_status
+    return ErrorResponse(
+        error=ErrorBody(
+            message=error.message,
+            type=_TYPE_BY_STATUS.get(status, "server_error"),
+            param=error.field,
+            code=getattr(error, "code", None),
+        )
+    )
+
+
+def error_response(error: QuartetError) -> JSONResponse:
+    return JSONResponse(error_body(error).model_dump(), status_code=error.http_status)
+
+
+def _plain(status: int, message: str, *, code: str | None = None) -> JSONResponse:
+    body = ErrorResponse(
+        error=ErrorBody(message=message, type=_TYPE_BY_STATUS.get(status, "server_error"), param=None, code=code)
+    )
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+async def _on_quartet_error(request: Request, error: QuartetError) -> JSONResponse:
+    level = logging.WARNING if error.http_status >= 500 else logging.INFO
+    log.log(level, "request failed", extra={"path": request.url.path, "status": error.http_status, "error": error.message})
+    return error_response(error)
+
+
+async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    if error.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see /v1/models and /v1/chat/completions"
+    elif error.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(error.detail)
+    response = _plain(error.status_code, message)
+    for key, value in (error.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def _on_request_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+    # Only path and query parameters reach here: bodies are parsed by services.gateway.body,
+    # so this never answers FastAPI's default 422.
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    body = ErrorResponse(error=ErrorBody(message=f"{param or 'request'}: {first.get('msg')}", type="invalid_request_error", param=param, code="invalid_value"))
+    return JSONResponse(body.model_dump(), status_code=400)
+
+
+async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error", extra={"path": request.url.path})
+    return _plain(500, f"internal error in the gateway ({type(error).__name__}); see the gateway log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(QuartetError, _on_quartet_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(Exception, _on_unexpected)
