@@ -1,0 +1,38 @@
+"""``python -m services.engine``: load the model and serve EngineService until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from services.common.errors import QuartetError
+from services.common.grpc_server import serve
+from services.common.logs import setup_logging
+from services.engine.core import EngineCore
+from services.engine.server import create_server
+from services.engine.settings import EngineSettings
+
+log = logging.getLogger("services.engine")
+
+
+async def main() -> None:
+    settings = EngineSettings()
+    setup_logging("engine", settings.log_level)
+    core = await asyncio.to_thread(EngineCore.from_settings, settings)
+    built = create_server(settings.listen, core)
+    await serve(built, name="engine", grace=settings.shutdown_grace_seconds, on_stop=core.close)
+
+
+if __name__ == "__main__":
+    setup_logging("engine")
+    try:
+        asyncio.run(main())
+    except ValidationError as error:
+        log.error("invalid engine settings", extra={"errors": [e["msg"] for e in error.errors()]})
+        sys.exit(2)
+    except QuartetError as error:
+        log.error("engine cannot start", extra={"error": error.message})
+        sys.exit(2)

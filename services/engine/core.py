@@ -1,0 +1,168 @@
+"""EngineCore: the engine's API in domain terms, independent of gRPC.
+
+It validates and tokenizes requests on the caller's event loop (cheap), hands
+them to the engine loop's worker thread, and streams the events back. It can
+be used from any asyncio loop, and from several at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import torch
+
+from services.common.logs import debug_payloads
+from services.engine.engine_loop import EngineLoop
+from services.engine.events import Complete, ErrorEvent, Event, ModelInfo
+from services.engine.model_cache import resolve_model
+from services.engine.model_runner import ModelRunner, create_runner
+from services.engine.request import ChatInput, GenerateRequest, TextInput
+from services.engine.sequence import RequestState, new_sequences
+from services.engine.settings import EngineSettings
+from services.engine.tokenizer import Tokenizer
+from services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
+
+log = logging.getLogger(__name__)
+
+
+class EngineCore:
+    def __init__(self, *, model_id: str, tokenizer: Tokenizer, runner: ModelRunner, max_waiting: int, num_threads: int) -> None:
+        self.model_id = model_id
+        self.tokenizer = tokenizer
+        self.runner = runner
+        info = runner.info
+        self.limits = ModelLimits(model_id, info.vocab_size, info.context_length, runner.max_num_seqs)
+        self._loop = EngineLoop(runner, tokenizer, max_waiting=max_waiting, num_threads=num_threads)
+        self._seq_ids = itertools.count()
+        self._closed = False
+        self._loop.start()
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> EngineCore:
+        """Resolve MODEL_ID (building the bundled cache on first use) and load the model; takes seconds."""
+        started = time.perf_counter()
+        num_threads = settings.resolved_num_threads()
+        torch.set_num_threads(num_threads)
+        device = settings.resolved_device()
+        model_dir: Path = resolve_model(settings.model_id)
+        tokenizer = Tokenizer.load(model_dir)
+        runner = create_runner(
+            settings.backend,
+            model_dir,
+            device=device,
+            dtype=settings.resolved_dtype(device),
+            max_model_len=settings.max_model_len,
+            max_num_seqs=settings.max_num_seqs,
+        )
+        log.info(
+            "engine ready",
+            extra={
+                "model_id": settings.model_id, "backend": runner.info.backend, "device": runner.info.device,
+                "dtype": runner.info.dtype, "num_threads": num_threads, "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+        return cls(model_id=settings.model_id, tokenizer=tokenizer, runner=runner, max_waiting=settings.max_waiting, num_threads=num_threads)
+
+    async def close(self) -> None:
+        """Abort what is in flight and stop the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._loop.stop)
+        self.runner.close()
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
+        """Stream Chunk events, then one Complete per choice (or one ErrorEvent).
+
+        Raises typed errors (InvalidArgument, NotFound, ResourceExhausted) before
+        the first event. Closing the iterator early aborts the request.
+        """
+        arrival = time.perf_counter()
+        check_request(request, self.limits)
+        prompt_ids = self.tokenizer.encode_input(request.input)
+        max_tokens = resolve_max_tokens(request.stopping, len(prompt_ids), self.limits.context_length)
+        n = request.sampling.n or 1
+        request_id = request.request_id or f"gen-{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+
+        def sink(event: Event) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the caller's loop is gone; the abort below already ran or will
+                pass
+
+        state = RequestState(
+            request_id=request_id,
+            prompt_ids=prompt_ids,
+            sampling=request.sampling,
+            stopping=request.stopping,
+            priority=request.priority,
+            sequences=new_sequences(
+                first_seq_id=self._next_seq_block(n),
+                n=n,
+                prompt_ids=prompt_ids,
+                max_tokens=max_tokens,
+                stopping=request.stopping,
+                eos_token_ids=self.tokenizer.eos_token_ids,
+                decode=self.tokenizer.decode,
+            ),
+            sink=sink,
+            arrival_time=arrival,
+        )
+        extra = {"request_id": request_id, "prompt_tokens": len(prompt_ids), "max_tokens": max_tokens, "n": n}
+        if debug_payloads():
+            extra["prompt"] = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        log.info("generate", extra=extra)
+        self._loop.submit(state)
+        remaining = n
+        try:
+            while remaining:
+                event = await queue.get()
+                yield event
+                if isinstance(event, Complete):
+                    remaining -= 1
+                elif isinstance(event, ErrorEvent):
+                    remaining = 0
+        finally:
+            if remaining:  # the caller stopped listening: free the slot within one step
+                self._loop.abort(request_id)
+                log.info("generate cancelled by caller", extra={"request_id": request_id})
+
+    def _next_seq_block(self, n: int) -> int:
+        first = next(self._seq_ids)
+        for _ in range(n - 1):
+            next(self._seq_ids)
+        return first
+
+    async def abort(self, request_id: str) -> bool:
+        """Stop a running or waiting request; False if none has that id."""
+        return self._loop.abort(request_id)
+
+    async def tokenize(self, prompt: TextInput | ChatInput, *, add_special_tokens: bool = False) -> list[int]:
+        check_input(prompt, self.limits.vocab_size)
+        return self.tokenizer.encode_input(prompt, add_special_tokens=add_special_tokens)
+
+    async def count_tokens(self, prompt: TextInput | ChatInput) -> int:
+        return len(await self.tokenize(prompt))
+
+    def model_info(self) -> ModelInfo:
+        info = self.runner.info
+        return ModelInfo(
+            model_id=self.model_id,
+            context_length=info.context_length,
+            vocab_size=info.vocab_size,
+            architecture=info.architecture,
+            backend=info.backend,
+            device=info.device,
+            dtype=info.dtype,
+            num_running=self._loop.num_running,
+            num_waiting=self._loop.num_waiting,
+            eos_token_ids=self.tokenizer.eos_token_ids,
+        )

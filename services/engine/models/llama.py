@@ -1,0 +1,243 @@
+"""The Llama family (Llama 2/3, SmolLM2, Qwen2-style dense models) in plain PyTorch.
+
+Reads top to bottom as the architecture: config, RMSNorm, rotary embedding,
+grouped-query attention, SwiGLU MLP, decoder layer, model. Two entry points
+serve the engine: ``prefill`` runs one prompt and fills its KV slot,
+``decode`` advances a batch of slots by one token each.
+
+Layout follows Hugging Face's ``LlamaForCausalLM`` checkpoints (rotate-half
+RoPE, q/k/v/o and gate/up/down projections) so safetensors load as they are;
+q/k/v and gate/up are fused into one matmul each at load, which halves the
+number of small kernels a CPU decode step launches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from services.engine.kv_cache import KVCache
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaConfig:
+    """Defaults are SmolLM2-135M's."""
+
+    vocab_size: int = 49152
+    hidden_size: int = 576
+    intermediate_size: int = 1536
+    num_hidden_layers: int = 30
+    num_attention_heads: int = 9
+    num_key_value_heads: int = 3
+    head_dim: int = 64
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 100000.0
+    max_position_embeddings: int = 8192
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False
+    mlp_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of num_key_value_heads ({self.num_key_value_heads})"
+            )
+
+    @property
+    def num_queries_per_kv(self) -> int:
+        return self.num_attention_heads // self.num_key_value_heads
+
+    @classmethod
+    def from_hf(cls, config: dict) -> LlamaConfig:
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in ("default", None):
+            raise ValueError(f"RoPE type {rope_type!r} is not supported by the native Llama model yet; use ENGINE=transformers")
+        heads = config["num_attention_heads"]
+        return cls(
+            vocab_size=config["vocab_size"],
+            hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"],
+            num_hidden_layers=config["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=config.get("num_key_value_heads", heads),
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            rms_norm_eps=config.get("rms_norm_eps", 1e-6),
+            rope_theta=rope.get("rope_theta", config.get("rope_theta", 10000.0)),
+            max_position_embeddings=config.get("max_position_embeddings", 2048),
+            tie_word_embeddings=config.get("tie_word_embeddings", False),
+            attention_bias=config.get("attention_bias", False),
+            mlp_bias=config.get("mlp_bias", False),
+        )
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019), computed in float32 like the reference."""
+
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype) * self.weight
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE (Su et al. 2021), rotate-half layout; cos/sin tabulated once for every position."""
+
+    def __init__(self, head_dim: int, theta: float, max_positions: int) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+        angles = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: [..., seq, head_dim] with positions broadcastable to [..., seq]."""
+        cos = self.cos[positions].to(x.dtype)
+        sin = self.sin[positions].to(x.dtype)
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size = self.num_heads * self.head_dim
+        self.kv_size = self.num_kv_heads * self.head_dim
+        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+
+    def prefill(self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
+        """x: [T, hidden] of one sequence starting at position 0."""
+        length = x.shape[0]
+        q, k, v = self.qkv_proj(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
+        q = rope(q.view(length, self.num_heads, self.head_dim).transpose(0, 1), positions)
+        k = rope(k.view(length, self.num_kv_heads, self.head_dim).transpose(0, 1), positions)
+        v = v.view(length, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        cache.keys[self.layer_index][slot, :, :length] = k
+        cache.values[self.layer_index][slot, :, :length] = v
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+        return self.o_proj(out.transpose(0, 1).reshape(length, self.q_size))
+
+    def decode(
+        self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x: [B, hidden], one new token for each of slots 0..B-1; mask: [B, 1, 1, L] keys each may see."""
+        batch = x.shape[0]
+        q, k, v = self.qkv_proj(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
+        # [B, heads, 1, D]: rope broadcasts positions [B, 1, 1] over heads.
+        q = rope(q.view(batch, self.num_heads, 1, self.head_dim), positions.view(batch, 1, 1))
+        k = rope(k.view(batch, self.num_kv_heads, 1, self.head_dim), positions.view(batch, 1, 1))
+        v = v.view(batch, self.num_kv_heads, 1, self.head_dim)
+        slots = torch.arange(batch, device=x.device)
+        keys, values = cache.keys[self.layer_index], cache.values[self.layer_index]
+        keys[slots, :, positions] = k.squeeze(2)
+        values[slots, :, positions] = v.squeeze(2)
+        span = mask.shape[-1]
+        # GQA without copying K/V: the query heads sharing a KV head become that head's "query positions".
+        q = q.view(batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim)
+        out = F.scaled_dot_product_attention(q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, scale=self.scale)
+        return self.o_proj(out.reshape(batch, self.q_size))
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward (Shazeer 2020): down(silu(gate(x)) * up(x)), gate and up fused."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.intermediate_size = config.intermediate_size
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: LlamaConfig, layer_index: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer_index)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rope = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    @torch.inference_mode()
+    def prefill(self, token_ids: torch.Tensor, cache: KVCache, slot: int, *, all_logits: bool = False) -> torch.Tensor:
+        """Run one prompt ([T] ids) into ``slot``; logits of the last position [V], or of all [T, V]."""
+        positions = torch.arange(token_ids.shape[0], device=token_ids.device)
+        h = self.embed_tokens(token_ids)
+        for layer in self.layers:
+            h = h + layer.self_attn.prefill(layer.input_layernorm(h), self.rope, positions, cache, slot)
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        h = h if all_logits else h[-1:]
+        logits = self.lm_head(self.norm(h))
+        return logits if all_logits else logits[0]
+
+    @torch.inference_mode()
+    def decode(self, token_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One token for each of slots 0..B-1 at ``positions`` [B]; returns logits [B, V]."""
+        span = int(positions.max()) + 1
+        visible = torch.arange(span, device=positions.device).view(1, span) <= positions.view(-1, 1)
+        mask = visible.view(-1, 1, 1, span)
+        h = self.embed_tokens(token_ids)
+        for layer in self.layers:
+            h = h + layer.self_attn.decode(layer.input_layernorm(h), self.rope, positions, cache, mask)
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        return self.lm_head(self.norm(h))
+
+    def load_hf_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load a Hugging Face LlamaForCausalLM state dict, fusing q/k/v and gate/up."""
+        own: dict[str, torch.Tensor] = {"embed_tokens.weight": weights["model.embed_tokens.weight"], "norm.weight": weights["model.norm.weight"]}
+        if not self.config.tie_word_embeddings:
+            own["lm_head.weight"] = weights["lm_head.weight"]
+        for i in range(self.config.num_hidden_layers):
+            src, dst = f"model.layers.{i}.", f"layers.{i}."
+            for norm in ("input_layernorm", "post_attention_layernorm"):
+                own[f"{dst}{norm}.weight"] = weights[f"{src}{norm}.weight"]
+            attn = f"{src}self_attn."
+            own[f"{dst}self_attn.qkv_proj.weight"] = torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"])
+            if self.config.attention_bias:
+                own[f"{dst}self_attn.qkv_proj.bias"] = torch.cat([weights[f"{attn}{p}_proj.bias"] for p in "qkv"])
+            own[f"{dst}self_attn.o_proj.weight"] = weights[f"{attn}o_proj.weight"]
+            mlp = f"{src}mlp."
+            own[f"{dst}mlp.gate_up_proj.weight"] = torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]])
+            own[f"{dst}mlp.down_proj.weight"] = weights[f"{mlp}down_proj.weight"]
+            if self.config.mlp_bias:
+                own[f"{dst}mlp.gate_up_proj.bias"] = torch.cat([weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]])
+                own[f"{dst}mlp.down_proj.bias"] = weights[f"{mlp}down_proj.bias"]
+        # assign=True keeps the checkpoint's tensors (and lets a meta-device model load without init).
+        missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
+        missing = [m for m in missing if not (m == "lm_head.weight" and self.config.tie_word_embeddings)]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit the Llama model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight

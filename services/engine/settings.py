@@ -1,0 +1,83 @@
+"""Engine settings, read once from the environment at the entry point."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from services.common.errors import InvalidArgument
+from services.common.settings import DEFAULT_ENGINE_ADDRESS, ServiceSettings
+from services.engine.model_cache import BUNDLED_MODEL_ID
+
+BACKENDS = ("native", "transformers")
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process: hyperthreads only slow fp32 matmuls down."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        available = os.cpu_count() or 1
+    try:
+        siblings: set[str] = set()
+        for cpu in os.sched_getaffinity(0):
+            path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+            with open(path) as handle:
+                siblings.add(handle.read().strip())
+        return max(1, min(available, len(siblings)))
+    except (OSError, AttributeError):
+        return max(1, available)
+
+
+class EngineSettings(ServiceSettings):
+    """Environment: MODEL_ID, ENGINE, ENGINE_LISTEN, ENGINE_DEVICE, ENGINE_DTYPE, ENGINE_MAX_MODEL_LEN,
+    ENGINE_NUM_THREADS, ENGINE_MAX_NUM_SEQS, ENGINE_MAX_WAITING."""
+
+    model_id: str = Field(default=BUNDLED_MODEL_ID, validation_alias=AliasChoices("MODEL_ID", "model_id"))
+    backend: str = Field(default="native", validation_alias=AliasChoices("ENGINE", "backend"))
+    listen: str = Field(default=DEFAULT_ENGINE_ADDRESS, validation_alias=AliasChoices("ENGINE_LISTEN", "listen"))
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias=AliasChoices("ENGINE_DEVICE", "device"))
+    # float32 by default: bfloat16 matmuls are several times slower than fp32 on most CPUs.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", validation_alias=AliasChoices("ENGINE_DTYPE", "dtype")
+    )
+    # 0 means the model's own context length.
+    max_model_len: int = Field(default=0, ge=0, validation_alias=AliasChoices("ENGINE_MAX_MODEL_LEN", "max_model_len"))
+    # 0 means one thread per physical core.
+    num_threads: int = Field(default=0, ge=0, validation_alias=AliasChoices("ENGINE_NUM_THREADS", "num_threads"))
+    # Sequences decoded together in one batched step.
+    max_num_seqs: int = Field(default=8, ge=1, le=256, validation_alias=AliasChoices("ENGINE_MAX_NUM_SEQS", "max_num_seqs"))
+    # Requests allowed to wait for a slot before new ones get RESOURCE_EXHAUSTED.
+    max_waiting: int = Field(default=256, ge=0, validation_alias=AliasChoices("ENGINE_MAX_WAITING", "max_waiting"))
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "vllm":
+            raise ValueError(
+                "ENGINE=vllm needs the GPU image (the vllm extra and a CUDA device); "
+                "this installation supports ENGINE=native (default) or ENGINE=transformers"
+            )
+        if value not in BACKENDS:
+            raise ValueError(f"ENGINE={value!r} is unknown; use one of {', '.join(BACKENDS)} (or vllm in the GPU image)")
+        return value
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InvalidArgument("ENGINE_DEVICE=cuda but no CUDA device is visible; use ENGINE_DEVICE=cpu or auto", field="ENGINE_DEVICE")
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def resolved_dtype(self, device: str) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device.startswith("cuda") else "float32"
+
+    def resolved_num_threads(self) -> int:
+        return self.num_threads or physical_cores()
