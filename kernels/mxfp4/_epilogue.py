@@ -1,0 +1,50 @@
+"""Kernel epilogues: bias, bf16 store of a transposed ``[BN, BM]`` tile, and split-K.
+
+Split-K in one launch: every split writes its fp32 partial to a workspace, then bumps a
+per-tile counter; the split that arrives last sums the partials, stores the output and
+resets the counter to zero for the next launch. That saves the memset and the extra
+reduction launch a two-kernel split-K needs, which matters at decode where a whole
+2880x2880 GEMV is a couple of microseconds. The partials are read with ``.cg`` (L2,
+not the incoherent L1) after the counter's acquire; the ``debug_barrier`` orders every
+thread's partial store before the counter's release (the pattern of CUTLASS's semaphore).
+Callers must not run two launches sharing the counters concurrently (one stream).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._tile import cast_out
+
+
+@triton.jit
+def store_tile(acc, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """``y[row, n] = acc[n, row] (+ bias[n])`` in y's dtype; ``y_rows``: ``[BM]`` row pointers."""
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+    out = cast_out(acc, y_ptr.dtype.element_ty, INTERPRET)
+    tl.store(y_rows[None, :] + offs_n[:, None], out, mask=n_ok[:, None] & m_ok[None, :])
+
+
+@triton.jit
+def store_or_reduce(
+    acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym, tile_id, pid_s,
+    SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    y_rows = y_ptr + offs_m.to(tl.int64) * stride_ym
+    if SPLIT_K == 1:
+        store_tile(acc, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS, INTERPRET)
+    else:
+        # Workspace [SPLIT_K, M, N] fp32, N contiguous so masked rows cost nothing.
+        part = offs_m[None, :].to(tl.int64) * N + offs_n[:, None]
+        mask = n_ok[:, None] & m_ok[None, :]
+        tl.store(part_ptr + pid_s * M * N + part, acc, mask=mask)
+        tl.debug_barrier()
+        arrived = tl.atomic_add(cnt_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLIT_K - 1:
+            total = tl.zeros(acc.shape, tl.float32)
+            for s in range(SPLIT_K):
+                total += tl.load(part_ptr + s * M * N + part, mask=mask, other=0.0, cache_modifier=".cg")
+            store_tile(total, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS, INTERPRET)
+            tl.atomic_xchg(cnt_ptr + tile_id, 0)

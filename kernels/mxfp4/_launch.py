@@ -1,0 +1,86 @@
+"""Launch heuristics: tile sizes, split-K and warps for each MXFP4 kernel, plus workspaces.
+
+Decode (M <= 16) is a stream over the weights: the goal is enough programs in flight to
+cover every SM a few times, each reading long contiguous rows (BK/2 bytes a row a step).
+Prefill is tensor-core bound: large tiles, W's tile dequantized once and used against BM
+activation rows. The numbers here were picked from the GPU sweep in ``kernels.bench``
+(see docs/PERFORMANCE.md); change them only with a new measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# The ``MODE`` constexpr of ``_tile.mx_dot``: how a weight tile is multiplied.
+MODES = {"dot_scaled": 0, "dequant_dot": 1}
+DECODE_MAX_M = 16
+
+
+@dataclass(frozen=True, slots=True)
+class MatmulConfig:
+    """One launch of the MXFP4 matmul kernel. ``bm`` covers activation rows, ``bn`` weight rows."""
+
+    bm: int
+    bn: int
+    bk: int
+    split_k: int = 1
+    num_warps: int = 4
+    num_stages: int = 3
+    group: int = 8
+    mode: str = "dot_scaled"
+
+    def __post_init__(self) -> None:
+        for name in ("bm", "bn", "bk"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"{name}={value} must be a power of two >= 16")
+        if self.bk < 64:
+            raise ValueError("bk must be at least 64 (two MX blocks, dot_scaled's minimum)")
+        if self.split_k < 1:
+            raise ValueError("split_k must be >= 1")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
+
+
+def decode_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scaled") -> MatmulConfig:
+    """Skinny GEMM (M <= 16): one 16-row activation tile, split K until the grid covers the SMs."""
+    bk = 256 if k_padded >= 256 else 128 if k_padded >= 128 else 64
+    bn = 64 if n >= 64 * 2 * sms else 32 if n >= 32 * sms else 16
+    n_tiles = _cdiv(n, bn)
+    k_tiles = _cdiv(k_padded, bk)
+    split = 1
+    while n_tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 2):
+        split *= 2
+    return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=4, mode=mode)
+
+
+def prefill_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scaled") -> MatmulConfig:
+    """Tensor-core tiles for M > 16; smaller activation tiles for medium M so the grid fills the chip."""
+    bm = 128 if m > 64 else 64 if m > 32 else 32
+    bn = 128
+    return MatmulConfig(bm=bm, bn=bn, bk=128, split_k=1, num_warps=8 if bm >= 128 else 4, num_stages=3, mode=mode)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+_MIN_COUNTERS = 1 << 16
+
+
+def splitk_counters(device: torch.device, count: int) -> torch.Tensor:
+    """Zeroed int32 arrival counters, reset to zero by the kernel itself after each use.
+
+    Allocated once per device and kept, so CUDA-graph captures see a stable address.
+    """
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < count:
+        buf = torch.zeros(max(count, _MIN_COUNTERS), dtype=torch.int32, device=device)
+        _COUNTERS[device] = buf
+    return buf
+
+# From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tile (GPU sweep).
+PREFILL_CUBLAS_MIN_M = 1024

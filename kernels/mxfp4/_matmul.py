@@ -1,0 +1,97 @@
+"""The one MXFP4 matmul kernel behind the decode GEMV and the prefill GEMM.
+
+``y[M, N] = x[M, K] @ W[N, K]^T (+ bias)``: bf16 in and out, fp32 accumulation. The
+weight is the left operand of the tile product (``acc[BN, BM] = W_tile @ x_tile^T``), so
+its canonical MXFP4 layout (``[N, K/2]`` codes, ``[N, K/32]`` scales) is exactly what
+``tl.dot_scaled`` takes, and on Hopper the dequantized tile feeds the tensor cores from
+registers. Decode uses BM = 16 (rows past M are masked) and split-K.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._env import is_interpreter
+from kernels.mxfp4._epilogue import store_or_reduce
+from kernels.mxfp4._launch import MODES, MatmulConfig, splitk_counters
+from kernels.mxfp4._tile import mx_k_loop
+from kernels.mxfp4.format import MXFP4Tensor
+
+
+@triton.jit
+def _matmul_kernel(
+    x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
+    M, N, K, stride_xm, stride_ym, KP_HALF, KP_BLOCKS, TILES_PER_SPLIT,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, GROUP: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    num_n = tl.cdiv(N, BN)
+    num_m = tl.cdiv(M, BM)
+    # Programs next to each other share a band of GROUP weight tiles and walk the
+    # activation tiles, so a weight tile is read from DRAM once and then hit in L2.
+    band = pid // (GROUP * num_m)
+    first_n = band * GROUP
+    band_size = tl.minimum(num_n - first_n, GROUP)
+    pid_n = first_n + (pid % band_size)
+    pid_m = (pid % (GROUP * num_m)) // band_size
+
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    n_ok = offs_n < N
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    m_ok = offs_m < M
+    x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm
+    wq_rows = wq_ptr + offs_n[:, None].to(tl.int64) * KP_HALF
+    ws_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
+
+    t0 = pid_s * TILES_PER_SPLIT
+    t1 = tl.minimum(t0 + TILES_PER_SPLIT, tl.cdiv(KP_HALF * 2, BK))
+    acc = tl.zeros((BN, BM), dtype=tl.float32)
+    acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_HALF, KP_BLOCKS,
+                    BN, BK, EVEN_K, MODE, INTERPRET)
+    store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
+                    pid_m * num_n + pid_n, pid_s, SPLIT_K, HAS_BIAS, INTERPRET)
+
+
+def check_operands(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None) -> None:
+    """Informative errors before any launch."""
+    if w.blocks.dim() != 3:
+        raise ValueError(f"weight must be one matrix [N, K], got shape {w.shape}")
+    if x.shape[-1] != w.k:
+        raise ValueError(f"x has K={x.shape[-1]} but the weight has K={w.k}")
+    if x.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"x must be bf16, fp16 or fp32, got {x.dtype}")
+    if x.device != w.device:
+        raise ValueError(f"x is on {x.device} but the weight is on {w.device}")
+    if bias is not None and (bias.shape != (w.n,) or bias.device != w.device):
+        raise ValueError(f"bias must be [{w.n}] on {w.device}, got {tuple(bias.shape)} on {bias.device}")
+
+
+def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: MatmulConfig) -> torch.Tensor:
+    """``x2``: ``[M, K]`` with unit stride along K. Returns ``[M, N]`` in x2's dtype."""
+    m, n = x2.shape[0], w.n
+    y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    if m == 0 or n == 0:
+        return y
+    k_tiles = triton.cdiv(w.k_padded, cfg.bk)
+    split = max(1, min(cfg.split_k, k_tiles))
+    per_split = triton.cdiv(k_tiles, split)
+    split = triton.cdiv(k_tiles, per_split)  # no empty splits
+    num_tiles = triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm)
+    if split > 1:
+        part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
+        cnt = splitk_counters(x2.device, num_tiles)
+    else:
+        part, cnt = y, y  # unused
+    even_k = w.k == w.k_padded and w.k_padded % cfg.bk == 0
+    _matmul_kernel[(num_tiles, split)](
+        x2, w.blocks, w.scales, bias if bias is not None else y, y, part, cnt,
+        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 2, w.k_padded // 32, per_split,
+        BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, SPLIT_K=split, GROUP=cfg.group,
+        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], INTERPRET=is_interpreter(),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return y

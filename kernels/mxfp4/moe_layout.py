@@ -1,0 +1,130 @@
+"""gpt-oss expert weights, re-laid out once at load time, and the grouping of tokens by expert.
+
+gpt-oss stores gate_up as ``[E, 2I, H]`` with interleaved rows: even rows are the gate
+("glu") projection, odd rows the linear ("up") one. The kernels want the two as separate
+``[E, I, H]`` tensors, so one program's tile holds row ``i`` of both and SwiGLU runs on
+the accumulators with no shuffle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kernels.mxfp4.format import MXFP4Tensor
+
+
+@dataclass(frozen=True, slots=True)
+class MoEWeights:
+    """One MoE layer's experts. Biases are fp32 (or None)."""
+
+    glu: MXFP4Tensor  # [E, I, H]
+    linear: MXFP4Tensor  # [E, I, H]
+    down: MXFP4Tensor  # [E, H, I]
+    glu_bias: torch.Tensor | None = None  # [E, I]
+    linear_bias: torch.Tensor | None = None  # [E, I]
+    down_bias: torch.Tensor | None = None  # [E, H]
+
+    def __post_init__(self) -> None:
+        e, i, h = self.glu.shape
+        if self.linear.shape != (e, i, h):
+            raise ValueError(f"linear {self.linear.shape} must match glu {self.glu.shape}")
+        if self.down.shape != (e, h, i):
+            raise ValueError(f"down must be [E={e}, H={h}, I={i}], got {self.down.shape}")
+        for name, shape in (("glu_bias", (e, i)), ("linear_bias", (e, i)), ("down_bias", (e, h))):
+            bias = getattr(self, name)
+            if bias is not None and tuple(bias.shape) != shape:
+                raise ValueError(f"{name} must be {list(shape)}, got {list(bias.shape)}")
+        if (self.glu_bias is None) != (self.linear_bias is None) or (self.glu_bias is None) != (self.down_bias is None):
+            raise ValueError("give all three biases or none")
+
+    @property
+    def num_experts(self) -> int:
+        return self.glu.shape[0]
+
+    @property
+    def hidden(self) -> int:
+        return self.glu.shape[2]
+
+    @property
+    def intermediate(self) -> int:
+        return self.glu.shape[1]
+
+    @property
+    def has_bias(self) -> bool:
+        return self.glu_bias is not None
+
+    @classmethod
+    def from_gate_up(
+        cls,
+        gate_up: MXFP4Tensor,
+        down: MXFP4Tensor,
+        gate_up_bias: torch.Tensor | None = None,
+        down_bias: torch.Tensor | None = None,
+    ) -> MoEWeights:
+        """Split gpt-oss's interleaved ``[E, 2I, H]`` gate_up (and its ``[E, 2I]`` bias)."""
+        if len(gate_up.shape) != 3 or gate_up.shape[1] % 2:
+            raise ValueError(f"gate_up must be [E, 2I, H], got {gate_up.shape}")
+
+        def rows(t: MXFP4Tensor, parity: int) -> MXFP4Tensor:
+            return MXFP4Tensor(t.blocks[:, parity::2].contiguous(), t.scales[:, parity::2].contiguous(), t.k)
+
+        def bias(b: torch.Tensor | None, parity: int | None) -> torch.Tensor | None:
+            if b is None:
+                return None
+            return (b if parity is None else b[:, parity::2]).float().contiguous()
+
+        return cls(
+            glu=rows(gate_up, 0), linear=rows(gate_up, 1), down=down.contiguous(),
+            glu_bias=bias(gate_up_bias, 0), linear_bias=bias(gate_up_bias, 1), down_bias=bias(down_bias, None),
+        )
+
+    def to(self, device: torch.device | str) -> MoEWeights:
+        move = lambda b: None if b is None else b.to(device)  # noqa: E731
+        return MoEWeights(self.glu.to(device), self.linear.to(device), self.down.to(device),
+                          move(self.glu_bias), move(self.linear_bias), move(self.down_bias))
+
+
+@dataclass(frozen=True, slots=True)
+class ExpertGroups:
+    """(token, slot) pairs sorted by expert, cut into tiles of at most ``block`` rows of one expert.
+
+    ``order[r]`` is the pair index ``t * k + j`` at sorted row ``r``. Tile ``i`` covers rows
+    ``[tile_start[i], tile_end[i])`` of expert ``tile_expert[i]``; tiles past the real count
+    are empty (start == end). Built with device ops only, so no host sync and graph-safe.
+    """
+
+    order: torch.Tensor
+    tile_expert: torch.Tensor
+    tile_start: torch.Tensor
+    tile_end: torch.Tensor
+    block: int
+
+    @property
+    def num_tiles(self) -> int:
+        return int(self.tile_expert.numel())
+
+
+def group_by_expert(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGroups:
+    flat = ids.reshape(-1).long()
+    pairs = flat.numel()
+    order = torch.argsort(flat, stable=True)
+    counts = torch.zeros(num_experts, dtype=torch.long, device=ids.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    seg_end = torch.cumsum(counts, 0)
+    seg_start = seg_end - counts
+    tiles = (counts + block - 1) // block
+    tiles_end = torch.cumsum(tiles, 0)
+    tiles_first = tiles_end - tiles
+    # Every non-empty expert wastes at most one partial tile, and no tile is empty of rows.
+    max_tiles = max(1, min(pairs, pairs // block + num_experts))
+    i = torch.arange(max_tiles, device=ids.device)
+    expert = torch.searchsorted(tiles_end, i, right=True)
+    valid = expert < num_experts
+    expert = expert.clamp(max=num_experts - 1)
+    start = seg_start[expert] + (i - tiles_first[expert]) * block
+    end = torch.minimum(start + block, seg_end[expert])
+    end = torch.where(valid, end, start)
+    as32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
+    return ExpertGroups(as32(order), as32(expert), as32(start), as32(end), block)

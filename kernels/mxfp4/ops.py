@@ -1,0 +1,64 @@
+"""The public MXFP4 ops: Triton on CUDA, the torch reference everywhere else.
+
+Triton is imported only when a CUDA tensor arrives, so CPU-only installs need no Triton.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.mxfp4._launch import DECODE_MAX_M, PREFILL_CUBLAS_MIN_M
+from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.moe_layout import MoEWeights
+from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
+
+
+def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x[..., K] @ W[N, K]^T (+ bias)`` -> ``[..., N]`` in x's dtype (bf16 in, bf16 out on CUDA).
+
+    CUDA: up to 16 rows take the decode GEMV, more take the prefill GEMM (in-kernel
+    dequantization, or a bf16 dequantize + cuBLAS past ``PREFILL_CUBLAS_MIN_M`` rows,
+    where that measured faster). Elsewhere: ``mxfp4_linear_torch``.
+    """
+    if not x.is_cuda:
+        return mxfp4_linear_torch(x, w, bias)
+    rows = x.numel() // max(1, x.shape[-1])
+    if rows <= DECODE_MAX_M:
+        from kernels.mxfp4.gemv import mxfp4_gemv
+
+        return mxfp4_gemv(x, w, bias)
+    from kernels.mxfp4.gemm import mxfp4_gemm
+
+    return mxfp4_gemm(x, w, bias, variant="dequant_cublas" if rows >= PREFILL_CUBLAS_MIN_M else "dot_scaled")
+
+
+def mxfp4_moe(
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    weights: torch.Tensor,
+    w: MoEWeights,
+    *,
+    alpha: float = 1.702,
+    limit: float = 7.0,
+) -> torch.Tensor:
+    """gpt-oss experts for ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]`` -> ``[T, H]``.
+
+    CUDA: the fused Triton kernels (decode path for few tokens, grouped by expert otherwise).
+    Elsewhere: ``mxfp4_moe_torch``.
+    """
+    if not x.is_cuda:
+        return mxfp4_moe_torch(x, ids, weights, w, alpha=alpha, limit=limit)
+    from kernels.mxfp4.moe import mxfp4_moe_triton
+
+    return mxfp4_moe_triton(x, ids, weights, w, alpha=alpha, limit=limit)
+
+
+def dequantize(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Dense ``[..., N, k]`` copy of ``w`` in ``dtype``: the Triton kernel on CUDA, ``dequantize_torch`` elsewhere."""
+    if not w.blocks.is_cuda:
+        from kernels.mxfp4.format import dequantize_torch
+
+        return dequantize_torch(w, dtype)
+    from kernels.mxfp4.dequant import dequantize_triton
+
+    return dequantize_triton(w, dtype)
