@@ -112,10 +112,13 @@ class EngineLoop:
             if not request.is_abort_requested:
                 continue
             self.scheduler.remove_waiting(request)
+            if request.is_finished:  # already completed in the step that raced with the abort
+                continue
             for sequence in request.sequences:
                 if not sequence.is_finished:
                     sequence.abort()
-                    self._complete(request, sequence)
+                    self._release(sequence)
+            self._complete(request)
         self._retire_finished_locked()
 
     def _prefill(self, request: RequestState) -> None:
@@ -155,26 +158,32 @@ class EngineLoop:
             logprobs = (self._position_logprobs(token),)
         request.sink(Chunk(sequence.index, (token.token_id,), text, request.usage(), logprobs))
         if sequence.is_finished:
-            self._complete(request, sequence)
+            self._release(sequence)
+            if request.is_finished:
+                self._complete(request)
 
     def _position_logprobs(self, token: SampledToken) -> PositionLogprobs:
         text = self.tokenizer.token_text
         chosen = TokenLogprob(token.token_id, text(token.token_id), token.logprob or 0.0)
         return PositionLogprobs(chosen, tuple(TokenLogprob(i, text(i), lp) for i, lp in token.top))
 
-    def _complete(self, request: RequestState, sequence: Sequence) -> None:
-        now = time.perf_counter()
-        assert sequence.finish_reason is not None
-        request.sink(Complete(sequence.index, sequence.finish_reason, request.usage(), request.timings(sequence, now), sequence.matched_stop))
+    def _release(self, sequence: Sequence) -> None:
         self.runner.release(sequence.seq_id)
         self._generators.pop(sequence.seq_id, None)
+
+    def _complete(self, request: RequestState) -> None:
+        """One Complete per choice, sent once all choices are done so each carries the request's final usage."""
+        now = time.perf_counter()
+        usage = request.usage()
+        for sequence in request.sequences:
+            assert sequence.finish_reason is not None
+            request.sink(Complete(sequence.index, sequence.finish_reason, usage, request.timings(sequence, now), sequence.matched_stop))
 
     def _fail_request(self, request: RequestState, message: str) -> None:
         for sequence in request.sequences:
             if not sequence.is_finished:
                 sequence.fail()
-            self.runner.release(sequence.seq_id)
-            self._generators.pop(sequence.seq_id, None)
+            self._release(sequence)
         request.sink(ErrorEvent("INTERNAL", message))
 
     def _fail_running(self, message: str) -> None:

@@ -6,6 +6,7 @@ after another. Slow but exact, and it runs any architecture transformers knows.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ class TransformersRunner(ModelRunner):
         self.max_num_seqs = max_num_seqs
         self._device = torch.device(info.device)
         self._caches: dict[int, object] = {}
+        # transformers 5 renamed past_key_values to cache; the cache object is updated in place either way.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
     def load(cls, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int) -> TransformersRunner:
@@ -52,8 +55,8 @@ class TransformersRunner(ModelRunner):
 
         cache = DynamicCache()
         ids = torch.tensor([list(token_ids)], dtype=torch.long, device=self._device)
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        self._caches[seq_id] = out.past_key_values
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_arg: cache})
+        self._caches[seq_id] = cache
         return out.logits[0, -1].float()
 
     @torch.inference_mode()
@@ -61,8 +64,7 @@ class TransformersRunner(ModelRunner):
         rows = []
         for seq_id, token in zip(seq_ids, token_ids):
             ids = torch.tensor([[token]], dtype=torch.long, device=self._device)
-            out = self.model(input_ids=ids, past_key_values=self._caches[seq_id], use_cache=True)
-            self._caches[seq_id] = out.past_key_values
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_arg: self._caches[seq_id]})
             rows.append(out.logits[0, -1].float())
         return torch.stack(rows)
 

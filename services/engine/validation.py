@@ -41,7 +41,7 @@ def check_request(request: GenerateRequest, limits: ModelLimits) -> None:
     check_stopping(request.stopping, limits.vocab_size)
     if request.constraint is not None:
         raise InvalidArgument(
-            f"constraint: constraints ({request.constraint.kind}) are not supported by this engine yet; send the request without a constraint",
+            f"constraint: constraints are not supported by this engine yet (got {request.constraint.kind}); send the request without one",
             field="constraint",
         )
 
