@@ -33,7 +33,7 @@ def test_streams_generate_with_json(engine_address: str) -> None:
     }
     result = grpcurl("-d", json.dumps(request), engine_address, "quartet.engine.v1.EngineService/Generate")
     assert result.returncode == 0, result.stderr
-    # grpcurl prints one JSON object per streamed message.
+    # grpcurl prints one JSON object per streamed message, with the proto field names.
     decoder, text, events = json.JSONDecoder(), result.stdout.strip(), []
     while text:
         event, end = decoder.raw_decode(text)
@@ -42,7 +42,7 @@ def test_streams_generate_with_json(engine_address: str) -> None:
     chunks = [e["chunk"] for e in events if "chunk" in e]
     assert len(chunks) > 1
     assert "Paris" in "".join(c.get("text", "") for c in chunks)
-    assert events[-1]["complete"]["finishReason"] in {"FINISH_REASON_STOP", "FINISH_REASON_LENGTH"}
+    assert events[-1]["complete"]["finish_reason"] in {"FINISH_REASON_STOP", "FINISH_REASON_LENGTH"}
 
 
 def test_invalid_field_is_invalid_argument(engine_address: str) -> None:
