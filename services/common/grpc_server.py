@@ -30,10 +30,15 @@ CHANNEL_OPTIONS = [
 ]
 
 
+#: Trailing-metadata key carrying an error's ``field``, so the gateway can name the OpenAI ``param``.
+FIELD_METADATA_KEY = "quartet-field"
+
+
 async def _abort_for(error: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
     if isinstance(error, QuartetError):
         log.info("request failed", extra={"method": method, "code": error.grpc_code.name, "error": error.message})
-        await context.abort(error.grpc_code, error.message)
+        metadata = ((FIELD_METADATA_KEY, error.field),) if error.field else ()
+        await context.abort(error.grpc_code, error.message, trailing_metadata=metadata)
     log.exception("unexpected error", extra={"method": method})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(error).__name__}; see the server log")
 
