@@ -27,6 +27,7 @@ from services.common.errors import (
     Unavailable,
     Unimplemented,
 )
+from services.common.grpc_server import FIELD_METADATA_KEY
 from services.gateway.schemas.errors import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,18 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[QuartetError]] = {
 }
 
 
-def from_status(code: grpc.StatusCode, details: str, *, service: str, address: str) -> QuartetError:
+def openai_param(field: str | None) -> str | None:
+    """The OpenAI parameter for a field the engine named: its chat fields sit under "chat."."""
+    if not field:
+        return None
+    if field.startswith("chat."):
+        return field.removeprefix("chat.").split(".")[0]
+    return field
+
+
+def from_status(
+    code: grpc.StatusCode, details: str, *, service: str, address: str, field: str | None = None
+) -> QuartetError:
     """The typed error for a gRPC status another service returned."""
     details = details or code.name
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -101,12 +113,14 @@ def from_status(code: grpc.StatusCode, details: str, *, service: str, address: s
     error_type = _BY_GRPC_CODE.get(code)
     if error_type is not None:
         # The service's own message already says what was wrong and what to do.
-        return error_type(details)
+        return error_type(details, field=openai_param(field))
     return Internal(f"{service} at {address} failed with {code.name}: {details}")
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError, *, service: str, address: str) -> QuartetError:
-    return from_status(error.code(), error.details() or "", service=service, address=address)
+    trailing = error.trailing_metadata() or ()
+    field = next((value for key, value in trailing if key == FIELD_METADATA_KEY), None)
+    return from_status(error.code(), error.details() or "", service=service, address=address, field=field)
 
 
 def from_status_name(name: str, message: str, *, service: str, address: str) -> QuartetError:

@@ -1,7 +1,8 @@
 """Which models the gateway serves: the engine's, asked through GetModelInfo and cached briefly.
 
-The cache keeps a request from costing an extra RPC; a miss asks again before
-answering 404, so a model swapped in the engine is found at once.
+The cache keeps a chat request from costing an extra RPC; a miss asks again
+before answering 404, so a model swapped in the engine is found at once. The
+Models routes always ask the engine, so they never describe an engine that is gone.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ class ModelCatalog:
         self._fetched_at = time.monotonic()
         return self._cards
 
-    async def list(self) -> list[ModelCard]:
-        if time.monotonic() - self._fetched_at > self._cache_seconds:
+    async def list(self, *, fresh: bool = False) -> list[ModelCard]:
+        """The served models; ``fresh`` asks the engine now (so a down engine is a 503)."""
+        if fresh or time.monotonic() - self._fetched_at > self._cache_seconds:
             return await self.refresh()
         return self._cards
 
-    async def get(self, model_id: str) -> ModelCard:
+    async def get(self, model_id: str, *, fresh: bool = False) -> ModelCard:
         """The card of ``model_id``, or ModelNotFound listing what is served."""
-        for card in await self.list():
+        for card in await self.list(fresh=fresh):
             if card.id == model_id:
                 return card
         cards = await self.refresh()

@@ -12,10 +12,10 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models")
 async def list_models(state: GatewayState = Depends(gateway_state)) -> ModelList:
-    return ModelList(data=await state.catalog.list())
+    return ModelList(data=await state.catalog.list(fresh=True))
 
 
 # Model ids hold a slash (HuggingFaceTB/SmolLM2-135M-Instruct), hence the path converter.
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, state: GatewayState = Depends(gateway_state)) -> ModelCard:
-    return await state.catalog.get(model_id)
+    return await state.catalog.get(model_id, fresh=True)

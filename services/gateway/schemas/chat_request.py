@@ -101,7 +101,7 @@ class ChatMessage(_Strict):
     @classmethod
     def _content_present(cls, value: str | list[ContentPart] | None, info: ValidationInfo) -> Any:
         if value is None and not (info.data.get("role") == "assistant" and info.data.get("tool_calls")):
-            raise _invalid(f"a {info.data.get('role', 'message')} message needs 'content' (a string or a list of text parts)")
+            raise _invalid(f"messages with role '{info.data.get('role')}' need 'content' (a string or a list of text parts)")
         return value
 
     @field_validator("audio", "function_call")
