@@ -62,7 +62,7 @@ class ServiceChannel:
         """Call when an RPC on ``channel`` failed UNAVAILABLE: a broken channel is replaced."""
         if channel is not self._channel or channel.get_state(try_to_connect=False) not in _BROKEN_STATES:
             return
-        log.info("replacing broken channel", extra={"service_name": self.name, "address": self.address})
+        log.debug("replacing broken channel", extra={"service_name": self.name, "address": self.address})
         self._channel = None
         # Calls still running on the old channel keep it until they end (or the drain time passes).
         task = asyncio.get_running_loop().create_task(channel.close(self._drain_seconds))

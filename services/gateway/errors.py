@@ -172,12 +172,11 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
 
 
 async def _on_request_validation(request: Request, error: RequestValidationError) -> JSONResponse:
-    # Only path and query parameters reach here: bodies are parsed by services.gateway.body,
-    # so this never answers FastAPI's default 422.
-    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    # Only path and query parameters can reach here (bodies go through services.gateway.request_body);
+    # either way the answer is an OpenAI 400, never FastAPI's default 422.
+    first = next(iter(error.errors()), {"loc": (), "msg": "invalid request"})
     param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-    body = ErrorResponse(error=ErrorBody(message=f"{param or 'request'}: {first.get('msg')}", type="invalid_request_error", param=param, code="invalid_value"))
-    return JSONResponse(body.model_dump(), status_code=400)
+    return error_response(BadRequest(f"{param or 'request'}: {first.get('msg')}", field=param, code="invalid_value"))
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
