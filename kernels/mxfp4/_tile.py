@@ -21,12 +21,12 @@ import triton.language as tl
 
 @triton.jit
 def cast_out(x, dtype: tl.constexpr, INTERPRET: tl.constexpr):
-    """fp32 -> ``dtype`` rounding to nearest even. The interpreter truncates fp32 -> bf16, so
-    there the rounding is done first on the bits (exact), and the truncating cast is a no-op."""
+    """fp32 -> ``dtype``, rounding to nearest even as the GPU does. The interpreter's own
+    fp32 -> bf16 truncates and flushes subnormals, so there the bf16 bits are built here."""
     if INTERPRET and dtype == tl.bfloat16:
         bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        x = bits.to(tl.float32, bitcast=True)
+        bits = bits + 0x7FFF + ((bits >> 16) & 1)
+        return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
     return x.to(dtype)
 
 

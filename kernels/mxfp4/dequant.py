@@ -10,8 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._env import can_launch
-from kernels.mxfp4._tile import dequant_tile
+from kernels.mxfp4._env import can_launch, is_interpreter
+from kernels.mxfp4._tile import cast_out, dequant_tile
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
 
 __all__ = ["dequantize_torch", "dequantize_triton"]
@@ -22,7 +22,7 @@ _OUT_DTYPES = (torch.float32, torch.bfloat16)
 @triton.jit
 def _dequant_kernel(
     wq_ptr, ws_ptr, out_ptr, R, K, KP_HALF, KP_BLOCKS,
-    BR: tl.constexpr, BK: tl.constexpr,
+    BR: tl.constexpr, BK: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid_r = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -36,7 +36,7 @@ def _dequant_kernel(
                  mask=row_ok[:, None] & (blocks < KP_BLOCKS)[None, :], other=0)
     w = dequant_tile(wq, ws, BR, BK)
     cols = pid_k * BK + tl.arange(0, BK)
-    tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], w.to(out_ptr.dtype.element_ty),
+    tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], cast_out(w, out_ptr.dtype.element_ty, INTERPRET),
              mask=row_ok[:, None] & (cols < K)[None, :])
 
 
@@ -54,6 +54,6 @@ def dequantize_triton(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16) -> to
     br, bk = 32, 256
     grid = (triton.cdiv(rows, br), triton.cdiv(w.k_padded, bk))
     _dequant_kernel[grid](w.blocks, w.scales, out, rows, w.k, w.k_padded // 2, w.k_padded // 32,
-                          BR=br, BK=bk, num_warps=4)
+                          BR=br, BK=bk, INTERPRET=is_interpreter(), num_warps=4)
     return out
 

@@ -1,0 +1,184 @@
+"""One command for the GPU numbers: ceilings, torch bf16 and every MXFP4 kernel, in one run.
+
+    python -m kernels.bench [--cases a,b] [--m 1,16] [--out DIR] [--sweep] [--no-profile]
+
+Prints the device, the measured copy-bandwidth and matmul ceilings, one table row per
+(case, m, variant) and the targets with pass/miss; writes ``metrics.json``, ``table.txt``,
+and ``archives.tar.gz`` (the per-case archive bundles, with gzipped profiler traces) to DIR
+(default ``$OUT`` if set, else ``kernels/harness/runs/<timestamp>``). ``--sweep`` also times
+a grid of launch configurations for the decode and prefill kernels (how ``_launch.py`` was tuned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+
+from kernels.harness import (
+    Experiment, archive, check_targets, format_table, format_targets, list_cases, load_case, measure_ceilings,
+    profile_trace, write_metrics,
+)
+from kernels.harness.execute import VariantResult
+from kernels.harness.report import ARCHIVE_DIR
+from kernels.harness.timing import time_calls
+
+DEFAULT_CASES = [c for c in list_cases() if not c.startswith("tiny_")]
+PROFILE = {("dense_28672x8192", 1), ("gpt_oss_moe", 1), ("gpt_oss_down", 1), ("dense_28672x8192", 2048)}
+
+
+def device_info() -> dict:
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
+            "python": platform.python_version()}
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name()
+        props = torch.cuda.get_device_properties(0)
+        info["sms"] = props.multi_processor_count
+        info["l2_bytes"] = getattr(props, "L2_cache_size", None)
+        try:
+            info["nvidia_smi"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem",
+                 "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            info["nvidia_smi"] = f"unavailable: {exc}"
+    return info
+
+
+def sweep(device: torch.device) -> str:
+    """Time launch configs of the decode and prefill kernels on the dense and down shapes."""
+    from kernels.mxfp4._launch import MatmulConfig
+    from kernels.mxfp4.gemm import mxfp4_gemm
+    from kernels.mxfp4.gemv import mxfp4_gemv
+    from kernels.mxfp4.ops import dequantize
+    from kernels.mxfp4.format import quantize_torch
+
+    lines = [f"{'shape':<16} {'m':>5} {'variant':<12} {'bm':>4} {'bn':>4} {'bk':>4} {'split':>5} {'warps':>5} "
+             f"{'stages':>6} {'us':>9} {'GB/s':>7}"]
+    grid_decode = [(bn, bk, s, w, st) for bn, bk, s in [(32, 256, 1), (64, 256, 1), (128, 256, 1), (64, 512, 1),
+                                                       (32, 512, 1), (16, 256, 1), (32, 256, 2), (64, 256, 2),
+                                                       (32, 128, 4), (16, 256, 4)]
+                   for w, st in [(4, 3), (4, 5), (8, 4)]]
+    grid_prefill = [(128, 128, 128, 8, 3), (128, 128, 64, 4, 4), (256, 128, 128, 8, 3), (128, 256, 64, 8, 3),
+                    (64, 128, 128, 4, 4), (128, 64, 128, 4, 4)]
+    for (n, k), ms in (((28672, 8192), (1, 16, 2048)), ((2880, 2880), (1,))):
+        gen = torch.Generator(device=device)
+        gen.manual_seed(0)
+        w = quantize_torch(torch.randn((n, k), generator=gen, device=device) * 0.02)
+        ref_w = dequantize(w)
+        for m in ms:
+            x = torch.randn((m, k), generator=gen, device=device).bfloat16()
+            ref = torch.nn.functional.linear(x, ref_w).float()
+            configs = []
+            if m <= 16:
+                for mode in ("dot_scaled", "dequant_dot"):
+                    for bn, bk, s, wps, st in grid_decode:
+                        configs.append((mode, MatmulConfig(bm=16, bn=bn, bk=bk, split_k=s, num_warps=wps,
+                                                           num_stages=st, mode=mode)))
+            else:
+                for mode in ("dot_scaled", "dequant_dot"):
+                    for bm, bn, bk, wps, st in grid_prefill:
+                        configs.append((mode, MatmulConfig(bm=bm, bn=bn, bk=bk, num_warps=wps, num_stages=st,
+                                                           mode=mode)))
+            op = mxfp4_gemv if m <= 16 else mxfp4_gemm
+            nbytes = n * k // 2 + n * k // 32 + m * k * 2 + m * n * 2
+            for mode, cfg in configs:
+                try:
+                    y = op(x, w, variant=mode, config=cfg).float()
+                    err = ((y - ref).norm() / ref.norm()).item()
+                    t = time_calls([lambda cfg=cfg, mode=mode: op(x, w, variant=mode, config=cfg)], samples=10)
+                    us = f"{t.median_us:9.2f}" + ("" if err < 1e-2 else f" BAD {err:.1e}")
+                    gbps = f"{nbytes / t.median_us / 1e3:7.0f}"
+                except Exception as exc:  # a config the compiler rejects is a data point, not a crash
+                    us, gbps = f"error: {type(exc).__name__}: {str(exc)[:80]}", ""
+                lines.append(f"{n}x{k:<10} {m:>5} {mode:<12} {cfg.bm:>4} {cfg.bn:>4} {cfg.bk:>4} {cfg.split_k:>5} "
+                             f"{cfg.num_warps:>5} {cfg.num_stages:>6} {us} {gbps}")
+        del w, ref_w
+        torch.cuda.empty_cache()
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES))
+    parser.add_argument("--m", default="", help="comma-separated m values (default: each manifest's)")
+    parser.add_argument("--out", default=os.environ.get("OUT", ""))
+    parser.add_argument("--samples", type=int, default=25)
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+
+    if not torch.cuda.is_available():
+        parser.error("the benchmark needs a CUDA device (tests cover the CPU)")
+    device = torch.device("cuda")
+    out = Path(args.out or Path(__file__).parent / "harness" / "runs" / time.strftime("%Y%m%dT%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    meta = device_info()
+    meta["command"] = "python -m kernels.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    print("\n".join(f"{k}: {v}" for k, v in meta.items()), flush=True)
+    ceilings = measure_ceilings(device)
+    meta["ceilings"] = ceilings.as_dict()
+    print(f"ceilings: copy {ceilings.copy_gbps:.0f} GB/s (read+write of 1 GiB), "
+          f"bf16 matmul {ceilings.matmul_tflops:.0f} TFLOP/s (8192^3)", flush=True)
+
+    if args.sweep:
+        text = sweep(device)
+        (out / "sweep.txt").write_text(text + "\n")
+        print(text, flush=True)
+
+    results: list[VariantResult] = []
+    checks = []
+    archives = []
+    ms_override = [int(v) for v in args.m.split(",") if v]
+    for name in [c for c in args.cases.split(",") if c]:
+        case = load_case(name)
+        case_results: list[VariantResult] = []
+        traces: list[Path] = []
+        for m in ms_override or case.manifest.m:
+            exp = Experiment(case, m, device, ceilings, samples=args.samples)
+            try:
+                case_results += exp.run_all()
+            except torch.cuda.OutOfMemoryError as exc:
+                print(f"{name} m={m}: out of memory ({exc}); skipped", flush=True)
+            if not args.no_profile and (name, m) in PROFILE and exp.results:
+                best = min((r for r in exp.results if not r.is_baseline), key=lambda r: r.median_us, default=None)
+                if best is not None:
+                    fwd = case.model.variants(m)[best.variant]
+                    (out / "traces").mkdir(exist_ok=True)
+                    traces.append(profile_trace(fwd, exp.inputs, out / "traces" / f"trace_{name}_m{m}.json.gz"))
+            print(format_table(exp.results).split("\n", 2)[-1], flush=True)
+            del exp
+            gc.collect()
+            torch.cuda.empty_cache()
+        results += case_results
+        checks += check_targets(case, case_results)
+        archives.append(archive(case, case_results, traces))
+
+    table = format_table(results)
+    targets = format_targets(checks)
+    write_metrics(out / "metrics.json", meta, results, checks)
+    (out / "table.txt").write_text(table + "\n\n" + targets + "\n")
+    with tarfile.open(out / "archives.tar.gz", "w:gz") as tar:
+        for folder in archives:
+            tar.add(folder, arcname=folder.relative_to(ARCHIVE_DIR))
+    shutil.rmtree(out / "traces", ignore_errors=True)  # they live in the archives
+    print("\n" + table + "\n\n" + targets, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

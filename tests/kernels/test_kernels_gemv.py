@@ -1,0 +1,83 @@
+"""Decode GEMV (M <= 16) against the float64 oracle, every variant, split-K and the edge cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.mxfp4._launch import MatmulConfig, splitk_counters
+from kernels.mxfp4.format import quantize_torch
+from kernels.mxfp4.gemv import mxfp4_gemv, mxfp4_gemv_torch
+from tests.kernels.kernel_checks import assert_bf16_close, oracle
+
+
+def make(m: int, n: int, k: int, device, gen, bias: bool = False):
+    w = quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.05)
+    x = torch.randn(m, k, device=device, generator=gen).to(torch.bfloat16)
+    b = torch.randn(n, device=device, generator=gen).to(torch.bfloat16) if bias else None
+    return x, w, b
+
+
+@pytest.mark.parametrize("variant", ["dot_scaled", "dequant_dot"])
+@pytest.mark.parametrize("m,n,k,split", [(1, 80, 512, 1), (1, 48, 200, 2), (3, 64, 256, 4), (16, 40, 96, 1),
+                                         (7, 33, 320, 3)])
+def test_tensor_core_variants(variant: str, m: int, n: int, k: int, split: int, device, gen) -> None:
+    x, w, b = make(m, n, k, device, gen, bias=m % 2 == 1)
+    cfg = MatmulConfig(bm=16, bn=32, bk=64, split_k=split, mode=variant)
+    ref, mag = oracle(x, w, b)
+    for _ in range(2):  # the second call proves split-K reset its counters
+        assert_bf16_close(mxfp4_gemv(x, w, b, variant=variant, config=cfg), ref, mag)
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_fma_variant(split: int, device, gen) -> None:
+    x, w, b = make(1, 70, 448, device, gen, bias=True)
+    cfg = MatmulConfig(bm=16, bn=32, bk=128, split_k=split)
+    ref, mag = oracle(x, w, b)
+    assert_bf16_close(mxfp4_gemv(x, w, b, variant="fma", config=cfg), ref, mag)
+
+
+@pytest.mark.parametrize("variant", ["dot_scaled", "dequant_dot", "fma"])
+def test_default_launch_config_and_leading_dims(variant: str, device, gen) -> None:
+    x, w, _ = make(1, 96, 256, device, gen)
+    x3 = x.reshape(1, 1, 256)
+    ref, mag = oracle(x, w, None)
+    out = mxfp4_gemv(x3, w, variant=variant)
+    assert out.shape == (1, 1, 96)
+    assert_bf16_close(out.reshape(1, 96), ref, mag)
+
+
+def test_splitk_counters_are_left_at_zero(device, gen) -> None:
+    x, w, _ = make(2, 64, 512, device, gen)
+    mxfp4_gemv(x, w, config=MatmulConfig(bm=16, bn=16, bk=64, split_k=4))
+    assert int(splitk_counters(x.device, 1).abs().sum()) == 0
+
+
+def test_k_not_a_multiple_of_32_uses_the_zero_padding(device, gen) -> None:
+    x, w, b = make(2, 24, 75, device, gen, bias=True)
+    assert w.k == 75 and w.k_padded == 96
+    ref, mag = oracle(x, w, b)
+    assert_bf16_close(mxfp4_gemv(x, w, b), ref, mag)
+
+
+def test_zero_weights_give_exact_zero_and_bias(device, gen) -> None:
+    w = quantize_torch(torch.zeros(32, 128, device=device))
+    x = torch.randn(1, 128, device=device, generator=gen).to(torch.bfloat16)
+    b = torch.randn(32, device=device, generator=gen).to(torch.bfloat16)
+    assert torch.equal(mxfp4_gemv(x, w, b), b[None])
+
+
+def test_reference_is_the_oracle(device, gen) -> None:
+    x, w, b = make(4, 40, 160, device, gen, bias=True)
+    ref, mag = oracle(x, w, b)
+    assert_bf16_close(mxfp4_gemv_torch(x, w, b), ref, mag)
+
+
+def test_shape_errors_are_clear(device, gen) -> None:
+    x, w, _ = make(17, 32, 64, device, gen)
+    with pytest.raises(ValueError, match="at most 16 rows"):
+        mxfp4_gemv(x, w)
+    with pytest.raises(ValueError, match="K=63"):
+        mxfp4_gemv(x[:1, :63], w)
+    with pytest.raises(ValueError, match="exactly one row"):
+        mxfp4_gemv(x[:2], w, variant="fma")

@@ -1,0 +1,105 @@
+"""gpt-oss MoE experts: the Triton paths against the reference, and the reference against gpt-oss's formulas."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.mxfp4.format import dequantize_torch, quantize_torch
+from kernels.mxfp4.moe import mxfp4_moe_triton
+from kernels.mxfp4.moe_layout import MoEWeights, group_by_expert
+from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
+
+E, H, I, TOPK = 8, 96, 64, 4
+
+
+def make_layer(device, gen, bias: bool, scale: float = 0.15):
+    gate_up = quantize_torch(torch.randn(E, 2 * I, H, device=device, generator=gen) * scale)
+    down = quantize_torch(torch.randn(E, H, I, device=device, generator=gen) * scale)
+    gub = torch.randn(E, 2 * I, device=device, generator=gen).bfloat16() if bias else None
+    db = torch.randn(E, H, device=device, generator=gen).bfloat16() if bias else None
+    return gate_up, down, gub, db
+
+
+def gpt_oss_formula(x, ids, wts, gate_up, down, gub, db) -> torch.Tensor:
+    """gpt-oss's MLPBlock written out in float64 on the interleaved weights (bf16 between the matmuls)."""
+    w1, w2 = dequantize_torch(gate_up).double(), dequantize_torch(down).double()
+    t = torch.einsum("beck,bk->bec", w1[ids.long()], x.double())
+    if gub is not None:
+        t = t + gub.double()[ids.long()]
+    glu, lin = t[..., ::2].clamp(max=7.0), t[..., 1::2].clamp(min=-7.0, max=7.0)
+    act = (glu * torch.sigmoid(1.702 * glu) * (lin + 1)).to(torch.bfloat16).double()
+    y = torch.einsum("beck,bek->bec", w2[ids.long()], act)
+    if db is not None:
+        y = y + db.double()[ids.long()]
+    return torch.einsum("bec,be->bc", y, wts.double())
+
+
+def assert_moe_close(out: torch.Tensor, ref: torch.Tensor) -> None:
+    """Both sides round the activation to bf16; where their fp32 sums differ in the last bits that
+    rounding can differ by one bf16 ulp, so the bound is a few bf16 ulps, norm-wise and per element."""
+    out, ref = out.double(), ref.double()
+    rel = ((out - ref).norm() / ref.norm()).item()
+    worst = ((out - ref).abs().max() / ref.abs().max()).item()
+    assert rel < 5e-3 and worst < 1e-2, f"rel L2 {rel:.2e}, max err / max |ref| {worst:.2e}"
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_reference_matches_gpt_oss_formula(bias: bool, device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db)
+    x = torch.randn(5, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(5, E, device=device, generator=gen), TOPK)
+    assert_moe_close(mxfp4_moe_torch(x, ids, wts, w), gpt_oss_formula(x, ids, wts, gate_up, down, gub, db))
+
+
+@pytest.mark.parametrize("mode", ["dot_scaled", "dequant_dot"])
+@pytest.mark.parametrize("path,tokens", [("decode", 1), ("decode", 3), ("grouped", 1), ("grouped", 37)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_triton_paths_match_reference(mode: str, path: str, tokens: int, bias: bool, device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db)
+    x = torch.randn(tokens, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(tokens, E, device=device, generator=gen), TOPK)
+    out = mxfp4_moe_triton(x, ids, wts, w, path=path, mode=mode)
+    assert out.shape == (tokens, H) and out.dtype == torch.bfloat16
+    assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
+
+
+def test_swiglu_clamps_are_exercised_and_respected(device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias=True, scale=0.6)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db)
+    x = torch.randn(6, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(6, E, device=device, generator=gen), TOPK)
+    pre = x.float() @ dequantize_torch(gate_up[int(ids[0, 0])]).T
+    assert (pre[:, 0::2] > 7).any() and (pre[:, 1::2].abs() > 7).any(), "the inputs must reach the clamps"
+    ref = gpt_oss_formula(x, ids, wts, gate_up, down, gub, db)
+    for path in ("decode", "grouped"):
+        assert_moe_close(mxfp4_moe_triton(x, ids, wts, w, path=path), ref)
+
+
+def test_group_by_expert_covers_every_pair_once(device, gen) -> None:
+    ids = torch.randint(0, E, (50, TOPK), device=device, generator=gen)
+    g = group_by_expert(ids, E, block=16)
+    flat = ids.reshape(-1)
+    assert sorted(g.order.tolist()) == list(range(flat.numel()))
+    covered = []
+    for e, s, t in zip(g.tile_expert.tolist(), g.tile_start.tolist(), g.tile_end.tolist()):
+        assert 0 <= t - s <= 16
+        rows = g.order[s:t]
+        assert (flat[rows.long()] == e).all()
+        covered += rows.tolist()
+    assert sorted(covered) == list(range(flat.numel()))
+
+
+def test_input_errors_are_clear(device, gen) -> None:
+    gate_up, down, _, _ = make_layer(device, gen, bias=False)
+    w = MoEWeights.from_gate_up(gate_up, down)
+    x = torch.randn(2, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(2, E, device=device, generator=gen), TOPK)
+    with pytest.raises(ValueError, match="x must be"):
+        mxfp4_moe_triton(x[:, :10], ids, wts, w)
+    with pytest.raises(ValueError, match="ids and weights"):
+        mxfp4_moe_triton(x, ids[:, :2], wts, w)
+    with pytest.raises(ValueError, match="down must be"):
+        MoEWeights(w.glu, w.linear, w.glu)
