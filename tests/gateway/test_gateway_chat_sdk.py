@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import openai
 import pytest
 from quartet.engine.v1 import engine_pb2
@@ -158,3 +160,19 @@ def test_unknown_model_is_not_found_listing_models(client: openai.OpenAI, model_
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="no/such-model", messages=QUESTION, stream=stream)
     assert model_id in info.value.message
+
+
+async def test_concurrent_streams_each_complete(async_client: openai.AsyncOpenAI, model_id: str) -> None:
+    async def one(question: str) -> tuple[str, str | None]:
+        stream = await async_client.chat.completions.create(
+            model=model_id, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=12, stream=True
+        )
+        text, finish = "", None
+        async for chunk in stream:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+    questions = [f"What is {n} plus {n}?" for n in range(4)]
+    results = await asyncio.gather(*(one(q) for q in questions))
+    assert all(text and finish in ("stop", "length") for text, finish in results), results
