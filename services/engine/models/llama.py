@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.engine.kv_cache import KVCache
+from services.engine.models.linear import TransposedLinear
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +101,16 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [..., seq, head_dim] with positions broadcastable to [..., seq]."""
-        cos = self.cos[positions].to(x.dtype)
-        sin = self.sin[positions].to(x.dtype)
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    def table(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for ``positions``, looked up once per forward and shared by every layer."""
+        return self.cos[positions].to(dtype), self.sin[positions].to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (i, i + D/2) of the last dimension; cos/sin broadcast against x."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
 
 
 class Attention(nn.Module):
@@ -118,39 +122,34 @@ class Attention(nn.Module):
         self.head_dim = config.head_dim
         self.q_size = self.num_heads * self.head_dim
         self.kv_size = self.num_kv_heads * self.head_dim
-        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
-        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
+        self.qkv_proj = TransposedLinear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        self.o_proj = TransposedLinear(self.q_size, config.hidden_size)
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
-    def prefill(self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
-        """x: [T, hidden] of one sequence starting at position 0."""
+    def prefill(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, slot: int) -> torch.Tensor:
+        """x: [T, hidden] of one sequence starting at position 0; rope: cos/sin [T, D]."""
         length = x.shape[0]
-        q, k, v = self.qkv_proj(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-        q = rope(q.view(length, self.num_heads, self.head_dim).transpose(0, 1), positions)
-        k = rope(k.view(length, self.num_kv_heads, self.head_dim).transpose(0, 1), positions)
-        v = v.view(length, self.num_kv_heads, self.head_dim).transpose(0, 1)
+        qkv = self.qkv_proj(x).view(length, self.num_heads + 2 * self.num_kv_heads, self.head_dim).transpose(0, 1)
+        qk = apply_rope(qkv[: self.num_heads + self.num_kv_heads], *rope)
+        q, k = qk[: self.num_heads], qk[self.num_heads :]
+        v = qkv[self.num_heads + self.num_kv_heads :]
         cache.keys[self.layer_index][slot, :, :length] = k
         cache.values[self.layer_index][slot, :, :length] = v
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
         return self.o_proj(out.transpose(0, 1).reshape(length, self.q_size))
 
-    def decode(
-        self, x: torch.Tensor, rope: RotaryEmbedding, positions: torch.Tensor, cache: KVCache, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """x: [B, hidden], one new token for each of slots 0..B-1; mask: [B, 1, 1, L] keys each may see."""
+    def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor, cache: KVCache, mask: torch.Tensor) -> torch.Tensor:
+        """x: [B, hidden], one new token for each of slots 0..B-1; rope: cos/sin [B, 1, D]; mask: [B, 1, 1, L]."""
         batch = x.shape[0]
-        q, k, v = self.qkv_proj(x).split((self.q_size, self.kv_size, self.kv_size), dim=-1)
-        # [B, heads, 1, D]: rope broadcasts positions [B, 1, 1] over heads.
-        q = rope(q.view(batch, self.num_heads, 1, self.head_dim), positions.view(batch, 1, 1))
-        k = rope(k.view(batch, self.num_kv_heads, 1, self.head_dim), positions.view(batch, 1, 1))
-        v = v.view(batch, self.num_kv_heads, 1, self.head_dim)
+        qkv = self.qkv_proj(x).view(batch, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        qk = apply_rope(qkv[:, : self.num_heads + self.num_kv_heads], *rope)
         slots = torch.arange(batch, device=x.device)
         keys, values = cache.keys[self.layer_index], cache.values[self.layer_index]
-        keys[slots, :, positions] = k.squeeze(2)
-        values[slots, :, positions] = v.squeeze(2)
+        keys[slots, :, positions] = qk[:, self.num_heads :]
+        values[slots, :, positions] = qkv[:, self.num_heads + self.num_kv_heads :]
         span = mask.shape[-1]
         # GQA without copying K/V: the query heads sharing a KV head become that head's "query positions".
-        q = q.view(batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim)
+        q = qk[:, : self.num_heads].reshape(batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim)
         out = F.scaled_dot_product_attention(q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, scale=self.scale)
         return self.o_proj(out.reshape(batch, self.q_size))
 
@@ -161,8 +160,8 @@ class MLP(nn.Module):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.intermediate_size = config.intermediate_size
-        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.gate_up_proj = TransposedLinear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = TransposedLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
@@ -186,17 +185,17 @@ class LlamaModel(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rope = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.embed_tokens.weight
+        # With tied embeddings the head still gets its own transposed copy (+V*H floats): see linear.py.
+        self.lm_head = TransposedLinear(config.hidden_size, config.vocab_size)
 
     @torch.inference_mode()
     def prefill(self, token_ids: torch.Tensor, cache: KVCache, slot: int, *, all_logits: bool = False) -> torch.Tensor:
         """Run one prompt ([T] ids) into ``slot``; logits of the last position [V], or of all [T, V]."""
         positions = torch.arange(token_ids.shape[0], device=token_ids.device)
         h = self.embed_tokens(token_ids)
+        rope = self.rope.table(positions, h.dtype)
         for layer in self.layers:
-            h = h + layer.self_attn.prefill(layer.input_layernorm(h), self.rope, positions, cache, slot)
+            h = h + layer.self_attn.prefill(layer.input_layernorm(h), rope, cache, slot)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         h = h if all_logits else h[-1:]
         logits = self.lm_head(self.norm(h))
@@ -209,35 +208,34 @@ class LlamaModel(nn.Module):
         visible = torch.arange(span, device=positions.device).view(1, span) <= positions.view(-1, 1)
         mask = visible.view(-1, 1, 1, span)
         h = self.embed_tokens(token_ids)
+        cos, sin = self.rope.table(positions, h.dtype)
+        rope = (cos.unsqueeze(1), sin.unsqueeze(1))  # broadcast over heads
         for layer in self.layers:
-            h = h + layer.self_attn.decode(layer.input_layernorm(h), self.rope, positions, cache, mask)
+            h = h + layer.self_attn.decode(layer.input_layernorm(h), rope, positions, cache, mask)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
         return self.lm_head(self.norm(h))
 
     def load_hf_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load a Hugging Face LlamaForCausalLM state dict, fusing q/k/v and gate/up."""
-        own: dict[str, torch.Tensor] = {"embed_tokens.weight": weights["model.embed_tokens.weight"], "norm.weight": weights["model.norm.weight"]}
-        if not self.config.tie_word_embeddings:
-            own["lm_head.weight"] = weights["lm_head.weight"]
+        """Load a Hugging Face LlamaForCausalLM state dict: fuse q/k/v and gate/up, transpose the linears."""
+        t = TransposedLinear.from_weight
+        embed = weights["model.embed_tokens.weight"]
+        head = embed if self.config.tie_word_embeddings else weights["lm_head.weight"]
+        own: dict[str, torch.Tensor] = {"embed_tokens.weight": embed, "norm.weight": weights["model.norm.weight"], "lm_head.weight_t": t(head)}
         for i in range(self.config.num_hidden_layers):
             src, dst = f"model.layers.{i}.", f"layers.{i}."
             for norm in ("input_layernorm", "post_attention_layernorm"):
                 own[f"{dst}{norm}.weight"] = weights[f"{src}{norm}.weight"]
-            attn = f"{src}self_attn."
-            own[f"{dst}self_attn.qkv_proj.weight"] = torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"])
+            attn, mlp = f"{src}self_attn.", f"{src}mlp."
+            own[f"{dst}self_attn.qkv_proj.weight_t"] = t(torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"]))
+            own[f"{dst}self_attn.o_proj.weight_t"] = t(weights[f"{attn}o_proj.weight"])
+            own[f"{dst}mlp.gate_up_proj.weight_t"] = t(torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]]))
+            own[f"{dst}mlp.down_proj.weight_t"] = t(weights[f"{mlp}down_proj.weight"])
             if self.config.attention_bias:
                 own[f"{dst}self_attn.qkv_proj.bias"] = torch.cat([weights[f"{attn}{p}_proj.bias"] for p in "qkv"])
-            own[f"{dst}self_attn.o_proj.weight"] = weights[f"{attn}o_proj.weight"]
-            mlp = f"{src}mlp."
-            own[f"{dst}mlp.gate_up_proj.weight"] = torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]])
-            own[f"{dst}mlp.down_proj.weight"] = weights[f"{mlp}down_proj.weight"]
             if self.config.mlp_bias:
                 own[f"{dst}mlp.gate_up_proj.bias"] = torch.cat([weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]])
                 own[f"{dst}mlp.down_proj.bias"] = weights[f"{mlp}down_proj.bias"]
-        # assign=True keeps the checkpoint's tensors (and lets a meta-device model load without init).
+        # assign=True keeps these tensors (and lets a meta-device model load without initialising).
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
-        missing = [m for m in missing if not (m == "lm_head.weight" and self.config.tie_word_embeddings)]
         if missing or unexpected:
             raise ValueError(f"checkpoint does not fit the Llama model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        if self.config.tie_word_embeddings:
-            self.lm_head.weight = self.embed_tokens.weight
