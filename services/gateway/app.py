@@ -2,7 +2,8 @@
 
 The app owns its gRPC clients when it builds them (opened in ``lifespan``, on
 the server's event loop, and closed at shutdown); clients passed in belong to
-the caller.
+the caller. Keys, the Fernet envelope, the rate limiter and the metrics are
+built here, once, from the settings.
 """
 
 from __future__ import annotations
@@ -11,24 +12,45 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from services.gateway.auth import ApiKeys
 from services.gateway.clients import Clients
 from services.gateway.errors import install_error_handlers
+from services.gateway.fernet import Envelope
+from services.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from services.gateway.model_catalog import ModelCatalog
-from services.gateway.routes import chat, health, models
+from services.gateway.openapi import install_openapi
+from services.gateway.rate_limit import RateLimiter
+from services.gateway.routes import bench, chat, completions, health, metrics, models
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
 
 
 def create_app(settings: GatewaySettings | None = None, clients: Clients | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    gateway_metrics = GatewayMetrics()
+    api_keys = ApiKeys(settings.all_api_keys())
+    envelope = Envelope.from_settings(settings)
+    limiter = (
+        RateLimiter(settings.rate_limit_per_minute, burst=settings.rate_limit_burst)
+        if settings.rate_limit_per_minute > 0
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = clients is None
         live = Clients.from_settings(settings) if owned else clients
-        catalog = ModelCatalog(live.engine, cache_seconds=settings.models_cache_seconds)
-        app.state.gateway = GatewayState(settings=settings, clients=live, catalog=catalog)
+        app.state.gateway = GatewayState(
+            settings=settings,
+            clients=live,
+            catalog=ModelCatalog(live.engine, cache_seconds=settings.models_cache_seconds),
+            metrics=gateway_metrics,
+            api_keys=api_keys,
+            envelope=envelope,
+            rate_limiter=limiter,
+        )
         try:
             yield
         finally:
@@ -37,6 +59,19 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
 
     app = FastAPI(title="Quartet gateway", summary="OpenAI-compatible HTTP API", lifespan=lifespan)
     install_error_handlers(app)
-    for module in (chat, models, health):
+    modules = (chat, completions, models, bench, health, metrics)
+    for module in modules:
         app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
+    # Added last, so it is the outermost layer and also counts what CORS answers itself.
+    routes = [route for module in modules for route in module.router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=gateway_metrics, routes=routes)
+    install_openapi(app, [model for module in modules for model in getattr(module, "OPENAPI_MODELS", ())])
     return app

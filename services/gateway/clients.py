@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -93,6 +94,14 @@ class ServiceChannel:
         await asyncio.gather(*(channel.close(None) for channel in channels), *self._retiring, return_exceptions=True)
 
 
+class StreamObserver(Protocol):
+    """Sees every event of a Generate stream, then ``close()`` once (metrics.GenerationMeter)."""
+
+    def on_event(self, event: engine_pb2.GenerateResponse) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class GenerateStream:
     """One running ``Generate`` call: yields Chunk and Complete events, raises typed errors.
 
@@ -100,10 +109,17 @@ class GenerateStream:
     ``services.common.errors`` type. ``cancel()`` aborts the request in the engine.
     """
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall, engine: EngineClient, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self,
+        call: grpc.aio.UnaryStreamCall,
+        engine: EngineClient,
+        channel: grpc.aio.Channel,
+        observer: StreamObserver | None = None,
+    ) -> None:
         self._call = call
         self._engine = engine
         self._channel = channel
+        self._observer = observer
         self._peeked: engine_pb2.GenerateResponse | None = None
 
     async def peek(self) -> engine_pb2.GenerateResponse | None:
@@ -119,6 +135,8 @@ class GenerateStream:
             raise self._engine.failure(error, self._channel) from None
         if event is grpc.aio.EOF:
             return None
+        if self._observer is not None:
+            self._observer.on_event(event)
         if event.WhichOneof("event") == "error":
             raise from_status_name(event.error.code, event.error.message, service="engine", address=self._engine.address)
         return event
@@ -134,8 +152,11 @@ class GenerateStream:
             self.cancel()
 
     def cancel(self) -> None:
+        """Abort the engine request if it still runs; safe to call any number of times."""
         if not self._call.done():
             self._call.cancel()
+        if self._observer is not None:
+            self._observer.close()
 
 
 class EngineClient:
@@ -164,12 +185,12 @@ class EngineClient:
         except grpc.aio.AioRpcError as error:
             raise self.failure(error, channel) from None
 
-    def generate(self, request: engine_pb2.GenerateRequest) -> GenerateStream:
+    def generate(self, request: engine_pb2.GenerateRequest, observer: StreamObserver | None = None) -> GenerateStream:
         channel = self._channel.get()
         call = engine_pb2_grpc.EngineServiceStub(channel).Generate(
             request, timeout=self._request_timeout, wait_for_ready=False
         )
-        return GenerateStream(call, self, channel)
+        return GenerateStream(call, self, channel, observer)
 
 
 @dataclass

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from quartet.engine.v1 import engine_pb2
 
 from services.gateway.errors import EngineAborted, Internal
 from services.gateway.schemas.chat_request import ChatCompletionRequest, ChatMessage
+from services.gateway.schemas.completion_request import CompletionRequest
 from services.gateway.schemas.chat_response import (
     DeltaFunctionCall,
     DeltaToolCall,
@@ -16,6 +18,7 @@ from services.gateway.schemas.chat_response import (
     TopLogprob,
     Usage,
 )
+from services.gateway.schemas.completion_response import LegacyLogprobs
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +38,33 @@ def _message(message: ChatMessage) -> engine_pb2.ChatMessage:
     )
 
 
-def _sampling(request: ChatCompletionRequest) -> engine_pb2.SamplingParams:
+class SamplingFields(Protocol):
+    """The sampling and stopping fields Chat Completions and Completions share."""
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    repetition_penalty: float | None
+    n: int | None
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    logit_bias: dict[str, float] | None
+    stop_token_ids: list[int] | None
+    ignore_eos: bool | None
+
+    @property
+    def stop_list(self) -> list[str]: ...
+
+
+def _sampling(request: SamplingFields, *, logprobs: bool, top_logprobs: int) -> engine_pb2.SamplingParams:
     sampling = engine_pb2.SamplingParams(
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
-        logprobs=bool(request.logprobs),
-        top_logprobs=request.top_logprobs or 0,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     # Optional proto fields stay unset unless the client chose a value: unset means "engine default".
     for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "n"):
@@ -54,26 +77,49 @@ def _sampling(request: ChatCompletionRequest) -> engine_pb2.SamplingParams:
     return sampling
 
 
-def _stopping(request: ChatCompletionRequest) -> engine_pb2.StoppingCriteria:
+def _stopping(request: SamplingFields, max_tokens: int | None) -> engine_pb2.StoppingCriteria:
     stopping = engine_pb2.StoppingCriteria(
         stop=request.stop_list,
         stop_token_ids=request.stop_token_ids or [],
         ignore_eos=bool(request.ignore_eos),
     )
-    if request.completion_limit is not None:
-        stopping.max_tokens = request.completion_limit
+    if max_tokens is not None:
+        stopping.max_tokens = max_tokens
     return stopping
 
 
-def to_generate_request(request: ChatCompletionRequest, request_id: str) -> engine_pb2.GenerateRequest:
+def to_generate_request(
+    request: ChatCompletionRequest, request_id: str, *, max_tokens: int | None = None
+) -> engine_pb2.GenerateRequest:
+    """The engine request of a chat completion; ``max_tokens`` (the capped limit) overrides the request's."""
     return engine_pb2.GenerateRequest(
         request_id=request_id,
         model=request.model,
         chat=engine_pb2.ChatInput(messages=[_message(m) for m in request.messages]),
-        sampling=_sampling(request),
-        stopping=_stopping(request),
+        sampling=_sampling(request, logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0),
+        stopping=_stopping(request, max_tokens if max_tokens is not None else request.completion_limit),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
+
+
+def to_text_generate_request(
+    request: CompletionRequest, prompt: str | list[int], request_id: str, *, max_tokens: int | None
+) -> engine_pb2.GenerateRequest:
+    """The engine request of one prompt of a text completion: raw text or token ids, no chat template."""
+    # The legacy logprobs=k asks for k alternatives; logprobs=0 still wants the chosen token's.
+    wants = request.logprobs is not None
+    pb = engine_pb2.GenerateRequest(
+        request_id=request_id,
+        model=request.model,
+        sampling=_sampling(request, logprobs=wants, top_logprobs=request.logprobs or 0),
+        stopping=_stopping(request, max_tokens),
+        priority=engine_pb2.PRIORITY_DEFAULT,
+    )
+    if isinstance(prompt, str):
+        pb.text = prompt
+    else:
+        pb.token_ids.ids.extend(prompt)
+    return pb
 
 
 _FINISH_REASONS: dict[int, FinishReason] = {
@@ -128,3 +174,22 @@ def tool_call_delta(delta: engine_pb2.ToolCallDelta) -> DeltaToolCall:
         type="function" if first else None,
         function=DeltaFunctionCall(name=delta.name or None, arguments=delta.arguments),
     )
+
+
+def legacy_logprobs(positions: list[engine_pb2.PositionLogprobs], *, offset: int, num_top: int) -> LegacyLogprobs:
+    """The Completions API's logprobs for ``positions``, the first token starting at character ``offset``."""
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top: list[dict[str, float] | None] = []
+    offsets: list[int] = []
+    for position in positions:
+        chosen = position.chosen
+        tokens.append(chosen.text)
+        token_logprobs.append(chosen.logprob)
+        # OpenAI always lists the chosen token among the alternatives, so there may be num_top + 1.
+        alternatives = {entry.text: entry.logprob for entry in list(position.top)[:num_top]}
+        alternatives.setdefault(chosen.text, chosen.logprob)
+        top.append(alternatives)
+        offsets.append(offset)
+        offset += len(chosen.text)
+    return LegacyLogprobs(tokens=tokens, token_logprobs=token_logprobs, top_logprobs=top, text_offset=offsets)

@@ -14,7 +14,7 @@ import logging
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.errors import (
@@ -80,6 +80,26 @@ class Internal(QuartetError):
     """A failure nobody could have avoided by changing the request."""
 
 
+class Unauthorized(QuartetError):
+    """No API key, or one this gateway does not know."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    code = "invalid_api_key"
+    # RFC 6750: a 401 names the scheme the client should use.
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class RateLimited(ResourceExhausted):
+    """This key sent more requests than its share; ``retry_after`` says when the next one is allowed."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 _BY_GRPC_CODE: dict[grpc.StatusCode, type[QuartetError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
@@ -141,8 +161,14 @@ def error_body(error: QuartetError) -> ErrorResponse:
     )
 
 
-def error_response(error: QuartetError) -> JSONResponse:
-    return JSONResponse(error_body(error).model_dump(), status_code=error.http_status)
+def error_response(error: QuartetError, request: Request | None = None) -> Response:
+    """The HTTP answer for ``error``; sealed when ``request`` came encrypted (its answers all are)."""
+    body = error_body(error).model_dump_json().encode()
+    envelope = getattr(request.state, "envelope", None) if request is not None else None
+    if envelope is not None:
+        body = envelope.seal_json(body)
+    headers = getattr(error, "headers", None)
+    return Response(body, status_code=error.http_status, media_type="application/json", headers=headers)
 
 
 def _plain(status: int, message: str, *, code: str | None = None) -> JSONResponse:
@@ -152,10 +178,10 @@ def _plain(status: int, message: str, *, code: str | None = None) -> JSONRespons
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-async def _on_quartet_error(request: Request, error: QuartetError) -> JSONResponse:
+async def _on_quartet_error(request: Request, error: QuartetError) -> Response:
     level = logging.WARNING if error.http_status >= 500 else logging.INFO
     log.log(level, "request failed", extra={"path": request.url.path, "status": error.http_status, "error": error.message})
-    return error_response(error)
+    return error_response(error, request)
 
 
 async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -179,9 +205,9 @@ async def _on_request_validation(request: Request, error: RequestValidationError
     return error_response(BadRequest(f"{param or 'request'}: {first.get('msg')}", field=param, code="invalid_value"))
 
 
-async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+async def _on_unexpected(request: Request, error: Exception) -> Response:
     log.exception("unexpected error", extra={"path": request.url.path})
-    return _plain(500, f"internal error in the gateway ({type(error).__name__}); see the gateway log")
+    return error_response(Internal(f"internal error in the gateway ({type(error).__name__}); see the gateway log"), request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

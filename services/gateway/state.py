@@ -1,13 +1,18 @@
-"""What routes share: settings, clients and the model catalog, held on ``app.state``."""
+"""What routes share: settings, clients, the model catalog and the request policies, held on ``app.state``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from services.gateway.auth import ApiKeys
 from services.gateway.clients import Clients
+from services.gateway.fernet import Envelope
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.model_catalog import ModelCatalog
+from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
 
 
@@ -16,6 +21,14 @@ class GatewayState:
     settings: GatewaySettings
     clients: Clients
     catalog: ModelCatalog
+    metrics: GatewayMetrics
+    api_keys: ApiKeys
+    #: None when encrypted payloads are off (no ENCRYPTION_KEY).
+    envelope: Envelope | None = None
+    #: None when there is no rate limit.
+    rate_limiter: RateLimiter | None = None
+    #: Held while a /bench run is going on.
+    bench_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def gateway_state(request: Request) -> GatewayState:

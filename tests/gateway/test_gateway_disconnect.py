@@ -45,3 +45,35 @@ def test_giving_up_on_a_whole_answer_cancels_it_too(gateway_url: str, model_id: 
             reply.result()
     # The client hung up on a non-streaming request: the gateway must notice and cancel.
     assert engine_probe.wait_idle(timeout=10) < 10
+
+
+COUNTING = {"prompt": ["Count from one to one thousand:", "List every prime number:"], **ENDLESS}
+
+
+def test_closing_a_completions_stream_cancels_every_prompt(gateway_url: str, model_id: str, engine_probe: EngineProbe) -> None:
+    engine_probe.wait_idle(timeout=30)
+    with httpx.Client(base_url=gateway_url, timeout=60) as http:
+        with http.stream("POST", "/v1/completions", json={"model": model_id, "stream": True, **COUNTING}) as reply:
+            assert reply.status_code == 200
+            received = [line for line, _ in zip(reply.iter_lines(), range(8)) if line.startswith("data: ")]
+            assert received, "expected some chunks before hanging up"
+            assert engine_probe.num_active() == 2, "one engine request per prompt"
+    assert engine_probe.wait_idle(timeout=10) < 10
+
+
+def test_giving_up_on_a_whole_completion_cancels_it(gateway_url: str, model_id: str, engine_probe: EngineProbe) -> None:
+    engine_probe.wait_idle(timeout=30)
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(
+            httpx.post,
+            f"{gateway_url}/v1/completions",
+            json={"model": model_id, **COUNTING},
+            timeout=httpx.Timeout(60, read=3),
+        )
+        deadline = time.monotonic() + 10
+        while engine_probe.num_active() < 2:
+            assert time.monotonic() < deadline and not reply.done(), "the prompts never all reached the engine"
+            time.sleep(0.05)
+        with pytest.raises(httpx.ReadTimeout):
+            reply.result()
+    assert engine_probe.wait_idle(timeout=10) < 10

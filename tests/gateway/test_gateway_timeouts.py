@@ -23,6 +23,11 @@ def test_a_slow_generation_hits_the_deadline(engine_address: str, model_id: str,
             assert reply.elapsed.total_seconds() < 5
             engine_probe.wait_idle(timeout=10)
 
+            completion = http.post("/v1/completions", json={"model": model_id, "prompt": "Count:", **ENDLESS})
+            assert completion.status_code == 504, completion.text
+            assert completion.json()["error"]["type"] == "timeout_error"
+            engine_probe.wait_idle(timeout=10)
+
             body = {"model": model_id, "messages": PROMPT, "stream": True, **ENDLESS}
             with http.stream("POST", "/v1/chat/completions", json=body) as streamed:
                 assert streamed.status_code == 200

@@ -7,25 +7,36 @@ import time
 import uuid
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 
 from services.common.logs import debug_payloads
 from services.gateway import convert
+from services.gateway.auth import guard
 from services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from services.gateway.disconnect import until_disconnect
+from services.gateway.limits import resolve_max_tokens
+from services.gateway.openapi import body_spec
+from services.gateway.reply import json_reply
 from services.gateway.request_body import parse_request
 from services.gateway.schemas.chat_request import ChatCompletionRequest
+from services.gateway.schemas.chat_response import ChatCompletion
 from services.gateway.sse import sse_response
 from services.gateway.state import GatewayState, gateway_state
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["chat"])
+OPENAPI_MODELS = [ChatCompletionRequest, ChatCompletion]
+router = APIRouter(tags=["chat"], dependencies=[Depends(guard)])
+ROUTE = "/v1/chat/completions"
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(ROUTE, response_model=None, **body_spec(ChatCompletionRequest, ChatCompletion))
 async def create_chat_completion(request: Request, state: GatewayState = Depends(gateway_state)) -> Response:
-    chat = await parse_request(request, ChatCompletionRequest, limit=state.settings.max_body_bytes)
+    chat = await parse_request(request, ChatCompletionRequest)
     await state.catalog.get(chat.model)
+    max_tokens = resolve_max_tokens(
+        chat.completion_limit,
+        field="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",
+        cap=state.settings.max_tokens_cap,
+    )
     info = CompletionInfo(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -38,7 +49,8 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         extra["messages"] = [m.model_dump(exclude_none=True) for m in chat.messages]
     log.info("chat completion", extra=extra)
 
-    stream = state.clients.engine.generate(convert.to_generate_request(chat, info.id))
+    pb = convert.to_generate_request(chat, info.id, max_tokens=max_tokens)
+    stream = state.clients.engine.generate(pb, state.metrics.meter(ROUTE))
     transcript = Transcript(info)
     started = time.monotonic()
 
@@ -61,11 +73,11 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
             completion = await until_disconnect(request, collect(stream, transcript))
         finally:
             finished()
-        return JSONResponse(completion.model_dump(mode="json"), headers=headers)
+        return json_reply(request, completion, headers=headers)
     try:
         # Read the first event before answering, so a refusal (bad max_tokens, ...) is a real HTTP error.
         await until_disconnect(request, stream.peek())
     except BaseException:
         finished()
         raise
-    return sse_response(chunks(stream, transcript), on_close=finished, headers=headers)
+    return sse_response(request, chunks(stream, transcript), on_close=finished, headers=headers)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from services.gateway.auth import guard
 from services.gateway.schemas.models import ModelCard, ModelList
 from services.gateway.state import GatewayState, gateway_state
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[Depends(guard)])
 
 
 @router.get("/v1/models")

@@ -12,24 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationInfo, field_validator
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-UINT32_MAX = 2**32 - 1
-
-
-class _Strict(BaseModel):
-    # strict: "0.5" is not a number and 1 is not a string, as in OpenAI's API.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _unsupported(message: str) -> PydanticCustomError:
-    return PydanticCustomError("unsupported_parameter", message)
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError("invalid_value", message)
+from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX
+from services.gateway.schemas.strict import Strict as _Strict
+from services.gateway.schemas.strict import absent as _absent
+from services.gateway.schemas.strict import check_logit_bias, check_stop, check_token_ids
+from services.gateway.schemas.strict import invalid as _invalid
+from services.gateway.schemas.strict import unsupported as _unsupported
 
 
 class ContentPart(_Strict):
@@ -139,10 +129,6 @@ class ResponseFormat(_Strict):
         return value
 
 
-def _absent(value: Any) -> bool:
-    return value is None or value == [] or value == {}
-
-
 # Known OpenAI parameters we do not implement yet: which values are still accepted,
 # and why anything else is refused. Remove a line when the feature lands.
 _UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -230,9 +216,7 @@ class ChatCompletionRequest(_Strict):
     @field_validator("stop")
     @classmethod
     def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if value == "" or (isinstance(value, list) and "" in value):
-            raise _invalid("stop strings must not be empty")
-        return value
+        return check_stop(value)
 
     @field_validator("max_completion_tokens")
     @classmethod
@@ -245,12 +229,7 @@ class ChatCompletionRequest(_Strict):
     @field_validator("logit_bias")
     @classmethod
     def _token_id_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for key, bias in (value or {}).items():
-            if not key.isdigit() or int(key) > UINT32_MAX:
-                raise _invalid(f"logit_bias keys must be token ids (decimal strings), got '{key}'")
-            if not -100 <= bias <= 100:
-                raise _invalid(f"logit_bias values must lie in [-100, 100], got {bias} for token {key}")
-        return value
+        return check_logit_bias(value)
 
     @field_validator("top_logprobs")
     @classmethod
@@ -262,9 +241,7 @@ class ChatCompletionRequest(_Strict):
     @field_validator("stop_token_ids")
     @classmethod
     def _token_ids(cls, value: list[int] | None) -> list[int] | None:
-        if value and any(not 0 <= token <= UINT32_MAX for token in value):
-            raise _invalid("stop_token_ids must be non-negative token ids")
-        return value
+        return check_token_ids(value, "stop_token_ids")
 
     @property
     def completion_limit(self) -> int | None:
