@@ -180,7 +180,11 @@ def _plain(status: int, message: str, *, code: str | None = None) -> JSONRespons
 
 async def _on_quartet_error(request: Request, error: QuartetError) -> Response:
     level = logging.WARNING if error.http_status >= 500 else logging.INFO
-    log.log(level, "request failed", extra={"path": request.url.path, "status": error.http_status, "error": error.message})
+    extra = {"path": request.url.path, "status": error.http_status, "param": error.field}
+    # A message may quote the request (a model name, a bad value); of a sealed request, nothing is logged.
+    if getattr(request.state, "envelope", None) is None:
+        extra["error"] = error.message
+    log.log(level, "request failed", extra=extra)
     return error_response(error, request)
 
 
