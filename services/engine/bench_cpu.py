@@ -67,66 +67,53 @@ def _row(path: str, concurrency: int, runs: list[list[Run]]) -> Row:
 # --- our engine over gRPC -------------------------------------------------------------------------
 
 
-async def _grpc_stream(stub, new_tokens: int, started: float) -> Run:
-    request = pb.GenerateRequest(
-        chat=pb.ChatInput(messages=[pb.ChatMessage(role="user", content=PROMPT)]),
-        sampling=pb.SamplingParams(temperature=0),
-        stopping=pb.StoppingCriteria(max_tokens=new_tokens, ignore_eos=True),
-    )
-    first = last = 0.0
-    tokens = 0
-    async for response in stub.Generate(request):
-        if response.WhichOneof("event") == "chunk":
-            last = time.perf_counter()
-            first = first or last
-            tokens += len(response.chunk.token_ids)
-    return Run(first - started, (tokens - 1) / (last - first), tokens, last - started)
+class EngineClient:
+    """Streams the benchmark request from the engine's gRPC server."""
 
+    def __init__(self, address: str, new_tokens: int) -> None:
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.stub = engine_pb2_grpc.EngineServiceStub(self.channel)
+        self.new_tokens = new_tokens
 
-async def bench_engine(address: str, new_tokens: int, repeats: int, concurrency: int) -> list[list[Run]]:
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        stub = engine_pb2_grpc.EngineServiceStub(channel)
-        await _grpc_stream(stub, 8, time.perf_counter())  # warm-up
-        results = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            results.append(list(await asyncio.gather(*(_grpc_stream(stub, new_tokens, started) for _ in range(concurrency)))))
-        return results
+    async def _stream(self, new_tokens: int, started: float) -> Run:
+        request = pb.GenerateRequest(
+            chat=pb.ChatInput(messages=[pb.ChatMessage(role="user", content=PROMPT)]),
+            sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=new_tokens, ignore_eos=True),
+        )
+        first = last = 0.0
+        tokens = 0
+        async for response in self.stub.Generate(request):
+            if response.WhichOneof("event") == "chunk":
+                last = time.perf_counter()
+                first = first or last
+                tokens += len(response.chunk.token_ids)
+        return Run(first - started, (tokens - 1) / (last - first), tokens, last - started)
 
+    async def warm_up(self) -> None:
+        await self._stream(8, time.perf_counter())
 
-async def engine_rows(core: EngineCore, label: str, args: argparse.Namespace) -> list[Row]:
-    """Serve ``core`` on a port-0 gRPC server in this loop and measure it at 1 and 4 concurrent requests."""
-    built = create_server("127.0.0.1:0", core)
-    await built.start()
-    try:
-        address = f"127.0.0.1:{built.port}"
-        single = await bench_engine(address, args.new_tokens, args.repeats, 1)
-        several = await bench_engine(address, args.new_tokens, args.repeats, args.concurrency)
-    finally:
-        await built.stop(None)
-    return [_row(label, 1, single), _row(label, args.concurrency, several)]
+    async def run(self, concurrency: int) -> list[Run]:
+        started = time.perf_counter()
+        return list(await asyncio.gather(*(self._stream(self.new_tokens, started) for _ in range(concurrency))))
 
 
 # --- Hugging Face generate ------------------------------------------------------------------------
 
 
-def bench_transformers(model, prompt_ids: list[int], new_tokens: int, repeats: int, batch: int) -> list[list[Run]]:
+def transformers_run(model, prompt_ids: list[int], new_tokens: int, batch: int) -> list[Run]:
+    """One timed generate of ``batch`` copies of the prompt (static batching: HF's best case)."""
     ids = torch.tensor([prompt_ids] * batch)
-    mask = torch.ones_like(ids)
-    kwargs = dict(attention_mask=mask, do_sample=False, pad_token_id=model.generation_config.eos_token_id)
+    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.generation_config.eos_token_id)
     with torch.inference_mode():
-        model.generate(ids, max_new_tokens=8, **kwargs)  # warm-up
-        results = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-            ttft = time.perf_counter() - started
-            started = time.perf_counter()
-            model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
-            wall = time.perf_counter() - started
-            decode = (new_tokens - 1) / max(wall - ttft, 1e-9)
-            results.append([Run(ttft, decode, new_tokens, wall)] * batch)
-        return results
+        started = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+        ttft = time.perf_counter() - started
+        started = time.perf_counter()
+        # min_new_tokens keeps EOS away, like ignore_eos on our side.
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        wall = time.perf_counter() - started
+    return [Run(ttft, (new_tokens - 1) / max(wall - ttft, 1e-9), new_tokens, wall)] * batch
 
 
 # --- through the gateway --------------------------------------------------------------------------
@@ -194,34 +181,55 @@ def table(rows: list[Row]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[Row]:
+    """Engine and transformers runs interleave, repeat by repeat, so both see the same machine load."""
     from transformers import AutoModelForCausalLM
 
-    rows: list[Row] = []
     model_dir = ensure_bundled_model(quiet=True)
-    settings = EngineSettings(_env_file=None, model_id=BUNDLED_MODEL_ID, backend="native", dtype="float32")
-    core = await asyncio.to_thread(EngineCore.from_settings, settings)
-    try:
-        rows += await engine_rows(core, "Quartet engine, native fp32 (gRPC stream)", args)
-        prompt_ids = core.tokenizer.encode_input(core_chat())
-    finally:
-        await core.close()
+    n = args.concurrency
+    hf_label = f"HF transformers {transformers_version()} generate, fp32"
+    series: dict[tuple[str, int], list[list[Run]]] = {}
+    core = await asyncio.to_thread(EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="float32"))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    label = f"HF transformers {transformers_version()} generate, fp32"
-    rows.append(_row(label, 1, await asyncio.to_thread(bench_transformers, model, prompt_ids, args.new_tokens, args.repeats, 1)))
-    rows.append(
-        _row(f"{label} (batch)", args.concurrency, await asyncio.to_thread(bench_transformers, model, prompt_ids, args.new_tokens, args.repeats, args.concurrency))
-    )
+    prompt_ids = core.tokenizer.encode_input(core_chat())
+    built = create_server("127.0.0.1:0", core)
+    await built.start()
+    client = EngineClient(f"127.0.0.1:{built.port}", args.new_tokens)
+    try:
+        await client.warm_up()
+        await asyncio.to_thread(transformers_run, model, prompt_ids, 8, 1)
+        for _ in range(args.repeats):
+            series.setdefault((ENGINE_LABEL, 1), []).append(await client.run(1))
+            series.setdefault((hf_label, 1), []).append(await asyncio.to_thread(transformers_run, model, prompt_ids, args.new_tokens, 1))
+            series.setdefault((ENGINE_LABEL, n), []).append(await client.run(n))
+            series.setdefault((f"{hf_label} (static batch)", n), []).append(
+                await asyncio.to_thread(transformers_run, model, prompt_ids, args.new_tokens, n)
+            )
+    finally:
+        await client.channel.close()
+        await built.stop(None)
+        await core.close()
     del model
     if args.bf16:
-        settings = EngineSettings(_env_file=None, model_id=BUNDLED_MODEL_ID, backend="native", dtype="bfloat16")
-        core = await asyncio.to_thread(EngineCore.from_settings, settings)
+        core = await asyncio.to_thread(EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="bfloat16"))
+        built = create_server("127.0.0.1:0", core)
+        await built.start()
+        client = EngineClient(f"127.0.0.1:{built.port}", args.new_tokens)
         try:
-            rows += await engine_rows(core, "Quartet engine, native bf16 (ENGINE_DTYPE=bfloat16)", args)
+            await client.warm_up()
+            for _ in range(args.repeats):
+                series.setdefault((BF16_LABEL, 1), []).append(await client.run(1))
+                series.setdefault((BF16_LABEL, n), []).append(await client.run(n))
         finally:
+            await client.channel.close()
+            await built.stop(None)
             await core.close()
     if args.gateway:
-        rows.append(_row(f"Through the gateway ({args.gateway}, SSE)", 1, await asyncio.to_thread(bench_gateway, args.gateway, args.new_tokens, args.repeats)))
-    return rows
+        series[(f"Through the gateway ({args.gateway}, SSE)", 1)] = await asyncio.to_thread(bench_gateway, args.gateway, args.new_tokens, args.repeats)
+    return [_row(label, concurrency, runs) for (label, concurrency), runs in series.items()]
+
+
+ENGINE_LABEL = "Quartet engine, native fp32 (gRPC stream)"
+BF16_LABEL = "Quartet engine, native bf16 (ENGINE_DTYPE=bfloat16)"
 
 
 def core_chat():

@@ -177,7 +177,20 @@ class EngineLoop:
         usage = request.usage()
         for sequence in request.sequences:
             assert sequence.finish_reason is not None
-            request.sink(Complete(sequence.index, sequence.finish_reason, usage, request.timings(sequence, now), sequence.matched_stop))
+            timings = request.timings(sequence, now)
+            request.sink(Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop))
+        log.info(
+            "generate done",
+            extra={
+                "request_id": request.request_id,
+                "finish_reasons": [s.finish_reason.value for s in request.sequences if s.finish_reason],
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "ttft_seconds": round(timings.time_to_first_token_seconds, 4),
+                "decode_tokens_per_second": round(timings.decode_tokens_per_second, 1),
+                "total_seconds": round(timings.total_seconds, 4),
+            },
+        )
 
     def _fail_request(self, request: RequestState, message: str) -> None:
         for sequence in request.sequences:

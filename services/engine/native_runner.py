@@ -24,10 +24,11 @@ class NativeRunner(ModelRunner):
         self.model = model
         self.cache = cache
         self.info = info
-        self.max_num_seqs = cache.num_slots
+        self.max_num_seqs = cache.max_slots
         self._device = cache.device
+        self._idle_bytes = cache.num_bytes()
         self._slot_of: dict[int, int] = {}  # seq_id -> slot, slots always 0..n-1
-        self._length: list[int] = [0] * cache.num_slots  # cached positions per slot
+        self._length: list[int] = [0] * cache.max_slots  # cached positions per slot
 
     @classmethod
     def load(cls, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int) -> NativeRunner:
@@ -53,7 +54,7 @@ class NativeRunner(ModelRunner):
         max_len = context_length(hf_config, max_model_len)
         cache = KVCache(
             num_layers=config.num_hidden_layers,
-            num_slots=max_num_seqs,
+            max_slots=max_num_seqs,
             num_kv_heads=config.num_key_value_heads,
             head_dim=config.head_dim,
             max_len=max_len,
@@ -74,10 +75,10 @@ class NativeRunner(ModelRunner):
     def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
         if seq_id in self._slot_of:
             raise ValueError(f"sequence {seq_id} is already started")
-        if len(self._slot_of) >= self.cache.num_slots:
-            raise RuntimeError(f"all {self.cache.num_slots} KV slots are in use")
+        if len(self._slot_of) >= self.cache.max_slots:
+            raise RuntimeError(f"all {self.cache.max_slots} KV slots are in use")
         slot = len(self._slot_of)
-        self.cache.ensure_capacity(len(token_ids) + 1)
+        self.cache.ensure(slot + 1, len(token_ids) + 1)
         ids = torch.tensor(token_ids, dtype=torch.long, device=self._device)
         logits = self.model.prefill(ids, self.cache, slot)
         self._slot_of[seq_id] = slot
@@ -87,7 +88,7 @@ class NativeRunner(ModelRunner):
     def prefill_all_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """Logits at every prompt position [T, V], leaving no state behind (for parity checks)."""
         slot = len(self._slot_of)
-        self.cache.ensure_capacity(len(token_ids))
+        self.cache.ensure(slot + 1, len(token_ids))
         ids = torch.tensor(token_ids, dtype=torch.long, device=self._device)
         return self.model.prefill(ids, self.cache, slot, all_logits=True).float()
 
@@ -101,7 +102,7 @@ class NativeRunner(ModelRunner):
         for position, slot in enumerate(slots):
             ordered[slot] = token_ids[position]
         lengths = self._length[:batch]
-        self.cache.ensure_capacity(max(lengths) + 1)
+        self.cache.ensure(batch, max(lengths) + 1)
         ids = torch.tensor(ordered, dtype=torch.long, device=self._device)
         positions = torch.tensor(lengths, dtype=torch.long, device=self._device)
         logits = self.model.decode(ids, positions, self.cache)
@@ -122,3 +123,5 @@ class NativeRunner(ModelRunner):
             self._slot_of[moved] = slot
             self._length[slot] = self._length[last]
         self._length[last] = 0
+        if not self._slot_of and self.cache.num_bytes() > self._idle_bytes:
+            self.cache.reset()  # idle: give back what a long or wide burst grew
