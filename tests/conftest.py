@@ -24,7 +24,9 @@ from tests.helpers import ThreadLoop
 @pytest.fixture(scope="session")
 def engine_core() -> Iterator[EngineCore]:
     ensure_bundled_model(quiet=True)  # `pytest` alone works on a fresh checkout after `make setup`
-    core = EngineCore.from_settings(EngineSettings(_env_file=None, model_id="HuggingFaceTB/SmolLM2-135M-Instruct", backend="native"))
+    core = EngineCore.from_settings(
+        EngineSettings(_env_file=None, model_id="HuggingFaceTB/SmolLM2-135M-Instruct", backend="native")
+    )
     yield core
     with ThreadLoop("engine-close") as loop:  # no asyncio.run here: it would unset pytest's loop
         loop.run(core.close())

@@ -104,7 +104,9 @@ class EngineClient:
 def transformers_run(model, prompt_ids: list[int], new_tokens: int, batch: int) -> list[Run]:
     """One timed generate of ``batch`` copies of the prompt (static batching: HF's best case)."""
     ids = torch.tensor([prompt_ids] * batch)
-    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.generation_config.eos_token_id)
+    kwargs = dict(
+        attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=model.generation_config.eos_token_id
+    )
     with torch.inference_mode():
         started = time.perf_counter()
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
@@ -188,7 +190,9 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
     n = args.concurrency
     hf_label = f"HF transformers {transformers_version()} generate, fp32"
     series: dict[tuple[str, int], list[list[Run]]] = {}
-    core = await asyncio.to_thread(EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="float32"))
+    core = await asyncio.to_thread(
+        EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="float32")
+    )
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     prompt_ids = core.tokenizer.encode_input(core_chat())
     built = create_server("127.0.0.1:0", core)
@@ -199,7 +203,9 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         await asyncio.to_thread(transformers_run, model, prompt_ids, 8, 1)
         for _ in range(args.repeats):
             series.setdefault((ENGINE_LABEL, 1), []).append(await client.run(1))
-            series.setdefault((hf_label, 1), []).append(await asyncio.to_thread(transformers_run, model, prompt_ids, args.new_tokens, 1))
+            series.setdefault((hf_label, 1), []).append(
+                await asyncio.to_thread(transformers_run, model, prompt_ids, args.new_tokens, 1)
+            )
             series.setdefault((ENGINE_LABEL, n), []).append(await client.run(n))
             series.setdefault((f"{hf_label} (static batch)", n), []).append(
                 await asyncio.to_thread(transformers_run, model, prompt_ids, args.new_tokens, n)
@@ -210,7 +216,9 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         await core.close()
     del model
     if args.bf16:
-        core = await asyncio.to_thread(EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="bfloat16"))
+        core = await asyncio.to_thread(
+            EngineCore.from_settings, EngineSettings(_env_file=None, backend="native", dtype="bfloat16")
+        )
         built = create_server("127.0.0.1:0", core)
         await built.start()
         client = EngineClient(f"127.0.0.1:{built.port}", args.new_tokens)
@@ -224,7 +232,9 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             await built.stop(None)
             await core.close()
     if args.gateway:
-        series[(f"Through the gateway ({args.gateway}, SSE)", 1)] = await asyncio.to_thread(bench_gateway, args.gateway, args.new_tokens, args.repeats)
+        series[(f"Through the gateway ({args.gateway}, SSE)", 1)] = await asyncio.to_thread(
+            bench_gateway, args.gateway, args.new_tokens, args.repeats
+        )
     return [_row(label, concurrency, runs) for (label, concurrency), runs in series.items()]
 
 

@@ -105,7 +105,9 @@ def generate_request_from_pb(message: pb.GenerateRequest) -> request.GenerateReq
 
 
 def usage_to_pb(usage: events.Usage) -> pb.Usage:
-    return pb.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens)
+    return pb.Usage(
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens
+    )
 
 
 def _logprob_to_pb(entry: events.TokenLogprob) -> pb.TokenLogprob:
@@ -122,7 +124,8 @@ def event_to_pb(event: events.Event) -> pb.GenerateResponse:
                 kind=pb.DELTA_KIND_CONTENT,
                 usage=usage_to_pb(event.usage),
                 logprobs=[
-                    pb.PositionLogprobs(chosen=_logprob_to_pb(p.chosen), top=[_logprob_to_pb(t) for t in p.top]) for p in event.logprobs
+                    pb.PositionLogprobs(chosen=_logprob_to_pb(p.chosen), top=[_logprob_to_pb(t) for t in p.top])
+                    for p in event.logprobs
                 ],
             )
         )

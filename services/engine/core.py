@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 
 class EngineCore:
-    def __init__(self, *, model_id: str, tokenizer: Tokenizer, runner: ModelRunner, max_waiting: int, num_threads: int) -> None:
+    def __init__(
+        self, *, model_id: str, tokenizer: Tokenizer, runner: ModelRunner, max_waiting: int, num_threads: int
+    ) -> None:
         self.model_id = model_id
         self.tokenizer = tokenizer
         self.runner = runner
@@ -63,11 +65,21 @@ class EngineCore:
         log.info(
             "engine ready",
             extra={
-                "model_id": settings.model_id, "backend": runner.info.backend, "device": runner.info.device,
-                "dtype": runner.info.dtype, "num_threads": num_threads, "seconds": round(time.perf_counter() - started, 2),
+                "model_id": settings.model_id,
+                "backend": runner.info.backend,
+                "device": runner.info.device,
+                "dtype": runner.info.dtype,
+                "num_threads": num_threads,
+                "seconds": round(time.perf_counter() - started, 2),
             },
         )
-        return cls(model_id=settings.model_id, tokenizer=tokenizer, runner=runner, max_waiting=settings.max_waiting, num_threads=num_threads)
+        return cls(
+            model_id=settings.model_id,
+            tokenizer=tokenizer,
+            runner=runner,
+            max_waiting=settings.max_waiting,
+            num_threads=num_threads,
+        )
 
     async def close(self) -> None:
         """Abort what is in flight and stop the worker thread."""

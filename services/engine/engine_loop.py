@@ -69,7 +69,9 @@ class EngineLoop:
             if self._stopping:
                 raise Unavailable("the engine is shutting down; retry on another replica")
             if request.request_id in self._requests:
-                raise InvalidArgument(f"request_id {request.request_id!r} is already in use by a running request", field="request_id")
+                raise InvalidArgument(
+                    f"request_id {request.request_id!r} is already in use by a running request", field="request_id"
+                )
             self.scheduler.add(request)
             self._requests[request.request_id] = request
             self._wakeup.notify()
@@ -143,7 +145,9 @@ class EngineLoop:
         for request, sequence, token in zip(requests, sequences, self._sample(sequences, requests, logits)):
             self._advance(request, sequence, token)
 
-    def _sample(self, sequences: list[Sequence], requests: list[RequestState], logits: torch.Tensor) -> list[SampledToken]:
+    def _sample(
+        self, sequences: list[Sequence], requests: list[RequestState], logits: torch.Tensor
+    ) -> list[SampledToken]:
         rows = [
             SamplingRow(r.sampling, self._generators.get(s.seq_id), s.prompt_ids, s.output_ids)
             for s, r in zip(sequences, requests)

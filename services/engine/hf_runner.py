@@ -29,7 +29,9 @@ class TransformersRunner(ModelRunner):
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
-    def load(cls, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int) -> TransformersRunner:
+    def load(
+        cls, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int
+    ) -> TransformersRunner:
         from transformers import AutoModelForCausalLM
 
         hf_config = read_hf_config(model_dir)

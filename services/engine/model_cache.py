@@ -146,7 +146,10 @@ def _embed_chat_template(directory: Path, template: str | None) -> None:
 
 def _write_provenance(directory: Path, gguf: Path) -> None:
     (directory / "quartet_source.json").write_text(
-        json.dumps({"model_id": BUNDLED_MODEL_ID, "converted_from": gguf.name, "format": "gguf Q4_1, dequantized to float32"}, indent=2)
+        json.dumps(
+            {"model_id": BUNDLED_MODEL_ID, "converted_from": gguf.name, "format": "gguf Q4_1, dequantized to float32"},
+            indent=2,
+        )
     )
 
 

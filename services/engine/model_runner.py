@@ -65,11 +65,15 @@ def create_runner(
     if backend == "native":
         from services.engine.native_runner import NativeRunner
 
-        return NativeRunner.load(model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs)
+        return NativeRunner.load(
+            model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs
+        )
     if backend == "transformers":
         from services.engine.hf_runner import TransformersRunner
 
-        return TransformersRunner.load(model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs)
+        return TransformersRunner.load(
+            model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs
+        )
     raise ValueError(f"unknown backend {backend!r}; use native or transformers")
 
 

@@ -62,10 +62,17 @@ class NativeRunner(ModelRunner):
             device=device,
         )
         info = RunnerInfo(
-            backend="native", architecture="llama", vocab_size=config.vocab_size,
-            context_length=max_len, device=str(torch.device(device)), dtype=dtype,
+            backend="native",
+            architecture="llama",
+            vocab_size=config.vocab_size,
+            context_length=max_len,
+            device=str(torch.device(device)),
+            dtype=dtype,
         )
-        log.info("native model loaded", extra={"model_dir": str(model_dir), "dtype": dtype, "device": device, "context_length": max_len})
+        log.info(
+            "native model loaded",
+            extra={"model_dir": str(model_dir), "dtype": dtype, "device": device, "context_length": max_len},
+        )
         return cls(model, cache, info)
 
     @property

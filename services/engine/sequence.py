@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 
 from services.engine.detokenizer import Decode, IncrementalDetokenizer
@@ -124,7 +125,9 @@ class RequestState:
         return all(s.is_finished for s in self.sequences)
 
     def usage(self) -> Usage:
-        return Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=sum(len(s.output_ids) for s in self.sequences))
+        return Usage(
+            prompt_tokens=len(self.prompt_ids), completion_tokens=sum(len(s.output_ids) for s in self.sequences)
+        )
 
     def timings(self, sequence: Sequence, now: float) -> Timings:
         first = min((s.first_token_time for s in self.sequences if s.first_token_time), default=0.0)

@@ -21,7 +21,9 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
     def __init__(self, core: EngineCore) -> None:
         self.core = core
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateResponse]:
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
         stream = self.core.generate(convert.generate_request_from_pb(request))
         try:
             async for event in stream:
@@ -36,11 +38,15 @@ class EngineServicer(engine_pb2_grpc.EngineServiceServicer):
         ids = await self.core.tokenize(_text_or_chat(request), add_special_tokens=request.add_special_tokens)
         return pb.TokenizeResponse(token_ids=ids)
 
-    async def CountTokens(self, request: pb.CountTokensRequest, context: grpc.aio.ServicerContext) -> pb.CountTokensResponse:
+    async def CountTokens(
+        self, request: pb.CountTokensRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CountTokensResponse:
         count = await self.core.count_tokens(_text_or_chat(request))
         return pb.CountTokensResponse(num_tokens=count, context_length=self.core.limits.context_length)
 
-    async def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetModelInfoResponse:
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelInfoResponse:
         return convert.model_info_to_pb(self.core.model_info())
 
 
@@ -54,4 +60,6 @@ def _text_or_chat(request: pb.TokenizeRequest | pb.CountTokensRequest) -> TextIn
 def create_server(address: str, core: EngineCore) -> GrpcServer:
     """A built, not yet started engine server on ``address`` ("127.0.0.1:0" picks a free port)."""
     servicer = EngineServicer(core)
-    return build_server(address, lambda server: engine_pb2_grpc.add_EngineServiceServicer_to_server(servicer, server), [SERVICE_NAME])
+    return build_server(
+        address, lambda server: engine_pb2_grpc.add_EngineServiceServicer_to_server(servicer, server), [SERVICE_NAME]
+    )

@@ -38,7 +38,9 @@ class EngineSettings(ServiceSettings):
     model_id: str = Field(default=BUNDLED_MODEL_ID, validation_alias=AliasChoices("MODEL_ID", "model_id"))
     backend: str = Field(default="native", validation_alias=AliasChoices("ENGINE", "backend"))
     listen: str = Field(default=DEFAULT_ENGINE_ADDRESS, validation_alias=AliasChoices("ENGINE_LISTEN", "listen"))
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", validation_alias=AliasChoices("ENGINE_DEVICE", "device"))
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", validation_alias=AliasChoices("ENGINE_DEVICE", "device")
+    )
     # float32 by default: bfloat16 matmuls are several times slower than fp32 on most CPUs.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", validation_alias=AliasChoices("ENGINE_DTYPE", "dtype")
@@ -48,7 +50,9 @@ class EngineSettings(ServiceSettings):
     # 0 means one thread per physical core.
     num_threads: int = Field(default=0, ge=0, validation_alias=AliasChoices("ENGINE_NUM_THREADS", "num_threads"))
     # Sequences decoded together in one batched step.
-    max_num_seqs: int = Field(default=8, ge=1, le=256, validation_alias=AliasChoices("ENGINE_MAX_NUM_SEQS", "max_num_seqs"))
+    max_num_seqs: int = Field(
+        default=8, ge=1, le=256, validation_alias=AliasChoices("ENGINE_MAX_NUM_SEQS", "max_num_seqs")
+    )
     # Requests allowed to wait for a slot before new ones get RESOURCE_EXHAUSTED.
     max_waiting: int = Field(default=256, ge=0, validation_alias=AliasChoices("ENGINE_MAX_WAITING", "max_waiting"))
 
@@ -62,14 +66,18 @@ class EngineSettings(ServiceSettings):
                 "this installation supports ENGINE=native (default) or ENGINE=transformers"
             )
         if value not in BACKENDS:
-            raise ValueError(f"ENGINE={value!r} is unknown; use one of {', '.join(BACKENDS)} (or vllm in the GPU image)")
+            raise ValueError(
+                f"ENGINE={value!r} is unknown; use one of {', '.join(BACKENDS)} (or vllm in the GPU image)"
+            )
         return value
 
     def resolved_device(self) -> str:
         import torch
 
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidArgument("ENGINE_DEVICE=cuda but no CUDA device is visible; use ENGINE_DEVICE=cpu or auto", field="ENGINE_DEVICE")
+            raise InvalidArgument(
+                "ENGINE_DEVICE=cuda but no CUDA device is visible; use ENGINE_DEVICE=cpu or auto", field="ENGINE_DEVICE"
+            )
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device

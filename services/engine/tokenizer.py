@@ -54,7 +54,9 @@ class Tokenizer:
     def render_chat(self, chat: ChatInput) -> str:
         """The conversation as the model sees it, ending with the assistant's generation prompt."""
         if not self._template:
-            raise InvalidArgument("chat: the loaded model has no chat template; send text or token_ids instead", field="chat")
+            raise InvalidArgument(
+                "chat: the loaded model has no chat template; send text or token_ids instead", field="chat"
+            )
         if chat.tools and not self.supports_tools:
             raise InvalidArgument(
                 "chat.tools: the loaded model's chat template does not support tools; send the request without tools",
@@ -65,7 +67,9 @@ class Tokenizer:
         try:
             return self._tok.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         except Exception as error:  # jinja raises for conversations the template rejects
-            raise InvalidArgument(f"chat.messages: the model's chat template rejected the conversation: {error}", field="chat.messages") from error
+            raise InvalidArgument(
+                f"chat.messages: the model's chat template rejected the conversation: {error}", field="chat.messages"
+            ) from error
 
     def encode_input(self, prompt: PromptInput, *, add_special_tokens: bool = False) -> list[int]:
         """Token ids for any input kind; chat is rendered with the template and never gets extra specials."""

@@ -10,7 +10,15 @@ import math
 from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument, NotFound, require
-from services.engine.request import ChatInput, GenerateRequest, PromptInput, SamplingParams, StoppingCriteria, TextInput, TokenInput
+from services.engine.request import (
+    ChatInput,
+    GenerateRequest,
+    PromptInput,
+    SamplingParams,
+    StoppingCriteria,
+    TextInput,
+    TokenInput,
+)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_STRINGS = 16
@@ -35,7 +43,11 @@ def check_model(model: str, served: str) -> None:
 def check_request(request: GenerateRequest, limits: ModelLimits) -> None:
     """Everything that can be checked before tokenizing."""
     check_model(request.model, limits.model_id)
-    require(len(request.request_id) <= MAX_REQUEST_ID_LENGTH, f"request_id is longer than {MAX_REQUEST_ID_LENGTH} characters", field="request_id")
+    require(
+        len(request.request_id) <= MAX_REQUEST_ID_LENGTH,
+        f"request_id is longer than {MAX_REQUEST_ID_LENGTH} characters",
+        field="request_id",
+    )
     check_input(request.input, limits.vocab_size)
     check_sampling(request.sampling, limits)
     check_stopping(request.stopping, limits.vocab_size)
@@ -62,7 +74,11 @@ def check_input(prompt: PromptInput | None, vocab_size: int) -> None:
 def check_chat(chat: ChatInput) -> None:
     require(len(chat.messages) > 0, "chat.messages: must not be empty", field="chat.messages")
     for i, message in enumerate(chat.messages):
-        require(message.role in ROLES, f"chat.messages[{i}].role: {message.role!r} is not one of {', '.join(ROLES)}", field="chat.messages.role")
+        require(
+            message.role in ROLES,
+            f"chat.messages[{i}].role: {message.role!r} is not one of {', '.join(ROLES)}",
+            field="chat.messages.role",
+        )
     for i, tool in enumerate(chat.tools):
         require(bool(tool.name), f"chat.tools[{i}].name: must not be empty", field="chat.tools.name")
 
@@ -76,13 +92,23 @@ def _in_range(value: float, low: float, high: float, *, low_open: bool = False) 
 def check_sampling(sampling: SamplingParams, limits: ModelLimits) -> None:
     s = sampling
     if s.temperature is not None:
-        require(_in_range(s.temperature, 0.0, 2.0), f"temperature: {s.temperature} is outside [0, 2]", field="temperature")
+        require(
+            _in_range(s.temperature, 0.0, 2.0), f"temperature: {s.temperature} is outside [0, 2]", field="temperature"
+        )
     if s.top_p is not None:
         require(_in_range(s.top_p, 0.0, 1.0, low_open=True), f"top_p: {s.top_p} is outside (0, 1]", field="top_p")
     if s.min_p is not None:
         require(_in_range(s.min_p, 0.0, 1.0), f"min_p: {s.min_p} is outside [0, 1]", field="min_p")
-    require(_in_range(s.presence_penalty, -2.0, 2.0), f"presence_penalty: {s.presence_penalty} is outside [-2, 2]", field="presence_penalty")
-    require(_in_range(s.frequency_penalty, -2.0, 2.0), f"frequency_penalty: {s.frequency_penalty} is outside [-2, 2]", field="frequency_penalty")
+    require(
+        _in_range(s.presence_penalty, -2.0, 2.0),
+        f"presence_penalty: {s.presence_penalty} is outside [-2, 2]",
+        field="presence_penalty",
+    )
+    require(
+        _in_range(s.frequency_penalty, -2.0, 2.0),
+        f"frequency_penalty: {s.frequency_penalty} is outside [-2, 2]",
+        field="frequency_penalty",
+    )
     if s.repetition_penalty is not None:
         require(
             _in_range(s.repetition_penalty, 0.0, 2.0, low_open=True),
@@ -90,9 +116,21 @@ def check_sampling(sampling: SamplingParams, limits: ModelLimits) -> None:
             field="repetition_penalty",
         )
     for token_id, bias in s.logit_bias.items():
-        require(token_id < limits.vocab_size, f"logit_bias: token id {token_id} is outside the vocabulary (size {limits.vocab_size})", field="logit_bias")
-        require(_in_range(bias, -100.0, 100.0), f"logit_bias: bias {bias} for token {token_id} is outside [-100, 100]", field="logit_bias")
-    require(s.top_logprobs <= MAX_TOP_LOGPROBS, f"top_logprobs: {s.top_logprobs} is more than {MAX_TOP_LOGPROBS}", field="top_logprobs")
+        require(
+            token_id < limits.vocab_size,
+            f"logit_bias: token id {token_id} is outside the vocabulary (size {limits.vocab_size})",
+            field="logit_bias",
+        )
+        require(
+            _in_range(bias, -100.0, 100.0),
+            f"logit_bias: bias {bias} for token {token_id} is outside [-100, 100]",
+            field="logit_bias",
+        )
+    require(
+        s.top_logprobs <= MAX_TOP_LOGPROBS,
+        f"top_logprobs: {s.top_logprobs} is more than {MAX_TOP_LOGPROBS}",
+        field="top_logprobs",
+    )
     require(s.top_logprobs == 0 or s.logprobs, "top_logprobs: needs logprobs set to true", field="top_logprobs")
     if s.n is not None:
         require(s.n >= 1, "n: must be at least 1", field="n")
@@ -105,13 +143,21 @@ def check_sampling(sampling: SamplingParams, limits: ModelLimits) -> None:
 
 def check_stopping(stopping: StoppingCriteria, vocab_size: int) -> None:
     if stopping.max_tokens is not None:
-        require(stopping.max_tokens >= 1, "max_tokens: must be at least 1 (or unset for up to the context length)", field="max_tokens")
+        require(
+            stopping.max_tokens >= 1,
+            "max_tokens: must be at least 1 (or unset for up to the context length)",
+            field="max_tokens",
+        )
     require(len(stopping.stop) <= MAX_STOP_STRINGS, f"stop: at most {MAX_STOP_STRINGS} stop strings", field="stop")
     for text in stopping.stop:
         require(text != "", "stop: stop strings must not be empty", field="stop")
-        require(len(text) <= MAX_STOP_LENGTH, f"stop: stop strings are at most {MAX_STOP_LENGTH} characters", field="stop")
+        require(
+            len(text) <= MAX_STOP_LENGTH, f"stop: stop strings are at most {MAX_STOP_LENGTH} characters", field="stop"
+        )
     bad = [i for i in stopping.stop_token_ids if i >= vocab_size]
-    require(not bad, f"stop_token_ids: {bad[:5]} are outside the vocabulary (size {vocab_size})", field="stop_token_ids")
+    require(
+        not bad, f"stop_token_ids: {bad[:5]} are outside the vocabulary (size {vocab_size})", field="stop_token_ids"
+    )
 
 
 def resolve_max_tokens(stopping: StoppingCriteria, num_prompt_tokens: int, context_length: int) -> int:

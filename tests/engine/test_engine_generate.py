@@ -63,12 +63,17 @@ async def test_seed_reproduces_a_sampled_request_and_another_seed_differs(stub) 
 
 async def test_stop_string_is_not_emitted_and_no_prefix_leaks(stub) -> None:
     greedy = pb.SamplingParams(temperature=0)
-    full, _ = await collect(stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=30)))
+    full, _ = await collect(
+        stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=30))
+    )
     answer = text_of(full)
     assert "France is Paris" in answer
     stop = "France is Paris"
     chunks, completes = await collect(
-        stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=30, stop=[stop, "never"]))
+        stub,
+        pb.GenerateRequest(
+            chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=30, stop=[stop, "never"])
+        ),
     )
     streamed = text_of(chunks)
     # A leaked prefix ("France", "France is") would show up in the concatenated stream.
@@ -80,7 +85,11 @@ async def test_stop_string_is_not_emitted_and_no_prefix_leaks(stub) -> None:
 async def test_max_tokens_ends_with_length(stub) -> None:
     chunks, completes = await collect(
         stub,
-        pb.GenerateRequest(chat=STORY, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=5, ignore_eos=True)),
+        pb.GenerateRequest(
+            chat=STORY,
+            sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=5, ignore_eos=True),
+        ),
     )
     assert sum(len(c.token_ids) for c in chunks) == 5
     assert completes[0].finish_reason == pb.FINISH_REASON_LENGTH
@@ -89,10 +98,15 @@ async def test_max_tokens_ends_with_length(stub) -> None:
 
 async def test_stop_token_id_ends_generation(stub) -> None:
     greedy = pb.SamplingParams(temperature=0)
-    full, _ = await collect(stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=8)))
+    full, _ = await collect(
+        stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=8))
+    )
     third = full[2].token_ids[0]
     chunks, completes = await collect(
-        stub, pb.GenerateRequest(chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=8, stop_token_ids=[third]))
+        stub,
+        pb.GenerateRequest(
+            chat=FRANCE, sampling=greedy, stopping=pb.StoppingCriteria(max_tokens=8, stop_token_ids=[third])
+        ),
     )
     assert [c.token_ids[0] for c in chunks] == [c.token_ids[0] for c in full[:3]]
     assert completes[0].finish_reason == pb.FINISH_REASON_STOP
@@ -103,10 +117,19 @@ async def test_token_ids_and_text_inputs_generate(stub) -> None:
     tokens = await stub.Tokenize(pb.TokenizeRequest(text="The capital of France is"))
     by_ids, _ = await collect(
         stub,
-        pb.GenerateRequest(token_ids=pb.TokenIds(ids=tokens.token_ids), sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=6)),
+        pb.GenerateRequest(
+            token_ids=pb.TokenIds(ids=tokens.token_ids),
+            sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=6),
+        ),
     )
     by_text, completes = await collect(
-        stub, pb.GenerateRequest(text="The capital of France is", sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=6))
+        stub,
+        pb.GenerateRequest(
+            text="The capital of France is",
+            sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=6),
+        ),
     )
     assert text_of(by_ids) == text_of(by_text)
     assert completes[0].usage.prompt_tokens == len(tokens.token_ids)
@@ -130,13 +153,22 @@ async def test_n_choices_and_logprobs(stub) -> None:
         assert position.chosen.token_id == chunk.token_ids[0]
         assert position.chosen.logprob <= 0
         assert len(position.top) == 3
-        assert position.top[0].logprob >= position.top[1].logprob >= position.top[2].logprob >= position.chosen.logprob - 1e9
+        assert (
+            position.top[0].logprob
+            >= position.top[1].logprob
+            >= position.top[2].logprob
+            >= position.chosen.logprob - 1e9
+        )
 
 
 async def test_greedy_logprobs_chosen_is_the_top_alternative(stub) -> None:
     chunks, _ = await collect(
         stub,
-        pb.GenerateRequest(chat=FRANCE, sampling=pb.SamplingParams(temperature=0, logprobs=True, top_logprobs=1), stopping=pb.StoppingCriteria(max_tokens=4)),
+        pb.GenerateRequest(
+            chat=FRANCE,
+            sampling=pb.SamplingParams(temperature=0, logprobs=True, top_logprobs=1),
+            stopping=pb.StoppingCriteria(max_tokens=4),
+        ),
     )
     for chunk in chunks:
         position = chunk.logprobs[0]
@@ -145,7 +177,9 @@ async def test_greedy_logprobs_chosen_is_the_top_alternative(stub) -> None:
 
 
 async def test_concurrent_requests_all_complete(stub) -> None:
-    request = pb.GenerateRequest(chat=FRANCE, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=20))
+    request = pb.GenerateRequest(
+        chat=FRANCE, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=20)
+    )
     results = await asyncio.gather(*(collect(stub, request) for _ in range(4)))
     for chunks, completes in results:
         assert "Paris" in text_of(chunks)
@@ -155,7 +189,10 @@ async def test_concurrent_requests_all_complete(stub) -> None:
 
 async def test_abort_by_request_id(stub) -> None:
     request = pb.GenerateRequest(
-        request_id="abort-me", chat=STORY, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=4000, ignore_eos=True)
+        request_id="abort-me",
+        chat=STORY,
+        sampling=pb.SamplingParams(temperature=0),
+        stopping=pb.StoppingCriteria(max_tokens=4000, ignore_eos=True),
     )
     call = stub.Generate(request)
     first = await call.read()
@@ -172,7 +209,11 @@ async def test_abort_by_request_id(stub) -> None:
 
 
 async def test_client_cancel_frees_the_engine(stub) -> None:
-    request = pb.GenerateRequest(chat=STORY, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=4000, ignore_eos=True))
+    request = pb.GenerateRequest(
+        chat=STORY,
+        sampling=pb.SamplingParams(temperature=0),
+        stopping=pb.StoppingCriteria(max_tokens=4000, ignore_eos=True),
+    )
     call = stub.Generate(request)
     await call.read()
     await call.read()

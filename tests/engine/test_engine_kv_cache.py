@@ -9,7 +9,15 @@ from services.engine.kv_cache import MIN_CAPACITY, KVCache
 
 
 def cache(max_slots: int = 8, max_len: int = 4096) -> KVCache:
-    return KVCache(num_layers=2, max_slots=max_slots, num_kv_heads=1, head_dim=2, max_len=max_len, dtype=torch.float32, device="cpu")
+    return KVCache(
+        num_layers=2,
+        max_slots=max_slots,
+        num_kv_heads=1,
+        head_dim=2,
+        max_len=max_len,
+        dtype=torch.float32,
+        device="cpu",
+    )
 
 
 def test_starts_small_and_grows_by_doubling_keeping_contents() -> None:

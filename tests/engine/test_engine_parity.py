@@ -29,7 +29,9 @@ def hf_model():
 
 @pytest.fixture(scope="module")
 def native_runner() -> NativeRunner:
-    return NativeRunner.load(ensure_bundled_model(quiet=True), device="cpu", dtype="float32", max_model_len=0, max_num_seqs=2)
+    return NativeRunner.load(
+        ensure_bundled_model(quiet=True), device="cpu", dtype="float32", max_model_len=0, max_num_seqs=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +82,18 @@ def test_batched_decode_matches_single_decode(native_runner) -> None:
 
 
 async def greedy_tokens(core: EngineCore, prompt, count: int) -> list[int]:
-    request = GenerateRequest(input=prompt, sampling=SamplingParams(temperature=0), stopping=StoppingCriteria(max_tokens=count, ignore_eos=True))
+    request = GenerateRequest(
+        input=prompt,
+        sampling=SamplingParams(temperature=0),
+        stopping=StoppingCriteria(max_tokens=count, ignore_eos=True),
+    )
     return [t async for event in core.generate(request) if isinstance(event, Chunk) for t in event.token_ids]
 
 
 @pytest.mark.parametrize("prompt", PROMPTS[:2], ids=["chat", "system"])
-async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(engine_core, transformers_core, hf_model, prompt) -> None:
+async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(
+    engine_core, transformers_core, hf_model, prompt
+) -> None:
     native = await greedy_tokens(engine_core, prompt, 32)
     reference = await greedy_tokens(transformers_core, prompt, 32)
     assert len(native) == 32
@@ -94,7 +102,10 @@ async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(engine
     ids = engine_core.tokenizer.encode_input(prompt)
     with torch.inference_mode():
         generated = hf_model.generate(
-            torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=32, do_sample=False
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=32,
+            do_sample=False,
         )[0, len(ids) :].tolist()
     assert native[: len(generated)] == generated
     assert transformers_core.model_info().backend == "transformers"

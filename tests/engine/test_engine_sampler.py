@@ -57,7 +57,10 @@ def test_min_p_drops_tokens_below_the_fraction_of_the_best() -> None:
 
 def test_low_temperature_sharpens() -> None:
     logits = torch.tensor([1.0, 2.0])
-    assert truncated_probs(logits, SamplingParams(temperature=0.1))[1] > truncated_probs(logits, SamplingParams(temperature=1.0))[1]
+    assert (
+        truncated_probs(logits, SamplingParams(temperature=0.1))[1]
+        > truncated_probs(logits, SamplingParams(temperature=1.0))[1]
+    )
 
 
 def test_logit_bias_can_force_a_token_under_greedy() -> None:
@@ -71,7 +74,10 @@ def test_penalties_follow_their_definitions() -> None:
     shaped = shape_logits(logits.clone(), SamplingParams(repetition_penalty=2.0), prompt_ids=[0], output_ids=[1])
     assert shaped.tolist() == [1.0, -4.0, 1.0, 0.0]
     shaped = shape_logits(
-        logits.clone(), SamplingParams(presence_penalty=0.5, frequency_penalty=0.25), prompt_ids=[3], output_ids=[2, 2, 0]
+        logits.clone(),
+        SamplingParams(presence_penalty=0.5, frequency_penalty=0.25),
+        prompt_ids=[3],
+        output_ids=[2, 2, 0],
     )
     assert shaped.tolist() == pytest.approx([2.0 - 0.5 - 0.25, -2.0, 1.0 - 0.5 - 0.5, 0.0])
 

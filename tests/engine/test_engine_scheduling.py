@@ -20,7 +20,13 @@ def decode(ids) -> str:
 
 def make(stopping: StoppingCriteria = StoppingCriteria(), max_tokens: int = 10, n: int = 1, first: int = 0):
     return new_sequences(
-        first_seq_id=first, n=n, prompt_ids=[1], max_tokens=max_tokens, stopping=stopping, eos_token_ids=[0], decode=decode
+        first_seq_id=first,
+        n=n,
+        prompt_ids=[1],
+        max_tokens=max_tokens,
+        stopping=stopping,
+        eos_token_ids=[0],
+        decode=decode,
     )
 
 
@@ -67,8 +73,13 @@ def test_length_flushes_a_held_partial_stop() -> None:
 
 def request(priority: Priority, n: int = 1, first: int = 0) -> RequestState:
     return RequestState(
-        request_id=f"r{first}", prompt_ids=[1], sampling=SamplingParams(n=n), stopping=StoppingCriteria(),
-        priority=priority, sequences=make(n=n, first=first), sink=lambda event: None,
+        request_id=f"r{first}",
+        prompt_ids=[1],
+        sampling=SamplingParams(n=n),
+        stopping=StoppingCriteria(),
+        priority=priority,
+        sequences=make(n=n, first=first),
+        sink=lambda event: None,
     )
 
 

@@ -64,7 +64,9 @@ async def test_health_is_serving_and_reflection_lists_the_service(engine_address
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
         names = []
-        async for reply in reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+        async for reply in reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        ):
             names.extend(s.name for s in reply.list_services_response.service)
         assert "quartet.engine.v1.EngineService" in names
 

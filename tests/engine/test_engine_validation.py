@@ -54,7 +54,11 @@ INVALID = [
     ("empty stop", chat(stopping=pb.StoppingCriteria(stop=[""])), "stop"),
     ("stop token past vocab", chat(stopping=pb.StoppingCriteria(stop_token_ids=[60000])), "stop_token_ids"),
     ("constraint", chat(constraint=pb.Constraint(regex="[a-z]+")), "constraint"),
-    ("tools unsupported", pb.GenerateRequest(chat=pb.ChatInput(messages=HELLO.messages, tools=[pb.Tool(name="f")])), "tools"),
+    (
+        "tools unsupported",
+        pb.GenerateRequest(chat=pb.ChatInput(messages=HELLO.messages, tools=[pb.Tool(name="f")])),
+        "tools",
+    ),
 ]
 
 
@@ -98,7 +102,10 @@ async def test_served_model_name_is_accepted(stub) -> None:
 
 async def test_duplicate_running_request_id_is_rejected(stub) -> None:
     story = pb.GenerateRequest(
-        request_id="dup", chat=HELLO, sampling=pb.SamplingParams(temperature=0), stopping=pb.StoppingCriteria(max_tokens=2000, ignore_eos=True)
+        request_id="dup",
+        chat=HELLO,
+        sampling=pb.SamplingParams(temperature=0),
+        stopping=pb.StoppingCriteria(max_tokens=2000, ignore_eos=True),
     )
     call = stub.Generate(story)
     await call.read()

@@ -57,7 +57,9 @@ class LlamaConfig:
         rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type not in ("default", None):
-            raise ValueError(f"RoPE type {rope_type!r} is not supported by the native Llama model yet; use ENGINE=transformers")
+            raise ValueError(
+                f"RoPE type {rope_type!r} is not supported by the native Llama model yet; use ENGINE=transformers"
+            )
         heads = config["num_attention_heads"]
         return cls(
             vocab_size=config["vocab_size"],
@@ -126,7 +128,9 @@ class Attention(nn.Module):
         self.o_proj = TransposedLinear(self.q_size, config.hidden_size)
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
-    def prefill(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, slot: int) -> torch.Tensor:
+    def prefill(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, slot: int
+    ) -> torch.Tensor:
         """x: [T, hidden] of one sequence starting at position 0; rope: cos/sin [T, D]."""
         length = x.shape[0]
         qkv = self.qkv_proj(x).view(length, self.num_heads + 2 * self.num_kv_heads, self.head_dim).transpose(0, 1)
@@ -138,7 +142,14 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
         return self.o_proj(out.transpose(0, 1).reshape(length, self.q_size))
 
-    def decode(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor, cache: KVCache, mask: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        positions: torch.Tensor,
+        cache: KVCache,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
         """x: [B, hidden], one new token for each of slots 0..B-1; rope: cos/sin [B, 1, D]; mask: [B, 1, 1, L]."""
         batch = x.shape[0]
         qkv = self.qkv_proj(x).view(batch, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
@@ -149,8 +160,12 @@ class Attention(nn.Module):
         values[slots, :, positions] = qkv[:, self.num_heads + self.num_kv_heads :]
         span = mask.shape[-1]
         # GQA without copying K/V: the query heads sharing a KV head become that head's "query positions".
-        q = qk[:, : self.num_heads].reshape(batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim)
-        out = F.scaled_dot_product_attention(q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, scale=self.scale)
+        q = qk[:, : self.num_heads].reshape(
+            batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
+        )
+        out = F.scaled_dot_product_attention(
+            q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, scale=self.scale
+        )
         return self.o_proj(out.reshape(batch, self.q_size))
 
 
@@ -220,7 +235,11 @@ class LlamaModel(nn.Module):
         t = TransposedLinear.from_weight
         embed = weights["model.embed_tokens.weight"]
         head = embed if self.config.tie_word_embeddings else weights["lm_head.weight"]
-        own: dict[str, torch.Tensor] = {"embed_tokens.weight": embed, "norm.weight": weights["model.norm.weight"], "lm_head.weight_t": t(head)}
+        own: dict[str, torch.Tensor] = {
+            "embed_tokens.weight": embed,
+            "norm.weight": weights["model.norm.weight"],
+            "lm_head.weight_t": t(head),
+        }
         for i in range(self.config.num_hidden_layers):
             src, dst = f"model.layers.{i}.", f"layers.{i}."
             for norm in ("input_layernorm", "post_attention_layernorm"):
@@ -228,14 +247,20 @@ class LlamaModel(nn.Module):
             attn, mlp = f"{src}self_attn.", f"{src}mlp."
             own[f"{dst}self_attn.qkv_proj.weight_t"] = t(torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"]))
             own[f"{dst}self_attn.o_proj.weight_t"] = t(weights[f"{attn}o_proj.weight"])
-            own[f"{dst}mlp.gate_up_proj.weight_t"] = t(torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]]))
+            own[f"{dst}mlp.gate_up_proj.weight_t"] = t(
+                torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]])
+            )
             own[f"{dst}mlp.down_proj.weight_t"] = t(weights[f"{mlp}down_proj.weight"])
             if self.config.attention_bias:
                 own[f"{dst}self_attn.qkv_proj.bias"] = torch.cat([weights[f"{attn}{p}_proj.bias"] for p in "qkv"])
             if self.config.mlp_bias:
-                own[f"{dst}mlp.gate_up_proj.bias"] = torch.cat([weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]])
+                own[f"{dst}mlp.gate_up_proj.bias"] = torch.cat(
+                    [weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]]
+                )
                 own[f"{dst}mlp.down_proj.bias"] = weights[f"{mlp}down_proj.bias"]
         # assign=True keeps these tensors (and lets a meta-device model load without initialising).
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
         if missing or unexpected:
-            raise ValueError(f"checkpoint does not fit the Llama model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"checkpoint does not fit the Llama model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
