@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 from openai.types.chat import ChatCompletionChunk
@@ -60,3 +61,64 @@ def test_a_refused_stream_is_an_http_error_not_an_event(http: httpx.Client, mode
     assert reply.status_code == 400
     assert reply.headers["content-type"].startswith("application/json")
     assert "max_tokens" in json.loads(raw)["error"]["message"]
+
+
+def _frame(fields: dict) -> bytes:
+    # OpenAI's wire form: compact JSON, UTF-8 as is, one "data: " line and a blank line per event.
+    return b"data: " + json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+def test_one_stream_byte_for_byte(http: httpx.Client, model_id: str, engine_probe) -> None:
+    """The whole greedy stream, only its id and created normalised, against frames built from the engine's own output."""
+    from quartet.engine.v1 import engine_pb2
+
+    max_tokens = 8
+    direct = engine_probe.stub.Generate(
+        engine_pb2.GenerateRequest(
+            chat=engine_pb2.ChatInput(messages=[engine_pb2.ChatMessage(role="user", content=QUESTION[0]["content"])]),
+            sampling=engine_pb2.SamplingParams(temperature=0.0),
+            stopping=engine_pb2.StoppingCriteria(max_tokens=max_tokens),
+        ),
+        timeout=60,
+    )
+    events = list(direct)
+    pieces = [e.chunk.text for e in events if e.WhichOneof("event") == "chunk" and e.chunk.text]
+    finish = {engine_pb2.FINISH_REASON_STOP: "stop", engine_pb2.FINISH_REASON_LENGTH: "length"}[events[-1].complete.finish_reason]
+    usage = events[-1].complete.usage
+
+    head = {"id": "ID", "object": "chat.completion.chunk", "created": 0, "model": model_id}
+    tail = {"usage": None, "system_fingerprint": None}
+
+    def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _frame({**head, "choices": [choice], **tail})
+
+    expected = chunk({"role": "assistant", "content": ""})
+    expected += b"".join(chunk({"content": piece}) for piece in pieces)
+    expected += chunk({}, finish)
+    expected += _frame(
+        {
+            **head,
+            "choices": [],
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens},
+            "system_fingerprint": None,
+        }
+    )
+    expected += b"data: [DONE]\n\n"
+
+    body = {
+        "model": model_id,
+        "messages": QUESTION,
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "stream_options": {"include_usage": True},
+    }
+    with http.stream("POST", "/v1/chat/completions", json=body) as reply:
+        raw = reply.read()
+    ids = set(re.findall(rb'"id":"(chatcmpl-[0-9a-f]{32})"', raw))
+    assert len(ids) == 1, "every chunk carries the same id"
+    assert reply.headers["x-request-id"].encode() in ids
+    assert len(set(re.findall(rb'"created":(\d+),', raw))) == 1
+    normalised = re.sub(rb'"created":\d+,', b'"created":0,', raw.replace(ids.pop(), b"ID"))
+    assert normalised == expected
