@@ -22,7 +22,7 @@ from services.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from services.gateway.model_catalog import ModelCatalog
 from services.gateway.openapi import install_openapi
 from services.gateway.rate_limit import RateLimiter
-from services.gateway.routes import bench, chat, completions, health, metrics, models
+from services.gateway.routes import bench, chat, completions, health, metrics, models, responses
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
 
@@ -59,7 +59,7 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
 
     app = FastAPI(title="Quartet gateway", summary="OpenAI-compatible HTTP API", lifespan=lifespan)
     install_error_handlers(app)
-    modules = (chat, completions, models, bench, health, metrics)
+    modules = (chat, completions, responses, models, bench, health, metrics)
     for module in modules:
         app.include_router(module.router)
     if settings.cors_origins:

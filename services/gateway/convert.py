@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Protocol
 
@@ -19,6 +20,13 @@ from services.gateway.schemas.chat_response import (
     Usage,
 )
 from services.gateway.schemas.completion_response import LegacyLogprobs
+from services.gateway.schemas.responses_request import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputItem,
+    MessageItem,
+    ResponsesRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +201,40 @@ def legacy_logprobs(positions: list[engine_pb2.PositionLogprobs], *, offset: int
         offsets.append(offset)
         offset += len(chosen.text)
     return LegacyLogprobs(tokens=tokens, token_logprobs=token_logprobs, top_logprobs=top, text_offset=offsets)
+
+
+def _responses_messages(items: list[InputItem], instructions: str | None) -> list[engine_pb2.ChatMessage]:
+    """Responses input items as chat messages: function calls join the assistant turn they belong to."""
+    messages = [engine_pb2.ChatMessage(role="system", content=instructions)] if instructions else []
+    for item in items:
+        if isinstance(item, MessageItem):
+            messages.append(engine_pb2.ChatMessage(role=item.role, content=item.text()))
+        elif isinstance(item, FunctionCallItem):
+            call = engine_pb2.ToolCall(id=item.call_id, name=item.name, arguments=item.arguments)
+            if not messages or messages[-1].role != "assistant":
+                messages.append(engine_pb2.ChatMessage(role="assistant"))
+            messages[-1].tool_calls.append(call)
+        elif isinstance(item, FunctionCallOutputItem):
+            messages.append(engine_pb2.ChatMessage(role="tool", content=item.text(), tool_call_id=item.call_id))
+        # Reasoning items are not fed back: a reasoning model's earlier thoughts are not part of its prompt.
+    return messages
+
+
+def to_responses_generate_request(
+    request: ResponsesRequest, items: list[InputItem], request_id: str, *, max_tokens: int | None
+) -> engine_pb2.GenerateRequest:
+    """The engine request of a response: ``items`` is the whole conversation (earlier turns included)."""
+    pb = engine_pb2.GenerateRequest(
+        request_id=request_id,
+        model=request.model,
+        chat=engine_pb2.ChatInput(messages=_responses_messages(items, request.instructions)),
+        sampling=_sampling(request, logprobs=request.wants_logprobs, top_logprobs=request.top_logprobs or 0),
+        stopping=_stopping(request, max_tokens),
+        priority=engine_pb2.PRIORITY_DEFAULT,
+    )
+    text_format = request.format
+    if text_format is not None and text_format.type == "json_object":
+        pb.constraint.json_object = True
+    elif text_format is not None and text_format.type == "json_schema":
+        pb.constraint.json_schema = json.dumps(text_format.schema_)
+    return pb

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-ErrorEvent = Callable[[QuartetError], BaseModel]
+#: The event(s) that report a failure inside a stream.
+ErrorEvent = Callable[[QuartetError], BaseModel | list[BaseModel]]
 
 
 def event(payload: BaseModel, *, envelope: Envelope | None = None, name: str | None = None) -> bytes:
@@ -43,6 +44,12 @@ def event(payload: BaseModel, *, envelope: Envelope | None = None, name: str | N
 
 def _name(payload: BaseModel, named: bool) -> str | None:
     return getattr(payload, "type", None) if named else None
+
+
+def _failure(error: QuartetError, error_event: ErrorEvent, envelope: Envelope | None, named: bool) -> bytes:
+    payloads = error_event(error)
+    payloads = payloads if isinstance(payloads, list) else [payloads]
+    return b"".join(event(payload, envelope=envelope, name=_name(payload, named)) for payload in payloads)
 
 
 async def _frames(
@@ -61,13 +68,12 @@ async def _frames(
     except QuartetError as error:
         log.info("stream failed", extra={"status": error.http_status, "error": error.message})
         on_failure(error.http_status)
-        payload = error_event(error)
-        yield event(payload, envelope=envelope, name=_name(payload, named))
+        yield _failure(error, error_event, envelope, named)
     except Exception as error:  # noqa: BLE001 - the client must still get an error event
         log.exception("stream failed unexpectedly")
         on_failure(500)
-        payload = error_event(Internal(f"internal error in the gateway ({type(error).__name__}); see the gateway log"))
-        yield event(payload, envelope=envelope, name=_name(payload, named))
+        internal = Internal(f"internal error in the gateway ({type(error).__name__}); see the gateway log")
+        yield _failure(internal, error_event, envelope, named)
     finally:
         # Reached on completion, on error, and when the client disconnects (cancellation).
         on_close()

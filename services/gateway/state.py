@@ -13,6 +13,7 @@ from services.gateway.fernet import Envelope
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.model_catalog import ModelCatalog
 from services.gateway.rate_limit import RateLimiter
+from services.gateway.response_store import ResponseStore
 from services.gateway.settings import GatewaySettings
 
 
@@ -27,6 +28,8 @@ class GatewayState:
     envelope: Envelope | None = None
     #: None when there is no rate limit.
     rate_limiter: RateLimiter | None = None
+    #: Where stored responses live (the memory service); None without one.
+    responses: ResponseStore | None = None
     #: Held while a /bench run is going on.
     bench_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

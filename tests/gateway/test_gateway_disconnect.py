@@ -77,3 +77,15 @@ def test_giving_up_on_a_whole_completion_cancels_it(gateway_url: str, model_id: 
         with pytest.raises(httpx.ReadTimeout):
             reply.result()
     assert engine_probe.wait_idle(timeout=10) < 10
+
+
+def test_closing_a_responses_stream_cancels_it(gateway_url: str, model_id: str, engine_probe: EngineProbe) -> None:
+    engine_probe.wait_idle(timeout=30)
+    body = {"model": model_id, "input": "Count from one to one thousand.", "stream": True, "max_output_tokens": 4000, "ignore_eos": True}
+    with httpx.Client(base_url=gateway_url, timeout=60) as http:
+        with http.stream("POST", "/v1/responses", json=body) as reply:
+            assert reply.status_code == 200
+            received = [line for line, _ in zip(reply.iter_lines(), range(16)) if line.startswith("data: ")]
+            assert any("output_text.delta" in line for line in received)
+            assert engine_probe.num_active() == 1
+    assert engine_probe.wait_idle(timeout=10) < 10

@@ -92,6 +92,16 @@ def test_completions_are_sealed_too(sealed: httpx.Client, model_id: str) -> None
     assert "Paris" in Completion.model_validate(opened(reply.json())).choices[0].text
 
 
+def test_responses_events_are_sealed_without_their_names(sealed: httpx.Client, model_id: str) -> None:
+    body = {"model": model_id, "input": "Hi", "max_output_tokens": 3, "stream": True}
+    with sealed.stream("POST", "/v1/responses", json=seal(body)) as reply:
+        raw = reply.read().decode()
+    frames = raw.split("\n\n")[:-1]
+    assert all(frame.startswith('data: {"encrypted":') for frame in frames), "no event: lines, no [DONE]"
+    kinds = [opened(json.loads(frame[len("data: "):]))["type"] for frame in frames]
+    assert kinds[0] == "response.created" and kinds[-1] in ("response.completed", "response.incomplete")
+
+
 def test_errors_after_opening_are_sealed(sealed: httpx.Client) -> None:
     reply = sealed.post("/v1/chat/completions", json=seal({"model": "no/such-model", "messages": QUESTION}))
     assert reply.status_code == 404

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from services.gateway.schemas.chat_request import ChatCompletionRequest
 from services.gateway.schemas.completion_request import CompletionRequest
+from services.gateway.schemas.responses_request import ResponsesRequest
 from tests.gateway.live import LiveGateway, gateway_settings
 
 #: Bounded time per request: anything slower is a hang.
@@ -69,6 +70,11 @@ PLAUSIBLE = {
     "stop_token_ids": st.lists(st.integers(0, 60000), max_size=3),
     "response_format": st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
     "tool_choice": st.sampled_from(["none", "auto"]),
+    "input": short_text | st.lists(message, min_size=1, max_size=3),
+    "instructions": short_text,
+    "max_output_tokens": st.integers(1, 5),
+    "include": st.just(["message.output_text.logprobs"]),
+    "text": st.fixed_dictionaries({"format": st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])})}),
 }
 
 
@@ -101,11 +107,19 @@ def check(http: httpx.Client, path: str, content: bytes) -> None:
         error = json.loads(raw)["error"]
         assert error["message"] and reply.status_code in (400, 404), (content[:300], error)
         return
-    if reply.headers["content-type"].startswith("text/event-stream"):
-        frames = raw.decode().split("\n\n")
-        assert frames[-2:] == ["data: [DONE]", ""], frames[-3:]
-        for frame in frames[:-2]:
-            assert "error" not in json.loads(frame.removeprefix("data: ")), (content[:300], frame)
+    if not reply.headers["content-type"].startswith("text/event-stream"):
+        return
+    frames = raw.decode().split("\n\n")
+    assert frames[-1] == "", frames[-2:]
+    payloads = [frame.rsplit("data: ", 1)[-1] for frame in frames[:-1]]
+    if path == "/v1/responses":
+        # Named events, no [DONE]: the last one is the finished response.
+        kinds = [json.loads(payload)["type"] for payload in payloads]
+        assert kinds[-1] in ("response.completed", "response.incomplete") and "error" not in kinds, (content[:300], kinds)
+        return
+    assert payloads[-1] == "[DONE]", payloads[-2:]
+    for payload in payloads[:-1]:
+        assert "error" not in json.loads(payload), (content[:300], payload)
 
 
 @FUZZ
@@ -123,9 +137,16 @@ def test_completions_bodies(fuzz_http: httpx.Client, model_id: str, data: st.Dat
     check(fuzz_http, "/v1/completions", json.dumps(body).encode())
 
 
+@FUZZ
+@given(data=st.data())
+def test_responses_bodies(fuzz_http: httpx.Client, model_id: str, data: st.DataObject) -> None:
+    body = data.draw(bodies(ResponsesRequest, {"model": model_id, "input": "Hello"}), label="body")
+    check(fuzz_http, "/v1/responses", json.dumps(body).encode())
+
+
 @settings(FUZZ, max_examples=40)
 @given(
-    path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+    path=st.sampled_from(["/v1/chat/completions", "/v1/completions", "/v1/responses"]),
     content=json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=64),
 )
 def test_arbitrary_bodies(fuzz_http: httpx.Client, path: str, content: bytes) -> None:

@@ -9,10 +9,12 @@ from pydantic import BaseModel
 
 from services.gateway.schemas.chat_request import ChatCompletionRequest
 from services.gateway.schemas.completion_request import CompletionRequest
+from services.gateway.schemas.responses_request import ResponsesRequest
 
 BODIES: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
     "/v1/completions": CompletionRequest,
+    "/v1/responses": ResponsesRequest,
 }
 
 
@@ -81,6 +83,11 @@ CASES = [
     ("/v1/completions", {"prompt": "hi", "echo": "yes"}),
     ("/v1/completions", {"prompt": "hi", "logprobs": True}),
     ("/v1/completions", {"max_tokens": 2}),
+    ("/v1/responses", {"input": "hi", "max_output_tokens": 2}),
+    ("/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}], "max_output_tokens": 2}),
+    ("/v1/responses", {"input": [{"role": "user", "content": 5}]}),
+    ("/v1/responses", {"input": "hi", "temperature": "hot"}),
+    ("/v1/responses", {"input": "hi", "text": {"format": {"type": "yaml"}}}),
 ]
 
 
