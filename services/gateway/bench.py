@@ -14,8 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from quartet.engine.v1 import engine_pb2
 from pydantic import BaseModel
+from quartet.engine.v1 import engine_pb2
 
 from services.gateway.clients import EngineClient, StreamObserver
 

@@ -10,7 +10,6 @@ from quartet.engine.v1 import engine_pb2
 
 from services.gateway.errors import EngineAborted, Internal
 from services.gateway.schemas.chat_request import ChatCompletionRequest, ChatMessage
-from services.gateway.schemas.completion_request import CompletionRequest
 from services.gateway.schemas.chat_response import (
     DeltaFunctionCall,
     DeltaToolCall,
@@ -19,6 +18,7 @@ from services.gateway.schemas.chat_response import (
     TopLogprob,
     Usage,
 )
+from services.gateway.schemas.completion_request import CompletionRequest
 from services.gateway.schemas.completion_response import LegacyLogprobs
 from services.gateway.schemas.responses_request import (
     FunctionCallItem,

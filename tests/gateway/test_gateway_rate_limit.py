@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.limits import resolve_max_tokens
 from services.gateway.errors import BadRequest
+from services.gateway.limits import resolve_max_tokens
 from services.gateway.rate_limit import RateLimiter
 
 

@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX
+from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, check_logit_bias, check_stop, check_token_ids
 from services.gateway.schemas.strict import Strict as _Strict
 from services.gateway.schemas.strict import absent as _absent
-from services.gateway.schemas.strict import check_logit_bias, check_stop, check_token_ids
 from services.gateway.schemas.strict import invalid as _invalid
 from services.gateway.schemas.strict import unsupported as _unsupported
 
