@@ -24,6 +24,12 @@ def main() -> None:
             "engine_address": settings.engine_address,
             "router_address": settings.router_address,
             "memory_address": settings.memory_address,
+            # Whether each policy is on; never the keys themselves.
+            "api_keys": bool(settings.api_keys or settings.api_keys_file),
+            "encryption": settings.encryption_key is not None,
+            "rate_limit_per_minute": settings.rate_limit_per_minute,
+            "cors_origins": settings.cors_origins,
+            "max_tokens_cap": settings.max_tokens_cap,
         },
     )
     # log_config=None keeps uvicorn's loggers on our JSON handler; uvicorn drains on SIGTERM.

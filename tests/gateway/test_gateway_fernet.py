@@ -172,3 +172,11 @@ def test_require_encryption_refuses_plain_bodies(engine_address: str, model_id: 
         assert ok.status_code == 200 and "choices" in opened(ok.json())
     finally:
         live.stop()
+
+
+def test_a_bad_key_stops_the_gateway_at_startup_without_showing_it() -> None:
+    from services.gateway.app import create_app
+
+    with pytest.raises(ValueError) as info:
+        create_app(gateway_settings("127.0.0.1:1", encryption_key="not-a-fernet-key-at-all"))
+    assert "not a valid Fernet key" in str(info.value) and "not-a-fernet" not in str(info.value)

@@ -134,3 +134,15 @@ def test_rate_limit_is_per_key_with_retry_after(engine_address: str) -> None:
             sdk(live.url, "sk-nobody").models.list()
     finally:
         live.stop()
+
+
+def test_without_keys_the_rate_limit_is_per_client_address(engine_address: str) -> None:
+    live = LiveGateway(gateway_settings(engine_address, rate_limit_per_minute=1, rate_limit_burst=1))
+    try:
+        assert httpx.get(f"{live.url}/v1/models", timeout=10).status_code == 200
+        limited = httpx.get(f"{live.url}/v1/models", timeout=10)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
+        assert limited.json()["error"]["type"] == "rate_limit_error"
+        assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200, "health is never limited"
+    finally:
+        live.stop()
