@@ -26,7 +26,7 @@ from tests.gateway.live import LiveGateway, gateway_settings
 #: Bounded time per request: anything slower is a hang.
 REQUEST_SECONDS = 30
 FUZZ = settings(
-    max_examples=100,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     database=None,
