@@ -1,6 +1,7 @@
 """Quartet's MXFP4 kernels. The public API (documented in kernels/README.md):
 
-* the format: ``MXFP4Tensor``, ``quantize`` (OCP MX rule), ``dequantize``;
+* the format: ``MXFP4Tensor``, ``quantize`` (OCP MX rule), ``dequantize``, and
+  ``to_kernel_layout`` (the CUDA kernels' code layout, applied once at load);
 * checkpoints: ``load_mxfp4``, ``load_gpt_oss_experts``, ``MoEWeights``;
 * ops that run Triton on CUDA and the torch reference elsewhere: ``mxfp4_linear``,
   ``mxfp4_moe``; routing helper ``route_topk``.
@@ -12,7 +13,7 @@ from kernels.mxfp4.checkpoint import from_blocks, load_gpt_oss_experts, load_mxf
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
 from kernels.mxfp4.format import quantize_torch as quantize
 from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.ops import dequantize, mxfp4_linear, mxfp4_moe
+from kernels.mxfp4.ops import dequantize, mxfp4_linear, mxfp4_moe, to_kernel_layout
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
 from kernels.mxfp4.reference import route_torch as route_topk
 
@@ -30,4 +31,5 @@ __all__ = [
     "mxfp4_moe_torch",
     "quantize",
     "route_topk",
+    "to_kernel_layout",
 ]

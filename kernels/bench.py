@@ -5,7 +5,7 @@
 Prints the device, the measured copy-bandwidth and matmul ceilings, one table row per
 (case, m, variant) and the targets with pass/miss; writes ``metrics.json``, ``table.txt``,
 and ``archives.tar.gz`` (the per-case archive bundles, with gzipped profiler traces) to DIR
-(default ``$OUT`` if set, else ``kernels/harness/runs/<timestamp>``). ``--sweep`` also times
+(default ``$OUT`` if set, else ``$QUARTET_HOME/kernels/runs/<timestamp>``). ``--sweep`` also times
 a grid of launch configurations for the decode and prefill kernels (how ``_launch.py`` was tuned).
 """
 
@@ -66,48 +66,58 @@ def sweep(device: torch.device) -> str:
     from kernels.mxfp4.gemv import mxfp4_gemv
     from kernels.mxfp4.ops import dequantize
     from kernels.mxfp4.format import quantize_torch
+    from kernels.mxfp4.layout import to_layout
 
     lines = [f"{'shape':<16} {'m':>5} {'variant':<12} {'bm':>4} {'bn':>4} {'bk':>4} {'split':>5} {'warps':>5} "
              f"{'stages':>6} {'us':>9} {'GB/s':>7}"]
-    grid_decode = [(bn, bk, s, w, st) for bn, bk, s in [(32, 256, 1), (64, 256, 1), (128, 256, 1), (64, 512, 1),
-                                                       (32, 512, 1), (16, 256, 1), (32, 256, 2), (64, 256, 2),
-                                                       (32, 128, 4), (16, 256, 4)]
-                   for w, st in [(4, 3), (4, 5), (8, 4)]]
-    grid_prefill = [(128, 128, 128, 8, 3), (128, 128, 64, 4, 4), (256, 128, 128, 8, 3), (128, 256, 64, 8, 3),
-                    (64, 128, 128, 4, 4), (128, 64, 128, 4, 4)]
-    for (n, k), ms in (((28672, 8192), (1, 16, 2048)), ((2880, 2880), (1,))):
+    # (bn, bk, split_k, warps, stages) per variant; the dense shape streams, the small one needs split-K.
+    big = {"fma": [(64, 256, 1, 4, 3), (64, 256, 1, 4, 4), (128, 256, 1, 4, 3), (128, 256, 1, 8, 3),
+                   (64, 512, 1, 4, 3), (32, 512, 1, 4, 3), (128, 128, 1, 4, 4), (64, 128, 1, 2, 4),
+                   (128, 128, 1, 2, 4), (256, 128, 1, 4, 3), (32, 256, 1, 2, 4), (64, 256, 1, 8, 3)],
+           "dot_scaled": [(32, 512, 1, 4, 3)], "dequant_dot": [(64, 256, 1, 4, 4), (32, 256, 1, 4, 3)]}
+    small = {"fma": [(16, 256, 2, 4, 3), (32, 256, 1, 4, 3), (32, 128, 2, 4, 3), (16, 128, 4, 4, 3),
+                     (32, 128, 4, 2, 3), (64, 128, 2, 4, 3), (16, 256, 4, 2, 3), (32, 256, 2, 2, 3),
+                     (64, 256, 1, 4, 3), (16, 128, 2, 2, 4)],
+             "dot_scaled": [(32, 128, 4, 4, 4)]}
+    grid_prefill = {"dequant_dot": [(256, 128, 128, 8, 3), (128, 256, 64, 8, 3), (256, 128, 64, 8, 4)],
+                    "dot_scaled": [(128, 256, 64, 8, 3)]}
+    for (n, k), ms, grid_decode in (((28672, 8192), (1, 4, 2048), big), ((2880, 2880), (1,), small)):
         gen = torch.Generator(device=device)
         gen.manual_seed(0)
         w = quantize_torch(torch.randn((n, k), generator=gen, device=device) * 0.02)
+        weights = {"ocp": w, "fma8": to_layout(w, "fma8")}
         ref_w = dequantize(w)
         for m in ms:
             x = torch.randn((m, k), generator=gen, device=device).bfloat16()
             ref = torch.nn.functional.linear(x, ref_w).float()
             configs = []
             if m <= 16:
-                for mode in ("dot_scaled", "dequant_dot"):
-                    for bn, bk, s, wps, st in grid_decode:
+                for mode, grid in grid_decode.items():
+                    if m > 1 and mode != "fma":
+                        continue
+                    for bn, bk, s, wps, st in grid if m == 1 else grid[:3]:
                         configs.append((mode, MatmulConfig(bm=16, bn=bn, bk=bk, split_k=s, num_warps=wps,
-                                                           num_stages=st, mode=mode)))
+                                                           num_stages=st, mode="dot_scaled" if mode == "fma" else mode)))
             else:
-                for mode in ("dot_scaled", "dequant_dot"):
-                    for bm, bn, bk, wps, st in grid_prefill:
+                for mode, grid in grid_prefill.items():
+                    for bm, bn, bk, wps, st in grid:
                         configs.append((mode, MatmulConfig(bm=bm, bn=bn, bk=bk, num_warps=wps, num_stages=st,
                                                            mode=mode)))
             op = mxfp4_gemv if m <= 16 else mxfp4_gemm
             nbytes = n * k // 2 + n * k // 32 + m * k * 2 + m * n * 2
             for mode, cfg in configs:
+                wl = weights["ocp" if mode == "dot_scaled" else "fma8"]
                 try:
-                    y = op(x, w, variant=mode, config=cfg).float()
+                    y = op(x, wl, variant=mode, config=cfg).float()
                     err = ((y - ref).norm() / ref.norm()).item()
-                    t = time_calls([lambda cfg=cfg, mode=mode: op(x, w, variant=mode, config=cfg)], samples=10)
+                    t = time_calls([lambda cfg=cfg, mode=mode, wl=wl: op(x, wl, variant=mode, config=cfg)], samples=10)
                     us = f"{t.median_us:9.2f}" + ("" if err < 1e-2 else f" BAD {err:.1e}")
                     gbps = f"{nbytes / t.median_us / 1e3:7.0f}"
                 except Exception as exc:  # a config the compiler rejects is a data point, not a crash
                     us, gbps = f"error: {type(exc).__name__}: {str(exc)[:80]}", ""
                 lines.append(f"{n}x{k:<10} {m:>5} {mode:<12} {cfg.bm:>4} {cfg.bn:>4} {cfg.bk:>4} {cfg.split_k:>5} "
                              f"{cfg.num_warps:>5} {cfg.num_stages:>6} {us} {gbps}")
-        del w, ref_w
+        del w, ref_w, weights
         torch.cuda.empty_cache()
     return "\n".join(lines)
 
@@ -125,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         parser.error("the benchmark needs a CUDA device (tests cover the CPU)")
     device = torch.device("cuda")
-    out = Path(args.out or Path(__file__).parent / "harness" / "runs" / time.strftime("%Y%m%dT%H%M%S"))
+    home = Path(os.environ.get("QUARTET_HOME", Path(__file__).resolve().parent.parent / "var"))
+    out = Path(args.out or home / "kernels" / "runs" / time.strftime("%Y%m%dT%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     meta = device_info()
     meta["command"] = "python -m kernels.bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -142,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[VariantResult] = []
     checks = []
+    table = targets = ""
     archives = []
     ms_override = [int(v) for v in args.m.split(",") if v]
     for name in [c for c in args.cases.split(",") if c]:
@@ -161,17 +173,20 @@ def main(argv: list[str] | None = None) -> int:
                     (out / "traces").mkdir(exist_ok=True)
                     traces.append(profile_trace(fwd, exp.inputs, out / "traces" / f"trace_{name}_m{m}.json.gz"))
             print(format_table(exp.results).split("\n", 2)[-1], flush=True)
+            for variant, error in exp.errors.items():
+                print(f"{name} m={m} {variant}: FAILED {error[:2000]}", flush=True)
+                meta.setdefault("errors", []).append({"case": name, "m": m, "variant": variant, "error": error})
             del exp
             gc.collect()
             torch.cuda.empty_cache()
         results += case_results
         checks += check_targets(case, case_results)
         archives.append(archive(case, case_results, traces))
+        # Written after every case, so a run cut short still leaves what it measured.
+        table, targets = format_table(results), format_targets(checks)
+        write_metrics(out / "metrics.json", meta, results, checks)
+        (out / "table.txt").write_text(table + "\n\n" + targets + "\n")
 
-    table = format_table(results)
-    targets = format_targets(checks)
-    write_metrics(out / "metrics.json", meta, results, checks)
-    (out / "table.txt").write_text(table + "\n\n" + targets + "\n")
     with tarfile.open(out / "archives.tar.gz", "w:gz") as tar:
         for folder in archives:
             tar.add(folder, arcname=folder.relative_to(ARCHIVE_DIR))

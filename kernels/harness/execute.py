@@ -8,6 +8,7 @@ on the first input set (relative L2 error and max error over max |baseline|).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,8 @@ from kernels.harness.case import Case, Forward, Inputs
 from kernels.harness.ceilings import Ceilings
 from kernels.harness.inputs import case_inputs
 from kernels.harness.timing import time_calls
+
+log = logging.getLogger(__name__)
 
 ROTATE_L2_MULTIPLE = 2.0
 MAX_SETS = 48
@@ -64,6 +67,7 @@ class Experiment:
         self.baseline: VariantResult | None = None
         self.reference: torch.Tensor | None = None
         self.results: list[VariantResult] = []
+        self.errors: dict[str, str] = {}
 
     def _ensure_sets(self, bytes_per_call: int) -> None:
         wanted = math.ceil(ROTATE_L2_MULTIPLE * _l2_bytes(self.device) / max(1, bytes_per_call))
@@ -108,7 +112,12 @@ class Experiment:
         label, forward = self.case.model.baseline(self.m)
         self.execute_variant(label, forward, is_baseline=True)
         for name, fwd in self.case.model.variants(self.m).items():
-            self.execute_variant(name, fwd)
+            try:
+                self.execute_variant(name, fwd)
+            except Exception as exc:  # one broken variant (say, a compiler error) must not hide the others
+                self.errors[name] = f"{type(exc).__name__}: {exc}"
+                log.error("variant failed", extra={"case": self.case.name, "m": self.m, "variant": name,
+                                                   "error": self.errors[name][:500]})
         return self.results
 
 

@@ -16,6 +16,8 @@ import torch
 # The ``MODE`` constexpr of ``_tile.mx_dot``: how a weight tile is multiplied.
 MODES = {"dot_scaled": 0, "dequant_dot": 1}
 DECODE_MAX_M = 16
+# The CUDA-core decode pays one FMA per weight and row; past this many rows the tensor cores win.
+FMA_MAX_M = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,23 @@ class MatmulConfig:
 
 
 def decode_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scaled") -> MatmulConfig:
-    """Skinny GEMM (M <= 16): one 16-row activation tile, split K until the grid covers the SMs."""
+    """Tensor-core skinny GEMM (M <= 16): 32 weight rows a program, split K until the grid covers the SMs.
+
+    First H100 sweep: 32x512 tiles beat 64- and 128-row ones on 28672x8192 (the upcast's
+    layout shuffles grow with the tile), and 32x128 with split-K 4 was best on 2880x2880.
+    """
+    bk = 512 if k_padded >= 4096 else 128 if k_padded >= 128 else 64
+    bn = 32 if n >= 32 * sms else 16
+    n_tiles = _cdiv(n, bn)
+    k_tiles = _cdiv(k_padded, bk)
+    split = 1
+    while n_tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 2):
+        split *= 2
+    return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=3, mode=mode)
+
+
+def fma_config(m: int, n: int, k_padded: int, sms: int) -> MatmulConfig:
+    """CUDA-core decode: wide row tiles so each thread reuses its activations over several rows."""
     bk = 256 if k_padded >= 256 else 128 if k_padded >= 128 else 64
     bn = 64 if n >= 64 * 2 * sms else 32 if n >= 32 * sms else 16
     n_tiles = _cdiv(n, bn)
@@ -53,14 +71,18 @@ def decode_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scal
     split = 1
     while n_tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 2):
         split *= 2
-    return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=4, mode=mode)
+    return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=4)
 
 
 def prefill_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scaled") -> MatmulConfig:
-    """Tensor-core tiles for M > 16; smaller activation tiles for medium M so the grid fills the chip."""
-    bm = 128 if m > 64 else 64 if m > 32 else 32
-    bn = 128
-    return MatmulConfig(bm=bm, bn=bn, bk=128, split_k=1, num_warps=8 if bm >= 128 else 4, num_stages=3, mode=mode)
+    """Tensor-core tiles for M > 16 (first H100 sweep at M = 2048 on 28672x8192: dequant_dot liked
+    256 activation rows x 128 weight rows, dot_scaled 128 x 256 with BK 64); smaller activation
+    tiles for medium M so the grid fills the chip."""
+    if mode == "dot_scaled":
+        bm = 128 if m > 64 else 64 if m > 32 else 32
+        return MatmulConfig(bm=bm, bn=256 if m > 64 else 128, bk=64, num_warps=8, num_stages=3, mode=mode)
+    bm = 256 if m >= 1024 else 128 if m > 64 else 64 if m > 32 else 32
+    return MatmulConfig(bm=bm, bn=128, bk=128, num_warps=8 if bm >= 128 else 4, num_stages=3, mode=mode)
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -1,4 +1,4 @@
-"""The one MXFP4 matmul kernel behind the decode GEMV and the prefill GEMM.
+"""The one MXFP4 tensor-core matmul kernel behind the decode and prefill dot variants.
 
 ``y[M, N] = x[M, K] @ W[N, K]^T (+ bias)``: bf16 in and out, fp32 accumulation. The
 weight is the left operand of the tile product (``acc[BN, BM] = W_tile @ x_tile^T``), so
@@ -23,9 +23,10 @@ from kernels.mxfp4.format import MXFP4Tensor
 @triton.jit
 def _matmul_kernel(
     x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
-    M, N, K, stride_xm, stride_ym, KP_HALF, KP_BLOCKS, TILES_PER_SPLIT,
+    M, N, K, stride_xm, stride_ym, KP_BLOCKS, TILES_PER_SPLIT,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT_K: tl.constexpr, GROUP: tl.constexpr,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     pid = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -44,14 +45,15 @@ def _matmul_kernel(
     offs_m = pid_m * BM + tl.arange(0, BM)
     m_ok = offs_m < M
     x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm
-    wq_rows = wq_ptr + offs_n[:, None].to(tl.int64) * KP_HALF
+    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)  # code words or bytes per weight row
+    wq_rows = wq_ptr + offs_n[:, None].to(tl.int64) * row_q
     ws_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
 
     t0 = pid_s * TILES_PER_SPLIT
-    t1 = tl.minimum(t0 + TILES_PER_SPLIT, tl.cdiv(KP_HALF * 2, BK))
+    t1 = tl.minimum(t0 + TILES_PER_SPLIT, tl.cdiv(KP_BLOCKS * 32, BK))
     acc = tl.zeros((BN, BM), dtype=tl.float32)
-    acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_HALF, KP_BLOCKS,
-                    BN, BK, EVEN_K, MODE, INTERPRET)
+    acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
+                    BN, BK, EVEN_K, MODE, SWIZZLED, INTERPRET)
     store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
                     pid_m * num_n + pid_n, pid_s, SPLIT_K, HAS_BIAS, INTERPRET)
 
@@ -70,16 +72,27 @@ def check_operands(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None) -
         raise ValueError(f"bias must be [{w.n}] on {w.device}, got {tuple(bias.shape)} on {bias.device}")
 
 
+def code_pointer(w: MXFP4Tensor) -> torch.Tensor:
+    """What a kernel indexes: bytes for "ocp", int32 words for "fma8"."""
+    return w.blocks.view(torch.int32) if w.layout == "fma8" else w.blocks
+
+
+def split_plan(k_padded: int, bk: int, split_k: int) -> tuple[int, int]:
+    """(splits, K tiles per split), with no empty split."""
+    k_tiles = triton.cdiv(k_padded, bk)
+    per_split = triton.cdiv(k_tiles, max(1, min(split_k, k_tiles)))
+    return triton.cdiv(k_tiles, per_split), per_split
+
+
 def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: MatmulConfig) -> torch.Tensor:
     """``x2``: ``[M, K]`` with unit stride along K. Returns ``[M, N]`` in x2's dtype."""
+    if cfg.mode == "dot_scaled" and w.layout != "ocp":
+        raise ValueError(f"dot_scaled reads the ocp layout, this weight is {w.layout!r}")
     m, n = x2.shape[0], w.n
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
     if m == 0 or n == 0:
         return y
-    k_tiles = triton.cdiv(w.k_padded, cfg.bk)
-    split = max(1, min(cfg.split_k, k_tiles))
-    per_split = triton.cdiv(k_tiles, split)
-    split = triton.cdiv(k_tiles, per_split)  # no empty splits
+    split, per_split = split_plan(w.k_padded, cfg.bk, cfg.split_k)
     num_tiles = triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm)
     if split > 1:
         part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
@@ -88,10 +101,10 @@ def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, c
         part, cnt = y, y  # unused
     even_k = w.k == w.k_padded and w.k_padded % cfg.bk == 0
     _matmul_kernel[(num_tiles, split)](
-        x2, w.blocks, w.scales, bias if bias is not None else y, y, part, cnt,
-        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 2, w.k_padded // 32, per_split,
+        x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
+        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, SPLIT_K=split, GROUP=cfg.group,
-        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], INTERPRET=is_interpreter(),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], SWIZZLED=w.layout == "fma8",
+        INTERPRET=is_interpreter(), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return y

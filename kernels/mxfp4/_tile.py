@@ -1,13 +1,18 @@
-"""Triton helpers shared by every MXFP4 kernel: decode one weight tile, multiply one tile.
+"""Triton helpers shared by every MXFP4 kernel: decode weight tiles, multiply them.
 
-A weight tile is ``wq`` uint8 ``[BN, BK/2]`` (two E2M1 codes a byte, low nibble = even
-K index) with ``ws`` uint8 ``[BN, BK/32]`` (E8M0 scales). Two ways to multiply it:
+Weight tiles come in one of two code layouts (``kernels.mxfp4.layout``):
 
-* ``MODE == 0`` ("dot_scaled"): ``tl.dot_scaled`` with the weight as the e2m1 operand. On Hopper
-  the compiler upcasts to bf16 in registers with its own bit-twiddling and then uses the
-  tensor cores; on Blackwell it would map to the native MX instructions.
-* ``MODE == 1`` ("dequant_dot"): decode here (fp16 subnormal trick, see ``e2m1_to_f32``), scale,
-  round to bf16 (exact: every MXFP4 value is a bf16 value) and ``tl.dot``.
+* "ocp": ``wq`` uint8 ``[BN, BK/2]``, two E2M1 codes a byte, low nibble = even K index;
+* "fma8": ``w`` int32 ``[BN, BK/8]``, eight codes a word, bit-permuted so that
+  ``fma8_raw`` turns one into an exact fp32 ``value * 2**-126`` with a shift and a mask.
+
+Scales are always ``ws`` uint8 ``[BN, BK/32]`` (E8M0). Ways to multiply (``MODE``):
+
+* 0, "dot_scaled": ``tl.dot_scaled`` on an "ocp" tile (on Hopper the compiler upcasts
+  to bf16 and uses the tensor cores);
+* 1, "dequant_dot": decode here, scale, round to bf16 (exact: every MXFP4 value is a
+  bf16 value) and ``tl.dot``;
+* the CUDA-core ``fma_k_loop`` for "fma8" tiles and few activation rows (decode).
 
 Under ``TRITON_INTERPRET=1`` numpy cannot do bf16 arithmetic, so ``INTERPRET`` paths
 keep operands in fp32; results are the same because the products are exact either way.
@@ -17,6 +22,17 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+# fp32 bits (22, 23, 24, 31) = (m, e0, e1, s); as signed int32 so no literal leaves int32.
+_F32_PATTERN = tl.constexpr(-2118123520)  # 0x81C00000
+_M_E0 = tl.constexpr(12582912)  # 0x00C00000
+_E1 = tl.constexpr(16777216)  # 0x01000000
+_SIGN = tl.constexpr(-2147483648)  # 0x80000000
+# x is pre-scaled by 2**64 so that (value * 2**-126) * x is a normal fp32 for any |x| in
+# [2**-63, 2**63]: the products stay exact, and the block sum is scaled back by 2**62.
+X_PRESCALE = tl.constexpr(2.0**64)
+SUM_RESCALE = tl.constexpr(2.0**62)
+RAW_TO_VALUE = tl.constexpr(2.0**126)
 
 
 @triton.jit
@@ -53,20 +69,54 @@ def e8m0_to_f32(scales):
 
 
 @triton.jit
-def dequant_tile(wq, ws, BN: tl.constexpr, BK: tl.constexpr):
-    """``[BN, BK/2]`` codes and ``[BN, BK/32]`` scales -> fp32 ``[BN, BK]`` in natural K order."""
-    codes = tl.join(wq & 0xF, wq >> 4).reshape(BN, BK)
-    values = e2m1_to_f32(codes).reshape(BN, BK // 32, 32)
+def fma8_raw(w, J: tl.constexpr):
+    """Element ``J`` of int32 "fma8" words as the fp32 ``value * 2**-126`` (exact; see layout.py)."""
+    if J == 0:
+        r = (w << 22) & _F32_PATTERN
+    elif J == 1:
+        r = (w << 19) & _F32_PATTERN
+    elif J == 2:
+        r = (w << 16) & _F32_PATTERN
+    elif J == 3:
+        r = (w << 6) & _F32_PATTERN
+    elif J == 4:
+        r = (w << 3) & _F32_PATTERN
+    elif J == 5:
+        r = w & _F32_PATTERN
+    elif J == 6:
+        r = ((w << 12) & _M_E0) | ((w << 11) & _E1) | ((w << 17) & _SIGN)
+    else:
+        # Arithmetic right shifts drag the sign bit down, but the masks keep none of it.
+        r = ((w >> 4) & _M_E0) | ((w >> 5) & _E1) | ((w << 1) & _SIGN)
+    return r.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def dequant_tile(wq, ws, BN: tl.constexpr, BK: tl.constexpr, SWIZZLED: tl.constexpr):
+    """A code tile and its ``[BN, BK/32]`` scales -> fp32 ``[BN, BK]`` in natural K order."""
+    if SWIZZLED:
+        # Nested joins stack along a new last axis; pairing j with j+4 innermost and j with
+        # j+2 next makes the flattened index 4*b2 + 2*b1 + b0 = j, the natural order.
+        v = tl.join(
+            tl.join(tl.join(fma8_raw(wq, 0), fma8_raw(wq, 4)), tl.join(fma8_raw(wq, 2), fma8_raw(wq, 6))),
+            tl.join(tl.join(fma8_raw(wq, 1), fma8_raw(wq, 5)), tl.join(fma8_raw(wq, 3), fma8_raw(wq, 7))),
+        )
+        values = (v * RAW_TO_VALUE).reshape(BN, BK // 32, 32)
+    else:
+        codes = tl.join(wq & 0xF, wq >> 4).reshape(BN, BK)
+        values = e2m1_to_f32(codes).reshape(BN, BK // 32, 32)
     return (values * e8m0_to_f32(ws)[:, :, None]).reshape(BN, BK)
 
 
 @triton.jit
-def mx_dot(acc, wq, ws, xt, BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr):
+def mx_dot(acc, wq, ws, xt, BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr,
+           INTERPRET: tl.constexpr):
     """``acc[BN, BM] += dequant(wq, ws)[BN, BK] @ xt[BK, BM]`` with fp32 accumulation."""
     if MODE == 0:
+        tl.static_assert(not SWIZZLED, "dot_scaled reads the ocp layout")
         acc = tl.dot_scaled(wq, ws, "e2m1", xt.to(tl.bfloat16), None, "bf16", acc)
     else:
-        w = dequant_tile(wq, ws, BN, BK)
+        w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
         if INTERPRET:
             acc = tl.dot(w, xt.to(tl.float32), acc)
         else:
@@ -75,49 +125,81 @@ def mx_dot(acc, wq, ws, xt, BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constex
 
 
 @triton.jit
+def load_codes(wq_rows, ws_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr, EVEN_K: tl.constexpr,
+               SWIZZLED: tl.constexpr):
+    """K tile ``t`` of the codes (bytes or fma8 words) and scales of ``[BN, 1]`` row pointers."""
+    per_word: tl.constexpr = 8 if SWIZZLED else 2
+    kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
+    ks = t * (BK // 32) + tl.arange(0, BK // 32)
+    if EVEN_K:
+        wq = tl.load(wq_rows + kq[None, :], mask=n_ok[:, None], other=0)
+        ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None], other=0)
+    else:
+        wq = tl.load(wq_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
+                     other=0)
+        ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
+    return wq, ws
+
+
+@triton.jit
 def mx_k_loop(
-    acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_HALF, KP_BLOCKS,
-    BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
-    """Run K tiles ``[t0, t1)``: ``acc[BN, BM] += W[rows, k] @ X[k, cols]``.
+    """Run K tiles ``[t0, t1)``: ``acc[BN, BM] += W[rows, k] @ X[k, cols]`` on the tensor cores.
 
     ``x_rows``: ``[BM]`` pointers to the first element of each activation row;
     ``wq_rows`` / ``ws_rows``: ``[BN, 1]`` pointers to each weight row's codes / scales.
     ``EVEN_K`` (K a multiple of BK, no padding) drops the K masks so loads vectorize.
     """
     for t in range(t0, t1):
-        kb = t * (BK // 2) + tl.arange(0, BK // 2)
-        ks = t * (BK // 32) + tl.arange(0, BK // 32)
+        wq, ws = load_codes(wq_rows, ws_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED)
         kx = t * BK + tl.arange(0, BK)
         if EVEN_K:
-            wq = tl.load(wq_rows + kb[None, :], mask=n_ok[:, None], other=0)
-            ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None], other=0)
             xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :], other=0.0)
         else:
-            wq = tl.load(wq_rows + kb[None, :], mask=n_ok[:, None] & (kb < KP_HALF)[None, :], other=0)
-            ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
             xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
-        acc = mx_dot(acc, wq, ws, xt, BN, BK, MODE, INTERPRET)
+        acc = mx_dot(acc, wq, ws, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
+    return acc
+
+
+@triton.jit
+def fma_k_loop(
+    acc, x_rows, m_ok, w_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    BN: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, EVEN_K: tl.constexpr,
+):
+    """CUDA-core decode over "fma8" words: ``acc[BN, BM] += W[rows, k] @ X[k, cols]``, fp32.
+
+    Per weight: a shift and a mask (two more for two of each eight) and one FMA with the
+    pre-scaled activation; the block scale is applied once per 32 weights to the block sum.
+    """
+    for t in range(t0, t1):
+        w, ws = load_codes(w_rows, ws_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, True)
+        part = tl.zeros((BN, BK // 8, BM), dtype=tl.float32)
+        for j in tl.static_range(8):
+            kx = t * BK + tl.arange(0, BK // 8) * 8 + j
+            if EVEN_K:
+                xj = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :], other=0.0)
+            else:
+                xj = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
+            part += fma8_raw(w, j)[:, :, None] * (xj.to(tl.float32) * X_PRESCALE)[None, :, :]
+        block = tl.sum(part.reshape(BN, BK // 32, 4, BM), axis=2) * SUM_RESCALE
+        acc += tl.sum(block * e8m0_to_f32(ws)[:, :, None], axis=1)
     return acc
 
 
 @triton.jit
 def mx_k_loop_pair(
-    acc_a, acc_b, x_rows, m_ok, qa_rows, sa_rows, qb_rows, sb_rows, n_ok, t0, t1, K, KP_HALF, KP_BLOCKS,
-    BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    acc_a, acc_b, x_rows, m_ok, qa_rows, sa_rows, qb_rows, sb_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     """Like ``mx_k_loop`` for two weights that share the activation tile (gate and up projections)."""
     for t in range(t0, t1):
-        kb = t * (BK // 2) + tl.arange(0, BK // 2)
-        ks = t * (BK // 32) + tl.arange(0, BK // 32)
         kx = t * BK + tl.arange(0, BK)
-        qmask = n_ok[:, None] & (kb < KP_HALF)[None, :]
-        smask = n_ok[:, None] & (ks < KP_BLOCKS)[None, :]
         xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
-        qa = tl.load(qa_rows + kb[None, :], mask=qmask, other=0)
-        sa = tl.load(sa_rows + ks[None, :], mask=smask, other=0)
-        qb = tl.load(qb_rows + kb[None, :], mask=qmask, other=0)
-        sb = tl.load(sb_rows + ks[None, :], mask=smask, other=0)
-        acc_a = mx_dot(acc_a, qa, sa, xt, BN, BK, MODE, INTERPRET)
-        acc_b = mx_dot(acc_b, qb, sb, xt, BN, BK, MODE, INTERPRET)
+        qa, sa = load_codes(qa_rows, sa_rows, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
+        qb, sb = load_codes(qb_rows, sb_rows, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
+        acc_a = mx_dot(acc_a, qa, sa, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
+        acc_b = mx_dot(acc_b, qb, sb, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
     return acc_a, acc_b

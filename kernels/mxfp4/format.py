@@ -45,12 +45,15 @@ class MXFP4Tensor:
     """A matrix, or a stack of matrices, quantized to MXFP4 along its last dimension.
 
     ``blocks``: uint8 ``[..., N, Kp/32, 16]``; ``scales``: uint8 ``[..., N, Kp/32]``;
-    ``k``: the logical K (``Kp`` is ``k`` rounded up to a multiple of 32).
+    ``k``: the logical K (``Kp`` is ``k`` rounded up to a multiple of 32); ``layout``:
+    how the codes sit inside each 32-bit word, "ocp" (the spec's and checkpoints') or a
+    kernel layout from ``kernels.mxfp4.layout``.
     """
 
     blocks: torch.Tensor
     scales: torch.Tensor
     k: int
+    layout: str = "ocp"
 
     def __post_init__(self) -> None:
         if self.blocks.dtype != torch.uint8 or self.scales.dtype != torch.uint8:
@@ -66,6 +69,8 @@ class MXFP4Tensor:
             raise ValueError(f"k={self.k} does not fit {self.blocks.shape[-2]} blocks of {BLOCK_SIZE}")
         if self.blocks.device != self.scales.device:
             raise ValueError("blocks and scales must live on the same device")
+        if self.layout not in ("ocp", "fma8"):
+            raise ValueError(f"unknown layout {self.layout!r}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -90,16 +95,16 @@ class MXFP4Tensor:
         return self.blocks.numel() + self.scales.numel()
 
     def to(self, device: torch.device | str) -> MXFP4Tensor:
-        return MXFP4Tensor(self.blocks.to(device), self.scales.to(device), self.k)
+        return MXFP4Tensor(self.blocks.to(device), self.scales.to(device), self.k, self.layout)
 
     def contiguous(self) -> MXFP4Tensor:
-        return MXFP4Tensor(self.blocks.contiguous(), self.scales.contiguous(), self.k)
+        return MXFP4Tensor(self.blocks.contiguous(), self.scales.contiguous(), self.k, self.layout)
 
     def __getitem__(self, index: int | slice | torch.Tensor) -> MXFP4Tensor:
         """Index the leading (stack) dimension, e.g. one expert of an MoE weight."""
         if self.blocks.dim() < 4:
             raise IndexError("only a stack of matrices can be indexed")
-        return MXFP4Tensor(self.blocks[index], self.scales[index], self.k)
+        return MXFP4Tensor(self.blocks[index], self.scales[index], self.k, self.layout)
 
 
 def e2m1_encode(scaled: torch.Tensor) -> torch.Tensor:
@@ -151,6 +156,10 @@ def quantize_torch(w: torch.Tensor) -> MXFP4Tensor:
 
 def dequantize_torch(w: MXFP4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """MXFP4 -> ``[..., N, k]`` in ``dtype``; exact (every MXFP4 value is a bf16 value)."""
+    if w.layout != "ocp":
+        from kernels.mxfp4.layout import to_layout
+
+        w = to_layout(w, "ocp")
     lo = e2m1_decode(w.blocks & 0x0F)
     hi = e2m1_decode(w.blocks >> 4)
     values = torch.stack((lo, hi), dim=-1).flatten(-2)  # [..., N, Kp/32, 32], natural order

@@ -2,8 +2,8 @@
 
 Variants:
 
-* ``dot_scaled``: ``tl.dot_scaled`` on each weight tile (compiler upcast to bf16 on Hopper).
-* ``dequant_dot``: in-register dequantization here, then ``tl.dot``.
+* ``dot_scaled``: ``tl.dot_scaled`` on each weight tile ("ocp" layout; compiler upcast to bf16 on Hopper).
+* ``dequant_dot``: in-register dequantization here (either layout), then ``tl.dot``.
 * ``dequant_cublas``: dequantize the whole weight to bf16 once, then torch's bf16 matmul.
   At large M the matmul dwarfs the extra pass over the weight (read 0.53 B, write 2 B a
   weight) and cuBLAS's Hopper kernels beat a Triton tile with a dequant prologue.
@@ -32,11 +32,15 @@ def mxfp4_gemm(
     w: MXFP4Tensor,
     bias: torch.Tensor | None = None,
     *,
-    variant: str = "dot_scaled",
+    variant: str | None = None,
     config: MatmulConfig | None = None,
 ) -> torch.Tensor:
-    """``x[..., K]`` times MXFP4 ``w[N, K]``: ``[..., N]`` in x's dtype, any number of rows."""
+    """``x[..., K]`` times MXFP4 ``w[N, K]``: ``[..., N]`` in x's dtype, any number of rows.
+
+    ``variant`` defaults to "dot_scaled" for an "ocp" weight and "dequant_dot" otherwise.
+    """
     check_operands(x, w, bias)
+    variant = variant or ("dot_scaled" if w.layout == "ocp" else "dequant_dot")
     if variant not in GEMM_VARIANTS:
         raise ValueError(f"variant must be one of {GEMM_VARIANTS}, got {variant!r}")
     if not can_launch(x):
@@ -49,9 +53,7 @@ def mxfp4_gemm(
         y = torch.nn.functional.linear(x2, dense, None if bias is None else bias.to(x2.dtype))
     else:
         cfg = config or prefill_config(x2.shape[0], w.n, w.k_padded, device_sms(x), variant)
-        if cfg.mode != variant:
-            cfg = dataclasses.replace(cfg, mode=variant)
-        y = launch_matmul(x2, w, bias, cfg)
+        y = launch_matmul(x2, w, bias, dataclasses.replace(cfg, mode=variant))
     return y.reshape(*x.shape[:-1], w.n)
 
 

@@ -10,10 +10,11 @@ For each token ``t`` and each of its top-k experts ``e`` with routing weight ``w
 
 * decode (few tokens): one program per (pair, tile of I) for gate_up and one per
   (token, tile of H) for down, which loops over the token's k experts and sums in
-  registers: two launches, no sorting, no atomics, deterministic.
-* prefill: pairs sorted by expert (``group_by_expert``), tiles of ``BM`` rows that share
-  one expert's weight tile; down writes each pair's weighted row, and a sum over the k
-  slots gives y (deterministic, no atomics).
+  registers: two launches, no sorting, no atomics, deterministic. With "fma8" weights
+  both run on the CUDA-core GEMV loop; with "ocp" weights on the tensor cores.
+* grouped (prefill): pairs sorted by expert (``group_by_expert``), tiles of ``BM`` rows
+  sharing one expert's weight tile on the tensor cores; down writes each pair's weighted
+  row, and a sum over the k slots gives y (deterministic, no atomics).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import triton.language as tl
 
 from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._launch import MODES
-from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair
+from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._tile import cast_out, fma_k_loop, mx_k_loop, mx_k_loop_pair
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
@@ -33,6 +35,7 @@ __all__ = ["MOE_DECODE_MAX_PAIRS", "mxfp4_moe_torch", "mxfp4_moe_triton", "route
 MOE_DECODE_MAX_PAIRS = 64
 SWIGLU_ALPHA = 1.702
 SWIGLU_LIMIT = 7.0
+_FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 
 
 @triton.jit
@@ -53,12 +56,19 @@ def _tile_rows(order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, ids_ptr
 
 
 @triton.jit
+def _swiglu(acc_g, acc_l, alpha, limit):
+    g = tl.minimum(acc_g, limit)
+    lin = tl.minimum(tl.maximum(acc_l, -limit), limit)
+    return g * tl.sigmoid(alpha * g) * (lin + 1.0)
+
+
+@triton.jit
 def _gate_up_kernel(
     x_ptr, ids_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
     gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
-    I, H, stride_x, KP_HALF, KP_BLOCKS, TOPK, alpha, limit,
+    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, GROUPED: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    MODE: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -67,19 +77,24 @@ def _gate_up_kernel(
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < I
     x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
-    w_row = (e.to(tl.int64) * I + offs_n[:, None])
-    t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_HALF * 2, BK), 0)
+    w_row = e.to(tl.int64) * I + offs_n[:, None]
+    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+    t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_BLOCKS * 32, BK), 0)
     acc_g = tl.zeros((BN, BM), tl.float32)
     acc_l = tl.zeros((BN, BM), tl.float32)
-    acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq_ptr + w_row * KP_HALF, gs_ptr + w_row * KP_BLOCKS,
-                                  lq_ptr + w_row * KP_HALF, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H, KP_HALF,
-                                  KP_BLOCKS, BN, BK, MODE, INTERPRET)
+    if MODE == -1:
+        acc_g = fma_k_loop(acc_g, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H,
+                           KP_BLOCKS, BN, BK, BM, False)
+        acc_l = fma_k_loop(acc_l, x_rows, m_ok, lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H,
+                           KP_BLOCKS, BN, BK, BM, False)
+    else:
+        acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS,
+                                      lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H, KP_BLOCKS,
+                                      BN, BK, MODE, SWIZZLED, INTERPRET)
     if HAS_BIAS:
         acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
         acc_l += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
-    g = tl.minimum(acc_g, limit)
-    lin = tl.minimum(tl.maximum(acc_l, -limit), limit)
-    act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
+    act = _swiglu(acc_g, acc_l, alpha, limit)
     tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
              mask=n_ok[:, None] & m_ok[None, :])
 
@@ -88,9 +103,9 @@ def _gate_up_kernel(
 def _down_grouped_kernel(
     act_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, wts_ptr,
     dq_ptr, ds_ptr, db_ptr, out_ptr,
-    I, H, KP_HALF, KP_BLOCKS,
+    I, H, KP_BLOCKS,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    MODE: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -99,10 +114,11 @@ def _down_grouped_kernel(
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < H
     w_row = e.to(tl.int64) * H + offs_n[:, None]
-    t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_HALF * 2, BK), 0)
+    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+    t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_BLOCKS * 32, BK), 0)
     acc = tl.zeros((BN, BM), tl.float32)
-    acc = mx_k_loop(acc, act_ptr + rows.to(tl.int64) * I, m_ok, dq_ptr + w_row * KP_HALF, ds_ptr + w_row * KP_BLOCKS,
-                    n_ok, 0, t1, I, KP_HALF, KP_BLOCKS, BN, BK, False, MODE, INTERPRET)
+    acc = mx_k_loop(acc, act_ptr + rows.to(tl.int64) * I, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS,
+                    n_ok, 0, t1, I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
     if HAS_BIAS:
         acc += tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0)[:, None]
     acc *= tl.load(wts_ptr + pair, mask=m_ok, other=0.0).to(tl.float32)[None, :]
@@ -112,23 +128,29 @@ def _down_grouped_kernel(
 @triton.jit
 def _down_decode_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr,
-    I, H, KP_HALF, KP_BLOCKS, TOPK: tl.constexpr,
-    BN: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr, MODE: tl.constexpr, INTERPRET: tl.constexpr,
+    I, H, KP_BLOCKS, TOPK: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr, MODE: tl.constexpr,
+    SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     t = tl.program_id(1)
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < H
-    m_ok = tl.arange(0, 16) < 1
-    out = tl.zeros((BN, 16), tl.float32)
+    m_ok = tl.arange(0, BM) < 1
+    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+    out = tl.zeros((BN, BM), tl.float32)
     for j in tl.static_range(TOPK):
         p = t * TOPK + j
         e = tl.load(ids_ptr + p)
         w_row = e.to(tl.int64) * H + offs_n[:, None]
-        a_rows = act_ptr + p.to(tl.int64) * I + tl.zeros((16,), tl.int64)
-        acc = tl.zeros((BN, 16), tl.float32)
-        acc = mx_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * KP_HALF, ds_ptr + w_row * KP_BLOCKS, n_ok,
-                        0, tl.cdiv(KP_HALF * 2, BK), I, KP_HALF, KP_BLOCKS, BN, BK, False, MODE, INTERPRET)
+        a_rows = act_ptr + p.to(tl.int64) * I + tl.zeros((BM,), tl.int64)
+        acc = tl.zeros((BN, BM), tl.float32)
+        if MODE == -1:
+            acc = fma_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
+                             0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, BM, False)
+        else:
+            acc = mx_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
+                            0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
         if HAS_BIAS:
             acc += tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0)[:, None]
         out += tl.load(wts_ptr + p).to(tl.float32) * acc
@@ -145,8 +167,23 @@ def _check(x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, w: MoEWeig
     if ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"ids must be int32 or int64, got {ids.dtype}")
     if not can_launch(x):
-        raise RuntimeError("mxfp4_moe needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU); "
+        raise RuntimeError("mxfp4_moe_triton needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU); "
                            "use mxfp4_moe_torch on the CPU")
+
+
+def _mode(mode: str | None, path: str, layout: str) -> int:
+    """The kernels' MODE: "fma" (CUDA cores, decode on fma8 weights) or a tensor-core mode."""
+    if mode is None:
+        mode = ("fma" if path == "decode" else "dequant_dot") if layout == "fma8" else "dot_scaled"
+    if mode == "fma":
+        if path != "decode" or layout != "fma8":
+            raise ValueError("mode 'fma' is the decode path on fma8 weights")
+        return _FMA
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'fma' or one of {sorted(MODES)}, got {mode!r}")
+    if mode == "dot_scaled" and layout != "ocp":
+        raise ValueError("dot_scaled reads the ocp layout")
+    return MODES[mode]
 
 
 def mxfp4_moe_triton(
@@ -158,11 +195,13 @@ def mxfp4_moe_triton(
     alpha: float = SWIGLU_ALPHA,
     limit: float = SWIGLU_LIMIT,
     path: str = "auto",
-    mode: str = "dot_scaled",
+    mode: str | None = None,
 ) -> torch.Tensor:
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
     ``path``: "decode", "grouped" or "auto" (decode up to ``MOE_DECODE_MAX_PAIRS`` pairs).
+    ``mode``: how tiles multiply; by default "fma" for decode on fma8 weights, else the
+    tensor cores ("dequant_dot" on fma8, "dot_scaled" on ocp).
     """
     _check(x, ids, weights, w)
     t, k = ids.shape
@@ -170,60 +209,68 @@ def mxfp4_moe_triton(
         path = "decode" if t * k <= MOE_DECODE_MAX_PAIRS else "grouped"
     if path not in ("decode", "grouped"):
         raise ValueError(f"path must be 'auto', 'decode' or 'grouped', got {path!r}")
+    m = _mode(mode, path, w.layout)
+    if t == 0:
+        return torch.zeros_like(x)
     x = x.contiguous()
     ids32 = ids.to(torch.int32).contiguous()
     wts = weights.float().contiguous()
     i_dim, h_dim = w.intermediate, w.hidden
-    pairs = t * k
-    act = torch.empty((pairs, i_dim), dtype=torch.bfloat16, device=x.device)
-    if t == 0:
-        return torch.zeros_like(x)
-    interp = is_interpreter()
-    m = MODES[mode]
-    dummy = act
-    bias = lambda b: dummy if b is None else b  # noqa: E731
-    bk = 256 if h_dim >= 256 else 128 if h_dim >= 128 else 64
-    if path == "decode":
-        bn = 32
-        _gate_up_kernel[(triton.cdiv(i_dim, bn), pairs)](
-            x, ids32, ids32, ids32, ids32, ids32,
-            w.glu.blocks, w.glu.scales, w.linear.blocks, w.linear.scales, bias(w.glu_bias), bias(w.linear_bias), act,
-            i_dim, h_dim, x.stride(0), w.glu.k_padded // 2, w.glu.k_padded // 32, k, alpha, limit,
-            BM=16, BN=bn, BK=bk, GROUPED=False, HAS_BIAS=w.has_bias, MODE=m, INTERPRET=interp,
-            num_warps=4, num_stages=4,
-        )
-        y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
-        bn_down = 16
-        _down_decode_kernel[(triton.cdiv(h_dim, bn_down), t)](
-            act, ids32, wts, w.down.blocks, w.down.scales, bias(w.down_bias), y,
-            i_dim, h_dim, w.down.k_padded // 2, w.down.k_padded // 32, TOPK=k,
-            BN=bn_down, BK=bk, HAS_BIAS=w.has_bias, MODE=m, INTERPRET=interp, num_warps=4, num_stages=4,
-        )
-        return y
-    bm = 64 if pairs >= 64 * w.num_experts else 16 if pairs < 16 * w.num_experts else 32
-    groups = group_by_expert(ids32, w.num_experts, bm)
-    return _grouped(x, groups, wts, w, act, k, alpha, limit, bk, m, interp)
+    act = torch.empty((t * k, i_dim), dtype=torch.bfloat16, device=x.device)
+    interp, swz = is_interpreter(), w.layout == "fma8"
+    bias = lambda b: act if b is None else b  # noqa: E731
+    bk_h = 256 if h_dim >= 256 else 128 if h_dim >= 128 else 64
+    bk_i = 256 if i_dim >= 256 else 128 if i_dim >= 128 else 64
+    if path == "grouped":
+        return _grouped(x, group_by_expert(ids32, w.num_experts, _group_block(t * k, w.num_experts)), wts, w, act,
+                        k, alpha, limit, bk_h, bk_i, m, interp)
+    bm = 1 if m == _FMA else 16
+    bn = 32
+    _gate_up_kernel[(triton.cdiv(i_dim, bn), t * k)](
+        x, ids32, ids32, ids32, ids32, ids32,
+        code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
+        bias(w.glu_bias), bias(w.linear_bias), act,
+        i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
+        BM=bm, BN=bn, BK=bk_h, GROUPED=False, HAS_BIAS=w.has_bias, MODE=m, SWIZZLED=swz, INTERPRET=interp,
+        num_warps=4, num_stages=4,
+    )
+    y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
+    bn_down = 16
+    _down_decode_kernel[(triton.cdiv(h_dim, bn_down), t)](
+        act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y,
+        i_dim, h_dim, w.down.k_padded // 32, TOPK=k,
+        BM=bm, BN=bn_down, BK=bk_i, HAS_BIAS=w.has_bias, MODE=m, SWIZZLED=swz, INTERPRET=interp,
+        num_warps=4, num_stages=4,
+    )
+    return y
+
+
+def _group_block(pairs: int, experts: int) -> int:
+    """Rows per grouped tile: as many as the average expert gets, 16 to 64."""
+    return 64 if pairs >= 64 * experts else 32 if pairs >= 16 * experts else 16
 
 
 def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWeights, act: torch.Tensor, k: int,
-             alpha: float, limit: float, bk: int, mode: int, interp: bool) -> torch.Tensor:
+             alpha: float, limit: float, bk_h: int, bk_i: int, mode: int, interp: bool) -> torch.Tensor:
     i_dim, h_dim = w.intermediate, w.hidden
     bm, bn = groups.block, 64
     tiles = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
     warps = 8 if bm >= 64 else 4
+    swz = w.layout == "fma8"
     _gate_up_kernel[(triton.cdiv(i_dim, bn), groups.num_tiles)](
         x, groups.order, *tiles,
-        w.glu.blocks, w.glu.scales, w.linear.blocks, w.linear.scales, bias(w.glu_bias), bias(w.linear_bias), act,
-        i_dim, h_dim, x.stride(0), w.glu.k_padded // 2, w.glu.k_padded // 32, k, alpha, limit,
-        BM=bm, BN=bn, BK=bk, GROUPED=True, HAS_BIAS=w.has_bias, MODE=mode, INTERPRET=interp,
+        code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
+        bias(w.glu_bias), bias(w.linear_bias), act,
+        i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
+        BM=bm, BN=bn, BK=bk_h, GROUPED=True, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
         num_warps=warps, num_stages=3,
     )
     out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
-    bk_down = 256 if i_dim >= 256 else 128 if i_dim >= 128 else 64
     _down_grouped_kernel[(triton.cdiv(h_dim, bn), groups.num_tiles)](
-        act, *tiles, wts, w.down.blocks, w.down.scales, bias(w.down_bias), out,
-        i_dim, h_dim, w.down.k_padded // 2, w.down.k_padded // 32,
-        BM=bm, BN=bn, BK=bk_down, HAS_BIAS=w.has_bias, MODE=mode, INTERPRET=interp, num_warps=warps, num_stages=3,
+        act, *tiles, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
+        i_dim, h_dim, w.down.k_padded // 32,
+        BM=bm, BN=bn, BK=bk_i, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
+        num_warps=warps, num_stages=3,
     )
     return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)

@@ -38,6 +38,8 @@ class MoEWeights:
                 raise ValueError(f"{name} must be {list(shape)}, got {list(bias.shape)}")
         if (self.glu_bias is None) != (self.linear_bias is None) or (self.glu_bias is None) != (self.down_bias is None):
             raise ValueError("give all three biases or none")
+        if len({self.glu.layout, self.linear.layout, self.down.layout}) != 1:
+            raise ValueError("glu, linear and down must share one code layout")
 
     @property
     def num_experts(self) -> int:
@@ -68,7 +70,7 @@ class MoEWeights:
             raise ValueError(f"gate_up must be [E, 2I, H], got {gate_up.shape}")
 
         def rows(t: MXFP4Tensor, parity: int) -> MXFP4Tensor:
-            return MXFP4Tensor(t.blocks[:, parity::2].contiguous(), t.scales[:, parity::2].contiguous(), t.k)
+            return MXFP4Tensor(t.blocks[:, parity::2].contiguous(), t.scales[:, parity::2].contiguous(), t.k, t.layout)
 
         def bias(b: torch.Tensor | None, parity: int | None) -> torch.Tensor | None:
             if b is None:
@@ -79,6 +81,17 @@ class MoEWeights:
             glu=rows(gate_up, 0), linear=rows(gate_up, 1), down=down.contiguous(),
             glu_bias=bias(gate_up_bias, 0), linear_bias=bias(gate_up_bias, 1), down_bias=bias(down_bias, None),
         )
+
+    @property
+    def layout(self) -> str:
+        return self.glu.layout
+
+    def to_layout(self, layout: str) -> MoEWeights:
+        """The same experts with codes in another kernel layout (see ``kernels.mxfp4.layout``)."""
+        from kernels.mxfp4.layout import to_layout
+
+        return MoEWeights(to_layout(self.glu, layout), to_layout(self.linear, layout), to_layout(self.down, layout),
+                          self.glu_bias, self.linear_bias, self.down_bias)
 
     def to(self, device: torch.device | str) -> MoEWeights:
         move = lambda b: None if b is None else b.to(device)  # noqa: E731

@@ -13,12 +13,26 @@ from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
 
 
+def to_kernel_layout(w: MXFP4Tensor) -> MXFP4Tensor:
+    """The layout the CUDA kernels run fastest on ("fma8"); call once at load time.
+
+    CPU tensors stay as they are (the torch reference reads any layout).
+    """
+    if not w.blocks.is_cuda:
+        return w
+    from kernels.mxfp4.layout import to_layout
+
+    return to_layout(w, "fma8")
+
+
 def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x[..., K] @ W[N, K]^T (+ bias)`` -> ``[..., N]`` in x's dtype (bf16 in, bf16 out on CUDA).
 
-    CUDA: up to 16 rows take the decode GEMV, more take the prefill GEMM (in-kernel
-    dequantization, or a bf16 dequantize + cuBLAS past ``PREFILL_CUBLAS_MIN_M`` rows,
-    where that measured faster). Elsewhere: ``mxfp4_linear_torch``.
+    CUDA: up to 16 rows take the decode GEMV (CUDA cores on "fma8" weights for the first
+    rows, tensor cores after), more take the prefill GEMM (in-kernel dequantization, or a
+    bf16 dequantize + cuBLAS from ``PREFILL_CUBLAS_MIN_M`` rows, where that measured
+    faster). Weights in either layout work; ``to_kernel_layout`` gives the fast one.
+    Elsewhere: ``mxfp4_linear_torch``.
     """
     if not x.is_cuda:
         return mxfp4_linear_torch(x, w, bias)
@@ -29,7 +43,7 @@ def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = No
         return mxfp4_gemv(x, w, bias)
     from kernels.mxfp4.gemm import mxfp4_gemm
 
-    return mxfp4_gemm(x, w, bias, variant="dequant_cublas" if rows >= PREFILL_CUBLAS_MIN_M else "dot_scaled")
+    return mxfp4_gemm(x, w, bias, variant="dequant_cublas" if rows >= PREFILL_CUBLAS_MIN_M else None)
 
 
 def mxfp4_moe(

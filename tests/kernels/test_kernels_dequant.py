@@ -7,6 +7,7 @@ import torch
 
 from kernels.mxfp4.dequant import dequantize_triton
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch, quantize_torch
+from kernels.mxfp4.layout import to_layout
 
 BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
 
@@ -21,26 +22,28 @@ def assert_bits_equal(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 6 * 2**127 is inf, as intended
+@pytest.mark.parametrize("layout", ["ocp", "fma8"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(40, 96), (2, 7, 200), (1, 33)])
-def test_random_codes_and_every_scale(dtype: torch.dtype, shape: tuple[int, ...], device, gen) -> None:
+def test_random_codes_and_every_scale(layout: str, dtype: torch.dtype, shape: tuple[int, ...], device, gen) -> None:
     *lead, n, k = shape
     nb = -(-k // 32)
     blocks = torch.randint(0, 256, (*lead, n, nb, 16), dtype=torch.uint8, device=device, generator=gen)
     scales = torch.randint(0, 256, (*lead, n, nb), dtype=torch.uint8, device=device, generator=gen)
     edge = torch.tensor([0, 254, 1, 255], dtype=torch.uint8, device=device)  # smallest, largest, NaN scales
     scales.view(-1)[: min(4, scales.numel())] = edge[: min(4, scales.numel())]
-    w = MXFP4Tensor(blocks, scales, k)
+    w = to_layout(MXFP4Tensor(blocks, scales, k), layout)
     poison = dequantize_triton(w, dtype)  # written over a fresh buffer each call; compare two calls too
     assert_bits_equal(dequantize_triton(w, dtype), dequantize_torch(w, dtype))
     assert_bits_equal(poison, dequantize_torch(w, dtype))
 
 
-def test_zero_blocks_and_negative_zero(device) -> None:
+@pytest.mark.parametrize("layout", ["ocp", "fma8"])
+def test_zero_blocks_and_negative_zero(layout: str, device) -> None:
     w = torch.zeros(4, 64, device=device)
     w[1] = -0.0
     w[2, 3] = -1e-30
-    q = quantize_torch(w)
+    q = to_layout(quantize_torch(w), layout)
     out = dequantize_triton(q, torch.float32)
     assert_bits_equal(out, dequantize_torch(q, torch.float32))
     assert torch.signbit(out[1]).all() and not torch.signbit(out[0]).any() and torch.signbit(out[2, 3])

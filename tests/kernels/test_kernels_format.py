@@ -10,6 +10,7 @@ import torch
 
 from kernels.mxfp4.checkpoint import load_gpt_oss_experts, load_mxfp4
 from kernels.mxfp4.format import E2M1_VALUES, MXFP4Tensor, dequantize_torch, e2m1_decode, e2m1_encode, quantize_torch
+from kernels.mxfp4.layout import FMA8_POSITIONS, to_layout
 
 GRID = [Fraction(v).limit_denominator() for v in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
@@ -164,3 +165,15 @@ def test_gpt_oss_checkpoint_loading_and_gate_up_split(naming: str) -> None:
     assert torch.equal(w.glu_bias, bias[:, 0::2].float()) and torch.equal(w.linear_bias, bias[:, 1::2].float())
     with pytest.raises(KeyError, match="no MXFP4 tensor"):
         load_mxfp4(names.__getitem__, "missing")
+
+
+def test_fma8_layout_is_a_bit_permutation_that_round_trips() -> None:
+    assert sorted(b for bits in FMA8_POSITIONS for b in bits) == list(range(32))
+    w = quantize_torch(torch.randn(2, 9, 100))
+    s = to_layout(w, "fma8")
+    assert s.layout == "fma8" and s.blocks.shape == w.blocks.shape and torch.equal(s.scales, w.scales)
+    assert not torch.equal(s.blocks, w.blocks)
+    assert torch.equal(to_layout(s, "ocp").blocks, w.blocks)
+    assert torch.equal(dequantize_torch(s), dequantize_torch(w))
+    with pytest.raises(ValueError, match="layout"):
+        to_layout(w, "nope")

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from kernels.mxfp4._launch import MatmulConfig, splitk_counters
-from kernels.mxfp4.format import quantize_torch
+from kernels.mxfp4.format import MXFP4Tensor, quantize_torch
 from kernels.mxfp4.gemv import mxfp4_gemv, mxfp4_gemv_torch
+from kernels.mxfp4.layout import to_layout
 from tests.kernels.kernel_checks import assert_bf16_close, oracle
 
 
@@ -18,6 +19,9 @@ def make(m: int, n: int, k: int, device, gen, bias: bool = False):
     return x, w, b
 
 
+LAYOUT = {"dot_scaled": "ocp", "dequant_dot": "fma8", "fma": "fma8"}
+
+
 @pytest.mark.parametrize("variant", ["dot_scaled", "dequant_dot"])
 @pytest.mark.parametrize("m,n,k,split", [(1, 80, 512, 1), (1, 48, 200, 2), (3, 64, 256, 4), (16, 40, 96, 1),
                                          (7, 33, 320, 3)])
@@ -25,16 +29,33 @@ def test_tensor_core_variants(variant: str, m: int, n: int, k: int, split: int, 
     x, w, b = make(m, n, k, device, gen, bias=m % 2 == 1)
     cfg = MatmulConfig(bm=16, bn=32, bk=64, split_k=split, mode=variant)
     ref, mag = oracle(x, w, b)
+    w = to_layout(w, LAYOUT[variant])
     for _ in range(2):  # the second call proves split-K reset its counters
         assert_bf16_close(mxfp4_gemv(x, w, b, variant=variant, config=cfg), ref, mag)
 
 
-@pytest.mark.parametrize("split", [1, 3])
-def test_fma_variant(split: int, device, gen) -> None:
-    x, w, b = make(1, 70, 448, device, gen, bias=True)
+@pytest.mark.parametrize("m,n,k,split", [(1, 70, 448, 1), (1, 70, 448, 3), (2, 96, 512, 2), (4, 33, 200, 1),
+                                         (16, 40, 256, 1)])
+def test_fma_variant(m: int, n: int, k: int, split: int, device, gen) -> None:
+    x, w, b = make(m, n, k, device, gen, bias=True)
     cfg = MatmulConfig(bm=16, bn=32, bk=128, split_k=split)
     ref, mag = oracle(x, w, b)
-    assert_bf16_close(mxfp4_gemv(x, w, b, variant="fma", config=cfg), ref, mag)
+    assert_bf16_close(mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma", config=cfg), ref, mag)
+
+
+def test_fma_every_code_and_extreme_scales(device, gen) -> None:
+    """All 16 codes (so 0.5 and -0 too) in every position of a word, under tiny and huge scales."""
+    blocks = torch.randint(0, 256, (64, 8, 16), dtype=torch.uint8, device=device, generator=gen)
+    blocks[:16, 0] = (torch.arange(16, device=device)[:, None] * 17).to(torch.uint8)  # a row per code, both nibbles
+    scales = torch.randint(110, 140, (64, 8), dtype=torch.uint8, device=device, generator=gen)
+    scales[16:20] = torch.tensor([1, 10, 240, 250], dtype=torch.uint8, device=device)[:, None]
+    w = MXFP4Tensor(blocks, scales, 256)
+    x = torch.randn(1, 256, device=device, generator=gen).to(torch.bfloat16)
+    ref, mag = oracle(x, w, None)
+    out = mxfp4_gemv(x, to_layout(w, "fma8"), variant="fma", config=MatmulConfig(bm=16, bn=16, bk=128))
+    overflow = ref.abs() > torch.finfo(torch.bfloat16).max  # sums past bf16's range must come out inf
+    assert_bf16_close(out[~overflow], ref[~overflow], mag[~overflow])
+    assert torch.equal(torch.isinf(out), overflow)
 
 
 @pytest.mark.parametrize("variant", ["dot_scaled", "dequant_dot", "fma"])
@@ -42,7 +63,7 @@ def test_default_launch_config_and_leading_dims(variant: str, device, gen) -> No
     x, w, _ = make(1, 96, 256, device, gen)
     x3 = x.reshape(1, 1, 256)
     ref, mag = oracle(x, w, None)
-    out = mxfp4_gemv(x3, w, variant=variant)
+    out = mxfp4_gemv(x3, to_layout(w, LAYOUT[variant]), variant=variant)
     assert out.shape == (1, 1, 96)
     assert_bf16_close(out.reshape(1, 96), ref, mag)
 
@@ -53,15 +74,17 @@ def test_splitk_counters_are_left_at_zero(device, gen) -> None:
     assert int(splitk_counters(x.device, 1).abs().sum()) == 0
 
 
-def test_k_not_a_multiple_of_32_uses_the_zero_padding(device, gen) -> None:
+@pytest.mark.parametrize("layout", ["ocp", "fma8"])
+def test_k_not_a_multiple_of_32_uses_the_zero_padding(layout: str, device, gen) -> None:
     x, w, b = make(2, 24, 75, device, gen, bias=True)
     assert w.k == 75 and w.k_padded == 96
     ref, mag = oracle(x, w, b)
-    assert_bf16_close(mxfp4_gemv(x, w, b), ref, mag)
+    assert_bf16_close(mxfp4_gemv(x, to_layout(w, layout), b), ref, mag)
 
 
-def test_zero_weights_give_exact_zero_and_bias(device, gen) -> None:
-    w = quantize_torch(torch.zeros(32, 128, device=device))
+@pytest.mark.parametrize("layout", ["ocp", "fma8"])
+def test_zero_weights_give_exact_zero_and_bias(layout: str, device, gen) -> None:
+    w = to_layout(quantize_torch(torch.zeros(32, 128, device=device)), layout)
     x = torch.randn(1, 128, device=device, generator=gen).to(torch.bfloat16)
     b = torch.randn(32, device=device, generator=gen).to(torch.bfloat16)
     assert torch.equal(mxfp4_gemv(x, w, b), b[None])
@@ -79,5 +102,7 @@ def test_shape_errors_are_clear(device, gen) -> None:
         mxfp4_gemv(x, w)
     with pytest.raises(ValueError, match="K=63"):
         mxfp4_gemv(x[:1, :63], w)
-    with pytest.raises(ValueError, match="exactly one row"):
+    with pytest.raises(ValueError, match="fma8 layout"):
         mxfp4_gemv(x[:2], w, variant="fma")
+    with pytest.raises(ValueError, match="ocp layout"):
+        mxfp4_gemv(x[:2], to_layout(w, "fma8"), variant="dot_scaled")

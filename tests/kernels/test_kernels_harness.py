@@ -42,7 +42,7 @@ def test_inputs_are_deterministic_and_cached_on_disk(input_cache: Path, device) 
         p.unlink()
     fresh = case_inputs(case, 1, device)  # regenerated from the seed
     for other in (again, fresh):
-        assert torch.equal(other["x"], first["x"]) and torch.equal(other["w"].blocks, first["w"].blocks)
+        assert torch.equal(other["x"], first["x"]) and torch.equal(other["ocp"].blocks, first["ocp"].blocks)
 
 
 @pytest.mark.parametrize("name", ["tiny_linear", "tiny_moe"])
@@ -73,7 +73,7 @@ def test_metrics_targets_traces_and_archive(tmp_path: Path, device) -> None:
     results = exp.run_all()
     checks = check_targets(case, results)
     assert [c.passed for c in checks] == [True]
-    trace = profile_trace(case.model.variants(1)["gemv_dot_scaled"], exp.inputs, tmp_path / "trace.json.gz")
+    trace = profile_trace(case.model.variants(1)["gemv_fma"], exp.inputs, tmp_path / "trace.json.gz")
     assert json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
     write_metrics(tmp_path / "metrics.json", {"device": "test"}, results, checks)
     doc = json.loads((tmp_path / "metrics.json").read_text())

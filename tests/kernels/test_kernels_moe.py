@@ -53,12 +53,16 @@ def test_reference_matches_gpt_oss_formula(bias: bool, device, gen) -> None:
     assert_moe_close(mxfp4_moe_torch(x, ids, wts, w), gpt_oss_formula(x, ids, wts, gate_up, down, gub, db))
 
 
-@pytest.mark.parametrize("mode", ["dot_scaled", "dequant_dot"])
+MODES = [("ocp", "dot_scaled"), ("ocp", "dequant_dot"), ("fma8", None)]
+
+
+@pytest.mark.parametrize("layout,mode", MODES)
 @pytest.mark.parametrize("path,tokens", [("decode", 1), ("decode", 3), ("grouped", 1), ("grouped", 37)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_triton_paths_match_reference(mode: str, path: str, tokens: int, bias: bool, device, gen) -> None:
+def test_triton_paths_match_reference(layout: str, mode: str | None, path: str, tokens: int, bias: bool, device,
+                                      gen) -> None:
     gate_up, down, gub, db = make_layer(device, gen, bias)
-    w = MoEWeights.from_gate_up(gate_up, down, gub, db)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout(layout)
     x = torch.randn(tokens, H, device=device, generator=gen).bfloat16()
     ids, wts = route_torch(torch.randn(tokens, E, device=device, generator=gen), TOPK)
     out = mxfp4_moe_triton(x, ids, wts, w, path=path, mode=mode)
@@ -74,8 +78,9 @@ def test_swiglu_clamps_are_exercised_and_respected(device, gen) -> None:
     pre = x.float() @ dequantize_torch(gate_up[int(ids[0, 0])]).T
     assert (pre[:, 0::2] > 7).any() and (pre[:, 1::2].abs() > 7).any(), "the inputs must reach the clamps"
     ref = gpt_oss_formula(x, ids, wts, gate_up, down, gub, db)
-    for path in ("decode", "grouped"):
-        assert_moe_close(mxfp4_moe_triton(x, ids, wts, w, path=path), ref)
+    for layout in ("ocp", "fma8"):
+        for path in ("decode", "grouped"):
+            assert_moe_close(mxfp4_moe_triton(x, ids, wts, w.to_layout(layout), path=path), ref)
 
 
 def test_group_by_expert_covers_every_pair_once(device, gen) -> None:
@@ -103,3 +108,5 @@ def test_input_errors_are_clear(device, gen) -> None:
         mxfp4_moe_triton(x, ids[:, :2], wts, w)
     with pytest.raises(ValueError, match="down must be"):
         MoEWeights(w.glu, w.linear, w.glu)
+    with pytest.raises(ValueError, match="fma8"):
+        mxfp4_moe_triton(x, ids, wts, w, path="decode", mode="fma")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from kernels.harness.case import Forward, Inputs, Manifest, Work
 from kernels.mxfp4.format import MXFP4Tensor, quantize_torch
+from kernels.mxfp4.layout import to_layout
 from kernels.mxfp4.ops import dequantize
 
 WEIGHT_STD = 0.02
@@ -34,7 +35,7 @@ def quantize_random(shape: tuple[int, ...], gen: torch.Generator, device: torch.
 
 
 def clone_mx(w: MXFP4Tensor) -> MXFP4Tensor:
-    return MXFP4Tensor(w.blocks.clone(), w.scales.clone(), w.k)
+    return MXFP4Tensor(w.blocks.clone(), w.scales.clone(), w.k, w.layout)
 
 
 class LinearModel:
@@ -50,10 +51,11 @@ class LinearModel:
 
     def prepare(self, tensors: dict[str, torch.Tensor]) -> Inputs:
         w = MXFP4Tensor(tensors["w_blocks"], tensors["w_scales"], self.k)
-        return {"w": w, "w_bf16": dequantize(w, torch.bfloat16), "x": tensors["x"]}
+        return {"ocp": w, "fma8": to_layout(w, "fma8"), "w_bf16": dequantize(w, torch.bfloat16), "x": tensors["x"]}
 
     def rotate(self, inputs: Inputs, index: int) -> Inputs:
-        return {"w": clone_mx(inputs["w"]), "w_bf16": inputs["w_bf16"].clone(), "x": inputs["x"].clone()}
+        return {"ocp": clone_mx(inputs["ocp"]), "fma8": clone_mx(inputs["fma8"]), "w_bf16": inputs["w_bf16"].clone(),
+                "x": inputs["x"].clone()}
 
     def baseline(self, m: int) -> tuple[str, Forward]:
         return "torch_bf16", lambda inp: F.linear(inp["x"], inp["w_bf16"])
@@ -62,15 +64,21 @@ class LinearModel:
         from kernels.mxfp4.gemm import GEMM_VARIANTS, mxfp4_gemm
         from kernels.mxfp4.gemv import GEMV_VARIANTS, mxfp4_gemv
 
+        # Each variant reads the layout it was built for: dot_scaled the checkpoint's, the rest fma8.
         if m <= 16:
-            names = [v for v in GEMV_VARIANTS if v != "fma" or m == 1]
-            return {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp["w"], variant=v)) for v in names}
-        return {f"gemm_{v}": (lambda inp, v=v: mxfp4_gemm(inp["x"], inp["w"], variant=v)) for v in GEMM_VARIANTS}
+            return {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp[_layout(v)], variant=v))
+                    for v in GEMV_VARIANTS}
+        return {f"gemm_{v}": (lambda inp, v=v: mxfp4_gemm(inp["x"], inp[_layout(v)], variant=v))
+                for v in GEMM_VARIANTS}
 
     def work(self, m: int, label: str) -> Work:
         n, k = self.n, self.k
         weight = n * k * 2 if label == "torch_bf16" else n * k // 2 + n * (-(-k // 32))
         return Work(bytes_read=weight + m * k * 2, bytes_written=m * n * 2, flops=2 * m * n * k)
+
+
+def _layout(variant: str) -> str:
+    return "ocp" if variant == "dot_scaled" else "fma8"
 
 
 Model = LinearModel

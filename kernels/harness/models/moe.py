@@ -53,8 +53,9 @@ class MoEModel:
     def prepare(self, t: dict[str, torch.Tensor]) -> Inputs:
         gate_up = MXFP4Tensor(t["gate_up_blocks"], t["gate_up_scales"], self.h)
         down = MXFP4Tensor(t["down_blocks"], t["down_scales"], self.i)
+        experts = MoEWeights.from_gate_up(gate_up, down, t["gate_up_bias"], t["down_bias"])
         inputs = {
-            "w": MoEWeights.from_gate_up(gate_up, down, t["gate_up_bias"], t["down_bias"]),
+            "ocp": experts, "fma8": experts.to_layout("fma8"),
             "gate_up_bf16": dequantize(gate_up, torch.bfloat16), "down_bf16": dequantize(down, torch.bfloat16),
             "gate_up_bias": t["gate_up_bias"], "down_bias": t["down_bias"], "x": t["x"],
         }
@@ -84,9 +85,10 @@ class MoEModel:
     def variants(self, m: int) -> dict[str, Forward]:
         from kernels.mxfp4.moe import mxfp4_moe_triton
 
-        return {f"moe_{mode}": (lambda inp, mode=mode: mxfp4_moe_triton(inp["x"], inp["ids"], inp["weights"], inp["w"],
-                                                                       mode=mode))
-                for mode in ("dot_scaled", "dequant_dot")}
+        # fma8 weights: CUDA-core decode, tensor-core grouped prefill; ocp weights: dot_scaled throughout.
+        return {f"moe_{layout}": (lambda inp, layout=layout: mxfp4_moe_triton(inp["x"], inp["ids"], inp["weights"],
+                                                                             inp[layout]))
+                for layout in ("fma8", "ocp")}
 
     def active_experts(self, m: int) -> float:
         return self.top_k if m == 1 else self.e * (1 - (1 - self.top_k / self.e) ** m)

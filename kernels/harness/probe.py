@@ -1,0 +1,34 @@
+"""Run one variant of one case at one ``m`` a few times, nothing else: a target for profilers.
+
+    ncu -k regex:_gemv_fma --set full python -m kernels.harness.probe dense_28672x8192 1 gemv_fma
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from kernels.harness.case import load_case
+from kernels.harness.inputs import case_inputs
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (3, 4):
+        print(__doc__)
+        return 2
+    name, m, variant = argv[0], int(argv[1]), argv[2]
+    calls = int(argv[3]) if len(argv) == 4 else 3
+    case = load_case(name)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    inputs = case_inputs(case, m, device)
+    forward = case.model.variants(m)[variant] if variant != "torch_bf16" else case.model.baseline(m)[1]
+    for _ in range(calls):
+        forward(inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
