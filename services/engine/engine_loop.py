@@ -30,6 +30,10 @@ from services.engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
+#: Prompt tokens packed into one prefill pass. Short prompts are bound by reading the weights, so
+#: packing them is nearly free; past this size a pass is compute-bound and packing gains nothing.
+PREFILL_TOKEN_BUDGET = 2048
+
 
 class EngineLoop:
     def __init__(self, runner: ModelRunner, tokenizer: Tokenizer, *, max_waiting: int, num_threads: int) -> None:
@@ -100,8 +104,8 @@ class EngineLoop:
                 while self.scheduler.can_admit():
                     admitted.append(self.scheduler.admit())
             try:
-                for request in admitted:
-                    self._prefill(request)
+                if admitted:
+                    self._prefill(admitted)
                 self._decode()
             except Exception:  # noqa: BLE001 - one bad step must not kill the engine
                 log.exception("engine step failed")
@@ -123,17 +127,29 @@ class EngineLoop:
             self._complete(request)
         self._retire_finished_locked()
 
-    def _prefill(self, request: RequestState) -> None:
-        request.scheduled_time = time.perf_counter()
-        for sequence in request.sequences:
-            self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
+    def _prefill(self, requests: list[RequestState]) -> None:
+        """Prefill the admitted requests' sequences, packing short prompts into one pass."""
+        now = time.perf_counter()
+        entries: list[tuple[RequestState, Sequence]] = []
+        for request in requests:
+            request.scheduled_time = now
+            for sequence in request.sequences:
+                self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
+                entries.append((request, sequence))
+        for group in _packs(entries, PREFILL_TOKEN_BUDGET):
+            group = [(r, s) for r, s in group if not s.is_finished]  # a choice of a request that failed
+            if not group:
+                continue
             try:
-                logits = self.runner.prefill(sequence.seq_id, sequence.prompt_ids)
-            except Exception as error:  # noqa: BLE001 - fail this request only
-                log.exception("prefill failed", extra={"request_id": request.request_id})
-                self._fail_request(request, f"prefill failed: {type(error).__name__}")
-                return
-            self._advance(request, sequence, self._sample([sequence], [request], logits.unsqueeze(0))[0])
+                logits = self.runner.prefill_many([s.seq_id for _, s in group], [s.prompt_ids for _, s in group])
+            except Exception as error:  # noqa: BLE001 - fail these requests only
+                log.exception("prefill failed", extra={"request_ids": sorted({r.request_id for r, _ in group})})
+                for request in {id(r): r for r, _ in group}.values():
+                    self._fail_request(request, f"prefill failed: {type(error).__name__}; see the engine log")
+                continue
+            tokens = self._sample([s for _, s in group], [r for r, _ in group], logits)
+            for (request, sequence), token in zip(group, tokens):
+                self._advance(request, sequence, token)
 
     def _decode(self) -> None:
         pairs = [(r, s) for r in self.scheduler.running for s in r.sequences if not s.is_finished]
@@ -217,3 +233,17 @@ class EngineLoop:
             self._requests.pop(request.request_id, None)
         for request in [r for r in self._requests.values() if r.is_finished]:  # aborted while waiting
             self._requests.pop(request.request_id, None)
+
+
+def _packs(entries: list[tuple[RequestState, Sequence]], budget: int) -> list[list[tuple[RequestState, Sequence]]]:
+    """Consecutive groups of at most ``budget`` prompt tokens (a longer prompt goes alone)."""
+    groups: list[list[tuple[RequestState, Sequence]]] = []
+    size = 0
+    for entry in entries:
+        length = len(entry[1].prompt_ids)
+        if not groups or size + length > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += length
+    return groups

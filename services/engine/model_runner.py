@@ -37,6 +37,10 @@ class ModelRunner(ABC):
     def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
         """Start ``seq_id`` with its prompt; return the next-token logits [V] (float32)."""
 
+    def prefill_many(self, seq_ids: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Start several sequences; return their next-token logits [B, V]. Runners that can pack override it."""
+        return torch.stack([self.prefill(s, p) for s, p in zip(seq_ids, prompts)])
+
     @abstractmethod
     def decode(self, seq_ids: Sequence[int], token_ids: Sequence[int]) -> torch.Tensor:
         """Feed one token to each started sequence; return next-token logits [B, V] in the same order."""

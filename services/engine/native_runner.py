@@ -80,24 +80,28 @@ class NativeRunner(ModelRunner):
         return len(self._slot_of)
 
     def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
-        if seq_id in self._slot_of:
-            raise ValueError(f"sequence {seq_id} is already started")
-        if len(self._slot_of) >= self.cache.max_slots:
-            raise RuntimeError(f"all {self.cache.max_slots} KV slots are in use")
-        slot = len(self._slot_of)
-        self.cache.ensure(slot + 1, len(token_ids) + 1)
-        ids = torch.tensor(token_ids, dtype=torch.long, device=self._device)
-        logits = self.model.prefill(ids, self.cache, slot)
-        self._slot_of[seq_id] = slot
-        self._length[slot] = len(token_ids)
+        return self.prefill_many([seq_id], [token_ids])[0]
+
+    def prefill_many(self, seq_ids: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        for seq_id in seq_ids:
+            if seq_id in self._slot_of:
+                raise ValueError(f"sequence {seq_id} is already started")
+        first = len(self._slot_of)
+        if first + len(seq_ids) > self.cache.max_slots:
+            raise RuntimeError(f"{first} of {self.cache.max_slots} KV slots are in use; {len(seq_ids)} more do not fit")
+        slots = list(range(first, first + len(seq_ids)))
+        self.cache.ensure(first + len(seq_ids), max(len(p) for p in prompts) + 1)
+        logits = self.model.prefill([list(p) for p in prompts], self.cache, slots)
+        for seq_id, slot, prompt in zip(seq_ids, slots, prompts):
+            self._slot_of[seq_id] = slot
+            self._length[slot] = len(prompt)
         return logits.float()
 
     def prefill_all_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """Logits at every prompt position [T, V], leaving no state behind (for parity checks)."""
         slot = len(self._slot_of)
         self.cache.ensure(slot + 1, len(token_ids))
-        ids = torch.tensor(token_ids, dtype=torch.long, device=self._device)
-        return self.model.prefill(ids, self.cache, slot, all_logits=True).float()
+        return self.model.prefill([list(token_ids)], self.cache, [slot], all_logits=True).float()
 
     def decode(self, seq_ids: Sequence[int], token_ids: Sequence[int]) -> torch.Tensor:
         batch = len(seq_ids)

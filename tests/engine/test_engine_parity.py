@@ -30,7 +30,7 @@ def hf_model():
 @pytest.fixture(scope="module")
 def native_runner() -> NativeRunner:
     return NativeRunner.load(
-        ensure_bundled_model(quiet=True), device="cpu", dtype="float32", max_model_len=0, max_num_seqs=2
+        ensure_bundled_model(quiet=True), device="cpu", dtype="float32", max_model_len=0, max_num_seqs=4
     )
 
 
@@ -79,6 +79,22 @@ def test_batched_decode_matches_single_decode(native_runner) -> None:
     native_runner.release(2)
     assert (batched[0] - single[1]).abs().max().item() < 1e-3
     assert (batched[1] - single[0]).abs().max().item() < 1e-3
+
+
+def test_packed_prefill_matches_one_prompt_at_a_time(native_runner) -> None:
+    prompts = [[1, 4093, 198, 19556, 905], [1, 9690], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173]]
+    single = []
+    for prompt in prompts:
+        first = native_runner.prefill(0, prompt)
+        single.append((first, native_runner.decode([0], [int(first.argmax())])[0]))
+        native_runner.release(0)
+    packed = native_runner.prefill_many([10, 11, 12], prompts)
+    following = native_runner.decode([10, 11, 12], [int(t) for t in packed.argmax(-1)])
+    for seq_id in (10, 11, 12):
+        native_runner.release(seq_id)
+    for i, (first, second) in enumerate(single):
+        assert (packed[i] - first).abs().max().item() < 1e-3
+        assert (following[i] - second).abs().max().item() < 1e-3
 
 
 async def greedy_tokens(core: EngineCore, prompt, count: int) -> list[int]:

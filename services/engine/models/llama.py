@@ -115,6 +115,35 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+@dataclass(frozen=True)
+class PrefillPack:
+    """Several prompts packed end to end into one prefill pass.
+
+    Each token attends to the earlier tokens of its own prompt only: a block-diagonal causal mask.
+    Packing reads the weights once for all prompts, which is most of the cost of short prompts.
+    """
+
+    slots: list[int]
+    starts: list[int]
+    lengths: list[int]
+    positions: torch.Tensor  # [N] position of each token within its prompt
+    last_indices: torch.Tensor  # [B] index of each prompt's last token
+    mask: torch.Tensor | None  # [N, N] bool, None for a single prompt
+
+    @classmethod
+    def build(cls, lengths: list[int], slots: list[int], device: torch.device) -> PrefillPack:
+        starts = [sum(lengths[:i]) for i in range(len(lengths))]
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
+        last = torch.tensor([s + n - 1 for s, n in zip(starts, lengths)], device=device)
+        mask = None
+        if len(lengths) > 1:
+            owner = torch.repeat_interleave(
+                torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device)
+            )
+            mask = (owner.view(-1, 1) == owner.view(1, -1)) & (positions.view(1, -1) <= positions.view(-1, 1))
+        return cls(slots, starts, lengths, positions, last, mask)
+
+
 class Attention(nn.Module):
     def __init__(self, config: LlamaConfig, layer_index: int) -> None:
         super().__init__()
@@ -129,18 +158,23 @@ class Attention(nn.Module):
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
     def prefill(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, slot: int
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, pack: PrefillPack
     ) -> torch.Tensor:
-        """x: [T, hidden] of one sequence starting at position 0; rope: cos/sin [T, D]."""
-        length = x.shape[0]
-        qkv = self.qkv_proj(x).view(length, self.num_heads + 2 * self.num_kv_heads, self.head_dim).transpose(0, 1)
+        """x: [N, hidden], the prompts of ``pack`` end to end, each from position 0; rope: cos/sin [N, D]."""
+        total = x.shape[0]
+        qkv = self.qkv_proj(x).view(total, self.num_heads + 2 * self.num_kv_heads, self.head_dim).transpose(0, 1)
         qk = apply_rope(qkv[: self.num_heads + self.num_kv_heads], *rope)
         q, k = qk[: self.num_heads], qk[self.num_heads :]
         v = qkv[self.num_heads + self.num_kv_heads :]
-        cache.keys[self.layer_index][slot, :, :length] = k
-        cache.values[self.layer_index][slot, :, :length] = v
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
-        return self.o_proj(out.transpose(0, 1).reshape(length, self.q_size))
+        keys, values = cache.keys[self.layer_index], cache.values[self.layer_index]
+        for slot, start, length in zip(pack.slots, pack.starts, pack.lengths):
+            keys[slot, :, :length] = k[:, start : start + length]
+            values[slot, :, :length] = v[:, start : start + length]
+        if pack.mask is None:  # one prompt: plain causal attention
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=pack.mask, scale=self.scale, enable_gqa=True)
+        return self.o_proj(out.transpose(0, 1).reshape(total, self.q_size))
 
     def decode(
         self,
@@ -204,17 +238,24 @@ class LlamaModel(nn.Module):
         self.lm_head = TransposedLinear(config.hidden_size, config.vocab_size)
 
     @torch.inference_mode()
-    def prefill(self, token_ids: torch.Tensor, cache: KVCache, slot: int, *, all_logits: bool = False) -> torch.Tensor:
-        """Run one prompt ([T] ids) into ``slot``; logits of the last position [V], or of all [T, V]."""
-        positions = torch.arange(token_ids.shape[0], device=token_ids.device)
-        h = self.embed_tokens(token_ids)
-        rope = self.rope.table(positions, h.dtype)
+    def prefill(
+        self, prompts: list[list[int]], cache: KVCache, slots: list[int], *, all_logits: bool = False
+    ) -> torch.Tensor:
+        """Run prompts into their slots in one pass; logits of each prompt's last position [B, V].
+
+        With ``all_logits`` (one prompt only) returns the logits of every position [T, V].
+        """
+        device = cache.device
+        pack = PrefillPack.build([len(p) for p in prompts], slots, device)
+        ids = torch.tensor([t for p in prompts for t in p], dtype=torch.long, device=device)
+        h = self.embed_tokens(ids)
+        rope = self.rope.table(pack.positions, h.dtype)
         for layer in self.layers:
-            h = h + layer.self_attn.prefill(layer.input_layernorm(h), rope, cache, slot)
+            h = h + layer.self_attn.prefill(layer.input_layernorm(h), rope, cache, pack)
             h = h + layer.mlp(layer.post_attention_layernorm(h))
-        h = h if all_logits else h[-1:]
-        logits = self.lm_head(self.norm(h))
-        return logits if all_logits else logits[0]
+        if not all_logits:
+            h = h[pack.last_indices]
+        return self.lm_head(self.norm(h))
 
     @torch.inference_mode()
     def decode(self, token_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
