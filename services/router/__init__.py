@@ -1,0 +1,1 @@
+"""The router service: configured agents that answer through the engine, with memory."""

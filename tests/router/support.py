@@ -1,0 +1,67 @@
+"""Helpers for the router tests: the agents they run and a real router server around them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import yaml
+from quartet.memory.v1 import memory_pb2_grpc
+from quartet.router.v1 import router_pb2_grpc
+
+from services.common.grpc_server import CHANNEL_OPTIONS
+from services.router.agents import AgentRegistry
+from services.router.config import parse_agents
+from services.router.core import RouterCore
+from services.router.engine_client import EngineClient
+from services.router.library import Library
+from services.router.memory_client import MemoryClient
+from services.router.server import create_server
+from services.router.settings import REPO_ROOT
+
+REPO_LIBRARY = Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas")
+
+# Test-only agents beside the shipped ones: a router cut off after 3 tokens (its output can
+# never be a whole object) and a topic agent without memory.
+TEST_AGENTS = [
+    {"name": "router-cut", "kind": "router", "prompt": "router", "schema": "router_decision",
+     "output_prefix": '{"Operation": "', "generation": {"max_tokens": 3}},
+    {"name": "oneshot", "kind": "topic", "prompt": "chat", "generation": {"max_tokens": 8, "temperature": 0}},
+]
+
+
+def make_registry() -> AgentRegistry:
+    """The repository's agents.yaml plus TEST_AGENTS."""
+    data = yaml.safe_load((REPO_ROOT / "agents.yaml").read_text())
+    data["agents"].extend(TEST_AGENTS)
+    return parse_agents(data, REPO_LIBRARY, source="agents.yaml + test agents")
+
+
+@dataclass
+class Memory:
+    address: str
+    stub: memory_pb2_grpc.MemoryServiceStub
+
+
+@dataclass
+class Router:
+    address: str
+    channel: grpc.aio.Channel
+    stub: router_pb2_grpc.RouterServiceStub
+    core: RouterCore
+
+
+async def running_router(engine_address: str, memory_address: str) -> AsyncIterator[Router]:
+    """A started router server on a free port; iterate once (``async for``) to use it."""
+    core = RouterCore(make_registry(), EngineClient(engine_address), MemoryClient(memory_address))
+    built = create_server("127.0.0.1:0", core)
+    await built.start()
+    address = f"127.0.0.1:{built.port}"
+    channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    try:
+        yield Router(address, channel, router_pb2_grpc.RouterServiceStub(channel), core)
+    finally:
+        await channel.close()
+        await built.stop(None)
+        await core.close()

@@ -1,0 +1,147 @@
+"""agents.yaml and the prompt/schema whitelist: every mistake is a clear startup error."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.router.agents import AgentKind, MemoryPolicy, Priority
+from services.router.config import ConfigError, load_agents, parse_agents
+from services.router.library import Library, LibraryError
+from services.router.settings import REPO_ROOT
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"Operation": {"enum": ["A", "B"]}, "Term": {"type": "string"}},
+    "required": ["Operation", "Term"],
+}
+ROUTER = {
+    "name": "router", "kind": "router", "prompt": "route", "schema": "decision",
+    "output_prefix": '{"Operation": "',
+    "examples": [{"input": "x", "output": {"Operation": "A", "Term": "x"}}],
+}
+TOPIC = {"name": "chat", "kind": "topic", "prompt": "talk", "memory": {"policy": "session_window", "k": 4}}
+
+
+@pytest.fixture
+def library(tmp_path) -> Library:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "prompts" / "route.md").write_text("Route it.\n")
+    (tmp_path / "prompts" / "talk.md").write_text("Talk.\n")
+    (tmp_path / "schemas" / "decision.json").write_text(json.dumps(SCHEMA))
+    (tmp_path / "secret.md").write_text("outside the whitelist")
+    return Library(tmp_path / "prompts", tmp_path / "schemas")
+
+
+def config(*agents: dict) -> dict:
+    return {"agents": [copy.deepcopy(a) for a in agents]}
+
+
+def with_(agent: dict, **changes) -> dict:
+    return {**copy.deepcopy(agent), **changes}
+
+
+def test_repository_agents_file_is_valid():
+    agents = load_agents(REPO_ROOT / "agents.yaml", Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas"))
+    router, chat = agents.get("router"), agents.get("chat")
+    assert router.kind is AgentKind.ROUTER and router.priority is Priority.ROUTER
+    assert router.generation.temperature == 0.0 and router.examples
+    assert router.schema["properties"]["Operation"]["enum"][:3] == ["LOCATE", "WEATHER", "CHAT"]
+    assert chat.kind is AgentKind.TOPIC and chat.priority is Priority.TOPIC
+    assert chat.memory_policy is MemoryPolicy.SESSION_WINDOW and chat.memory_k > 0
+
+
+def test_defaults_follow_the_kind(library):
+    agents = parse_agents(config(ROUTER, with_(TOPIC, memory=None)), library)
+    assert agents.get("router").generation.temperature == 0.0
+    assert agents.get("chat").generation.temperature > 0.0
+    assert agents.get("chat").memory_policy is MemoryPolicy.NONE
+    assert [a.name for a in agents] == ["router", "chat"]
+    assert agents.get("router").system_prompt == "Route it."
+
+
+@pytest.mark.parametrize(
+    ("agents", "message"),
+    [
+        ([with_(TOPIC, prompt="missing")], "unknown prompt id 'missing'"),
+        ([with_(TOPIC, prompt="../etc/passwd")], "prompt id '../etc/passwd' is not valid"),
+        ([with_(TOPIC, prompt="../secret")], "prompt id '../secret' is not valid"),
+        ([with_(TOPIC, prompt="/etc/passwd")], "is not valid"),
+        ([with_(TOPIC, prompt="Talk")], "prompt id 'Talk' is not valid"),
+        ([with_(ROUTER, schema="../schemas/decision")], "schema id '../schemas/decision' is not valid"),
+        ([with_(ROUTER, schema="nope")], "unknown schema id 'nope'"),
+        ([ROUTER, with_(TOPIC, name="router")], "duplicate agent name 'router'"),
+        ([with_(ROUTER, schema=None)], "needs 'schema'"),
+        ([with_(ROUTER, memory={"policy": "session_window"})], "stateless"),
+        ([with_(ROUTER, generation={"temperature": 0.7})], "decodes greedily"),
+        ([with_(ROUTER, examples=[{"input": "x", "output": {"Operation": "Z", "Term": "x"}}])], "examples[0].output does not fit schema"),
+        ([with_(ROUTER, output_prefix='{"Term": "')], "does not begin with output_prefix"),
+        ([with_(TOPIC, schema="decision")], "belong to router agents"),
+        ([with_(TOPIC, memroy={"k": 3})], "memroy: Extra inputs are not permitted"),
+        ([with_(TOPIC, memory={"policy": "forever"})], "memory.policy"),
+        ([with_(TOPIC, kind="oracle")], "kind"),
+        ([with_(TOPIC, name="Chat Bot")], "name"),
+        ([with_(TOPIC, generation={"max_tokens": 0})], "max_tokens"),
+        ([], "agents"),
+    ],
+    ids=[
+        "unknown-prompt", "traversal-prompt", "traversal-sibling", "absolute-prompt", "uppercase-prompt",
+        "traversal-schema", "unknown-schema", "duplicate-name", "router-without-schema", "router-with-memory",
+        "router-with-temperature", "example-misfits-schema", "prefix-mismatch", "topic-with-schema",
+        "typo-key", "unknown-policy", "unknown-kind", "bad-name", "zero-max-tokens", "no-agents",
+    ],
+)
+def test_invalid_configs_are_rejected(library, agents, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_agents({"agents": agents}, library, source="test.yaml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("test.yaml")
+
+
+def test_error_names_the_agent(library):
+    with pytest.raises(ConfigError, match=r"agents\[1\] \('chat'\): unknown prompt id 'missing'"):
+        parse_agents(config(ROUTER, with_(TOPIC, prompt="missing")), library, source="test.yaml")
+
+
+def test_symlink_out_of_the_whitelist_is_rejected(library, tmp_path):
+    (library.prompts_dir / "sneaky.md").symlink_to(tmp_path / "secret.md")
+    with pytest.raises(LibraryError, match="resolves outside"):
+        library.prompt("sneaky")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not JSON"),
+        ('{"type": 5}', "is not a valid JSON Schema"),
+        ('{"type": "string"}', "must describe an object"),
+        ("[1]", "must be a JSON object"),
+    ],
+)
+def test_bad_schemas_are_rejected(library, content, message):
+    (library.schemas_dir / "bad.json").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        parse_agents(config(with_(ROUTER, schema="bad", examples=[])), library)
+
+
+def test_empty_prompt_is_rejected(library):
+    (library.prompts_dir / "blank.md").write_text("  \n")
+    with pytest.raises(ConfigError, match="is empty"):
+        parse_agents(config(with_(TOPIC, prompt="blank")), library)
+
+
+def test_file_errors(tmp_path, library):
+    with pytest.raises(ConfigError, match="cannot read agents file .*AGENTS_FILE"):
+        load_agents(tmp_path / "missing.yaml", library)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("agents: [name: x: y")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_agents(broken, library)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(config(ROUTER, TOPIC)))
+    assert len(load_agents(good, library)) == 2
