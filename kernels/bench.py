@@ -61,6 +61,7 @@ def device_info() -> dict:
 
 def sweep(device: torch.device) -> str:
     """Time launch configs of the decode and prefill kernels on the dense and down shapes."""
+    from kernels.mxfp4._fma import FmaConfig
     from kernels.mxfp4._launch import MatmulConfig
     from kernels.mxfp4.gemm import mxfp4_gemm
     from kernels.mxfp4.gemv import mxfp4_gemv
@@ -68,16 +69,14 @@ def sweep(device: torch.device) -> str:
     from kernels.mxfp4.format import quantize_torch
     from kernels.mxfp4.layout import to_layout
 
-    lines = [f"{'shape':<16} {'m':>5} {'variant':<12} {'bm':>4} {'bn':>4} {'bk':>4} {'split':>5} {'warps':>5} "
-             f"{'stages':>6} {'us':>9} {'GB/s':>7}"]
-    # (bn, bk, split_k, warps, stages) per variant; the dense shape streams, the small one needs split-K.
-    big = {"fma": [(64, 256, 1, 4, 3), (64, 256, 1, 4, 4), (128, 256, 1, 4, 3), (128, 256, 1, 8, 3),
-                   (64, 512, 1, 4, 3), (32, 512, 1, 4, 3), (128, 128, 1, 4, 4), (64, 128, 1, 2, 4),
-                   (128, 128, 1, 2, 4), (256, 128, 1, 4, 3), (32, 256, 1, 2, 4), (64, 256, 1, 8, 3)],
-           "dot_scaled": [(32, 512, 1, 4, 3)], "dequant_dot": [(64, 256, 1, 4, 4), (32, 256, 1, 4, 3)]}
-    small = {"fma": [(16, 256, 2, 4, 3), (32, 256, 1, 4, 3), (32, 128, 2, 4, 3), (16, 128, 4, 4, 3),
-                     (32, 128, 4, 2, 3), (64, 128, 2, 4, 3), (16, 256, 4, 2, 3), (32, 256, 2, 2, 3),
-                     (64, 256, 1, 4, 3), (16, 128, 2, 2, 4)],
+    lines = [f"{'shape':<16} {'m':>5} {'variant':<12} {'config':<28} {'warps':>5} {'stages':>6} {'us':>9} {'GB/s':>7}",
+             "(one weight, not rotated: the 2880x2880 rows run from L2; rank configs with them, quote the tables)"]
+    # fma: (bn, kw, chunks, warps, stages); tensor cores: (bn, bk, split_k, warps, stages).
+    big = {"fma": [(64, 64, 8, 4, 1), (64, 64, 4, 4, 1), (64, 64, 2, 4, 1), (32, 64, 4, 4, 1), (128, 32, 4, 4, 1),
+                   (64, 32, 4, 4, 1), (64, 64, 4, 4, 2), (64, 64, 8, 8, 1), (128, 64, 2, 8, 1), (64, 64, 16, 4, 1)],
+           "dequant_dot": [(64, 256, 1, 4, 4)]}
+    small = {"fma": [(64, 64, 1, 4, 1), (32, 64, 1, 4, 1), (32, 32, 2, 2, 1), (64, 32, 1, 4, 1), (16, 64, 1, 2, 1),
+                     (32, 32, 1, 2, 1), (64, 64, 1, 4, 2), (32, 64, 2, 4, 1)],
              "dot_scaled": [(32, 128, 4, 4, 4)]}
     grid_prefill = {"dequant_dot": [(256, 128, 128, 8, 3), (128, 256, 64, 8, 3), (256, 128, 64, 8, 4)],
                     "dot_scaled": [(128, 256, 64, 8, 3)]}
@@ -95,9 +94,11 @@ def sweep(device: torch.device) -> str:
                 for mode, grid in grid_decode.items():
                     if m > 1 and mode != "fma":
                         continue
-                    for bn, bk, s, wps, st in grid if m == 1 else grid[:3]:
-                        configs.append((mode, MatmulConfig(bm=16, bn=bn, bk=bk, split_k=s, num_warps=wps,
-                                                           num_stages=st, mode="dot_scaled" if mode == "fma" else mode)))
+                    for a, b, c, wps, st in grid if m == 1 else grid[:3]:
+                        configs.append((mode, FmaConfig(bn=a, kw=b, chunks=c, num_warps=wps, num_stages=st)
+                                        if mode == "fma" else
+                                        MatmulConfig(bm=16, bn=a, bk=b, split_k=c, num_warps=wps, num_stages=st,
+                                                     mode=mode)))
             else:
                 for mode, grid in grid_prefill.items():
                     for bm, bn, bk, wps, st in grid:
@@ -115,11 +116,17 @@ def sweep(device: torch.device) -> str:
                     gbps = f"{nbytes / t.median_us / 1e3:7.0f}"
                 except Exception as exc:  # a config the compiler rejects is a data point, not a crash
                     us, gbps = f"error: {type(exc).__name__}: {str(exc)[:80]}", ""
-                lines.append(f"{n}x{k:<10} {m:>5} {mode:<12} {cfg.bm:>4} {cfg.bn:>4} {cfg.bk:>4} {cfg.split_k:>5} "
-                             f"{cfg.num_warps:>5} {cfg.num_stages:>6} {us} {gbps}")
+                lines.append(f"{n}x{k:<10} {m:>5} {mode:<12} {_cfg_text(cfg)} {cfg.num_warps:>5} {cfg.num_stages:>6} "
+                             f"{us} {gbps}")
         del w, ref_w, weights
         torch.cuda.empty_cache()
     return "\n".join(lines)
+
+
+def _cfg_text(cfg: object) -> str:
+    if hasattr(cfg, "kw"):
+        return f"bn={cfg.bn} kw={cfg.kw} chunks={cfg.chunks}".ljust(28)
+    return f"bm={cfg.bm} bn={cfg.bn} bk={cfg.bk} split={cfg.split_k}".ljust(28)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,9 @@
 """Run one variant of one case at one ``m`` a few times, nothing else: a target for profilers.
 
-    ncu -k regex:_gemv_fma --set full python -m kernels.harness.probe dense_28672x8192 1 gemv_fma
+The first call (compilation, autotuning) runs outside the NVTX range "probe", the timed
+calls inside it, so a profiler can keep just those:
+
+    ncu --nvtx --nvtx-include "probe/" --set full python -m kernels.harness.probe dense_28672x8192 1 gemv_fma
 """
 
 from __future__ import annotations
@@ -23,11 +26,23 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     inputs = case_inputs(case, m, device)
     forward = case.model.variants(m)[variant] if variant != "torch_bf16" else case.model.baseline(m)[1]
-    for _ in range(calls):
-        forward(inputs)
+    forward(inputs)
     if device.type == "cuda":
         torch.cuda.synchronize()
+    with torch.cuda.nvtx.range("probe") if device.type == "cuda" else _nothing():
+        for _ in range(calls):
+            forward(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     return 0
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Kernel epilogues: bias, bf16 store of a transposed ``[BN, BM]`` tile, and split-K.
 
 Split-K in one launch: every split writes its fp32 partial to a workspace, then bumps a
-per-tile counter; the split that arrives last sums the partials, stores the output and
+per-tile counter; the split that arrives last sums the partials, finishes the tile and
 resets the counter to zero for the next launch. That saves the memset and the extra
 reduction launch a two-kernel split-K needs, which matters at decode where a whole
-2880x2880 GEMV is a couple of microseconds. The partials are read with ``.cg`` (L2,
-not the incoherent L1) after the counter's acquire; the ``debug_barrier`` orders every
-thread's partial store before the counter's release (the pattern of CUTLASS's semaphore).
+2880x2880 GEMV is a few microseconds. The partials are read with ``.cg`` (L2, not the
+incoherent L1) after the counter's acquire; the ``debug_barrier`` orders every thread's
+partial store before the counter's release (the pattern of CUTLASS's semaphore).
 Callers must not run two launches sharing the counters concurrently (one stream).
 """
 
@@ -16,6 +16,28 @@ import triton
 import triton.language as tl
 
 from kernels.mxfp4._tile import cast_out
+
+
+@triton.jit
+def arrive(cnt_ptr, tile_id, n_split):
+    """After this program's partial is stored: True for the last of ``n_split`` arrivals."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(cnt_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
+    return arrived == n_split - 1
+
+
+@triton.jit
+def gather(part_ptr, offs, mask, stride_split, n_split, like):
+    """Sum of the ``n_split`` partials at ``offs`` (read from L2)."""
+    total = tl.zeros(like.shape, tl.float32)
+    for s in range(n_split):
+        total += tl.load(part_ptr + s * stride_split + offs, mask=mask, other=0.0, cache_modifier=".cg")
+    return total
+
+
+@triton.jit
+def release(cnt_ptr, tile_id):
+    tl.atomic_xchg(cnt_ptr + tile_id, 0)
 
 
 @triton.jit
@@ -29,22 +51,19 @@ def store_tile(acc, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS: tl.const
 
 @triton.jit
 def store_or_reduce(
-    acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym, tile_id, pid_s,
-    SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr,
+    acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym, tile_id, pid_s, n_split,
+    SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr,
 ):
+    """Store the tile, or (``SPLIT``) publish it as split ``pid_s`` of ``n_split`` and finish it if last."""
     y_rows = y_ptr + offs_m.to(tl.int64) * stride_ym
-    if SPLIT_K == 1:
+    if not SPLIT:
         store_tile(acc, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS, INTERPRET)
     else:
-        # Workspace [SPLIT_K, M, N] fp32, N contiguous so masked rows cost nothing.
+        # Workspace [n_split, M, N] fp32, N contiguous so masked rows cost nothing.
         part = offs_m[None, :].to(tl.int64) * N + offs_n[:, None]
         mask = n_ok[:, None] & m_ok[None, :]
         tl.store(part_ptr + pid_s * M * N + part, acc, mask=mask)
-        tl.debug_barrier()
-        arrived = tl.atomic_add(cnt_ptr + tile_id, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLIT_K - 1:
-            total = tl.zeros(acc.shape, tl.float32)
-            for s in range(SPLIT_K):
-                total += tl.load(part_ptr + s * M * N + part, mask=mask, other=0.0, cache_modifier=".cg")
+        if arrive(cnt_ptr, tile_id, n_split):
+            total = gather(part_ptr, part, mask, M * N, n_split, acc)
             store_tile(total, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS, INTERPRET)
-            tl.atomic_xchg(cnt_ptr + tile_id, 0)
+            release(cnt_ptr, tile_id)

@@ -16,8 +16,9 @@ import torch
 # The ``MODE`` constexpr of ``_tile.mx_dot``: how a weight tile is multiplied.
 MODES = {"dot_scaled": 0, "dequant_dot": 1}
 DECODE_MAX_M = 16
-# The CUDA-core decode pays one FMA per weight and row; past this many rows the tensor cores win.
-FMA_MAX_M = 4
+# The CUDA-core decode pays one FMA per weight and row; past this many rows the tensor cores won
+# (H100, 28672x8192 and gpt-oss shapes at M = 4: see docs/PERFORMANCE.md).
+FMA_MAX_M = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +61,6 @@ def decode_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scal
     while n_tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 2):
         split *= 2
     return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=3, mode=mode)
-
-
-def fma_config(m: int, n: int, k_padded: int, sms: int) -> MatmulConfig:
-    """CUDA-core decode: wide row tiles so each thread reuses its activations over several rows."""
-    bk = 256 if k_padded >= 256 else 128 if k_padded >= 128 else 64
-    bn = 64 if n >= 64 * 2 * sms else 32 if n >= 32 * sms else 16
-    n_tiles = _cdiv(n, bn)
-    k_tiles = _cdiv(k_padded, bk)
-    split = 1
-    while n_tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 2):
-        split *= 2
-    return MatmulConfig(bm=16, bn=bn, bk=bk, split_k=split, num_warps=4, num_stages=4)
 
 
 def prefill_config(m: int, n: int, k_padded: int, sms: int, mode: str = "dot_scaled") -> MatmulConfig:

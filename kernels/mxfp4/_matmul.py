@@ -55,7 +55,7 @@ def _matmul_kernel(
     acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
                     BN, BK, EVEN_K, MODE, SWIZZLED, INTERPRET)
     store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
-                    pid_m * num_n + pid_n, pid_s, SPLIT_K, HAS_BIAS, INTERPRET)
+                    pid_m * num_n + pid_n, pid_s, SPLIT_K, SPLIT_K > 1, HAS_BIAS, INTERPRET)
 
 
 def check_operands(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None) -> None:

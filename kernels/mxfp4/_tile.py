@@ -165,28 +165,43 @@ def mx_k_loop(
 
 
 @triton.jit
-def fma_k_loop(
-    acc, x_rows, m_ok, w_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
-    BN: tl.constexpr, BK: tl.constexpr, BM: tl.constexpr, EVEN_K: tl.constexpr,
-):
-    """CUDA-core decode over "fma8" words: ``acc[BN, BM] += W[rows, k] @ X[k, cols]``, fp32.
+def load_x_slice(x_rows, m_ok, c, K, BM: tl.constexpr):
+    """Activations for fma8 word columns ``c``: eight ``[KW, BM]`` fp32 tensors (element j of
+    each word), pre-scaled by 2**64. Loaded once per program and kept in registers."""
+    base = x_rows[None, :] + (c * 8)[:, None]
+    ok = m_ok[None, :] & (c * 8 < K)[:, None]
+    x0 = tl.load(base + 0, mask=ok & (c * 8 + 0 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x1 = tl.load(base + 1, mask=ok & (c * 8 + 1 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x2 = tl.load(base + 2, mask=ok & (c * 8 + 2 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x3 = tl.load(base + 3, mask=ok & (c * 8 + 3 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x4 = tl.load(base + 4, mask=ok & (c * 8 + 4 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x5 = tl.load(base + 5, mask=ok & (c * 8 + 5 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x6 = tl.load(base + 6, mask=ok & (c * 8 + 6 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    x7 = tl.load(base + 7, mask=ok & (c * 8 + 7 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
+    return x0, x1, x2, x3, x4, x5, x6, x7
 
-    Per weight: a shift and a mask (two more for two of each eight) and one FMA with the
-    pre-scaled activation; the block scale is applied once per 32 weights to the block sum.
+
+@triton.jit
+def fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7,
+              BN: tl.constexpr, KW: tl.constexpr, BM: tl.constexpr):
+    """``[BN, BM]`` fp32: ``BN`` weight rows (fma8 words at columns ``c``) times the x slice.
+
+    Per weight a shift, a mask (two more for two of each eight) and one FMA; the block
+    scale multiplies each 32-weight block sum once.
     """
-    for t in range(t0, t1):
-        w, ws = load_codes(w_rows, ws_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, True)
-        part = tl.zeros((BN, BK // 8, BM), dtype=tl.float32)
-        for j in tl.static_range(8):
-            kx = t * BK + tl.arange(0, BK // 8) * 8 + j
-            if EVEN_K:
-                xj = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :], other=0.0)
-            else:
-                xj = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
-            part += fma8_raw(w, j)[:, :, None] * (xj.to(tl.float32) * X_PRESCALE)[None, :, :]
-        block = tl.sum(part.reshape(BN, BK // 32, 4, BM), axis=2) * SUM_RESCALE
-        acc += tl.sum(block * e8m0_to_f32(ws)[:, :, None], axis=1)
-    return acc
+    mask = n_ok[:, None] & c_ok[None, :]
+    w = tl.load(w_rows + c[None, :], mask=mask, other=0)
+    ws = tl.load(ws_rows + (c // 4)[None, :], mask=mask, other=0)  # one scale byte per word, same block: L1 hits
+    part = fma8_raw(w, 0)[:, :, None] * x0[None, :, :]
+    part += fma8_raw(w, 1)[:, :, None] * x1[None, :, :]
+    part += fma8_raw(w, 2)[:, :, None] * x2[None, :, :]
+    part += fma8_raw(w, 3)[:, :, None] * x3[None, :, :]
+    part += fma8_raw(w, 4)[:, :, None] * x4[None, :, :]
+    part += fma8_raw(w, 5)[:, :, None] * x5[None, :, :]
+    part += fma8_raw(w, 6)[:, :, None] * x6[None, :, :]
+    part += fma8_raw(w, 7)[:, :, None] * x7[None, :, :]
+    part = part * (e8m0_to_f32(ws) * SUM_RESCALE)[:, :, None]
+    return tl.sum(part, axis=1)
 
 
 @triton.jit

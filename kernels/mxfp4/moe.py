@@ -8,10 +8,10 @@ For each token ``t`` and each of its top-k experts ``e`` with routing weight ``w
 
 ``a`` is rounded to bf16 between the two matmuls, as in the bf16 model. Two paths:
 
-* decode (few tokens): one program per (pair, tile of I) for gate_up and one per
-  (token, tile of H) for down, which loops over the token's k experts and sums in
-  registers: two launches, no sorting, no atomics, deterministic. With "fma8" weights
-  both run on the CUDA-core GEMV loop; with "ocp" weights on the tensor cores.
+* decode (few tokens): with "fma8" experts, the CUDA-core kernels of ``moe_decode.py``;
+  with "ocp" ones, one program per (pair, tile of I) for gate_up and one per (token,
+  tile of H) for down, which loops over the token's k experts and sums in registers.
+  Either way two launches, no sorting, no atomics on data, deterministic.
 * grouped (prefill): pairs sorted by expert (``group_by_expert``), tiles of ``BM`` rows
   sharing one expert's weight tile on the tensor cores; down writes each pair's weighted
   row, and a sum over the k slots gives y (deterministic, no atomics).
@@ -26,7 +26,8 @@ import triton.language as tl
 from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._launch import MODES
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out, fma_k_loop, mx_k_loop, mx_k_loop_pair
+from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair
+from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
@@ -82,15 +83,9 @@ def _gate_up_kernel(
     t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_BLOCKS * 32, BK), 0)
     acc_g = tl.zeros((BN, BM), tl.float32)
     acc_l = tl.zeros((BN, BM), tl.float32)
-    if MODE == -1:
-        acc_g = fma_k_loop(acc_g, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H,
-                           KP_BLOCKS, BN, BK, BM, False)
-        acc_l = fma_k_loop(acc_l, x_rows, m_ok, lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H,
-                           KP_BLOCKS, BN, BK, BM, False)
-    else:
-        acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS,
-                                      lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H, KP_BLOCKS,
-                                      BN, BK, MODE, SWIZZLED, INTERPRET)
+    acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS,
+                                  lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H, KP_BLOCKS,
+                                  BN, BK, MODE, SWIZZLED, INTERPRET)
     if HAS_BIAS:
         acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
         acc_l += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
@@ -145,12 +140,8 @@ def _down_decode_kernel(
         w_row = e.to(tl.int64) * H + offs_n[:, None]
         a_rows = act_ptr + p.to(tl.int64) * I + tl.zeros((BM,), tl.int64)
         acc = tl.zeros((BN, BM), tl.float32)
-        if MODE == -1:
-            acc = fma_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
-                             0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, BM, False)
-        else:
-            acc = mx_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
-                            0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
+        acc = mx_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
+                        0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
         if HAS_BIAS:
             acc += tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0)[:, None]
         out += tl.load(wts_ptr + p).to(tl.float32) * acc
@@ -224,8 +215,9 @@ def mxfp4_moe_triton(
     if path == "grouped":
         return _grouped(x, group_by_expert(ids32, w.num_experts, _group_block(t * k, w.num_experts)), wts, w, act,
                         k, alpha, limit, bk_h, bk_i, m, interp)
-    bm = 1 if m == _FMA else 16
-    bn = 32
+    if m == _FMA:
+        return moe_decode_fma(x, ids32, wts, w, alpha, limit)
+    bm, bn = 16, 32
     _gate_up_kernel[(triton.cdiv(i_dim, bn), t * k)](
         x, ids32, ids32, ids32, ids32, ids32,
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kernels.mxfp4._fma import FmaConfig
 from kernels.mxfp4._launch import MatmulConfig, splitk_counters
 from kernels.mxfp4.format import MXFP4Tensor, quantize_torch
 from kernels.mxfp4.gemv import mxfp4_gemv, mxfp4_gemv_torch
@@ -34,13 +35,18 @@ def test_tensor_core_variants(variant: str, m: int, n: int, k: int, split: int, 
         assert_bf16_close(mxfp4_gemv(x, w, b, variant=variant, config=cfg), ref, mag)
 
 
-@pytest.mark.parametrize("m,n,k,split", [(1, 70, 448, 1), (1, 70, 448, 3), (2, 96, 512, 2), (4, 33, 200, 1),
-                                         (16, 40, 256, 1)])
-def test_fma_variant(m: int, n: int, k: int, split: int, device, gen) -> None:
+@pytest.mark.parametrize("m,n,k,cfg", [
+    (1, 70, 448, FmaConfig(bn=32, kw=64, chunks=1)),  # one K slice, a ragged last row chunk
+    (1, 70, 448, FmaConfig(bn=16, kw=16, chunks=2)),  # several K slices and row chunks a program
+    (2, 96, 512, FmaConfig(bn=32, kw=32, chunks=4)),  # more chunks per program than rows need
+    (4, 33, 200, FmaConfig(bn=16, kw=16, chunks=1)),  # K padded to 224, a ragged K slice
+    (16, 40, 256, FmaConfig(bn=16, kw=32, chunks=2)),
+])
+def test_fma_variant(m: int, n: int, k: int, cfg: FmaConfig, device, gen) -> None:
     x, w, b = make(m, n, k, device, gen, bias=True)
-    cfg = MatmulConfig(bm=16, bn=32, bk=128, split_k=split)
     ref, mag = oracle(x, w, b)
-    assert_bf16_close(mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma", config=cfg), ref, mag)
+    for _ in range(2):  # the second call proves the fix-up left its counters at zero
+        assert_bf16_close(mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma", config=cfg), ref, mag)
 
 
 def test_fma_every_code_and_extreme_scales(device, gen) -> None:
@@ -52,7 +58,7 @@ def test_fma_every_code_and_extreme_scales(device, gen) -> None:
     w = MXFP4Tensor(blocks, scales, 256)
     x = torch.randn(1, 256, device=device, generator=gen).to(torch.bfloat16)
     ref, mag = oracle(x, w, None)
-    out = mxfp4_gemv(x, to_layout(w, "fma8"), variant="fma", config=MatmulConfig(bm=16, bn=16, bk=128))
+    out = mxfp4_gemv(x, to_layout(w, "fma8"), variant="fma", config=FmaConfig(bn=16, kw=16, chunks=2))
     overflow = ref.abs() > torch.finfo(torch.bfloat16).max  # sums past bf16's range must come out inf
     assert_bf16_close(out[~overflow], ref[~overflow], mag[~overflow])
     assert torch.equal(torch.isinf(out), overflow)
@@ -71,6 +77,7 @@ def test_default_launch_config_and_leading_dims(variant: str, device, gen) -> No
 def test_splitk_counters_are_left_at_zero(device, gen) -> None:
     x, w, _ = make(2, 64, 512, device, gen)
     mxfp4_gemv(x, w, config=MatmulConfig(bm=16, bn=16, bk=64, split_k=4))
+    mxfp4_gemv(x[:1], to_layout(w, "fma8"), variant="fma", config=FmaConfig(bn=16, kw=16, chunks=2))
     assert int(splitk_counters(x.device, 1).abs().sum()) == 0
 
 
@@ -106,3 +113,5 @@ def test_shape_errors_are_clear(device, gen) -> None:
         mxfp4_gemv(x[:2], w, variant="fma")
     with pytest.raises(ValueError, match="ocp layout"):
         mxfp4_gemv(x[:2], to_layout(w, "fma8"), variant="dot_scaled")
+    with pytest.raises(TypeError, match="FmaConfig"):
+        mxfp4_gemv(x[:2], to_layout(w, "fma8"), variant="fma", config=MatmulConfig(bm=16, bn=16, bk=64))

@@ -83,6 +83,20 @@ def test_swiglu_clamps_are_exercised_and_respected(device, gen) -> None:
             assert_moe_close(mxfp4_moe_triton(x, ids, wts, w.to_layout(layout), path=path), ref)
 
 
+def test_fma_decode_with_several_k_slices_and_chunks(device, gen) -> None:
+    from kernels.mxfp4._fma import FmaConfig
+    from kernels.mxfp4.moe_decode import moe_decode_fma
+
+    gate_up, down, gub, db = make_layer(device, gen, bias=True)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
+    x = torch.randn(2, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(2, E, device=device, generator=gen), TOPK)
+    ref = mxfp4_moe_torch(x, ids, wts, w)
+    for cfg in (FmaConfig(bn=16, kw=4, chunks=2), FmaConfig(bn=32, kw=8, chunks=1)):
+        for _ in range(2):
+            assert_moe_close(moe_decode_fma(x, ids.to(torch.int32), wts, w, 1.702, 7.0, cfg), ref)
+
+
 def test_group_by_expert_covers_every_pair_once(device, gen) -> None:
     ids = torch.randint(0, E, (50, TOPK), device=device, generator=gen)
     g = group_by_expert(ids, E, block=16)

@@ -65,9 +65,9 @@ class LinearModel:
         from kernels.mxfp4.gemv import GEMV_VARIANTS, mxfp4_gemv
 
         # Each variant reads the layout it was built for: dot_scaled the checkpoint's, the rest fma8.
-        if m <= 16:
+        if m <= 16:  # the CUDA-core fma variant pays one FMA per weight and row: not past 4 rows
             return {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp[_layout(v)], variant=v))
-                    for v in GEMV_VARIANTS}
+                    for v in GEMV_VARIANTS if v != "fma" or m <= 4}
         return {f"gemm_{v}": (lambda inp, v=v: mxfp4_gemm(inp["x"], inp[_layout(v)], variant=v))
                 for v in GEMM_VARIANTS}
 

@@ -1,0 +1,159 @@
+"""MoE decode on CUDA cores ("fma8" experts): the GEMV loop of ``_fma.py`` with fused epilogues.
+
+gate_up: a program holds one K slice of a (token, expert) pair's activations and streams
+row chunks of that expert's glu and linear weights; the split-K fix-up of a chunk adds
+the biases and applies the clamped SwiGLU, writing bf16 activations.
+
+down: the k experts of a token become more K slices: slice ``q`` is expert ``q // S`` over
+K range ``q % S``, already multiplied by its routing weight, so the fix-up's sum *is* the
+weighted sum over experts; it adds ``sum_j w_j * bias[e_j]`` and writes y. Two launches
+a layer, no sorting, no atomics on data, deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._env import device_sms, is_interpreter
+from kernels.mxfp4._epilogue import arrive, gather, release
+from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, max_chunks, max_slices, use_autotune
+from kernels.mxfp4._launch import splitk_counters
+from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._tile import cast_out, fma_chunk, load_x_slice
+from kernels.mxfp4.moe_layout import MoEWeights
+
+
+@triton.jit
+def _gate_up_fma_kernel(
+    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
+    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
+    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+):
+    pid_r = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    p = tl.program_id(2)
+    n_split = tl.num_programs(1)
+    e = tl.load(ids_ptr + p).to(tl.int64)
+    one = tl.arange(0, 1)
+    c = pid_s * KW + tl.arange(0, KW)
+    c_ok = c < KP_BLOCKS * 4
+    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(x_ptr + (p // TOPK).to(tl.int64) * stride_x + one, one < 1, c, H, 1)
+    n_chunks = tl.cdiv(I, BN)
+    stride_split = tl.num_programs(2) * 2 * I
+    for i in range(CHUNKS):
+        chunk = pid_r * CHUNKS + i
+        if chunk < n_chunks:
+            offs_n = chunk * BN + tl.arange(0, BN)
+            n_ok = offs_n < I
+            rows = e * I + offs_n[:, None]
+            acc_g = fma_chunk(gq_ptr + rows * (KP_BLOCKS * 4), gs_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                              x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1)
+            acc_l = fma_chunk(lq_ptr + rows * (KP_BLOCKS * 4), ls_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                              x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1)
+            base = p * 2 * I + offs_n[:, None]  # workspace [slices, pairs, 2, I]
+            mask = n_ok[:, None]
+            tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=mask)
+            tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=mask)
+            tile = p * n_chunks + chunk
+            if arrive(cnt_ptr, tile, n_split):
+                g = gather(part_ptr, base, mask, stride_split, n_split, acc_g)
+                lin = gather(part_ptr, base + I, mask, stride_split, n_split, acc_l)
+                if HAS_BIAS:
+                    g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
+                    lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
+                g = tl.minimum(g, limit)
+                lin = tl.minimum(tl.maximum(lin, -limit), limit)
+                act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
+                tl.store(act_ptr + p.to(tl.int64) * I + offs_n[:, None], cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
+                         mask=mask)
+                release(cnt_ptr, tile)
+
+
+@triton.jit
+def _down_fma_kernel(
+    act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
+    I, H, KP_BLOCKS, TOPK: tl.constexpr,
+    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+):
+    pid_r = tl.program_id(0)
+    q = tl.program_id(1)
+    t = tl.program_id(2)
+    n_split = tl.num_programs(1)
+    SLICES = tl.cdiv(KP_BLOCKS * 4, KW)  # K slices per expert
+    p = t * TOPK + q // SLICES
+    e = tl.load(ids_ptr + p).to(tl.int64)
+    weight = tl.load(wts_ptr + p).to(tl.float32)
+    one = tl.arange(0, 1)
+    c = (q % SLICES) * KW + tl.arange(0, KW)
+    c_ok = c < KP_BLOCKS * 4
+    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(act_ptr + p.to(tl.int64) * I + one, one < 1, c, I, 1)
+    n_chunks = tl.cdiv(H, BN)
+    stride_split = tl.num_programs(2) * H
+    for i in range(CHUNKS):
+        chunk = pid_r * CHUNKS + i
+        if chunk < n_chunks:
+            offs_n = chunk * BN + tl.arange(0, BN)
+            n_ok = offs_n < H
+            rows = e * H + offs_n[:, None]
+            acc = fma_chunk(dq_ptr + rows * (KP_BLOCKS * 4), ds_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                            x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1) * weight
+            base = t * H + offs_n[:, None]  # workspace [slices, T, H]
+            mask = n_ok[:, None]
+            tl.store(part_ptr + q * stride_split + base, acc, mask=mask)
+            tile = t * n_chunks + chunk
+            if arrive(cnt_ptr, tile, n_split):
+                y = gather(part_ptr, base, mask, stride_split, n_split, acc)
+                if HAS_BIAS:
+                    for j in tl.static_range(TOPK):
+                        ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
+                        wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
+                        y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)[:, None]
+                tl.store(y_ptr + t.to(tl.int64) * H + offs_n[:, None], cast_out(y, y_ptr.dtype.element_ty, INTERPRET),
+                         mask=mask)
+                release(cnt_ptr, tile)
+
+
+_gate_up_tuned = triton.autotune(configs=FMA_CONFIGS, key=["I", "H"])(_gate_up_fma_kernel)
+_down_tuned = triton.autotune(configs=FMA_CONFIGS, key=["I", "H"])(_down_fma_kernel)
+
+
+def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
+                   config: FmaConfig | None = None) -> torch.Tensor:
+    """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``."""
+    t, k = ids32.shape
+    i_dim, h_dim = w.intermediate, w.hidden
+    pairs = t * k
+    cfg = config if config is not None or use_autotune() else fma_default(i_dim, w.glu.k_padded // 8, device_sms(x))
+    act = torch.empty((pairs, i_dim), dtype=torch.bfloat16, device=x.device)
+    y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
+    kw_h, kw_i = w.glu.k_padded // 8, w.down.k_padded // 8
+    part_g = torch.empty((max_slices(kw_h, cfg), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
+    part_d = torch.empty((k * max_slices(kw_i, cfg), t, h_dim), dtype=torch.float32, device=x.device)
+    cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg), t * max_chunks(h_dim, cfg)))
+    bias = lambda b: act if b is None else b  # noqa: E731
+    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
+    gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
+               bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
+               i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)
+
+    def gu_grid(meta: dict) -> tuple[int, int, int]:
+        return triton.cdiv(triton.cdiv(i_dim, meta["BN"]), meta["CHUNKS"]), triton.cdiv(kw_h, meta["KW"]), pairs
+
+    def down_grid(meta: dict) -> tuple[int, int, int]:
+        return triton.cdiv(triton.cdiv(h_dim, meta["BN"]), meta["CHUNKS"]), k * triton.cdiv(kw_i, meta["KW"]), t
+
+    if cfg is None:
+        _gate_up_tuned[gu_grid](*gu_args, **common)
+    else:
+        _gate_up_fma_kernel[gu_grid(cfg.meta())](*gu_args, **common, **cfg.meta(), num_warps=cfg.num_warps,
+                                                 num_stages=cfg.num_stages)
+    down_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d, cnt,
+                 i_dim, h_dim, w.down.k_padded // 32)
+    if cfg is None:
+        _down_tuned[down_grid](*down_args, TOPK=k, **common)
+    else:
+        _down_fma_kernel[down_grid(cfg.meta())](*down_args, TOPK=k, **common, **cfg.meta(),
+                                                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return y
