@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.engine.kv_cache import KVCache
-from services.engine.models.linear import TransposedLinear
+from services.engine.models.linear import Linear, laid_out, prefers_transposed
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +153,8 @@ class Attention(nn.Module):
         self.head_dim = config.head_dim
         self.q_size = self.num_heads * self.head_dim
         self.kv_size = self.num_kv_heads * self.head_dim
-        self.qkv_proj = TransposedLinear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
-        self.o_proj = TransposedLinear(self.q_size, config.hidden_size)
+        self.qkv_proj = Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        self.o_proj = Linear(self.q_size, config.hidden_size)
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
     def prefill(
@@ -209,8 +209,8 @@ class MLP(nn.Module):
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.intermediate_size = config.intermediate_size
-        self.gate_up_proj = TransposedLinear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = TransposedLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.gate_up_proj = Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
@@ -234,8 +234,8 @@ class LlamaModel(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rope = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
-        # With tied embeddings the head still gets its own transposed copy (+V*H floats): see linear.py.
-        self.lm_head = TransposedLinear(config.hidden_size, config.vocab_size)
+        # Tied embeddings share the head's weight only while both keep the [out, in] layout; see linear.py.
+        self.lm_head = Linear(config.hidden_size, config.vocab_size)
 
     @torch.inference_mode()
     def prefill(
@@ -272,26 +272,30 @@ class LlamaModel(nn.Module):
         return self.lm_head(self.norm(h))
 
     def load_hf_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load a Hugging Face LlamaForCausalLM state dict: fuse q/k/v and gate/up, transpose the linears."""
-        t = TransposedLinear.from_weight
+        """Load a Hugging Face LlamaForCausalLM state dict: fuse q/k/v and gate/up, lay out the linears."""
         embed = weights["model.embed_tokens.weight"]
+        transposed = prefers_transposed(embed.dtype, embed.device)
+
+        def t(weight: torch.Tensor) -> torch.Tensor:
+            return laid_out(weight, transposed)
+
         head = embed if self.config.tie_word_embeddings else weights["lm_head.weight"]
         own: dict[str, torch.Tensor] = {
             "embed_tokens.weight": embed,
             "norm.weight": weights["model.norm.weight"],
-            "lm_head.weight_t": t(head),
+            "lm_head.weight": t(head),
         }
         for i in range(self.config.num_hidden_layers):
             src, dst = f"model.layers.{i}.", f"layers.{i}."
             for norm in ("input_layernorm", "post_attention_layernorm"):
                 own[f"{dst}{norm}.weight"] = weights[f"{src}{norm}.weight"]
             attn, mlp = f"{src}self_attn.", f"{src}mlp."
-            own[f"{dst}self_attn.qkv_proj.weight_t"] = t(torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"]))
-            own[f"{dst}self_attn.o_proj.weight_t"] = t(weights[f"{attn}o_proj.weight"])
-            own[f"{dst}mlp.gate_up_proj.weight_t"] = t(
+            own[f"{dst}self_attn.qkv_proj.weight"] = t(torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"]))
+            own[f"{dst}self_attn.o_proj.weight"] = t(weights[f"{attn}o_proj.weight"])
+            own[f"{dst}mlp.gate_up_proj.weight"] = t(
                 torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]])
             )
-            own[f"{dst}mlp.down_proj.weight_t"] = t(weights[f"{mlp}down_proj.weight"])
+            own[f"{dst}mlp.down_proj.weight"] = t(weights[f"{mlp}down_proj.weight"])
             if self.config.attention_bias:
                 own[f"{dst}self_attn.qkv_proj.bias"] = torch.cat([weights[f"{attn}{p}_proj.bias"] for p in "qkv"])
             if self.config.mlp_bias:
@@ -299,6 +303,9 @@ class LlamaModel(nn.Module):
                     [weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]]
                 )
                 own[f"{dst}mlp.down_proj.bias"] = weights[f"{mlp}down_proj.bias"]
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.set_layout(transposed)
         # assign=True keeps these tensors (and lets a meta-device model load without initialising).
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
         if missing or unexpected:
