@@ -5,6 +5,7 @@ from __future__ import annotations
 from quartet.memory.v1 import memory_pb2
 
 from services.common.errors import InvalidArgument
+from services.memory.responses import ResponseRecord
 from services.memory.turns import ContextQuery, Policy, TopicInfo, Turn
 
 _POLICIES = {
@@ -52,3 +53,18 @@ def query_from_pb(request: memory_pb2.GetContextRequest) -> ContextQuery:
 
 def topic_to_pb(topic: TopicInfo) -> memory_pb2.TopicInfo:
     return memory_pb2.TopicInfo(topic_id=topic.topic_id, num_turns=topic.num_turns, last_active_at=topic.last_active_at)
+
+
+def record_from_pb(request: memory_pb2.PutResponseRequest) -> ResponseRecord:
+    return ResponseRecord(
+        response_id=request.response_id, previous_response_id=request.previous_response_id, body_json=request.body_json
+    )
+
+
+def record_to_pb(record: ResponseRecord) -> memory_pb2.GetResponseResponse:
+    return memory_pb2.GetResponseResponse(
+        response_id=record.response_id,
+        previous_response_id=record.previous_response_id,
+        body_json=record.body_json,
+        created_at=record.created_at,
+    )

@@ -7,8 +7,9 @@ import math
 import time
 from collections.abc import Sequence
 
-from services.common.errors import require
+from services.common.errors import NotFound, require
 from services.memory.limits import Limits, check_id, check_turns, resolve_k
+from services.memory.responses import ResponseRecord, check_record
 from services.memory.store import Store
 from services.memory.turns import ContextQuery, Policy, TopicInfo, Turn
 
@@ -83,6 +84,26 @@ class MemoryCore:
         num_deleted = await self.store.forget(session_id, topic_id)
         log.info("forgot turns", extra={"session_id": session_id, "topic_id": topic_id, "num_deleted": num_deleted})
         return num_deleted
+
+    async def put_response(self, record: ResponseRecord) -> float:
+        check_record(record, self.limits)
+        created_at = time.time()
+        await self.store.put_response(record, created_at)
+        log.info("stored response", extra={"response_id": record.response_id, "num_bytes": len(record.body_json)})
+        return created_at
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        check_id(response_id, "response_id", required=True)
+        record = await self.store.get_response(response_id)
+        if record is None:
+            raise NotFound(f"no stored response has the id '{response_id}'", field="response_id")
+        return record
+
+    async def delete_response(self, response_id: str) -> None:
+        check_id(response_id, "response_id", required=True)
+        if not await self.store.delete_response(response_id):
+            raise NotFound(f"no stored response has the id '{response_id}'", field="response_id")
+        log.info("deleted response", extra={"response_id": response_id})
 
     async def close(self) -> None:
         await self.store.close()

@@ -20,6 +20,8 @@ class Limits:
     max_k: int = 1000
     max_content_bytes: int = 256 * 1024
     max_turns_per_append: int = 256
+    #: Largest stored response record (the gateway's JSON), in bytes.
+    max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_k <= self.max_k:

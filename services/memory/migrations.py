@@ -23,6 +23,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX turns_by_topic ON turns (topic_id, id);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE responses (
+            response_id          TEXT PRIMARY KEY,
+            previous_response_id TEXT NOT NULL DEFAULT '',
+            body_json            TEXT NOT NULL,
+            created_at           REAL NOT NULL
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

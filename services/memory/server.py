@@ -34,6 +34,20 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         return memory_pb2.ForgetResponse(num_deleted=num_deleted)
 
 
+    async def PutResponse(self, request: memory_pb2.PutResponseRequest, context: grpc.aio.ServicerContext) -> memory_pb2.PutResponseResponse:
+        created_at = await self.core.put_response(convert.record_from_pb(request))
+        return memory_pb2.PutResponseResponse(created_at=created_at)
+
+    async def GetResponse(self, request: memory_pb2.GetResponseRequest, context: grpc.aio.ServicerContext) -> memory_pb2.GetResponseResponse:
+        return convert.record_to_pb(await self.core.get_response(request.response_id))
+
+    async def DeleteResponse(
+        self, request: memory_pb2.DeleteResponseRequest, context: grpc.aio.ServicerContext
+    ) -> memory_pb2.DeleteResponseResponse:
+        await self.core.delete_response(request.response_id)
+        return memory_pb2.DeleteResponseResponse(deleted=True)
+
+
 def create_server(address: str, core: MemoryCore) -> GrpcServer:
     """Build (not start) the memory server; ``address`` with port 0 picks a free port."""
 

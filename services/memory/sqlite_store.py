@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from services.common.errors import FailedPrecondition
 from services.memory.migrations import LATEST_VERSION, MIGRATIONS
+from services.memory.responses import ResponseRecord
 from services.memory.store import Store
 from services.memory.turns import TopicInfo, Turn
 
@@ -155,6 +156,33 @@ class SqliteStore(Store):
         else:
             sql, args = "DELETE FROM turns WHERE topic_id = ?", (topic_id,)
         return self._conn.execute(sql, args).rowcount
+
+    async def put_response(self, record: ResponseRecord, created_at: float) -> None:
+        row = (record.response_id, record.previous_response_id, record.body_json, created_at)
+        await self._run(self._put_response, row)
+
+    def _put_response(self, row: tuple) -> None:
+        # Autocommit mode: the one statement is its own transaction, on disk when it returns (synchronous=FULL).
+        self._conn.execute(
+            "INSERT OR REPLACE INTO responses (response_id, previous_response_id, body_json, created_at) VALUES (?, ?, ?, ?)",
+            row,
+        )
+
+    async def get_response(self, response_id: str) -> ResponseRecord | None:
+        return await self._run(self._get_response, response_id)
+
+    def _get_response(self, response_id: str) -> ResponseRecord | None:
+        row = self._conn.execute(
+            "SELECT response_id, previous_response_id, body_json, created_at FROM responses WHERE response_id = ?",
+            (response_id,),
+        ).fetchone()
+        return ResponseRecord(*row) if row else None
+
+    async def delete_response(self, response_id: str) -> bool:
+        return await self._run(self._delete_response, response_id)
+
+    def _delete_response(self, response_id: str) -> bool:
+        return self._conn.execute("DELETE FROM responses WHERE response_id = ?", (response_id,)).rowcount > 0
 
     async def close(self) -> None:
         await self._run(self._conn.close)

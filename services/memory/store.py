@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from services.memory.responses import ResponseRecord
 from services.memory.turns import TopicInfo, Turn
 
 
@@ -35,6 +36,18 @@ class Store(ABC):
     @abstractmethod
     async def forget(self, session_id: str, topic_id: str) -> int:
         """Delete a session's turns, a topic's, or a topic's within a session; return how many."""
+
+    @abstractmethod
+    async def put_response(self, record: ResponseRecord, created_at: float) -> None:
+        """Store (or replace) a response record durably."""
+
+    @abstractmethod
+    async def get_response(self, response_id: str) -> ResponseRecord | None:
+        """The record, or None when no response has that id."""
+
+    @abstractmethod
+    async def delete_response(self, response_id: str) -> bool:
+        """Delete the record; whether there was one."""
 
     @abstractmethod
     async def close(self) -> None:
