@@ -125,3 +125,16 @@ async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(
         )[0, len(ids) :].tolist()
     assert native[: len(generated)] == generated
     assert transformers_core.model_info().backend == "transformers"
+
+
+def test_bfloat16_weights_stay_close_to_float32(engine_core, native_runner) -> None:
+    bf16 = NativeRunner.load(
+        ensure_bundled_model(quiet=True), device="cpu", dtype="bfloat16", max_model_len=0, max_num_seqs=1
+    )
+    ids = engine_core.tokenizer.encode_input(PROMPTS[0])
+    low = bf16.prefill_all_logits(ids)
+    full = native_runner.prefill_all_logits(ids)
+    similarity = torch.nn.functional.cosine_similarity(low, full, dim=-1)
+    assert similarity.min().item() > 0.99
+    assert low[-1].argmax() == full[-1].argmax()
+    assert not bf16.model.lm_head.is_transposed and native_runner.model.lm_head.is_transposed
