@@ -22,6 +22,7 @@ from services.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from services.gateway.model_catalog import ModelCatalog
 from services.gateway.openapi import install_openapi
 from services.gateway.rate_limit import RateLimiter
+from services.gateway.response_store import MemoryResponseStore
 from services.gateway.routes import bench, chat, completions, health, metrics, models, responses
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
@@ -50,6 +51,11 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
             api_keys=api_keys,
             envelope=envelope,
             rate_limiter=limiter,
+            responses=(
+                MemoryResponseStore(live.channels["memory"], rpc_timeout_seconds=settings.rpc_timeout_seconds)
+                if live.channels["memory"].enabled
+                else None
+            ),
         )
         try:
             yield

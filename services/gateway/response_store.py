@@ -12,10 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
+from google.protobuf.message import Message
 from pydantic import TypeAdapter
+from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
+from services.gateway.clients import ServiceChannel
+from services.gateway.errors import from_rpc_error
 from services.gateway.schemas.responses_object import OutputMessage, Response
-from services.gateway.schemas.responses_request import InputItem, MessageItem, TextPart
+from services.gateway.schemas.responses_request import InputItem, MessageItem
 
 _ITEMS = TypeAdapter(list[InputItem])
 
@@ -38,7 +43,7 @@ class StoredResponse:
     def conversation(self) -> list[Any]:
         """The items a follow-up continues: this response's conversation and then its answer."""
         answer = [
-            MessageItem(role="assistant", content=[TextPart(type="output_text", text=part.text) for part in item.content])
+            MessageItem(role="assistant", content="".join(part.text for part in item.content))
             for item in self.response.output
             if isinstance(item, OutputMessage)
         ]
@@ -54,3 +59,37 @@ class ResponseStore(Protocol):
 
     async def delete(self, response_id: str) -> None:
         """Forget the record, or NotFound naming ``response_id``."""
+
+
+class MemoryResponseStore:
+    """``ResponseStore`` over the memory service's PutResponse / GetResponse / DeleteResponse."""
+
+    def __init__(self, channel: ServiceChannel, *, rpc_timeout_seconds: float) -> None:
+        self._channel = channel
+        self._timeout = rpc_timeout_seconds
+
+    async def _call(self, method: str, request: Message) -> Message:
+        channel = self._channel.get()
+        rpc = getattr(memory_pb2_grpc.MemoryServiceStub(channel), method)
+        try:
+            return await rpc(request, timeout=self._timeout, wait_for_ready=False)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                self._channel.after_failure(channel)
+            raise from_rpc_error(error, service="memory", address=self._channel.address) from None
+
+    async def put(self, stored: StoredResponse) -> None:
+        response = stored.response
+        request = memory_pb2.PutResponseRequest(
+            response_id=response.id,
+            previous_response_id=response.previous_response_id or "",
+            body_json=stored.to_json().decode(),
+        )
+        await self._call("PutResponse", request)
+
+    async def get(self, response_id: str) -> StoredResponse:
+        reply = await self._call("GetResponse", memory_pb2.GetResponseRequest(response_id=response_id))
+        return StoredResponse.from_json(reply.body_json.encode())
+
+    async def delete(self, response_id: str) -> None:
+        await self._call("DeleteResponse", memory_pb2.DeleteResponseRequest(response_id=response_id))

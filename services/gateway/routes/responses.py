@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from services.common.errors import QuartetError
+from services.common.errors import NotFound, QuartetError
 from services.common.logs import debug_payloads
 from services.gateway import convert
 from services.gateway.auth import guard
@@ -84,8 +84,32 @@ def _response(body: ResponsesRequest, storing: bool) -> ResponseObject:
     )
 
 
+async def _history(body: ResponsesRequest, store: ResponseStore | None) -> list:
+    """The conversation a follow-up continues: the previous response's items and answer."""
+    if not body.previous_response_id or store is None:
+        return []
+    try:
+        stored = await store.get(body.previous_response_id)
+    except NotFound:
+        raise NotFound(
+            f"previous_response_id: no stored response has the id '{body.previous_response_id}'", field="previous_response_id"
+        ) from None
+    return stored.conversation()
+
+
+async def _keep(builder: ResponseBuilder, store: ResponseStore, items: list, *, asked: bool) -> None:
+    """Store the finished response. Storing by default (store unset) gives way to the answer if memory fails."""
+    try:
+        await store.put(StoredResponse(response=builder.response, items=items))
+    except QuartetError as error:
+        if asked:
+            raise
+        log.warning("could not store the response; answering it unstored", extra={"request_id": builder.response.id, "error": error.message})
+        builder.response.store = False
+
+
 async def _events(
-    builder: ResponseBuilder, stream: GenerateStream, store: ResponseStore | None, items: list
+    builder: ResponseBuilder, stream: GenerateStream, store: ResponseStore | None, items: list, *, asked: bool
 ) -> AsyncIterator[BaseModel]:
     for event in builder.start():
         yield event
@@ -95,10 +119,12 @@ async def _events(
     final = builder.finish()
     for event in final[:-1]:
         yield event
+    last = final[-1]
     if store is not None:
         # Before the last event: a client may ask for the response as soon as it sees it completed.
-        await store.put(StoredResponse(response=builder.response, items=items))
-    yield final[-1]
+        await _keep(builder, store, items, asked=asked)
+        last = last.model_copy(update={"response": builder.response.model_copy(deep=True)})
+    yield last
 
 
 @router.post(ROUTE, response_model=None, **body_spec(ResponsesRequest, ResponseObject))
@@ -108,8 +134,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
     max_tokens = resolve_max_tokens(body.max_output_tokens, field="max_output_tokens", cap=state.settings.max_tokens_cap)
     store = state.responses
     storing = _storing(body, store)
-    history = (await store.get(body.previous_response_id)).conversation() if body.previous_response_id else []
-    items = [*history, *body.items]
+    items = [*await _history(body, store), *body.items]
     response = _response(body, storing)
     extra = {"request_id": response.id, "model": body.model, "stream": body.stream, "num_items": len(items), "store": storing}
     if debug_payloads():
@@ -135,7 +160,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
             },
         )
 
-    events = _events(builder, stream, store if storing else None, items)
+    events = _events(builder, stream, store if storing else None, items, asked=body.store is True)
     headers = {"x-request-id": response.id}
     if not body.stream:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
 
 from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, Strict, absent, invalid, unsupported
 
@@ -38,9 +38,12 @@ Refused = Annotated[_Unsupported, WithJsonSchema({"not": {}, "description": "Any
 
 def _tag(known: tuple[str, ...], default: str | None) -> Callable[[Any], str | None]:
     def tag(value: Any) -> str | None:
-        if not isinstance(value, dict):
+        if isinstance(value, dict):
+            kind = value.get("type", default)
+        elif isinstance(value, BaseModel):
+            kind = getattr(value, "type", default)
+        else:
             return None
-        kind = value.get("type", default)
         return kind if kind in known else "unsupported"
 
     return tag

@@ -1,0 +1,136 @@
+"""Stored responses end to end: the gateway, a real memory server over a real SQLite file, the real engine."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from quartet.engine.v1 import engine_pb2
+
+from services.common.grpc_server import GrpcServer
+from services.memory.core import MemoryCore
+from services.memory.server import create_server
+from services.memory.sqlite_store import SqliteStore
+from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
+from tests.helpers import ThreadLoop
+
+NAME = "My name is Ada. Please remember it."
+
+
+@pytest.fixture(scope="module")
+def memory_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path: Path = tmp_path_factory.mktemp("memory") / "memory.sqlite3"
+    loop = ThreadLoop("memory-server")
+
+    async def start() -> tuple[MemoryCore, GrpcServer]:
+        core = MemoryCore(await SqliteStore.open(path))
+        built = create_server("127.0.0.1:0", core)
+        await built.start()
+        return core, built
+
+    try:
+        core, built = loop.run(start())
+        yield f"127.0.0.1:{built.port}"
+        loop.run(built.stop(None))
+        loop.run(core.close())
+    finally:
+        loop.stop()
+
+
+@pytest.fixture(scope="module")
+def stored_url(engine_address: str, memory_address: str) -> Iterator[str]:
+    live = LiveGateway(gateway_settings(engine_address, memory_address=memory_address))
+    yield live.url
+    live.stop()
+
+
+@pytest.fixture()
+def sdk(stored_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stored_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_stored_by_default_retrieved_and_deleted(sdk: openai.OpenAI, model_id: str) -> None:
+    response = sdk.responses.create(model=model_id, input="What is the capital of France?", temperature=0, max_output_tokens=8)
+    assert response.store is True
+    again = sdk.responses.retrieve(response.id)
+    assert again.model_dump() == response.model_dump()
+    sdk.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(response.id)
+
+
+def test_store_false_keeps_nothing(sdk: openai.OpenAI, model_id: str) -> None:
+    response = sdk.responses.create(model=model_id, input="Hi", max_output_tokens=2, store=False)
+    assert response.store is False
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(response.id)
+
+
+def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, model_id: str, engine_probe: EngineProbe) -> None:
+    first = sdk.responses.create(model=model_id, input=NAME, instructions="Be kind.", temperature=0, max_output_tokens=8)
+    second = sdk.responses.create(
+        model=model_id, input="What is my name?", previous_response_id=first.id, temperature=0, max_output_tokens=8
+    )
+    assert second.previous_response_id == first.id
+    # The earlier turn and its answer are fed again; the earlier instructions are not (as OpenAI does).
+    chat = engine_pb2.ChatInput(
+        messages=[
+            engine_pb2.ChatMessage(role="user", content=NAME),
+            engine_pb2.ChatMessage(role="assistant", content=first.output_text),
+            engine_pb2.ChatMessage(role="user", content="What is my name?"),
+        ]
+    )
+    expected = engine_probe.stub.CountTokens(engine_pb2.CountTokensRequest(chat=chat), timeout=10).num_tokens
+    assert second.usage.input_tokens == expected
+    third = sdk.responses.create(model=model_id, input="Thanks.", previous_response_id=second.id, max_output_tokens=2)
+    assert third.usage.input_tokens > second.usage.input_tokens + second.usage.output_tokens, "the whole chain is carried"
+
+
+def test_a_streamed_response_is_retrievable_when_it_completes(sdk: openai.OpenAI, model_id: str) -> None:
+    events = list(sdk.responses.create(model=model_id, input="Hi", temperature=0, max_output_tokens=4, stream=True))
+    final = events[-1].response
+    assert final.store is True
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
+
+
+async def test_async_retrieve_and_delete(stored_url: str, model_id: str) -> None:
+    async with openai.AsyncOpenAI(base_url=f"{stored_url}/v1", api_key="unused", max_retries=0) as client:
+        response = await client.responses.create(model=model_id, input="Hi", max_output_tokens=2)
+        assert (await client.responses.retrieve(response.id)).id == response.id
+        await client.responses.delete(response.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(response.id)
+
+
+def test_an_unknown_previous_response_is_404_naming_it(stored_url: str, model_id: str) -> None:
+    reply = httpx.post(
+        f"{stored_url}/v1/responses",
+        json={"model": model_id, "input": "Hi", "previous_response_id": "resp_nothing"},
+        timeout=30,
+    )
+    assert reply.status_code == 404 and reply.json()["error"]["param"] == "previous_response_id"
+
+
+def _dead_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_memory_down_fails_only_an_explicit_store(engine_address: str, model_id: str) -> None:
+    live = LiveGateway(gateway_settings(engine_address, memory_address=_dead_address()))
+    try:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=60)
+        answered = client.responses.create(model=model_id, input="Hi", max_output_tokens=2)
+        assert answered.store is False and answered.output_text is not None, "storing by default gives way"
+        with pytest.raises(openai.InternalServerError) as info:
+            client.responses.create(model=model_id, input="Hi", max_output_tokens=2, store=True)
+        assert info.value.status_code == 503 and "memory" in info.value.message
+    finally:
+        live.stop()
