@@ -6,6 +6,8 @@ import asyncio
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from services.common.errors import QuartetError
 from services.common.grpc_server import serve
 from services.common.logs import setup_logging
@@ -19,13 +21,13 @@ log = logging.getLogger("services.memory")
 
 
 async def main(settings: MemorySettings) -> None:
-    store = await open_store(settings.database_url, settings.resolved_db_path)
     limits = Limits(
         default_k=settings.default_k,
         max_k=settings.max_k,
         max_content_bytes=settings.max_content_bytes,
         max_turns_per_append=settings.max_turns_per_append,
     )
+    store = await open_store(settings.database_url, settings.resolved_db_path)
     core = MemoryCore(store, limits)
     try:
         built = create_server(settings.listen, core)
@@ -36,11 +38,18 @@ async def main(settings: MemorySettings) -> None:
 
 
 def run() -> int:
-    settings = MemorySettings()
+    try:
+        settings = MemorySettings()
+    except ValidationError as error:
+        setup_logging("memory")
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        log.error("invalid memory settings", extra={"error": problems})
+        print(f"memory: invalid settings: {problems}", file=sys.stderr)
+        return 2
     setup_logging("memory", settings.log_level)
     try:
         asyncio.run(main(settings))
-    except (QuartetError, OSError) as error:
+    except (QuartetError, OSError, ValueError) as error:
         # A configuration problem at startup: say what it is and exit non-zero, no traceback.
         log.error("memory service failed to start", extra={"error": str(error)})
         print(f"memory: {error}", file=sys.stderr)

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from services.common.errors import QuartetError
 from services.common.grpc_server import serve
 from services.common.logs import setup_logging
@@ -39,7 +41,14 @@ async def main(settings: RouterSettings) -> None:
 
 
 def run() -> int:
-    settings = RouterSettings()
+    try:
+        settings = RouterSettings()
+    except ValidationError as error:
+        setup_logging("router")
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        log.error("invalid router settings", extra={"error": problems})
+        print(f"router: invalid settings: {problems}", file=sys.stderr)
+        return 2
     setup_logging("router", settings.log_level)
     try:
         asyncio.run(main(settings))

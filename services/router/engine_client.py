@@ -7,18 +7,15 @@ aborts the sequence in the engine.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
+from quartet.engine.v1 import engine_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.router import convert
 from services.router.domain import EngineRequest, Finished, Message, TextDelta, TokenCount
 from services.router.upstream import from_code_name, from_rpc_error
-
-log = logging.getLogger(__name__)
 
 
 class EngineClient:
