@@ -96,11 +96,19 @@ def _stopping(request: SamplingFields, max_tokens: int | None) -> engine_pb2.Sto
     return stopping
 
 
+def _constrain(pb: engine_pb2.GenerateRequest, kind: str, schema: dict | None) -> None:
+    """An output format as the engine's constraint: any JSON object, or JSON fitting ``schema``."""
+    if kind == "json_object":
+        pb.constraint.json_object = True
+    elif kind == "json_schema":
+        pb.constraint.json_schema = json.dumps(schema if schema is not None else {})
+
+
 def to_generate_request(
     request: ChatCompletionRequest, request_id: str, *, max_tokens: int | None = None
 ) -> engine_pb2.GenerateRequest:
     """The engine request of a chat completion; ``max_tokens`` (the capped limit) overrides the request's."""
-    return engine_pb2.GenerateRequest(
+    pb = engine_pb2.GenerateRequest(
         request_id=request_id,
         model=request.model,
         chat=engine_pb2.ChatInput(messages=[_message(m) for m in request.messages]),
@@ -108,6 +116,11 @@ def to_generate_request(
         stopping=_stopping(request, max_tokens if max_tokens is not None else request.completion_limit),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
+    response_format = request.response_format
+    if response_format is not None:
+        schema = response_format.json_schema.schema_ if response_format.json_schema else None
+        _constrain(pb, response_format.type, schema)
+    return pb
 
 
 def to_text_generate_request(
@@ -232,9 +245,6 @@ def to_responses_generate_request(
         stopping=_stopping(request, max_tokens),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
-    text_format = request.format
-    if text_format is not None and text_format.type == "json_object":
-        pb.constraint.json_object = True
-    elif text_format is not None and text_format.type == "json_schema":
-        pb.constraint.json_schema = json.dumps(text_format.schema_)
+    if request.format is not None:
+        _constrain(pb, request.format.type, request.format.schema_)
     return pb

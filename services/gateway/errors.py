@@ -62,6 +62,13 @@ class UnsupportedParameter(BadRequest):
         super().__init__(message, field=field, code="unsupported_parameter")
 
 
+def constraint_refusal(error: BaseException, param: str) -> BaseException:
+    """An engine's refusal of its ``constraint`` is a refusal of the API's format parameter ``param``."""
+    if isinstance(error, QuartetError) and error.field == "constraint":
+        return UnsupportedParameter(f"{param}: {error.message}", field=param)
+    return error
+
+
 class ModelNotFound(NotFound):
     code = "model_not_found"
 

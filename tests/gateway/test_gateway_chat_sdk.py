@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
+from pydantic import BaseModel
 from quartet.engine.v1 import engine_pb2
 
 from tests.gateway.live import EngineProbe
@@ -176,3 +178,29 @@ async def test_concurrent_streams_each_complete(async_client: openai.AsyncOpenAI
     questions = [f"What is {n} plus {n}?" for n in range(4)]
     results = await asyncio.gather(*(one(q) for q in questions))
     assert all(text and finish in ("stop", "length") for text, finish in results), results
+
+
+class Capital(BaseModel):
+    country: str
+    capital: str
+
+
+def test_structured_outputs_are_enforced_or_refused_by_name(client: openai.OpenAI, model_id: str) -> None:
+    """json_schema (parsed into a pydantic model) and json_object go to the engine as constraints."""
+    try:
+        parsed = client.chat.completions.parse(model=model_id, messages=QUESTION, response_format=Capital, max_tokens=64)
+    except openai.BadRequestError as error:
+        # The engine has no constraints yet: the format is refused, never ignored.
+        assert error.body["param"] == "response_format" and error.code == "unsupported_parameter"
+        assert "constraint" in error.message
+    else:
+        assert isinstance(parsed.choices[0].message.parsed, Capital)
+    try:
+        reply = client.chat.completions.create(
+            model=model_id, messages=QUESTION, response_format={"type": "json_object"}, max_tokens=64, stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+    except openai.BadRequestError as error:
+        assert error.body["param"] == "response_format"
+    else:
+        assert isinstance(json.loads(text), dict)

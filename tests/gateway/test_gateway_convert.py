@@ -125,3 +125,21 @@ def test_an_aborted_choice_is_an_error_not_a_finish_reason() -> None:
     transcript = Transcript(CompletionInfo(id="c", created=1, model="m"))
     with pytest.raises(EngineAborted):
         transcript.apply(complete(0, engine_pb2.FINISH_REASON_ABORT, 0))
+
+
+def test_formats_become_engine_constraints() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    pb = to_generate_request(request(response_format={"type": "json_schema", "json_schema": {"name": "A", "schema": schema}}), "r")
+    assert pb.constraint.WhichOneof("kind") == "json_schema" and json.loads(pb.constraint.json_schema) == schema
+    assert to_generate_request(request(response_format={"type": "json_object"}), "r").constraint.json_object
+    assert not to_generate_request(request(response_format={"type": "text"}), "r").HasField("constraint")
+
+    from services.gateway.convert import to_responses_generate_request
+    from services.gateway.schemas.responses_request import ResponsesRequest
+
+    body = parse_body(
+        json.dumps({"model": "m", "input": "hi", "text": {"format": {"type": "json_schema", "name": "A", "schema": schema}}}).encode(),
+        ResponsesRequest,
+    )
+    pb = to_responses_generate_request(body, body.items, "r", max_tokens=None)
+    assert json.loads(pb.constraint.json_schema) == schema

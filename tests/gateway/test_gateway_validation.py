@@ -47,6 +47,9 @@ def failure(raw: bytes) -> BadRequest:
         (body(logit_bias={"hello": 1}), "logit_bias", "invalid_value"),
         (body(top_logprobs=2), "top_logprobs", "invalid_value"),
         (body(frobnicate=True), "frobnicate", "unknown_parameter"),
+        (body(response_format={"type": "yaml"}), "response_format.type", "invalid_value"),
+        (body(response_format={"type": "json_schema"}), "response_format.json_schema", "invalid_value"),
+        (body(response_format={"type": "json_schema", "json_schema": {"schema": {}}}), "response_format.json_schema.name", "missing_required_parameter"),
         (json.dumps({"messages": [USER]}).encode(), "model", "missing_required_parameter"),
     ],
 )
@@ -62,7 +65,6 @@ def test_wrong_fields_are_named(raw: bytes, param: str, code: str) -> None:
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"tool_choice": "auto"}, "tool_choice"),
         ({"functions": [{"name": "f"}]}, "functions"),
-        ({"response_format": {"type": "json_object"}}, "response_format.type"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"reasoning_effort": "high"}, "reasoning_effort"),

@@ -13,6 +13,7 @@ from services.gateway import convert
 from services.gateway.auth import guard
 from services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from services.gateway.disconnect import until_disconnect
+from services.gateway.errors import constraint_refusal
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
@@ -71,13 +72,15 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
     if not chat.stream:
         try:
             completion = await until_disconnect(request, collect(stream, transcript))
+        except BaseException as error:
+            raise constraint_refusal(error, "response_format") from None
         finally:
             finished()
         return json_reply(request, completion, headers=headers)
     try:
         # Read the first event before answering, so a refusal (bad max_tokens, ...) is a real HTTP error.
         await until_disconnect(request, stream.peek())
-    except BaseException:
+    except BaseException as error:
         finished()
-        raise
+        raise constraint_refusal(error, "response_format") from None
     return sse_response(request, chunks(stream, transcript), on_close=finished, headers=headers)

@@ -23,7 +23,7 @@ from services.gateway import convert
 from services.gateway.auth import guard
 from services.gateway.clients import GenerateStream
 from services.gateway.disconnect import until_disconnect
-from services.gateway.errors import BadRequest, UnsupportedParameter
+from services.gateway.errors import BadRequest, constraint_refusal
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
@@ -51,13 +51,6 @@ def _storing(body: ResponsesRequest, store: ResponseStore | None) -> bool:
             field="previous_response_id",
         )
     return store is not None and body.store is not False
-
-
-def _as_format_error(error: BaseException) -> BaseException:
-    """The engine's refusal of a constraint is a refusal of ``text.format``."""
-    if isinstance(error, QuartetError) and error.field == "constraint":
-        return UnsupportedParameter(f"text.format: {error.message}", field="text.format")
-    return error
 
 
 def _response(body: ResponsesRequest, storing: bool) -> ResponseObject:
@@ -166,7 +159,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         try:
             await until_disconnect(request, _drain(events))
         except BaseException as error:
-            raise _as_format_error(error) from None
+            raise constraint_refusal(error, "text.format") from None
         finally:
             finished()
         return json_reply(request, builder.response, headers=headers)
@@ -175,7 +168,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         await until_disconnect(request, stream.peek())
     except BaseException as error:
         finished()
-        raise _as_format_error(error) from None
+        raise constraint_refusal(error, "text.format") from None
     return sse_response(request, events, on_close=finished, headers=headers, named=True, done=False, error_event=builder.fail)
 
 

@@ -116,15 +116,27 @@ class StreamOptions(_Strict):
     include_obfuscation: bool | None = None
 
 
-class ResponseFormat(_Strict):
-    type: str
-    json_schema: Any = None
+class JsonSchemaFormat(_Strict):
+    """``response_format.json_schema``: the schema the answer must fit, enforced by the engine."""
 
-    @field_validator("type")
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """Plain text, any JSON object, or JSON fitting a schema; the engine's constraints enforce the JSON
+    forms (an engine without constraints refuses them, and the client gets a 400 naming response_format)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = Field(default=None, validate_default=True)
+
+    @field_validator("json_schema")
     @classmethod
-    def _text_only(cls, value: str) -> str:
-        if value != "text":
-            raise _unsupported(f"response_format of type '{value}' is not supported yet; use 'text'")
+    def _schema_when_asked(cls, value: JsonSchemaFormat | None, info: ValidationInfo) -> JsonSchemaFormat | None:
+        if info.data.get("type") == "json_schema" and value is None:
+            raise _invalid("a json_schema response_format needs 'json_schema' with 'name' and 'schema'")
         return value
 
 
