@@ -1,7 +1,8 @@
 """The engine loop: one worker thread that owns the model and steps every running request.
 
-Each step admits waiting requests (prefilling their prompts one by one), then
-advances all running sequences by one token in a single batched decode,
+Each step admits waiting requests (packing their prompts into as few prefill
+passes as fit PREFILL_TOKEN_BUDGET), then advances all running sequences by
+one token in a single batched decode,
 samples, detokenizes and hands events to each request's sink. Aborts are
 flags checked at the top of every step, so a cancelled request stops within
 one decode step.
@@ -70,8 +71,8 @@ class EngineLoop:
 
     def submit(self, request: RequestState) -> None:
         with self._wakeup:
-            if self._stopping:
-                raise Unavailable("the engine is shutting down; retry on another replica")
+            if self._stopping or not self._thread.is_alive():
+                raise Unavailable("the engine is shutting down or its worker stopped; retry on another replica")
             if request.request_id in self._requests:
                 raise InvalidArgument(
                     f"request_id {request.request_id!r} is already in use by a running request", field="request_id"
@@ -99,10 +100,13 @@ class EngineLoop:
                     self._wakeup.wait()
                 if self._stopping and not self._requests:
                     return
-                self._handle_aborts()
                 admitted = []
-                while self.scheduler.can_admit():
-                    admitted.append(self.scheduler.admit())
+                try:
+                    self._handle_aborts()
+                    while self.scheduler.can_admit():
+                        admitted.append(self.scheduler.admit())
+                except Exception:  # noqa: BLE001 - the worker must outlive any one request
+                    log.exception("engine bookkeeping failed")
             try:
                 if admitted:
                     self._prefill(admitted)
