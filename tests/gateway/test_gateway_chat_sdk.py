@@ -188,7 +188,9 @@ class Capital(BaseModel):
 def test_structured_outputs_are_enforced_or_refused_by_name(client: openai.OpenAI, model_id: str) -> None:
     """json_schema (parsed into a pydantic model) and json_object go to the engine as constraints."""
     try:
-        parsed = client.chat.completions.parse(model=model_id, messages=QUESTION, response_format=Capital, max_tokens=64)
+        parsed = client.chat.completions.parse(
+            model=model_id, messages=QUESTION, response_format=Capital, temperature=0, max_tokens=200
+        )
     except openai.BadRequestError as error:
         # The engine has no constraints yet: the format is refused, never ignored.
         assert error.body["param"] == "response_format" and error.code == "unsupported_parameter"
@@ -197,7 +199,7 @@ def test_structured_outputs_are_enforced_or_refused_by_name(client: openai.OpenA
         assert isinstance(parsed.choices[0].message.parsed, Capital)
     try:
         reply = client.chat.completions.create(
-            model=model_id, messages=QUESTION, response_format={"type": "json_object"}, max_tokens=64, stream=True
+            model=model_id, messages=QUESTION, response_format={"type": "json_object"}, temperature=0, max_tokens=200, stream=True
         )
         text = "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
     except openai.BadRequestError as error:
