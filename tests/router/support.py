@@ -23,11 +23,13 @@ from services.router.settings import REPO_ROOT
 REPO_LIBRARY = Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas")
 
 # Test-only agents beside the shipped ones: a router cut off after 3 tokens (its output can
-# never be a whole object) and a topic agent without memory.
+# never be a whole object), a topic agent without memory, and one that remembers by topic.
 TEST_AGENTS = [
     {"name": "router-cut", "kind": "router", "prompt": "router", "schema": "router_decision",
      "output_prefix": '{"Operation": "', "generation": {"max_tokens": 3}},
     {"name": "oneshot", "kind": "topic", "prompt": "chat", "generation": {"max_tokens": 8, "temperature": 0}},
+    {"name": "topical", "kind": "topic", "prompt": "chat", "memory": {"policy": "topic_window", "k": 4},
+     "generation": {"max_tokens": 6, "temperature": 0}},
 ]
 
 

@@ -66,6 +66,18 @@ async def test_second_run_sees_the_first_turn(router, memory, engine):
     assert [t.content for t in await stored(memory, sid)][::2] == ["My name is Ada.", "What is my name?"]
 
 
+async def test_topic_window_carries_across_sessions(router, memory):
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    await run_turn(router, agent="topical", input="The password is swordfish.", session_id=session(), topic_id=topic)
+    _, later, _ = await run_turn(router, agent="topical", input="What is the password?", session_id=session(), topic_id=topic)
+    _, fresh, _ = await run_turn(router, agent="topical", input="What is the password?", session_id=session(), topic_id=topic + "x")
+    assert later.prompt_tokens > fresh.prompt_tokens
+    window = await memory.stub.GetContext(
+        memory_pb2.GetContextRequest(policy=memory_pb2.MEMORY_POLICY_TOPIC_WINDOW, topic_id=topic, k=10)
+    )
+    assert [t.content for t in window.turns][::2] == ["The password is swordfish.", "What is the password?"]
+
+
 async def test_agent_without_memory_stores_nothing(router, memory):
     sid = session()
     text, done, _ = await run_turn(router, agent="oneshot", input="Say hello.", session_id=sid)
@@ -93,6 +105,7 @@ async def test_cancel_aborts_the_engine_and_stores_nothing(router, memory, engin
     ("request_", "code", "text"),
     [
         (pb.RunRequest(agent="chat", input="hi"), grpc.StatusCode.INVALID_ARGUMENT, "session_id is required"),
+        (pb.RunRequest(agent="topical", input="hi", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT, "topic_id is required"),
         (pb.RunRequest(agent="", input="hi", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT, "agent is required"),
         (pb.RunRequest(agent="ghost", input="hi", session_id="s"), grpc.StatusCode.NOT_FOUND, "no agent named 'ghost'"),
         (pb.RunRequest(agent="router", input="hi", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT, "call Route"),
@@ -100,7 +113,7 @@ async def test_cancel_aborts_the_engine_and_stores_nothing(router, memory, engin
         (pb.RunRequest(agent="chat", input="hi", session_id="bad id!"), grpc.StatusCode.INVALID_ARGUMENT, "session_id may contain only"),
         (pb.RunRequest(agent="chat", input="hi", session_id="s", max_tokens=9000), grpc.StatusCode.INVALID_ARGUMENT, "exceeds the model's context"),
     ],
-    ids=["no-session", "no-agent", "unknown-agent", "router-agent", "no-input", "bad-session-id", "too-many-tokens"],
+    ids=["no-session", "no-topic", "no-agent", "unknown-agent", "router-agent", "no-input", "bad-session-id", "too-many-tokens"],
 )
 async def test_run_rejects_bad_requests_before_streaming(router, request_, code, text):
     call = router.stub.Run(request_)
