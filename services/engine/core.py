@@ -8,8 +8,8 @@ be used from any asyncio loop, and from several at once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,7 +41,8 @@ class EngineCore:
         info = runner.info
         self.limits = ModelLimits(model_id, info.vocab_size, info.context_length, runner.max_num_seqs)
         self._loop = EngineLoop(runner, tokenizer, max_waiting=max_waiting, num_threads=num_threads)
-        self._seq_ids = itertools.count()
+        self._seq_lock = threading.Lock()
+        self._next_seq_id = 0
         self._closed = False
         self._loop.start()
 
@@ -97,7 +98,8 @@ class EngineCore:
         """
         arrival = time.perf_counter()
         check_request(request, self.limits)
-        prompt_ids = self.tokenizer.encode_input(request.input)
+        # Raw text gets the tokenizer's special tokens (a BOS where the model has one), as in vLLM's completions.
+        prompt_ids = self.tokenizer.encode_input(request.input, add_special_tokens=True)
         max_tokens = resolve_max_tokens(request.stopping, len(prompt_ids), self.limits.context_length)
         n = request.sampling.n or 1
         request_id = request.request_id or f"gen-{uuid.uuid4().hex}"
@@ -148,9 +150,10 @@ class EngineCore:
                 log.info("generate cancelled by caller", extra={"request_id": request_id})
 
     def _next_seq_block(self, n: int) -> int:
-        first = next(self._seq_ids)
-        for _ in range(n - 1):
-            next(self._seq_ids)
+        """The first of ``n`` consecutive sequence ids; callers on several threads never overlap."""
+        with self._seq_lock:
+            first = self._next_seq_id
+            self._next_seq_id += n
         return first
 
     async def abort(self, request_id: str) -> bool:
@@ -162,7 +165,8 @@ class EngineCore:
         return self.tokenizer.encode_input(prompt, add_special_tokens=add_special_tokens)
 
     async def count_tokens(self, prompt: TextInput | ChatInput) -> int:
-        return len(await self.tokenize(prompt))
+        """Tokens the input takes in Generate (raw text with special tokens, chat with its template)."""
+        return len(await self.tokenize(prompt, add_special_tokens=True))
 
     def model_info(self) -> ModelInfo:
         info = self.runner.info
