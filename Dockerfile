@@ -28,6 +28,7 @@ CMD ["python", "-m", "services.gateway"]
 FROM slim AS router
 COPY agents.yaml ./
 COPY prompts ./prompts
+COPY schemas ./schemas
 RUN pip install '.[router]'
 EXPOSE 50053
 CMD ["python", "-m", "services.router"]
