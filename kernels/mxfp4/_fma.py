@@ -12,6 +12,7 @@ On CUDA, ``triton.autotune`` picks among ``FMA_CONFIGS`` once per (M, N, K) on f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import triton
@@ -69,4 +70,5 @@ def max_chunks(n_rows: int, cfg: FmaConfig | None = None) -> int:
 
 
 def use_autotune() -> bool:
-    return not is_interpreter()
+    """Autotune on CUDA unless ``QUARTET_KERNELS_AUTOTUNE=0`` (the tests pin configs to stay fast)."""
+    return not is_interpreter() and os.environ.get("QUARTET_KERNELS_AUTOTUNE", "1") != "0"

@@ -205,6 +205,39 @@ def fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7,
 
 
 @triton.jit
+def load_x_vec(x_row, c, K):
+    """``load_x_slice`` for one activation row: eight ``[KW]`` vectors. With M = 1 the products
+    stay 2-D in the weight tile's own layout, so only these small vectors change layout
+    (a 3-D broadcast made the compiler shuffle whole weight tiles through shared memory)."""
+    x0 = tl.load(x_row + c * 8 + 0, mask=c * 8 + 0 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x1 = tl.load(x_row + c * 8 + 1, mask=c * 8 + 1 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x2 = tl.load(x_row + c * 8 + 2, mask=c * 8 + 2 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x3 = tl.load(x_row + c * 8 + 3, mask=c * 8 + 3 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x4 = tl.load(x_row + c * 8 + 4, mask=c * 8 + 4 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x5 = tl.load(x_row + c * 8 + 5, mask=c * 8 + 5 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x6 = tl.load(x_row + c * 8 + 6, mask=c * 8 + 6 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    x7 = tl.load(x_row + c * 8 + 7, mask=c * 8 + 7 < K, other=0.0).to(tl.float32) * X_PRESCALE
+    return x0, x1, x2, x3, x4, x5, x6, x7
+
+
+@triton.jit
+def fma_chunk_vec(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7):
+    """``fma_chunk`` for one activation row: ``[BN]`` fp32."""
+    mask = n_ok[:, None] & c_ok[None, :]
+    w = tl.load(w_rows + c[None, :], mask=mask, other=0)
+    ws = tl.load(ws_rows + (c // 4)[None, :], mask=mask, other=0)
+    part = fma8_raw(w, 0) * x0[None, :]
+    part += fma8_raw(w, 1) * x1[None, :]
+    part += fma8_raw(w, 2) * x2[None, :]
+    part += fma8_raw(w, 3) * x3[None, :]
+    part += fma8_raw(w, 4) * x4[None, :]
+    part += fma8_raw(w, 5) * x5[None, :]
+    part += fma8_raw(w, 6) * x6[None, :]
+    part += fma8_raw(w, 7) * x7[None, :]
+    return tl.sum(part * (e8m0_to_f32(ws) * SUM_RESCALE), axis=1)
+
+
+@triton.jit
 def mx_k_loop_pair(
     acc_a, acc_b, x_rows, m_ok, qa_rows, sa_rows, qb_rows, sb_rows, n_ok, t0, t1, K, KP_BLOCKS,
     BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,

@@ -23,7 +23,7 @@ from kernels.mxfp4._epilogue import store_or_reduce
 from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, fma_grid, max_chunks, max_slices, use_autotune
 from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
-from kernels.mxfp4._tile import fma_chunk, load_x_slice
+from kernels.mxfp4._tile import fma_chunk, fma_chunk_vec, load_x_slice, load_x_vec
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.reference import mxfp4_linear_torch
 
@@ -46,16 +46,22 @@ def _gemv_fma_kernel(
     m_ok = offs_m < M
     c = pid_s * KW + tl.arange(0, KW)
     c_ok = c < KP_BLOCKS * 4
-    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(x_ptr + offs_m.to(tl.int64) * stride_xm, m_ok, c, K, BM)
+    if BM == 1:
+        x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(x_ptr, c, K)
+    else:
+        x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(x_ptr + offs_m.to(tl.int64) * stride_xm, m_ok, c, K, BM)
     n_chunks = tl.cdiv(N, BN)
     for i in range(CHUNKS):
         chunk = pid_r * CHUNKS + i
         if chunk < n_chunks:
             offs_n = chunk * BN + tl.arange(0, BN)
             n_ok = offs_n < N
-            acc = fma_chunk(w_ptr + offs_n[:, None].to(tl.int64) * (KP_BLOCKS * 4),
-                            ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS, n_ok, c, c_ok,
-                            x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, BM)
+            w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (KP_BLOCKS * 4)
+            ws_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
+            if BM == 1:
+                acc = fma_chunk_vec(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7)[:, None]
+            else:
+                acc = fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, BM)
             store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
                             chunk, pid_s, n_split, True, HAS_BIAS, INTERPRET)
 

@@ -21,7 +21,7 @@ from kernels.mxfp4._epilogue import arrive, gather, release
 from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, max_chunks, max_slices, use_autotune
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out, fma_chunk, load_x_slice
+from kernels.mxfp4._tile import cast_out, fma_chunk_vec, load_x_vec
 from kernels.mxfp4.moe_layout import MoEWeights
 
 
@@ -36,10 +36,9 @@ def _gate_up_fma_kernel(
     p = tl.program_id(2)
     n_split = tl.num_programs(1)
     e = tl.load(ids_ptr + p).to(tl.int64)
-    one = tl.arange(0, 1)
     c = pid_s * KW + tl.arange(0, KW)
     c_ok = c < KP_BLOCKS * 4
-    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(x_ptr + (p // TOPK).to(tl.int64) * stride_x + one, one < 1, c, H, 1)
+    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(x_ptr + (p // TOPK).to(tl.int64) * stride_x, c, H)
     n_chunks = tl.cdiv(I, BN)
     stride_split = tl.num_programs(2) * 2 * I
     for i in range(CHUNKS):
@@ -48,12 +47,12 @@ def _gate_up_fma_kernel(
             offs_n = chunk * BN + tl.arange(0, BN)
             n_ok = offs_n < I
             rows = e * I + offs_n[:, None]
-            acc_g = fma_chunk(gq_ptr + rows * (KP_BLOCKS * 4), gs_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                              x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1)
-            acc_l = fma_chunk(lq_ptr + rows * (KP_BLOCKS * 4), ls_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                              x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1)
-            base = p * 2 * I + offs_n[:, None]  # workspace [slices, pairs, 2, I]
-            mask = n_ok[:, None]
+            acc_g = fma_chunk_vec(gq_ptr + rows * (KP_BLOCKS * 4), gs_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                                  x0, x1, x2, x3, x4, x5, x6, x7)
+            acc_l = fma_chunk_vec(lq_ptr + rows * (KP_BLOCKS * 4), ls_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                                  x0, x1, x2, x3, x4, x5, x6, x7)
+            base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
+            mask = n_ok
             tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=mask)
             tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=mask)
             tile = p * n_chunks + chunk
@@ -61,12 +60,12 @@ def _gate_up_fma_kernel(
                 g = gather(part_ptr, base, mask, stride_split, n_split, acc_g)
                 lin = gather(part_ptr, base + I, mask, stride_split, n_split, acc_l)
                 if HAS_BIAS:
-                    g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
-                    lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
+                    g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
+                    lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
                 g = tl.minimum(g, limit)
                 lin = tl.minimum(tl.maximum(lin, -limit), limit)
                 act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
-                tl.store(act_ptr + p.to(tl.int64) * I + offs_n[:, None], cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
+                tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
                          mask=mask)
                 release(cnt_ptr, tile)
 
@@ -85,10 +84,9 @@ def _down_fma_kernel(
     p = t * TOPK + q // SLICES
     e = tl.load(ids_ptr + p).to(tl.int64)
     weight = tl.load(wts_ptr + p).to(tl.float32)
-    one = tl.arange(0, 1)
     c = (q % SLICES) * KW + tl.arange(0, KW)
     c_ok = c < KP_BLOCKS * 4
-    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(act_ptr + p.to(tl.int64) * I + one, one < 1, c, I, 1)
+    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(act_ptr + p.to(tl.int64) * I, c, I)
     n_chunks = tl.cdiv(H, BN)
     stride_split = tl.num_programs(2) * H
     for i in range(CHUNKS):
@@ -97,10 +95,10 @@ def _down_fma_kernel(
             offs_n = chunk * BN + tl.arange(0, BN)
             n_ok = offs_n < H
             rows = e * H + offs_n[:, None]
-            acc = fma_chunk(dq_ptr + rows * (KP_BLOCKS * 4), ds_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                            x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, 1) * weight
-            base = t * H + offs_n[:, None]  # workspace [slices, T, H]
-            mask = n_ok[:, None]
+            acc = fma_chunk_vec(dq_ptr + rows * (KP_BLOCKS * 4), ds_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
+                                x0, x1, x2, x3, x4, x5, x6, x7) * weight
+            base = t * H + offs_n  # workspace [slices, T, H]
+            mask = n_ok
             tl.store(part_ptr + q * stride_split + base, acc, mask=mask)
             tile = t * n_chunks + chunk
             if arrive(cnt_ptr, tile, n_split):
@@ -109,8 +107,8 @@ def _down_fma_kernel(
                     for j in tl.static_range(TOPK):
                         ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
                         wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
-                        y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)[:, None]
-                tl.store(y_ptr + t.to(tl.int64) * H + offs_n[:, None], cast_out(y, y_ptr.dtype.element_ty, INTERPRET),
+                        y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
+                tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET),
                          mask=mask)
                 release(cnt_ptr, tile)
 

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 ON_CUDA = torch.cuda.is_available()
+# Fixed launch configs: autotuning every test shape would compile each config for each one.
+os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
 if not ON_CUDA and os.environ.get("TRITON_INTERPRET") is None:
     os.environ["TRITON_INTERPRET"] = "1"
     for name in [m for m in sys.modules if m.startswith("kernels.mxfp4.") or m.startswith("kernels.harness")]:

@@ -64,6 +64,16 @@ def test_fma_every_code_and_extreme_scales(device, gen) -> None:
     assert torch.equal(torch.isinf(out), overflow)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the autotuner times configs on a GPU")
+def test_fma_autotuned_launch(monkeypatch: pytest.MonkeyPatch, device, gen) -> None:
+    monkeypatch.setenv("QUARTET_KERNELS_AUTOTUNE", "1")
+    x, w, b = make(1, 300, 1024, device, gen, bias=True)
+    ref, mag = oracle(x, w, b)
+    for _ in range(2):
+        assert_bf16_close(mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma"), ref, mag)
+
+
 @pytest.mark.parametrize("variant", ["dot_scaled", "dequant_dot", "fma"])
 def test_default_launch_config_and_leading_dims(variant: str, device, gen) -> None:
     x, w, _ = make(1, 96, 256, device, gen)
