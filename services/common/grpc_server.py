@@ -136,12 +136,13 @@ def build_server(
 
 async def serve(built: GrpcServer, *, name: str, grace: float = 5.0, on_stop: Callable[[], object] | None = None) -> None:
     """Run until SIGTERM/SIGINT, then mark NOT_SERVING and drain for ``grace`` seconds."""
-    await built.start()
-    log.info("serving", extra={"service_name": name, "port": built.port})
+    # Handlers first: a SIGTERM that lands while the server starts still drains gracefully.
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
+    await built.start()
+    log.info("serving", extra={"service_name": name, "port": built.port})
     await stop_event.wait()
     log.info("shutting down", extra={"service_name": name, "grace_seconds": grace})
     await built.stop(grace)
