@@ -1,0 +1,291 @@
+"""Attention over a paged KV cache: causal, optionally sliding-window, optionally with sinks.
+
+The interface every model uses (the seam between the runner and the models):
+
+* The runner owns a block pool per layer, ``k_cache``/``v_cache`` of shape
+  ``[num_blocks, block_size, num_kv_heads, head_dim]`` (see ``kv_cache.py``),
+  and binds them to each ``Attention`` module before the first forward
+  (``KVCache.bind(model)`` sets ``module.k_cache``/``module.v_cache`` in
+  module order). A model never allocates KV memory itself.
+* Each step the runner builds one ``AttentionMetadata`` (``AttentionMetadata.build``)
+  and passes it down ``model.forward(input_ids, positions, meta)``. Tokens are
+  laid out sequence by sequence: the prefill sequences first (a whole prompt or
+  a chunk of one, possibly after a cached prefix), then the decode sequences
+  with one token each. Sequence ``i`` brings ``query_lens[i]`` new tokens and has
+  ``seq_lens[i]`` tokens cached after the step, so its new tokens sit at
+  positions ``seq_lens[i] - query_lens[i] ... seq_lens[i] - 1``.
+* ``Attention.forward(q, k, v, meta, sinks=None)`` takes the projected and
+  rotated ``q [T, num_heads, head_dim]``, ``k``/``v [T, num_kv_heads, head_dim]``,
+  writes k/v into the pool at ``meta.slot_mapping`` (flat index
+  ``block * block_size + offset``), and returns ``[T, num_heads * head_dim]``.
+  Query head ``h`` reads KV head ``h // (num_heads // num_kv_heads)`` (GQA,
+  as Hugging Face's ``repeat_kv``).
+* ``sliding_window`` (per layer, constructor): a token at position ``p`` sees
+  keys at positions ``p - sliding_window < j <= p`` (Hugging Face's rule; the
+  window counts the token itself).
+* ``sinks`` (per call, a ``[num_heads]`` tensor the model owns, gpt-oss):
+  one extra logit per head in the softmax denominator that takes probability
+  mass but has no value (OpenAI gpt-oss model card, "attention sinks").
+
+Implementation: plain torch, so it runs on CPU and, untested here, on CUDA.
+Decode sequences are gathered into one padded batch, ``[B, kv_heads, L, D]``,
+and share one ``scaled_dot_product_attention`` call; the query heads that share
+a KV head become that head's query rows, so K/V are never repeated. A prefill
+with no cached context attends to its own fresh keys with ``is_causal``; a
+chunk after cached context gathers its sequence's blocks. Sinks go through an
+explicit softmax (SDPA has no sink term).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(slots=True)
+class AttentionMetadata:
+    """How one forward step's tokens map onto sequences and KV blocks; built by the runner per step."""
+
+    block_size: int
+    num_prefills: int  # sequences [0, num_prefills) bring several tokens; the rest one (decode)
+    query_lens: list[int]  # new tokens per sequence this step
+    seq_lens: list[int]  # cached tokens per sequence after this step (context + new)
+    query_starts: list[int]  # offset of each sequence's first new token in the step's token axis
+    positions: torch.Tensor  # [T] int64, position of each new token in its sequence
+    slot_mapping: torch.Tensor  # [T] int64, flat pool index where each new token's K/V is written
+    block_tables: torch.Tensor  # [B, max_blocks] int64, padded with block 0 (masked out)
+    seq_lens_tensor: torch.Tensor  # [B] int64
+    _masks: dict[int | None, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.query_lens)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_prefill_tokens(self) -> int:
+        return sum(self.query_lens[: self.num_prefills])
+
+    @property
+    def num_decodes(self) -> int:
+        return self.num_seqs - self.num_prefills
+
+    def last_token_indices(self) -> list[int]:
+        """Index in the token axis of each sequence's last new token (where its next-token logits come from)."""
+        return [start + length - 1 for start, length in zip(self.query_starts, self.query_lens)]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        query_lens: Sequence[int],
+        seq_lens: Sequence[int],
+        block_tables: Sequence[Sequence[int]],
+        block_size: int,
+        device: torch.device | str = "cpu",
+    ) -> AttentionMetadata:
+        """Lay out a step; sequences with more than one new token must come before those with one."""
+        query_lens, seq_lens = list(query_lens), list(seq_lens)
+        if not (len(query_lens) == len(seq_lens) == len(block_tables)) or not query_lens:
+            raise ValueError("query_lens, seq_lens and block_tables need one entry per sequence, at least one")
+        num_prefills = sum(1 for n in query_lens if n > 1)
+        if any(n > 1 for n in query_lens[num_prefills:]) or any(n < 1 for n in query_lens):
+            raise ValueError("multi-token (prefill) sequences go first, then one-token (decode) sequences")
+        starts, positions, slots = [], [], []
+        total = 0
+        for n, length, table in zip(query_lens, seq_lens, block_tables):
+            if not 0 < n <= length or len(table) * block_size < length:
+                raise ValueError(f"sequence of {length} tokens, {n} new, does not fit {len(table)} blocks")
+            starts.append(total)
+            total += n
+            for p in range(length - n, length):
+                positions.append(p)
+                slots.append(table[p // block_size] * block_size + p % block_size)
+        width = max(len(t) for t in block_tables)
+        padded = [list(t) + [0] * (width - len(t)) for t in block_tables]
+        return cls(
+            block_size=block_size,
+            num_prefills=num_prefills,
+            query_lens=query_lens,
+            seq_lens=seq_lens,
+            query_starts=starts,
+            positions=torch.tensor(positions, dtype=torch.long, device=device),
+            slot_mapping=torch.tensor(slots, dtype=torch.long, device=device),
+            block_tables=torch.tensor(padded, dtype=torch.long, device=device),
+            seq_lens_tensor=torch.tensor(seq_lens, dtype=torch.long, device=device),
+        )
+
+    @classmethod
+    def contiguous(
+        cls, prompt_lens: Sequence[int], *, block_size: int = 16, device: torch.device | str = "cpu"
+    ) -> AttentionMetadata:
+        """Whole prompts from position 0 on consecutive blocks 0, 1, 2, ... (tests and one-off forwards)."""
+        tables, next_block = [], 0
+        for n in prompt_lens:
+            count = -(-n // block_size)
+            tables.append(list(range(next_block, next_block + count)))
+            next_block += count
+        order = sorted(range(len(prompt_lens)), key=lambda i: prompt_lens[i] == 1)  # prefills first
+        return cls.build(
+            query_lens=[prompt_lens[i] for i in order],
+            seq_lens=[prompt_lens[i] for i in order],
+            block_tables=[tables[i] for i in order],
+            block_size=block_size,
+            device=device,
+        )
+
+    def decode_mask(self, sliding_window: int | None) -> torch.Tensor:
+        """[B_decode, 1, 1, L] bool: which gathered key positions each decode token sees (shared by layers)."""
+        mask = self._masks.get(sliding_window)
+        if mask is None:
+            lens = self.seq_lens_tensor[self.num_prefills :].view(-1, 1)
+            width = max(self.seq_lens[self.num_prefills :])
+            keys = torch.arange(width, device=lens.device).view(1, -1)
+            mask = keys < lens
+            if sliding_window is not None:
+                mask &= keys > lens - 1 - sliding_window
+            mask = mask.view(-1, 1, 1, width)
+            self._masks[sliding_window] = mask
+        return mask
+
+
+class Attention(nn.Module):
+    """Scaled dot-product attention of new tokens against everything their sequence has cached."""
+
+    def __init__(
+        self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, sliding_window: int | None = None
+    ) -> None:
+        super().__init__()
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = scale
+        self.sliding_window = sliding_window
+        self.k_cache: torch.Tensor | None = None  # [num_blocks, block_size, kv_heads, head_dim], bound by the runner
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        meta: AttentionMetadata,
+        sinks: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.k_cache is None or self.v_cache is None:
+            raise RuntimeError("no KV cache bound to this attention layer; the runner binds one (KVCache.bind)")
+        self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
+        self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
+        out = q.new_empty(q.shape)
+        for i in range(meta.num_prefills):
+            start, n = meta.query_starts[i], meta.query_lens[i]
+            rows = slice(start, start + n)
+            out[rows] = self._prefill(q[rows], k[rows], v[rows], meta, i, sinks)
+        if meta.num_decodes:
+            first = meta.num_prefill_tokens
+            out[first:] = self._decode(q[first:], meta, sinks)
+        return out.view(q.shape[0], self.num_heads * self.head_dim)
+
+    def _prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        meta: AttentionMetadata,
+        index: int,
+        sinks: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One sequence's ``n`` new tokens [n, H, D] against its ``length`` cached tokens; returns [n, H, D]."""
+        n, length = meta.query_lens[index], meta.seq_lens[index]
+        has_window = self.sliding_window is not None and self.sliding_window < length
+        if n == length and not has_window and sinks is None:  # a fresh prompt: its own keys, plain causal
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+            return out.transpose(0, 1)
+        if n < length:  # context cached earlier (prefix cache or an earlier chunk): read it from the pool
+            blocks = meta.block_tables[index, : -(-length // meta.block_size)]
+            k = self.k_cache[blocks].flatten(0, 1)[:length]
+            v = self.v_cache[blocks].flatten(0, 1)[:length]
+        groups = self.num_heads // self.num_kv_heads
+        query_pos = torch.arange(length - n, length, device=q.device).view(-1, 1)
+        key_pos = torch.arange(length, device=q.device).view(1, -1)
+        mask = key_pos <= query_pos
+        if self.sliding_window is not None:
+            mask &= key_pos > query_pos - self.sliding_window
+        # [kv_heads, groups * n, D]: query heads sharing a KV head stacked as that head's query rows.
+        kv_heads, dim = self.num_kv_heads, self.head_dim
+        qg = q.view(n, kv_heads, groups, dim).permute(1, 2, 0, 3).reshape(kv_heads, groups * n, dim)
+        sink_rows = None
+        if sinks is not None:
+            sink_rows = sinks.view(kv_heads, groups, 1, 1).expand(-1, -1, n, 1).reshape(kv_heads, groups * n, 1)
+        out = _attend(qg, k.transpose(0, 1), v.transpose(0, 1), mask.repeat(groups, 1), self.scale, sink_rows)
+        return out.view(kv_heads, groups, n, dim).permute(2, 0, 1, 3).reshape(n, self.num_heads, dim)
+
+    def _decode(self, q: torch.Tensor, meta: AttentionMetadata, sinks: torch.Tensor | None) -> torch.Tensor:
+        """One new token for each decode sequence, [B, H, D]; keys gathered from the pool into [B, kv, L, D]."""
+        batch = q.shape[0]
+        mask = meta.decode_mask(self.sliding_window)
+        width = mask.shape[-1]
+        tables = meta.block_tables[meta.num_prefills :, : -(-width // meta.block_size)]
+        k = self.k_cache[tables].flatten(1, 2)[:, :width].transpose(1, 2)
+        v = self.v_cache[tables].flatten(1, 2)[:, :width].transpose(1, 2)
+        groups = self.num_heads // self.num_kv_heads
+        qg = q.view(batch, self.num_kv_heads, groups, self.head_dim)
+        sink_rows = None if sinks is None else sinks.view(1, self.num_kv_heads, groups, 1)
+        return _attend(qg, k, v, mask, self.scale, sink_rows).reshape(batch, self.num_heads, self.head_dim)
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor,
+    scale: float,
+    sinks: torch.Tensor | None,
+) -> torch.Tensor:
+    """softmax(q k^T * scale, masked) v over [..., M, D] x [..., L, D]; ``sinks`` [..., M, 1] adds denominator terms."""
+    if sinks is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    scores = scores.masked_fill(~mask, float("-inf"))
+    sink = sinks.float().expand(*scores.shape[:-1], 1)
+    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
+    return torch.matmul(probs.to(v.dtype), v)
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float,
+    sliding_window: int | None = None,
+    sinks: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The slow, obvious definition for one whole sequence: q [T, H, D], k/v [T, KV, D] -> [T, H, D].
+
+    The oracle the paged path is tested against (expands K/V per query head, explicit mask and softmax).
+    """
+    length, heads = q.shape[0], q.shape[1]
+    groups = heads // k.shape[1]
+    k = k.repeat_interleave(groups, dim=1).transpose(0, 1).float()
+    v = v.repeat_interleave(groups, dim=1).transpose(0, 1).float()
+    scores = torch.matmul(q.transpose(0, 1).float(), k.transpose(-1, -2)) * scale  # [H, T, T]
+    pos = torch.arange(length)
+    mask = pos.view(1, -1) <= pos.view(-1, 1)
+    if sliding_window is not None:
+        mask &= pos.view(1, -1) > pos.view(-1, 1) - sliding_window
+    scores = scores.masked_fill(~mask, float("-inf"))
+    if sinks is not None:
+        scores = torch.cat([scores, sinks.float().view(heads, 1, 1).expand(heads, length, 1)], dim=-1)
+    probs = torch.softmax(scores, dim=-1)[..., :length]
+    return torch.matmul(probs, v).transpose(0, 1).to(q.dtype)
