@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from openai.types.responses import Response as SdkResponse
 from quartet.engine.v1 import engine_pb2
 
