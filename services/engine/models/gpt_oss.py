@@ -1,0 +1,298 @@
+"""gpt-oss (OpenAI, 2025) as Hugging Face's ``GptOssForCausalLM`` defines it, on MXFP4 experts.
+
+Reads top to bottom as the architecture: config (defaults are gpt-oss-20b's),
+RMSNorm, YaRN rotary embedding, attention with sinks on the paged KV cache
+(sliding-window and full layers alternate), the top-k routed MoE whose experts
+stay in MXFP4 and run through ``kernels.mxfp4_moe`` (Triton on CUDA, the torch
+reference elsewhere), decoder layer, model. Weights load from a checkpoint in
+the released layout (``*_blocks``/``*_scales`` experts, dense bf16 for the
+rest); q/k/v fuse into one matmul at load.
+
+References: the gpt-oss model card (arXiv:2508.10925) and OpenAI's
+``gpt_oss/torch/model.py``; YaRN: Peng et al. 2023 (arXiv:2309.00071).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels import MoEWeights, load_gpt_oss_experts, mxfp4_moe, route_topk
+from services.engine.layers.attention import Attention, AttentionMetadata
+from services.engine.models.linear import Linear, laid_out, prefers_transposed
+from services.engine.models.weights import Weights
+
+SLIDING, FULL = "sliding_attention", "full_attention"
+
+
+@dataclass(frozen=True, slots=True)
+class GptOssConfig:
+    """Defaults are gpt-oss-20b's (``config.json`` of ``openai/gpt-oss-20b``)."""
+
+    vocab_size: int = 201088
+    hidden_size: int = 2880
+    intermediate_size: int = 2880
+    num_hidden_layers: int = 24
+    num_local_experts: int = 32
+    num_experts_per_tok: int = 4
+    num_attention_heads: int = 64
+    num_key_value_heads: int = 8
+    head_dim: int = 64
+    sliding_window: int = 128
+    layer_types: tuple[str, ...] = field(default=())  # empty: sliding, full, sliding, ... as HF does
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 150000.0
+    rope_factor: float = 32.0
+    rope_beta_fast: float = 32.0
+    rope_beta_slow: float = 1.0
+    rope_original_max_position_embeddings: int = 4096
+    rope_truncate: bool = False
+    max_position_embeddings: int = 131072
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
+    attention_bias: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.layer_types:
+            kinds = tuple(SLIDING if i % 2 == 0 else FULL for i in range(self.num_hidden_layers))
+            object.__setattr__(self, "layer_types", kinds)
+        if len(self.layer_types) != self.num_hidden_layers or set(self.layer_types) - {SLIDING, FULL}:
+            raise ValueError(f"layer_types must name {self.num_hidden_layers} layers, each {SLIDING} or {FULL}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if not 0 < self.num_experts_per_tok <= self.num_local_experts:
+            raise ValueError("num_experts_per_tok must be between 1 and num_local_experts")
+
+    @classmethod
+    def from_hf(cls, config: dict) -> GptOssConfig:
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "yarn"))
+        if rope_type != "yarn":
+            raise ValueError(f"gpt-oss uses YaRN RoPE; this config asks for {rope_type!r}")
+        if config.get("tie_word_embeddings"):
+            raise ValueError("gpt-oss's unembedding is untied; tie_word_embeddings=true is not a gpt-oss checkpoint")
+        return cls(
+            vocab_size=config["vocab_size"],
+            hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"],
+            num_hidden_layers=config["num_hidden_layers"],
+            num_local_experts=config.get("num_local_experts", config.get("num_experts", 32)),
+            num_experts_per_tok=config.get("num_experts_per_tok", 4),
+            num_attention_heads=config["num_attention_heads"],
+            num_key_value_heads=config["num_key_value_heads"],
+            head_dim=config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"],
+            sliding_window=config.get("sliding_window") or 128,
+            layer_types=tuple(config.get("layer_types") or ()),
+            rms_norm_eps=config.get("rms_norm_eps", 1e-5),
+            rope_theta=rope.get("rope_theta", config.get("rope_theta", 150000.0)),
+            rope_factor=rope.get("factor", 32.0),
+            rope_beta_fast=rope.get("beta_fast") or 32.0,
+            rope_beta_slow=rope.get("beta_slow") or 1.0,
+            rope_original_max_position_embeddings=rope.get("original_max_position_embeddings", 4096),
+            rope_truncate=rope.get("truncate", True),
+            max_position_embeddings=config.get("max_position_embeddings", 131072),
+            swiglu_alpha=config.get("swiglu_alpha", 1.702),
+            swiglu_limit=config.get("swiglu_limit", 7.0),
+            attention_bias=config.get("attention_bias", True),
+        )
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm in fp32 with an fp32 weight, cast back after the scale (HF keeps gpt-oss norms in fp32)."""
+
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size, dtype=torch.float32))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
+
+
+def yarn_inv_freq(config: GptOssConfig) -> tuple[torch.Tensor, float]:
+    """YaRN's blended frequencies and attention scale (Peng et al. 2023, §3.2-3.4).
+
+    Dimensions that turn more than ``beta_fast`` times over the original context keep
+    their frequency (extrapolation), those turning fewer than ``beta_slow`` times are
+    divided by ``factor`` (interpolation), with a linear ramp between; cos and sin are
+    multiplied by ``0.1 ln(factor) + 1``. gpt-oss does not round the ramp's ends (truncate=False).
+    """
+    dim, base = config.head_dim, config.rope_theta
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(config.rope_original_max_position_embeddings / (rotations * 2 * math.pi)) / (
+            2 * math.log(base)
+        )
+
+    low, high = correction_dim(config.rope_beta_fast), correction_dim(config.rope_beta_slow)
+    if config.rope_truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    extrapolate = 1 - ramp
+    inv_freq = (1 / (config.rope_factor * pos_freqs)) * (1 - extrapolate) + (1 / pos_freqs) * extrapolate
+    scale = 0.1 * math.log(config.rope_factor) + 1.0 if config.rope_factor > 1 else 1.0
+    return inv_freq, scale
+
+
+class YarnRotaryEmbedding(nn.Module):
+    """cos/sin for the step's positions, computed from the frequencies as HF does (no table to outgrow)."""
+
+    def __init__(self, config: GptOssConfig) -> None:
+        super().__init__()
+        inv_freq, self.scale = yarn_inv_freq(config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = positions.float().unsqueeze(-1) * self.inv_freq  # [T, D/2]
+        return (angles.cos() * self.scale).to(dtype).unsqueeze(1), (angles.sin() * self.scale).to(dtype).unsqueeze(1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (i, i + D/2) of ``x [T, heads, D]``; cos/sin are ``[T, 1, D/2]``."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+
+
+class GptOssAttention(nn.Module):
+    """GQA with QKV bias, sinks (one learned logit per head in the softmax's denominator) and an optional window."""
+
+    def __init__(self, config: GptOssConfig, layer_index: int) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        bias = config.attention_bias
+        self.qkv_proj = Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=bias)
+        self.o_proj = Linear(self.q_size, config.hidden_size, bias=bias)
+        self.sinks = nn.Parameter(torch.zeros(self.num_heads, dtype=torch.float32))
+        window = config.sliding_window if config.layer_types[layer_index] == SLIDING else None
+        self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim**-0.5, window)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
+    ) -> torch.Tensor:
+        tokens = x.shape[0]
+        qkv = self.qkv_proj(x)
+        q = qkv[:, : self.q_size].view(tokens, self.num_heads, self.head_dim)
+        k = qkv[:, self.q_size : self.q_size + self.kv_size].view(tokens, self.num_kv_heads, self.head_dim)
+        v = qkv[:, self.q_size + self.kv_size :].view(tokens, self.num_kv_heads, self.head_dim)
+        out = self.attn(apply_rope(q, *rope), apply_rope(k, *rope), v.contiguous(), meta, sinks=self.sinks)
+        return self.o_proj(out)
+
+
+class GptOssMoE(nn.Module):
+    """Router (dense, exact) picks the top-k experts per token, softmax over their k logits; experts in MXFP4."""
+
+    def __init__(self, config: GptOssConfig) -> None:
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.alpha, self.limit = config.swiglu_alpha, config.swiglu_limit
+        self.router = Linear(config.hidden_size, config.num_local_experts, bias=True)
+        self.experts: MoEWeights | None = None  # set by load_weights: uint8 codes, never widened on the GPU
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.experts is None:
+            raise RuntimeError("gpt-oss experts are not loaded; call load_weights first")
+        ids, weights = route_topk(self.router(x), self.top_k)
+        return mxfp4_moe(x, ids, weights, self.experts, alpha=self.alpha, limit=self.limit)
+
+
+class GptOssDecoderLayer(nn.Module):
+    def __init__(self, config: GptOssConfig, layer_index: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = GptOssAttention(config, layer_index)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = GptOssMoE(config)
+
+    def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), rope, meta)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class GptOssForCausalLM(nn.Module):
+    """The engine's model interface: ``forward(ids, positions, meta) -> hidden``, ``compute_logits(hidden)``."""
+
+    def __init__(self, config: GptOssConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(GptOssDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size)
+        self.rotary = YarnRotaryEmbedding(config)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """``input_ids``/``positions`` [T] laid out as ``meta`` says; returns the final-norm hidden states [T, H]."""
+        h = self.embed_tokens(input_ids)
+        rope = self.rotary(positions, h.dtype)
+        for layer in self.layers:
+            h = layer(h, rope, meta)
+        return self.norm(h)
+
+    @torch.inference_mode()
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Rows of ``hidden`` [N, H] -> logits [N, V] (the untied unembedding)."""
+        return self.lm_head(hidden)
+
+    def load_weights(self, weights: Weights, *, device: torch.device | str, dtype: torch.dtype) -> None:
+        """Load a checkpoint in the released layout (HF names; experts also in the original release's names).
+
+        Dense tensors go to ``dtype`` on ``device``; experts go as MXFP4 (uint8 codes + scales, fp32
+        biases) and take the kernels' "fma8" code layout on CUDA. Norms and sinks stay fp32.
+        """
+        device = torch.device(device)
+        transposed = prefers_transposed(dtype, device)
+        dense = lambda name: weights.get(name).to(device=device, dtype=dtype)  # noqa: E731
+        fp32 = lambda name: weights.get(name).to(device=device, dtype=torch.float32)  # noqa: E731
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.set_layout(transposed)
+        own: dict[str, torch.Tensor] = {
+            "embed_tokens.weight": dense("model.embed_tokens.weight"),
+            "norm.weight": fp32("model.norm.weight"),
+            "lm_head.weight": laid_out(dense("lm_head.weight"), transposed),
+        }
+        for i, layer in enumerate(self.layers):
+            src, dst = f"model.layers.{i}.", f"layers.{i}."
+            attn = src + "self_attn."
+            own[dst + "input_layernorm.weight"] = fp32(src + "input_layernorm.weight")
+            own[dst + "post_attention_layernorm.weight"] = fp32(src + "post_attention_layernorm.weight")
+            qkv = torch.cat([dense(f"{attn}{p}_proj.weight") for p in "qkv"])
+            own[dst + "self_attn.qkv_proj.weight"] = laid_out(qkv, transposed)
+            own[dst + "self_attn.o_proj.weight"] = laid_out(dense(attn + "o_proj.weight"), transposed)
+            if self.config.attention_bias:
+                own[dst + "self_attn.qkv_proj.bias"] = torch.cat([dense(f"{attn}{p}_proj.bias") for p in "qkv"])
+                own[dst + "self_attn.o_proj.bias"] = dense(attn + "o_proj.bias")
+            own[dst + "self_attn.sinks"] = fp32(attn + "sinks")
+            own[dst + "mlp.router.weight"] = laid_out(dense(src + "mlp.router.weight"), transposed)
+            own[dst + "mlp.router.bias"] = dense(src + "mlp.router.bias")
+            experts = load_gpt_oss_experts(weights.get, i, device)
+            if device.type == "cuda":
+                experts = experts.to_layout("fma8")  # the CUDA kernels' fast code layout, once
+            layer.mlp.experts = experts
+        # assign=True keeps these tensors (and lets a meta-device model load without initialising).
+        missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit gpt-oss: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.rotary.to(device)
+        self.requires_grad_(False)
+        self.eval()
+
+
+def build_gpt_oss(config: dict) -> GptOssForCausalLM:
+    """The model for an HF ``config.json`` of ``model_type: gpt_oss``, on the meta device (no memory until loaded)."""
+    parsed = GptOssConfig.from_hf(config)
+    with torch.device("meta"):
+        model = GptOssForCausalLM(parsed)
+    model.rotary = YarnRotaryEmbedding(parsed)  # a real buffer: computed, not loaded
+    return model
