@@ -1,91 +1,108 @@
-"""A contiguous KV cache: one slot per running sequence, slots 0..n-1 always in use.
+"""The paged KV cache: one pool of fixed-size blocks per layer, shared by every sequence.
 
-Each layer holds keys and values as ``[slots, kv_heads, capacity, head_dim]``.
-Both the number of slots and the capacity grow by doubling (up to
-ENGINE_MAX_NUM_SEQS and the context length) and fall back to the minimum
-when the engine goes idle, so a short chat costs megabytes rather than the
-full context's worth for every possible sequence. When a sequence ends, the
-last occupied slot moves into its place, so a batched decode always reads the
-dense prefix ``[:batch]`` without gathering.
+Each layer holds keys and values as ``[num_blocks, block_size, kv_heads, head_dim]``
+(vLLM's PagedAttention, Kwon et al. 2023). Which blocks a sequence owns is the
+block manager's business (``block_manager.py``, pure Python); the pool only
+stores tensors and hands them to the model's attention layers (``bind``).
 
-This is the first version's cache; the paged block cache replaces it when
-continuous batching lands.
+The pool is allocated once at start-up and never grows: ENGINE_KV_CACHE_BLOCKS
+fixes its size, or on CUDA GPU_MEMORY_UTILIZATION of the free memory after
+the weights, or on CPU a fixed memory budget. It is zero-filled: padded block
+table entries gather block 0, and masked-out garbage must not be NaN (a zero
+attention weight times NaN is NaN).
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-#: Smallest capacity allocated; doubling from here wastes at most half.
-MIN_CAPACITY = 256
+import torch
+from torch import nn
+
+from services.engine.layers.attention import Attention
+
+#: KV memory on CPU when ENGINE_KV_CACHE_BLOCKS is 0: ~11k tokens of SmolLM2-135M, without a GPU to size against.
+CPU_BUDGET_BYTES = 512 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class KVCacheShape:
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    block_size: int
+
+    @classmethod
+    def of(cls, model: nn.Module, block_size: int) -> KVCacheShape:
+        layers = attention_layers(model)
+        if not layers:
+            raise ValueError("the model has no Attention layers to give a KV cache to")
+        heads = {(a.num_kv_heads, a.head_dim) for a in layers}
+        if len(heads) != 1:
+            raise ValueError(f"attention layers disagree on (kv_heads, head_dim): {sorted(heads)}")
+        (num_kv_heads, head_dim), = heads
+        return cls(len(layers), num_kv_heads, head_dim, block_size)
+
+    def bytes_per_block(self, dtype: torch.dtype) -> int:
+        element = torch.empty((), dtype=dtype).element_size()
+        return 2 * self.num_layers * self.block_size * self.num_kv_heads * self.head_dim * element
+
+
+def attention_layers(model: nn.Module) -> list[Attention]:
+    return [m for m in model.modules() if isinstance(m, Attention)]
 
 
 class KVCache:
-    def __init__(
-        self,
-        *,
-        num_layers: int,
-        max_slots: int,
-        num_kv_heads: int,
-        head_dim: int,
-        max_len: int,
-        dtype: torch.dtype,
-        device: torch.device | str,
-    ) -> None:
-        self.num_layers = num_layers
-        self.max_slots = max_slots
-        self.num_kv_heads = num_kv_heads
-        self.head_dim = head_dim
-        self.max_len = max_len
+    def __init__(self, shape: KVCacheShape, num_blocks: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        if num_blocks < 1:
+            raise ValueError(f"the KV cache needs at least one block, not {num_blocks}")
+        self.shape = shape
+        self.num_blocks = num_blocks
+        self.block_size = shape.block_size
         self.dtype = dtype
         self.device = torch.device(device)
-        self.num_slots = 0
-        self.capacity = 0
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.reset()
+        size = (num_blocks, shape.block_size, shape.num_kv_heads, shape.head_dim)
+        self.keys = [torch.zeros(size, dtype=dtype, device=self.device) for _ in range(shape.num_layers)]
+        self.values = [torch.zeros(size, dtype=dtype, device=self.device) for _ in range(shape.num_layers)]
 
-    def reset(self) -> None:
-        """Drop everything and go back to the smallest allocation (call only when no sequence is active)."""
-        self.num_slots = self.capacity = 0
-        self.keys, self.values = [], []
-        self.ensure(1, min(MIN_CAPACITY, self.max_len))
+    @property
+    def num_tokens(self) -> int:
+        return self.num_blocks * self.block_size
 
-    def ensure(self, num_slots: int, length: int) -> None:
-        """Make room for ``num_slots`` slots of ``length`` positions, keeping what is cached."""
-        if num_slots <= self.num_slots and length <= self.capacity:
-            return
-        if length > self.max_len:
-            raise ValueError(f"KV cache length {length} exceeds the context length {self.max_len}")
-        if num_slots > self.max_slots:
-            raise ValueError(f"{num_slots} KV slots asked for, at most {self.max_slots}")
-        slots, capacity = _grown(self.num_slots, num_slots, self.max_slots), _grown(self.capacity, length, self.max_len)
-        shape = (slots, self.num_kv_heads, capacity, self.head_dim)
-        keys, values = [], []
-        for layer in range(self.num_layers):
-            k = torch.zeros(shape, dtype=self.dtype, device=self.device)
-            v = torch.zeros(shape, dtype=self.dtype, device=self.device)
-            if self.capacity:
-                k[: self.num_slots, :, : self.capacity] = self.keys[layer]
-                v[: self.num_slots, :, : self.capacity] = self.values[layer]
-            keys.append(k)
-            values.append(v)
-        self.keys, self.values = keys, values
-        self.num_slots, self.capacity = slots, capacity
-
-    def move(self, source: int, target: int, length: int) -> None:
-        """Copy the first ``length`` positions of slot ``source`` into slot ``target``."""
-        for layer in range(self.num_layers):
-            self.keys[layer][target, :, :length] = self.keys[layer][source, :, :length]
-            self.values[layer][target, :, :length] = self.values[layer][source, :, :length]
+    def bind(self, model: nn.Module) -> None:
+        """Give layer i's attention the pool's i-th key and value tensors."""
+        layers = attention_layers(model)
+        if len(layers) != self.shape.num_layers:
+            raise ValueError(f"the model has {len(layers)} attention layers, the cache {self.shape.num_layers}")
+        for layer, keys, values in zip(layers, self.keys, self.values):
+            layer.k_cache, layer.v_cache = keys, values
 
     def num_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
-def _grown(current: int, needed: int, limit: int) -> int:
-    """Double from ``current`` (at least 1) until ``needed`` fits, capped at ``limit``."""
-    size = max(current, 1)
-    while size < needed:
-        size *= 2
-    return min(max(size, current), limit)
+def num_blocks_for(
+    shape: KVCacheShape,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    configured: int,
+    gpu_memory_utilization: float,
+    min_tokens: int,
+) -> int:
+    """How many blocks to allocate: the configured count, else what the memory budget holds.
+
+    Never fewer than ``min_tokens`` worth (one sequence of the full context), so any single request
+    the validation admits fits once everything else is preempted.
+    """
+    floor = -(-min_tokens // shape.block_size)
+    if configured:
+        return max(configured, floor)
+    per_block = shape.bytes_per_block(dtype)
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        # Leave (1 - utilization) of the card to activations, CUDA graphs and other processes.
+        budget = free - (1.0 - gpu_memory_utilization) * total
+        return max(int(budget // per_block), floor)
+    return max(CPU_BUDGET_BYTES // per_block, floor)

@@ -185,6 +185,8 @@ class Attention(nn.Module):
             raise RuntimeError("no KV cache bound to this attention layer; the runner binds one (KVCache.bind)")
         self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
+        if meta.num_prefills == 0:  # the common decode step: no scatter into an output buffer
+            return self._decode(q, meta, sinks).view(q.shape[0], self.num_heads * self.head_dim)
         out = q.new_empty(q.shape)
         for i in range(meta.num_prefills):
             start, n = meta.query_starts[i], meta.query_lens[i]

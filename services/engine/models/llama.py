@@ -1,27 +1,34 @@
-"""The Llama family (Llama 2/3, SmolLM2, Qwen2-style dense models) in plain PyTorch.
+"""The dense Llama family — Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3 — in plain PyTorch.
 
 Reads top to bottom as the architecture: config, RMSNorm, rotary embedding,
-grouped-query attention, SwiGLU MLP, decoder layer, model. Two entry points
-serve the engine: ``prefill`` runs one prompt and fills its KV slot,
-``decode`` advances a batch of slots by one token each.
+grouped-query attention over the paged KV cache, SwiGLU MLP, decoder layer,
+model. The members differ only in small switches the config carries:
 
-Layout follows Hugging Face's ``LlamaForCausalLM`` checkpoints (rotate-half
-RoPE, q/k/v/o and gate/up/down projections) so safetensors load as they are;
-q/k/v and gate/up are fused into one matmul each at load, which halves the
-number of small kernels a CPU decode step launches.
+* Qwen2: bias on q/k/v (not on o); optional sliding-window layers (``layer_types``).
+* Qwen3: RMSNorm over each head of q and k before RoPE (``q_norm``/``k_norm``), no bias.
+* Llama 3: the "llama3" RoPE frequency scaling; Mistral: one sliding window on every layer.
+
+Layout follows Hugging Face checkpoints (rotate-half RoPE, q/k/v/o and
+gate/up/down projections) so safetensors load as they are; q/k/v and gate/up
+are fused into one matmul each at load, which halves the number of small
+kernels a CPU decode step launches.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.engine.kv_cache import KVCache
+from services.engine.layers.attention import Attention, AttentionMetadata
 from services.engine.models.linear import Linear, laid_out, prefers_transposed
+
+#: ``model_type`` values of Hugging Face configs this file implements.
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,45 +44,72 @@ class LlamaConfig:
     head_dim: int = 64
     rms_norm_eps: float = 1e-5
     rope_theta: float = 100000.0
+    rope_scaling: tuple[tuple[str, float], ...] = ()  # the "llama3" parameters, as sorted (key, value) pairs
     max_position_embeddings: int = 8192
     tie_word_embeddings: bool = True
-    attention_bias: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
     mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_windows: tuple[int | None, ...] = ()  # per layer; empty means full attention everywhere
 
     def __post_init__(self) -> None:
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of num_key_value_heads ({self.num_key_value_heads})"
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
             )
+        if self.sliding_windows and len(self.sliding_windows) != self.num_hidden_layers:
+            raise ValueError(f"{len(self.sliding_windows)} sliding windows for {self.num_hidden_layers} layers")
 
-    @property
-    def num_queries_per_kv(self) -> int:
-        return self.num_attention_heads // self.num_key_value_heads
+    def sliding_window(self, layer_index: int) -> int | None:
+        return self.sliding_windows[layer_index] if self.sliding_windows else None
 
     @classmethod
-    def from_hf(cls, config: dict) -> LlamaConfig:
-        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ("default", None):
-            raise ValueError(
-                f"RoPE type {rope_type!r} is not supported by the native Llama model yet; use ENGINE=transformers"
-            )
+    def from_hf(cls, config: Mapping) -> LlamaConfig:
+        model_type = config.get("model_type", "llama")
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type {model_type!r} is not a Llama-family model ({', '.join(MODEL_TYPES)})")
+        rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+        rope_type = rope.get("rope_type", rope.get("type", "default")) or "default"
+        if rope_type not in ("default", "llama3"):
+            raise ValueError(f"RoPE type {rope_type!r} is not supported by the native model; use ENGINE=transformers")
+        scaling = ()
+        if rope_type == "llama3":
+            keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+            scaling = tuple((k, float(rope[k])) for k in keys)
         heads = config["num_attention_heads"]
+        layers = config["num_hidden_layers"]
+        attention_bias = bool(config.get("attention_bias", False))
         return cls(
             vocab_size=config["vocab_size"],
             hidden_size=config["hidden_size"],
             intermediate_size=config["intermediate_size"],
-            num_hidden_layers=config["num_hidden_layers"],
+            num_hidden_layers=layers,
             num_attention_heads=heads,
-            num_key_value_heads=config.get("num_key_value_heads", heads),
+            num_key_value_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // heads,
             rms_norm_eps=config.get("rms_norm_eps", 1e-6),
             rope_theta=rope.get("rope_theta", config.get("rope_theta", 10000.0)),
+            rope_scaling=scaling,
             max_position_embeddings=config.get("max_position_embeddings", 2048),
             tie_word_embeddings=config.get("tie_word_embeddings", False),
-            attention_bias=config.get("attention_bias", False),
+            qkv_bias=True if model_type == "qwen2" else attention_bias,
+            o_bias=False if model_type == "qwen2" else attention_bias,
             mlp_bias=config.get("mlp_bias", False),
+            qk_norm=model_type == "qwen3",
+            sliding_windows=_sliding_windows(config, model_type, layers),
         )
+
+
+def _sliding_windows(config: Mapping, model_type: str, layers: int) -> tuple[int | None, ...]:
+    window = config.get("sliding_window")
+    if model_type == "mistral" and window:
+        return (int(window),) * layers
+    types = config.get("layer_types")
+    if types and window and "sliding_attention" in types:
+        return tuple(int(window) if t == "sliding_attention" else None for t in types)
+    return ()
 
 
 class RMSNorm(nn.Module):
@@ -92,20 +126,35 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).to(x.dtype) * self.weight
 
 
+def rope_inv_freq(head_dim: int, theta: float, scaling: Mapping[str, float]) -> torch.Tensor:
+    """RoPE's per-pair frequencies; with "llama3" scaling, long wavelengths are slowed (Meta's Llama 3.1 recipe)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if not scaling:
+        return inv_freq
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    original = scaling["original_max_position_embeddings"]
+    wavelength = 2 * math.pi / inv_freq
+    # Short wavelengths stay, long ones are divided by ``factor``, the band between is interpolated.
+    smooth = (original / wavelength - low) / (high - low)
+    interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    scaled = torch.where(wavelength > original / low, inv_freq / factor, inv_freq)
+    is_medium = (wavelength >= original / high) & (wavelength <= original / low)
+    return torch.where(is_medium, interpolated, scaled)
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE (Su et al. 2021), rotate-half layout; cos/sin tabulated once for every position."""
 
-    def __init__(self, head_dim: int, theta: float, max_positions: int) -> None:
+    def __init__(self, head_dim: int, theta: float, max_positions: int, scaling: Mapping[str, float] = {}) -> None:
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
+        freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), rope_inv_freq(head_dim, theta, scaling))
         angles = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def table(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for ``positions``, looked up once per forward and shared by every layer."""
-        return self.cos[positions].to(dtype), self.sin[positions].to(dtype)
+        """cos and sin [T, 1, D] for ``positions`` [T], broadcast over heads; looked up once per forward."""
+        return self.cos[positions].to(dtype).unsqueeze(1), self.sin[positions].to(dtype).unsqueeze(1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -115,92 +164,39 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
-@dataclass(frozen=True)
-class PrefillPack:
-    """Several prompts packed end to end into one prefill pass.
-
-    Each token attends to the earlier tokens of its own prompt only: a block-diagonal causal mask.
-    Packing reads the weights once for all prompts, which is most of the cost of short prompts.
-    """
-
-    slots: list[int]
-    starts: list[int]
-    lengths: list[int]
-    positions: torch.Tensor  # [N] position of each token within its prompt
-    last_indices: torch.Tensor  # [B] index of each prompt's last token
-    mask: torch.Tensor | None  # [N, N] bool, None for a single prompt
-
-    @classmethod
-    def build(cls, lengths: list[int], slots: list[int], device: torch.device) -> PrefillPack:
-        starts = [sum(lengths[:i]) for i in range(len(lengths))]
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths])
-        last = torch.tensor([s + n - 1 for s, n in zip(starts, lengths)], device=device)
-        mask = None
-        if len(lengths) > 1:
-            owner = torch.repeat_interleave(
-                torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device)
-            )
-            mask = (owner.view(-1, 1) == owner.view(1, -1)) & (positions.view(1, -1) <= positions.view(-1, 1))
-        return cls(slots, starts, lengths, positions, last, mask)
-
-
-class Attention(nn.Module):
+class LlamaAttention(nn.Module):
     def __init__(self, config: LlamaConfig, layer_index: int) -> None:
         super().__init__()
-        self.layer_index = layer_index
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.q_size = self.num_heads * self.head_dim
-        self.kv_size = self.num_kv_heads * self.head_dim
-        self.qkv_proj = Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
-        self.o_proj = Linear(self.q_size, config.hidden_size)
-        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.qkv_proj = Linear(
+            config.hidden_size, self.q_size + 2 * self.num_kv_heads * self.head_dim, bias=config.qkv_bias
+        )
+        self.o_proj = Linear(self.q_size, config.hidden_size, bias=config.o_bias)
+        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
+        self.attn = Attention(
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            scale=1.0 / math.sqrt(self.head_dim),
+            sliding_window=config.sliding_window(layer_index),
+        )
 
-    def prefill(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, pack: PrefillPack
-    ) -> torch.Tensor:
-        """x: [N, hidden], the prompts of ``pack`` end to end, each from position 0; rope: cos/sin [N, D]."""
-        total = x.shape[0]
-        qkv = self.qkv_proj(x).view(total, self.num_heads + 2 * self.num_kv_heads, self.head_dim).transpose(0, 1)
-        qk = apply_rope(qkv[: self.num_heads + self.num_kv_heads], *rope)
-        q, k = qk[: self.num_heads], qk[self.num_heads :]
-        v = qkv[self.num_heads + self.num_kv_heads :]
-        keys, values = cache.keys[self.layer_index], cache.values[self.layer_index]
-        for slot, start, length in zip(pack.slots, pack.starts, pack.lengths):
-            keys[slot, :, :length] = k[:, start : start + length]
-            values[slot, :, :length] = v[:, start : start + length]
-        if pack.mask is None:  # one prompt: plain causal attention
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=True)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """x [T, hidden]; cos/sin [T, 1, D]."""
+        qkv = self.qkv_proj(x).view(x.shape[0], self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        heads = self.num_heads + self.num_kv_heads
+        if self.q_norm is None:  # one RoPE call over q and k together
+            qk = apply_rope(qkv[:, :heads], cos, sin)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=pack.mask, scale=self.scale, enable_gqa=True)
-        return self.o_proj(out.transpose(0, 1).reshape(total, self.q_size))
-
-    def decode(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        positions: torch.Tensor,
-        cache: KVCache,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """x: [B, hidden], one new token for each of slots 0..B-1; rope: cos/sin [B, 1, D]; mask: [B, 1, 1, L]."""
-        batch = x.shape[0]
-        qkv = self.qkv_proj(x).view(batch, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
-        qk = apply_rope(qkv[:, : self.num_heads + self.num_kv_heads], *rope)
-        slots = torch.arange(batch, device=x.device)
-        keys, values = cache.keys[self.layer_index], cache.values[self.layer_index]
-        keys[slots, :, positions] = qk[:, self.num_heads :]
-        values[slots, :, positions] = qkv[:, self.num_heads + self.num_kv_heads :]
-        span = mask.shape[-1]
-        # GQA without copying K/V: the query heads sharing a KV head become that head's "query positions".
-        q = qk[:, : self.num_heads].reshape(
-            batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
-        )
-        out = F.scaled_dot_product_attention(
-            q, keys[:batch, :, :span], values[:batch, :, :span], attn_mask=mask, scale=self.scale
-        )
-        return self.o_proj(out.reshape(batch, self.q_size))
+            q = self.q_norm(qkv[:, : self.num_heads])
+            k = self.k_norm(qkv[:, self.num_heads : heads])
+            qk = apply_rope(torch.cat((q, k), dim=1), cos, sin)
+        out = self.attn(qk[:, : self.num_heads], qk[:, self.num_heads :], qkv[:, heads:], meta)
+        return self.o_proj(out)
 
 
 class MLP(nn.Module):
@@ -221,88 +217,96 @@ class DecoderLayer(nn.Module):
     def __init__(self, config: LlamaConfig, layer_index: int) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config, layer_index)
+        self.self_attn = LlamaAttention(config, layer_index)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, meta)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
 
 class LlamaModel(nn.Module):
+    """Build with ``build`` (parameters on the meta device), then ``load_weights``."""
+
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rope = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
+        self.rope = RotaryEmbedding(
+            config.head_dim, config.rope_theta, config.max_position_embeddings, dict(config.rope_scaling)
+        )
         # Tied embeddings share the head's weight only while both keep the [out, in] layout; see linear.py.
         self.lm_head = Linear(config.hidden_size, config.vocab_size)
+        self.param_dtype = torch.float32
+        self.param_device = torch.device("cpu")
 
-    @torch.inference_mode()
-    def prefill(
-        self, prompts: list[list[int]], cache: KVCache, slots: list[int], *, all_logits: bool = False
-    ) -> torch.Tensor:
-        """Run prompts into their slots in one pass; logits of each prompt's last position [B, V].
+    @classmethod
+    def build(cls, hf_config: Mapping, *, device: torch.device | str, dtype: torch.dtype) -> LlamaModel:
+        """The model for a Hugging Face config, weights unset (meta) and RoPE tables on ``device``."""
+        config = LlamaConfig.from_hf(hf_config)
+        # Build on the meta device and assign the checkpoint's tensors: no random init of weights we replace.
+        with torch.device("meta"):
+            model = cls(config)
+        model.rope = RotaryEmbedding(
+            config.head_dim, config.rope_theta, config.max_position_embeddings, dict(config.rope_scaling)
+        ).to(device)
+        model.param_dtype, model.param_device = dtype, torch.device(device)
+        model.requires_grad_(False)
+        return model.eval()
 
-        With ``all_logits`` (one prompt only) returns the logits of every position [T, V].
-        """
-        device = cache.device
-        pack = PrefillPack.build([len(p) for p in prompts], slots, device)
-        ids = torch.tensor([t for p in prompts for t in p], dtype=torch.long, device=device)
-        h = self.embed_tokens(ids)
-        rope = self.rope.table(pack.positions, h.dtype)
-        for layer in self.layers:
-            h = h + layer.self_attn.prefill(layer.input_layernorm(h), rope, cache, pack)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        if not all_logits:
-            h = h[pack.last_indices]
-        return self.lm_head(self.norm(h))
-
-    @torch.inference_mode()
-    def decode(self, token_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One token for each of slots 0..B-1 at ``positions`` [B]; returns logits [B, V]."""
-        span = int(positions.max()) + 1
-        visible = torch.arange(span, device=positions.device).view(1, span) <= positions.view(-1, 1)
-        mask = visible.view(-1, 1, 1, span)
-        h = self.embed_tokens(token_ids)
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Hidden states [T, hidden] (after the final norm) of the step's tokens ``input_ids`` [T] at ``positions``."""
+        h = self.embed_tokens(input_ids)
         cos, sin = self.rope.table(positions, h.dtype)
-        rope = (cos.unsqueeze(1), sin.unsqueeze(1))  # broadcast over heads
         for layer in self.layers:
-            h = h + layer.self_attn.decode(layer.input_layernorm(h), rope, positions, cache, mask)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return self.lm_head(self.norm(h))
+            h = layer(h, cos, sin, meta)
+        return self.norm(h)
 
-    def load_hf_state_dict(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load a Hugging Face LlamaForCausalLM state dict: fuse q/k/v and gate/up, lay out the linears."""
-        embed = weights["model.embed_tokens.weight"]
-        transposed = prefers_transposed(embed.dtype, embed.device)
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [N, V] for hidden states [N, hidden]."""
+        return self.lm_head(hidden)
 
-        def t(weight: torch.Tensor) -> torch.Tensor:
-            return laid_out(weight, transposed)
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Load a Hugging Face checkpoint's tensors: cast and move, fuse q/k/v and gate/up, lay out the linears."""
+        dtype, device = self.param_dtype, self.param_device
+        transposed = prefers_transposed(dtype, device)
 
-        head = embed if self.config.tie_word_embeddings else weights["lm_head.weight"]
+        def get(name: str) -> torch.Tensor:
+            return weights[name].to(device=device, dtype=dtype)
+
+        def cat(names: list[str]) -> torch.Tensor:
+            return torch.cat([get(n) for n in names])
+
+        embed = get("model.embed_tokens.weight")
+        head = embed if self.config.tie_word_embeddings else get("lm_head.weight")
         own: dict[str, torch.Tensor] = {
             "embed_tokens.weight": embed,
-            "norm.weight": weights["model.norm.weight"],
-            "lm_head.weight": t(head),
+            "norm.weight": get("model.norm.weight"),
+            "lm_head.weight": laid_out(head, transposed),
         }
         for i in range(self.config.num_hidden_layers):
             src, dst = f"model.layers.{i}.", f"layers.{i}."
             for norm in ("input_layernorm", "post_attention_layernorm"):
-                own[f"{dst}{norm}.weight"] = weights[f"{src}{norm}.weight"]
+                own[f"{dst}{norm}.weight"] = get(f"{src}{norm}.weight")
             attn, mlp = f"{src}self_attn.", f"{src}mlp."
-            own[f"{dst}self_attn.qkv_proj.weight"] = t(torch.cat([weights[f"{attn}{p}_proj.weight"] for p in "qkv"]))
-            own[f"{dst}self_attn.o_proj.weight"] = t(weights[f"{attn}o_proj.weight"])
-            own[f"{dst}mlp.gate_up_proj.weight"] = t(
-                torch.cat([weights[f"{mlp}gate_proj.weight"], weights[f"{mlp}up_proj.weight"]])
-            )
-            own[f"{dst}mlp.down_proj.weight"] = t(weights[f"{mlp}down_proj.weight"])
-            if self.config.attention_bias:
-                own[f"{dst}self_attn.qkv_proj.bias"] = torch.cat([weights[f"{attn}{p}_proj.bias"] for p in "qkv"])
+            own[f"{dst}self_attn.qkv_proj.weight"] = laid_out(cat([f"{attn}{p}_proj.weight" for p in "qkv"]), transposed)
+            own[f"{dst}self_attn.o_proj.weight"] = laid_out(get(f"{attn}o_proj.weight"), transposed)
+            gate_up = cat([f"{mlp}gate_proj.weight", f"{mlp}up_proj.weight"])
+            own[f"{dst}mlp.gate_up_proj.weight"] = laid_out(gate_up, transposed)
+            own[f"{dst}mlp.down_proj.weight"] = laid_out(get(f"{mlp}down_proj.weight"), transposed)
+            if self.config.qkv_bias:
+                own[f"{dst}self_attn.qkv_proj.bias"] = cat([f"{attn}{p}_proj.bias" for p in "qkv"])
+            if self.config.o_bias:
+                own[f"{dst}self_attn.o_proj.bias"] = get(f"{attn}o_proj.bias")
+            if self.config.qk_norm:
+                own[f"{dst}self_attn.q_norm.weight"] = get(f"{attn}q_norm.weight")
+                own[f"{dst}self_attn.k_norm.weight"] = get(f"{attn}k_norm.weight")
             if self.config.mlp_bias:
-                own[f"{dst}mlp.gate_up_proj.bias"] = torch.cat(
-                    [weights[f"{mlp}gate_proj.bias"], weights[f"{mlp}up_proj.bias"]]
-                )
-                own[f"{dst}mlp.down_proj.bias"] = weights[f"{mlp}down_proj.bias"]
+                own[f"{dst}mlp.gate_up_proj.bias"] = cat([f"{mlp}gate_proj.bias", f"{mlp}up_proj.bias"])
+                own[f"{dst}mlp.down_proj.bias"] = get(f"{mlp}down_proj.bias")
         for module in self.modules():
             if isinstance(module, Linear):
                 module.set_layout(transposed)
@@ -310,5 +314,5 @@ class LlamaModel(nn.Module):
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
         if missing or unexpected:
             raise ValueError(
-                f"checkpoint does not fit the Llama model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                f"checkpoint does not fit the {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
