@@ -85,3 +85,30 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
     broken.write_text("services:\n  engine:\n    depends_on: {memory: {condition: service_healthy}}\n    image: x\n")
     with pytest.raises(DockerException):
         _client(tmp_path, broken).compose.config(return_json=True)
+
+
+def _settings_classes() -> dict[str, type]:
+    from services.engine.settings import EngineSettings
+    from services.gateway.settings import GatewaySettings
+    from services.memory.settings import MemorySettings
+    from services.router.settings import RouterSettings
+
+    return {"engine": EngineSettings, "gateway": GatewaySettings, "memory": MemorySettings, "router": RouterSettings}
+
+
+def test_each_container_environment_is_valid_for_its_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("API_KEYS", "ENCRYPTION_KEY", "MAX_TOKENS_CAP", "DATABASE_URL", "HF_TOKEN", "PORT", "MODEL_ID"):
+        monkeypatch.delenv(name, raising=False)
+    config = _client(tmp_path).compose.config(return_json=True)
+    for name, settings_class in _settings_classes().items():
+        environment = {k: v for k, v in config["services"][name]["environment"].items() if v is not None}
+        for key in list(os.environ):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        settings = settings_class(_env_file=None)
+        # Inside a container a server must listen on every interface, or its neighbours cannot reach it.
+        bound = f"{settings.host}:{settings.port}" if name == "gateway" else settings.listen
+        assert bound.startswith("0.0.0.0:"), (name, bound)
