@@ -26,6 +26,7 @@ from torch import nn
 
 from services.engine.layers.attention import Attention, AttentionMetadata
 from services.engine.models.linear import Linear, laid_out, prefers_transposed
+from services.engine.models.weights import Weights
 
 #: ``model_type`` values of Hugging Face configs this file implements.
 MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
@@ -227,7 +228,7 @@ class DecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    """Build with ``build`` (parameters on the meta device), then ``load_weights``."""
+    """Build with ``build_llama`` (parameters on the meta device), then ``load_weights``."""
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
@@ -240,23 +241,8 @@ class LlamaModel(nn.Module):
         )
         # Tied embeddings share the head's weight only while both keep the [out, in] layout; see linear.py.
         self.lm_head = Linear(config.hidden_size, config.vocab_size)
-        self.param_dtype = torch.float32
-        self.param_device = torch.device("cpu")
 
-    @classmethod
-    def build(cls, hf_config: Mapping, *, device: torch.device | str, dtype: torch.dtype) -> LlamaModel:
-        """The model for a Hugging Face config, weights unset (meta) and RoPE tables on ``device``."""
-        config = LlamaConfig.from_hf(hf_config)
-        # Build on the meta device and assign the checkpoint's tensors: no random init of weights we replace.
-        with torch.device("meta"):
-            model = cls(config)
-        model.rope = RotaryEmbedding(
-            config.head_dim, config.rope_theta, config.max_position_embeddings, dict(config.rope_scaling)
-        ).to(device)
-        model.param_dtype, model.param_device = dtype, torch.device(device)
-        model.requires_grad_(False)
-        return model.eval()
-
+    @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Hidden states [T, hidden] (after the final norm) of the step's tokens ``input_ids`` [T] at ``positions``."""
         h = self.embed_tokens(input_ids)
@@ -265,17 +251,18 @@ class LlamaModel(nn.Module):
             h = layer(h, cos, sin, meta)
         return self.norm(h)
 
+    @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits [N, V] for hidden states [N, hidden]."""
         return self.lm_head(hidden)
 
-    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+    def load_weights(self, weights: Weights, *, device: torch.device | str, dtype: torch.dtype) -> None:
         """Load a Hugging Face checkpoint's tensors: cast and move, fuse q/k/v and gate/up, lay out the linears."""
-        dtype, device = self.param_dtype, self.param_device
+        device = torch.device(device)
         transposed = prefers_transposed(dtype, device)
 
         def get(name: str) -> torch.Tensor:
-            return weights[name].to(device=device, dtype=dtype)
+            return weights.get(name).to(device=device, dtype=dtype)
 
         def cat(names: list[str]) -> torch.Tensor:
             return torch.cat([get(n) for n in names])
@@ -292,7 +279,8 @@ class LlamaModel(nn.Module):
             for norm in ("input_layernorm", "post_attention_layernorm"):
                 own[f"{dst}{norm}.weight"] = get(f"{src}{norm}.weight")
             attn, mlp = f"{src}self_attn.", f"{src}mlp."
-            own[f"{dst}self_attn.qkv_proj.weight"] = laid_out(cat([f"{attn}{p}_proj.weight" for p in "qkv"]), transposed)
+            qkv = cat([f"{attn}{p}_proj.weight" for p in "qkv"])
+            own[f"{dst}self_attn.qkv_proj.weight"] = laid_out(qkv, transposed)
             own[f"{dst}self_attn.o_proj.weight"] = laid_out(get(f"{attn}o_proj.weight"), transposed)
             gate_up = cat([f"{mlp}gate_proj.weight", f"{mlp}up_proj.weight"])
             own[f"{dst}mlp.gate_up_proj.weight"] = laid_out(gate_up, transposed)
@@ -313,6 +301,19 @@ class LlamaModel(nn.Module):
         # assign=True keeps these tensors (and lets a meta-device model load without initialising).
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
         if missing or unexpected:
-            raise ValueError(
-                f"checkpoint does not fit the {type(self).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
+            raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.rope.to(device)
+        self.requires_grad_(False)
+        self.eval()
+
+
+def build_llama(config: Mapping) -> LlamaModel:
+    """The model for a Hugging Face config of the Llama family, on the meta device (no memory until loaded)."""
+    parsed = LlamaConfig.from_hf(config)
+    with torch.device("meta"):
+        model = LlamaModel(parsed)
+    # A real buffer: computed, not loaded.
+    model.rope = RotaryEmbedding(
+        parsed.head_dim, parsed.rope_theta, parsed.max_position_embeddings, dict(parsed.rope_scaling)
+    )
+    return model

@@ -1,40 +1,39 @@
-"""Which native model class serves a Hugging Face config, and the contract every model keeps.
+"""Which native model serves a Hugging Face config, and the contract every native model keeps.
 
-A native model is an ``nn.Module`` with:
+A family module exposes a builder, ``build_x(config: dict) -> model``, that
+returns the model for a Hugging Face ``config.json`` with its parameters on the
+meta device (no memory, no random init of weights that loading replaces) and
+its computed buffers (RoPE tables) real. The model is an ``nn.Module`` with:
 
-* ``build(hf_config: Mapping, *, device, dtype) -> model`` (classmethod): the model for
-  the config with its parameters on the meta device (no random init of weights
-  that loading replaces) and its non-persistent buffers (RoPE tables) on ``device``;
-* ``load_weights(weights: Mapping[str, Tensor]) -> None``: takes the checkpoint's
-  tensors under their Hugging Face names, casts/moves/quantizes them as the
-  model needs, and assigns them;
+* ``load_weights(weights: Weights, *, device, dtype) -> None``: reads the
+  checkpoint's tensors by their Hugging Face names (``models/weights.py``),
+  casts/moves/quantizes them as it needs, assigns them and moves its buffers;
 * ``forward(input_ids [T], positions [T], meta: AttentionMetadata) -> hidden [T, H]``,
   attention through ``layers.attention.Attention`` so the runner can bind the
-  paged KV cache to it;
+  paged KV cache to it (``KVCache.bind``);
 * ``compute_logits(hidden [N, H]) -> logits [N, V]``;
-* ``config``: its own frozen config dataclass with ``vocab_size`` and ``max_position_embeddings``.
+* ``config``: its frozen config dataclass, with ``vocab_size`` and ``max_position_embeddings``.
 
-Entries name ``module:Class`` strings so a family's module (and what it imports)
-loads only when a checkpoint of that family does.
+Entries are "module:function" strings so a family's module (and what it
+imports, e.g. the MXFP4 kernels) loads only when a checkpoint of that family does.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-import torch
 from torch import nn
 
-#: Hugging Face ``model_type`` -> "module:Class" implementing it.
+#: Hugging Face ``model_type`` -> "module:builder" implementing it.
 MODELS: dict[str, str] = {
-    "llama": "services.engine.models.llama:LlamaModel",
-    "mistral": "services.engine.models.llama:LlamaModel",
-    "qwen2": "services.engine.models.llama:LlamaModel",
-    "qwen3": "services.engine.models.llama:LlamaModel",
+    "llama": "services.engine.models.llama:build_llama",
+    "mistral": "services.engine.models.llama:build_llama",
+    "qwen2": "services.engine.models.llama:build_llama",
+    "qwen3": "services.engine.models.llama:build_llama",
 }
 
-#: Architectures named in ``config.json`` that map to a model_type (old configs lack ``model_type``).
+#: Architectures named in ``config.json``, for configs without a ``model_type``.
 ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
@@ -58,7 +57,7 @@ def is_supported(config: Mapping) -> bool:
     return model_type_of(config) in MODELS
 
 
-def model_class(config: Mapping) -> type[nn.Module]:
+def builder(config: Mapping) -> Callable[[dict], nn.Module]:
     model_type = model_type_of(config)
     if model_type not in MODELS:
         raise ValueError(
@@ -69,6 +68,6 @@ def model_class(config: Mapping) -> type[nn.Module]:
     return getattr(importlib.import_module(module), name)
 
 
-def build_model(config: Mapping, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The native model for a Hugging Face ``config.json`` (as a dict), ready for ``load_weights``."""
-    return model_class(config).build(dict(config, model_type=model_type_of(config)), device=device, dtype=dtype)
+def build_model(config: Mapping) -> nn.Module:
+    """The native model for a Hugging Face ``config.json`` dict, on the meta device, ready for ``load_weights``."""
+    return builder(config)(dict(config, model_type=model_type_of(config)))
