@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "mistral": "services.engine.models.llama:build_llama",
     "qwen2": "services.engine.models.llama:build_llama",
     "qwen3": "services.engine.models.llama:build_llama",
+    "gpt_oss": "services.engine.models.gpt_oss:build_gpt_oss",
 }
 
 #: Architectures named in ``config.json``, for configs without a ``model_type``.
