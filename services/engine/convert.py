@@ -5,7 +5,7 @@ from __future__ import annotations
 from quartet.engine.v1 import engine_pb2 as pb
 
 from services.engine import events, request
-from services.engine.events import FinishReason
+from services.engine.events import DeltaKind, FinishReason
 
 _FINISH = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
@@ -13,6 +13,11 @@ _FINISH = {
     FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
     FinishReason.ABORT: pb.FINISH_REASON_ABORT,
     FinishReason.ERROR: pb.FINISH_REASON_ERROR,
+}
+_DELTA_KIND = {
+    DeltaKind.CONTENT: pb.DELTA_KIND_CONTENT,
+    DeltaKind.REASONING: pb.DELTA_KIND_REASONING,
+    DeltaKind.TOOL_CALL: pb.DELTA_KIND_TOOL_CALL,
 }
 _PRIORITY = {
     pb.PRIORITY_UNSPECIFIED: request.Priority.DEFAULT,
@@ -35,6 +40,7 @@ def chat_from_pb(chat: pb.ChatInput) -> request.ChatInput:
                 name=m.name,
                 tool_call_id=m.tool_call_id,
                 tool_calls=tuple(request.ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
+                reasoning=m.reasoning,
             )
             for m in chat.messages
         ),
@@ -114,21 +120,26 @@ def _logprob_to_pb(entry: events.TokenLogprob) -> pb.TokenLogprob:
     return pb.TokenLogprob(token_id=entry.token_id, text=entry.text, logprob=entry.logprob)
 
 
+def _tool_call_to_pb(delta: events.ToolCallDelta) -> pb.ToolCallDelta:
+    return pb.ToolCallDelta(index=delta.index, id=delta.id, name=delta.name, arguments=delta.arguments)
+
+
 def event_to_pb(event: events.Event) -> pb.GenerateResponse:
     if isinstance(event, events.Chunk):
-        return pb.GenerateResponse(
-            chunk=pb.Chunk(
-                index=event.index,
-                token_ids=event.token_ids,
-                text=event.text,
-                kind=pb.DELTA_KIND_CONTENT,
-                usage=usage_to_pb(event.usage),
-                logprobs=[
-                    pb.PositionLogprobs(chosen=_logprob_to_pb(p.chosen), top=[_logprob_to_pb(t) for t in p.top])
-                    for p in event.logprobs
-                ],
-            )
+        chunk = pb.Chunk(
+            index=event.index,
+            token_ids=event.token_ids,
+            text=event.text,
+            kind=_DELTA_KIND[event.kind],
+            usage=usage_to_pb(event.usage),
+            logprobs=[
+                pb.PositionLogprobs(chosen=_logprob_to_pb(p.chosen), top=[_logprob_to_pb(t) for t in p.top])
+                for p in event.logprobs
+            ],
         )
+        if event.tool_call is not None:
+            chunk.tool_call.CopyFrom(_tool_call_to_pb(event.tool_call))
+        return pb.GenerateResponse(chunk=chunk)
     if isinstance(event, events.Complete):
         t = event.timings
         return pb.GenerateResponse(

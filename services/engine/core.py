@@ -20,12 +20,14 @@ import torch
 from services.common.logs import debug_payloads
 from services.engine.engine_loop import EngineLoop
 from services.engine.events import Complete, ErrorEvent, Event, ModelInfo
+from services.engine.metrics import EngineMetrics
 from services.engine.model_cache import resolve_model
-from services.engine.model_runner import ModelRunner, create_runner
+from services.engine.model_runner import ModelRunner, RunnerOptions, create_runner
 from services.engine.request import ChatInput, GenerateRequest, TextInput
+from services.engine.scheduler import SchedulerConfig
 from services.engine.sequence import RequestState, new_sequences
 from services.engine.settings import EngineSettings
-from services.engine.tokenizer import Tokenizer
+from services.engine.tokenizer import PreparedPrompt, Tokenizer
 from services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
@@ -33,14 +35,23 @@ log = logging.getLogger(__name__)
 
 class EngineCore:
     def __init__(
-        self, *, model_id: str, tokenizer: Tokenizer, runner: ModelRunner, max_waiting: int, num_threads: int
+        self,
+        *,
+        model_id: str,
+        tokenizer: Tokenizer,
+        runner: ModelRunner,
+        scheduler: SchedulerConfig,
+        num_threads: int,
+        metrics_port: int = 0,
     ) -> None:
         self.model_id = model_id
         self.tokenizer = tokenizer
         self.runner = runner
         info = runner.info
         self.limits = ModelLimits(model_id, info.vocab_size, info.context_length, runner.max_num_seqs)
-        self._loop = EngineLoop(runner, tokenizer, max_waiting=max_waiting, num_threads=num_threads)
+        self.metrics = EngineMetrics()
+        self._loop = EngineLoop(runner, tokenizer, scheduler, num_threads=num_threads, metrics=self.metrics)
+        self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
         self._seq_lock = threading.Lock()
         self._next_seq_id = 0
         self._closed = False
@@ -55,13 +66,23 @@ class EngineCore:
         device = settings.resolved_device()
         model_dir: Path = resolve_model(settings.model_id)
         tokenizer = Tokenizer.load(model_dir)
-        runner = create_runner(
-            settings.backend,
-            model_dir,
+        options = RunnerOptions(
             device=device,
             dtype=settings.resolved_dtype(device),
             max_model_len=settings.max_model_len,
             max_num_seqs=settings.max_num_seqs,
+            block_size=settings.block_size,
+            num_kv_blocks=settings.kv_cache_blocks,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            enable_prefix_caching=settings.enable_prefix_caching,
+            cuda_graphs=settings.cuda_graphs,
+        )
+        runner = create_runner(settings.backend, model_dir, options)
+        scheduler = SchedulerConfig(
+            max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=settings.resolved_max_num_batched_tokens(device),
+            max_waiting=settings.max_waiting,
+            priority_aging_seconds=settings.priority_aging_seconds,
         )
         log.info(
             "engine ready",
@@ -78,8 +99,9 @@ class EngineCore:
             model_id=settings.model_id,
             tokenizer=tokenizer,
             runner=runner,
-            max_waiting=settings.max_waiting,
+            scheduler=scheduler,
             num_threads=num_threads,
+            metrics_port=settings.metrics_port,
         )
 
     async def close(self) -> None:
@@ -88,7 +110,9 @@ class EngineCore:
             return
         self._closed = True
         await asyncio.to_thread(self._loop.stop)
+        self.metrics.close()
         self.runner.close()
+        self.tokenizer.close()
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
         """Stream Chunk events, then one Complete per choice (or one ErrorEvent).
@@ -99,7 +123,8 @@ class EngineCore:
         arrival = time.perf_counter()
         check_request(request, self.limits)
         # Raw text gets the tokenizer's special tokens (a BOS where the model has one), as in vLLM's completions.
-        prompt_ids = self.tokenizer.encode_input(request.input, add_special_tokens=True)
+        prepared = self.tokenizer.prepare(request)  # prompt ids, per-choice output parser, constraint grammar
+        prompt_ids = prepared.token_ids
         max_tokens = resolve_max_tokens(request.stopping, len(prompt_ids), self.limits.context_length)
         n = request.sampling.n or 1
         request_id = request.request_id or f"gen-{uuid.uuid4().hex}"
@@ -130,6 +155,7 @@ class EngineCore:
             sink=sink,
             arrival_time=arrival,
         )
+        await self._attach_outputs(state, prepared)
         extra = {"request_id": request_id, "prompt_tokens": len(prompt_ids), "max_tokens": max_tokens, "n": n}
         if debug_payloads():
             extra["prompt"] = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
@@ -148,6 +174,19 @@ class EngineCore:
             if remaining:  # the caller stopped listening: free the slot within one step
                 self._loop.abort(request_id)
                 log.info("generate cancelled by caller", extra={"request_id": request_id})
+
+    async def _attach_outputs(self, state: RequestState, prepared: PreparedPrompt) -> None:
+        """Give each choice its grammar matcher and output parser; a bad grammar raises InvalidArgument here."""
+        if prepared.grammar is not None:
+            # Building the vocabulary index (first use) and compiling a new grammar take milliseconds to
+            # seconds: keep them off the event loop. Compiled grammars are cached.
+            compiler = await asyncio.to_thread(self.tokenizer.constraint_compiler, self.limits.vocab_size)
+            await asyncio.to_thread(compiler.compile, prepared.grammar)
+            for sequence in state.sequences:
+                sequence.constraint = compiler.new_constraint(prepared.grammar, stop_token_ids=prepared.grammar_stop_ids)
+        if prepared.new_parser is not None:
+            for sequence in state.sequences:
+                sequence.parser = prepared.new_parser()
 
     def _next_seq_block(self, n: int) -> int:
         """The first of ``n`` consecutive sequence ids; callers on several threads never overlap."""

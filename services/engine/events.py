@@ -14,6 +14,24 @@ class FinishReason(enum.Enum):
     ERROR = "error"
 
 
+class DeltaKind(enum.Enum):
+    """What a chunk's text is (mirrors quartet.engine.v1.DeltaKind)."""
+
+    CONTENT = "content"
+    REASONING = "reasoning"
+    TOOL_CALL = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A streamed piece of a tool call: ``id`` and ``name`` come with a call's first delta, then argument text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
@@ -47,13 +65,20 @@ class PositionLogprobs:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """New output of one choice: token ids since the last chunk and the text they released."""
+    """New output of one choice: token ids since the last chunk and the text they released.
+
+    ``kind`` types ``text``; a tool call's pieces come as ``tool_call`` with ``kind`` TOOL_CALL
+    (its ``text`` is then empty). One token may release several typed pieces: the first chunk
+    carries the token ids and logprobs, the rest carry none.
+    """
 
     index: int
     token_ids: tuple[int, ...]
     text: str
     usage: Usage
     logprobs: tuple[PositionLogprobs, ...] = ()
+    kind: DeltaKind = DeltaKind.CONTENT
+    tool_call: ToolCallDelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

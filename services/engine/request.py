@@ -32,6 +32,7 @@ class ChatMessage:
     name: str = ""
     tool_call_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""  # an assistant's analysis-channel text (Harmony)
 
 
 @dataclass(frozen=True, slots=True)

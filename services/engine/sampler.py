@@ -1,9 +1,10 @@
 """Choose the next token from logits: penalties, bias, temperature, top-k/top-p/min-p, seeded draws.
 
 Order of operations follows vLLM: logprobs are reported from the raw model
-distribution; logit_bias and penalties shape the logits; temperature 0 takes
-the argmax; otherwise temperature scales, top-k, top-p and min-p truncate, and
-a per-request ``torch.Generator`` draws, so a seed reproduces a request no
+distribution; a grammar constraint's bitmask removes the tokens the grammar
+forbids; logit_bias and penalties shape the logits; temperature 0 takes the
+argmax; otherwise temperature scales, top-k, top-p and min-p truncate, and a
+per-request ``torch.Generator`` draws, so a seed reproduces a request no
 matter what else runs beside it.
 """
 
@@ -11,10 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from services.engine.request import SamplingParams
+
+
+class TokenMask(Protocol):
+    """A row's grammar state (``constraints.SequenceConstraint``): its allowed-token bitmask for this step."""
+
+    def wait(self) -> torch.Tensor | None: ...
 
 
 @dataclass(slots=True)
@@ -25,6 +33,7 @@ class SamplingRow:
     generator: torch.Generator | None
     prompt_ids: Sequence[int]
     output_ids: Sequence[int]
+    constraint: TokenMask | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +68,35 @@ def _needs_shaping(params: SamplingParams) -> bool:
 
 def sample(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> list[SampledToken]:
     """Pick one token per row of ``logits`` [B, V] (float32)."""
+    raw = logits
+    logits = _masked(logits, rows)
     if all(is_greedy(r.params) and not _needs_shaping(r.params) and not r.params.logprobs for r in rows):
         return [SampledToken(int(t)) for t in logits.argmax(dim=-1).tolist()]
-    return [_sample_row(logits[i], row) for i, row in enumerate(rows)]
+    return [_sample_row(logits[i], raw[i], row) for i, row in enumerate(rows)]
 
 
-def _sample_row(logits: torch.Tensor, row: SamplingRow) -> SampledToken:
+def _masked(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
+    """``logits`` with each constrained row's forbidden tokens at -inf (a copy: logprobs read the raw ones)."""
+    masks, indices = [], []
+    for i, row in enumerate(rows):
+        mask = row.constraint.wait() if row.constraint is not None else None
+        if mask is not None:
+            masks.append(mask)
+            indices.append(i)
+    if not masks:
+        return logits
+    from services.engine.constraints import apply_token_bitmask  # xgrammar loads only when a grammar is used
+
+    logits = logits.clone()
+    apply_token_bitmask(logits, torch.stack(masks), indices)
+    return logits
+
+
+def _sample_row(logits: torch.Tensor, raw_logits: torch.Tensor, row: SamplingRow) -> SampledToken:
     params = row.params
     logprob, top = None, ()
     if params.logprobs:
-        raw = torch.log_softmax(logits, dim=-1)
+        raw = torch.log_softmax(raw_logits, dim=-1)
         top = _top(raw, params.top_logprobs)
     if _needs_shaping(params):
         logits = shape_logits(logits.clone(), params, row.prompt_ids, row.output_ids)

@@ -52,9 +52,37 @@ def check_request(request: GenerateRequest, limits: ModelLimits) -> None:
     check_sampling(request.sampling, limits)
     check_stopping(request.stopping, limits.vocab_size)
     if request.constraint is not None:
-        raise InvalidArgument(
-            f"constraint: constraints are not supported by this engine yet (got {request.constraint.kind}); send the request without one",
-            field="constraint",
+        check_constraint(request)
+
+
+CONSTRAINT_KINDS = ("json_object", "json_schema", "regex", "grammar", "choice", "tool_name")
+MAX_CHOICES = 1024
+
+
+def check_constraint(request: GenerateRequest) -> None:
+    """The constraint's shape; what its grammar means is checked when it compiles (constraints/)."""
+    constraint = request.constraint
+    assert constraint is not None
+    require(
+        constraint.kind in CONSTRAINT_KINDS,
+        f"constraint: {constraint.kind!r} is not one of {', '.join(CONSTRAINT_KINDS)}",
+        field="constraint",
+    )
+    require(
+        not request.stopping.ignore_eos,
+        "stopping.ignore_eos: a constrained output ends when its grammar is complete; drop ignore_eos or the constraint",
+        field="ignore_eos",
+    )
+    if constraint.kind == "choice":
+        choices = tuple(constraint.value or ())  # type: ignore[arg-type]
+        require(len(choices) > 0, "constraint.choice: give at least one choice", field="constraint.choice")
+        require(len(choices) <= MAX_CHOICES, f"constraint.choice: at most {MAX_CHOICES} choices", field="constraint.choice")
+    if constraint.kind == "tool_name":
+        tools = request.input.tools if isinstance(request.input, ChatInput) else ()
+        require(
+            any(t.name == constraint.value for t in tools),
+            f"constraint.tool_name: {constraint.value!r} must name one of the chat.tools of the request",
+            field="constraint.tool_name",
         )
 
 

@@ -53,12 +53,17 @@ INVALID = [
     ("max_tokens zero", chat(stopping=pb.StoppingCriteria(max_tokens=0)), "max_tokens"),
     ("empty stop", chat(stopping=pb.StoppingCriteria(stop=[""])), "stop"),
     ("stop token past vocab", chat(stopping=pb.StoppingCriteria(stop_token_ids=[60000])), "stop_token_ids"),
-    ("constraint", chat(constraint=pb.Constraint(regex="[a-z]+")), "constraint"),
+    ("regex that does not compile", chat(constraint=pb.Constraint(regex="(ab")), "constraint.regex"),
+    ("schema that is not JSON", chat(constraint=pb.Constraint(json_schema="{nope")), "constraint.json_schema"),
+    ("grammar without its rule", chat(constraint=pb.Constraint(grammar='root ::= "a" | b')), "constraint.grammar"),
+    ("no choices", chat(constraint=pb.Constraint(choice=pb.ChoiceList())), "constraint.choice"),
+    ("tool not offered", chat(constraint=pb.Constraint(tool_name="f")), "constraint.tool_name"),
     (
-        "tools unsupported",
-        pb.GenerateRequest(chat=pb.ChatInput(messages=HELLO.messages, tools=[pb.Tool(name="f")])),
-        "tools",
+        "constraint with ignore_eos",
+        chat(constraint=pb.Constraint(json_object=True), stopping=pb.StoppingCriteria(ignore_eos=True)),
+        "ignore_eos",
     ),
+    ("unnamed tool", pb.GenerateRequest(chat=pb.ChatInput(messages=HELLO.messages, tools=[pb.Tool()])), "tools"),
 ]
 
 
@@ -67,11 +72,6 @@ async def test_invalid_request_names_the_field(stub, name: str, request_: pb.Gen
     error = await generate_error(stub, request_)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
     assert field in error.details()
-
-
-async def test_constraint_message_says_not_supported_yet(stub) -> None:
-    error = await generate_error(stub, chat(constraint=pb.Constraint(json_object=True)))
-    assert "constraints are not supported by this engine yet" in error.details()
 
 
 async def test_max_tokens_past_context_names_the_numbers(stub) -> None:
