@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from kernels import quantize
+from kernels import dequantize_torch, quantize
 from services.engine.layers.attention import Attention
 
 TINY_CONFIG = dict(
@@ -47,10 +47,21 @@ QUANTIZATION_CONFIG = {
 }
 
 
-def released_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """HF's in-memory state dict -> the released safetensors tensors (MXFP4 experts, bf16 elsewhere)."""
+def on_mxfp4_grid(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` rounded to MXFP4 values: quantizing it again at load is then lossless."""
+    return dequantize_torch(quantize(weight))
+
+
+def released_layout(state: dict[str, torch.Tensor], *, dense_on_mxfp4_grid: bool = False) -> dict[str, torch.Tensor]:
+    """HF's in-memory state dict -> the released safetensors tensors (MXFP4 experts, bf16 elsewhere).
+
+    ``dense_on_mxfp4_grid`` also rounds the dense projections (attention, unembedding) to MXFP4
+    values, so a model that quantizes them at load must match the dense one exactly.
+    """
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
+        if dense_on_mxfp4_grid and name.endswith(("_proj.weight", "lm_head.weight")):
+            tensor = on_mxfp4_grid(tensor)
         if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
             # HF holds experts as [E, in, out]; checkpoints store [E, out, in] quantized along "in".
             q = quantize(tensor.transpose(1, 2).contiguous())
@@ -60,7 +71,9 @@ def released_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_tiny_gpt_oss(directory: Path, seed: int = 0, **overrides: object) -> Path:
+def write_tiny_gpt_oss(
+    directory: Path, seed: int = 0, *, dense_on_mxfp4_grid: bool = False, **overrides: object
+) -> Path:
     """Write a random tiny gpt-oss checkpoint into ``directory``; returns it."""
     from transformers import GptOssConfig, GptOssForCausalLM
 
@@ -68,7 +81,8 @@ def write_tiny_gpt_oss(directory: Path, seed: int = 0, **overrides: object) -> P
     config = GptOssConfig(**{**TINY_CONFIG, **overrides})
     model = GptOssForCausalLM(config)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(released_layout(model.state_dict()), str(directory / "model.safetensors"))
+    tensors = released_layout(model.state_dict(), dense_on_mxfp4_grid=dense_on_mxfp4_grid)
+    save_file(tensors, str(directory / "model.safetensors"))
     data = config.to_dict()
     data["architectures"] = ["GptOssForCausalLM"]
     data["quantization_config"] = QUANTIZATION_CONFIG

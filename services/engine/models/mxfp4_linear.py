@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Smallest dense linear worth quantizing: tiny ones (gpt-oss's 32-expert router) read few bytes,
 #: and their exact values decide which experts run.
-MIN_QUANTIZED_FEATURES = 256
+MIN_QUANTIZED_FEATURES = 64
 
 
 class MXFP4Linear(nn.Module):
