@@ -200,7 +200,7 @@ def fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7,
     part += fma8_raw(w, 5)[:, :, None] * x5[None, :, :]
     part += fma8_raw(w, 6)[:, :, None] * x6[None, :, :]
     part += fma8_raw(w, 7)[:, :, None] * x7[None, :, :]
-    part = part * (e8m0_to_f32(ws) * SUM_RESCALE)[:, :, None]
+    part = part * SUM_RESCALE * e8m0_to_f32(ws)[:, :, None]  # 2**62 first, see fma_chunk_vec
     return tl.sum(part, axis=1)
 
 
@@ -234,7 +234,8 @@ def fma_chunk_vec(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7
     part += fma8_raw(w, 5) * x5[None, :]
     part += fma8_raw(w, 6) * x6[None, :]
     part += fma8_raw(w, 7) * x7[None, :]
-    return tl.sum(part * (e8m0_to_f32(ws) * SUM_RESCALE), axis=1)
+    # 2**62 first: folded into the scale it would overflow fp32 for scale bytes past 192.
+    return tl.sum(part * SUM_RESCALE * e8m0_to_f32(ws), axis=1)
 
 
 @triton.jit

@@ -22,7 +22,7 @@ def assert_bf16_close(out: torch.Tensor, ref: torch.Tensor, mag: torch.Tensor) -
     """
     out, ref = out.double(), ref.double()
     bound = 2.0**-8 * ref.abs() + 1e-5 * mag.double() + 1e-30
-    bad = (out - ref).abs() > bound
+    bad = ~((out - ref).abs() <= bound)  # NaN is never close
     assert not bad.any(), (
         f"{int(bad.sum())} of {bad.numel()} elements off; worst |out-ref|={(out - ref).abs().max().item():.3e}, "
         f"at ref={ref[bad][0].item():.4e} out={out[bad][0].item():.4e}"
