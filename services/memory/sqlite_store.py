@@ -12,21 +12,23 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from services.common.errors import FailedPrecondition
 from services.memory.migrations import LATEST_VERSION, MIGRATIONS
 from services.memory.responses import ResponseRecord
-from services.memory.store import Store
-from services.memory.turns import TopicInfo, Turn
+from services.memory.store import Scope, Store
+from services.memory.turns import Summary, TopicInfo, Turn
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TURN_COLUMNS = "role, content, num_tokens, created_at"
+_TURN_COLUMNS = "role, content, num_tokens, created_at, id"
+_SCOPE_COLUMNS = {"session": "session_id", "topic": "topic_id"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -70,7 +72,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> int:
 
 
 def _turn(row: tuple) -> Turn:
-    return Turn(role=row[0], content=row[1], num_tokens=row[2], created_at=row[3])
+    return Turn(role=row[0], content=row[1], num_tokens=row[2], created_at=row[3], turn_id=row[4])
 
 
 class SqliteStore(Store):
@@ -97,8 +99,16 @@ class SqliteStore(Store):
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def append(self, session_id: str, topic_id: str, turns: Sequence[Turn], created_at: float) -> int:
-        rows = [(session_id, topic_id, t.role, t.content, t.num_tokens, created_at) for t in turns]
+    async def append(
+        self,
+        session_id: str,
+        topic_id: str,
+        turns: Sequence[Turn],
+        created_at: float,
+        embeddings: Sequence[bytes | None] | None = None,
+    ) -> int:
+        vectors = list(embeddings) if embeddings is not None else [None] * len(turns)
+        rows = [(session_id, topic_id, t.role, t.content, t.num_tokens, created_at, v) for t, v in zip(turns, vectors, strict=True)]
         return await self._run(self._append, session_id, topic_id, rows)
 
     def _append(self, session_id: str, topic_id: str, rows: list[tuple]) -> int:
@@ -106,7 +116,8 @@ class SqliteStore(Store):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                "INSERT INTO turns (session_id, topic_id, role, content, num_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO turns (session_id, topic_id, role, content, num_tokens, created_at, embedding)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             count = conn.execute(
@@ -133,6 +144,67 @@ class SqliteStore(Store):
         ).fetchall()
         return [_turn(row) for row in reversed(rows)]
 
+    async def topic_turns_between(self, topic_id: str, after_id: int, before_id: int, limit: int) -> list[Turn]:
+        return await self._run(self._between, topic_id, after_id, before_id, limit)
+
+    def _between(self, topic_id: str, after_id: int, before_id: int, limit: int) -> list[Turn]:
+        rows = self._conn.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE topic_id = ? AND id > ? AND id < ? ORDER BY id LIMIT ?",
+            (topic_id, after_id, before_id, limit),
+        ).fetchall()
+        return [_turn(row) for row in rows]
+
+    async def get_summary(self, topic_id: str) -> Summary | None:
+        return await self._run(self._get_summary, topic_id)
+
+    def _get_summary(self, topic_id: str) -> Summary | None:
+        row = self._conn.execute(
+            "SELECT content, num_tokens, through_turn_id, created_at FROM summaries WHERE topic_id = ?", (topic_id,)
+        ).fetchone()
+        return Summary(*row) if row else None
+
+    async def put_summary(self, topic_id: str, summary: Summary) -> tuple[bool, Summary]:
+        return await self._run(self._put_summary, topic_id, summary)
+
+    def _put_summary(self, topic_id: str, summary: Summary) -> tuple[bool, Summary]:
+        # One statement: the upsert's WHERE makes "only if it covers more" atomic.
+        cursor = self._conn.execute(
+            "INSERT INTO summaries (topic_id, content, num_tokens, through_turn_id, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (topic_id) DO UPDATE SET content = excluded.content, num_tokens = excluded.num_tokens,"
+            " through_turn_id = excluded.through_turn_id, created_at = excluded.created_at"
+            " WHERE excluded.through_turn_id > summaries.through_turn_id",
+            (topic_id, summary.content, summary.num_tokens, summary.through_turn_id, summary.created_at),
+        )
+        stored = cursor.rowcount > 0
+        return stored, (summary if stored else self._get_summary(topic_id))
+
+    async def embedded(self, scope: Scope, scope_id: str, limit: int) -> list[tuple[Turn, bytes]]:
+        return await self._run(self._embedded, _SCOPE_COLUMNS[scope], scope_id, limit)
+
+    def _embedded(self, column: str, scope_id: str, limit: int) -> list[tuple[Turn, bytes]]:
+        rows = self._conn.execute(
+            f"SELECT {_TURN_COLUMNS}, embedding FROM turns WHERE {column} = ? AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (scope_id, limit),
+        ).fetchall()
+        return [(_turn(row), bytes(row[5])) for row in rows]
+
+    async def unembedded(self, scope: Scope, scope_id: str, limit: int) -> list[Turn]:
+        return await self._run(self._unembedded, _SCOPE_COLUMNS[scope], scope_id, limit)
+
+    def _unembedded(self, column: str, scope_id: str, limit: int) -> list[Turn]:
+        rows = self._conn.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE {column} = ? AND embedding IS NULL ORDER BY id DESC LIMIT ?",
+            (scope_id, limit),
+        ).fetchall()
+        return [_turn(row) for row in rows]
+
+    async def set_embeddings(self, pairs: Sequence[tuple[int, bytes]]) -> None:
+        await self._run(self._set_embeddings, [(blob, turn_id) for turn_id, blob in pairs])
+
+    def _set_embeddings(self, rows: list[tuple[bytes, int]]) -> None:
+        with self._transaction():
+            self._conn.executemany("UPDATE turns SET embedding = ? WHERE id = ?", rows)
+
     async def list_topics(self, session_id: str) -> list[TopicInfo]:
         return await self._run(self._list_topics, session_id)
 
@@ -150,12 +222,29 @@ class SqliteStore(Store):
 
     def _forget(self, session_id: str, topic_id: str) -> int:
         if session_id and topic_id:
-            sql, args = "DELETE FROM turns WHERE session_id = ? AND topic_id = ?", (session_id, topic_id)
+            where, args = "session_id = ? AND topic_id = ?", (session_id, topic_id)
         elif session_id:
-            sql, args = "DELETE FROM turns WHERE session_id = ?", (session_id,)
+            where, args = "session_id = ?", (session_id,)
         else:
-            sql, args = "DELETE FROM turns WHERE topic_id = ?", (topic_id,)
-        return self._conn.execute(sql, args).rowcount
+            where, args = "topic_id = ?", (topic_id,)
+        with self._transaction():
+            self._conn.execute(
+                f"DELETE FROM summaries WHERE topic_id IN (SELECT DISTINCT topic_id FROM turns WHERE {where})", args
+            )
+            if topic_id and not session_id:
+                self._conn.execute("DELETE FROM summaries WHERE topic_id = ?", (topic_id,))
+            return self._conn.execute(f"DELETE FROM turns WHERE {where}", args).rowcount
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     async def put_response(self, record: ResponseRecord, created_at: float) -> None:
         row = (record.response_id, record.previous_response_id, record.body_json, created_at)

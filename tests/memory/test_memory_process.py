@@ -27,12 +27,12 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def _start(db_path: Path) -> tuple[asyncio.subprocess.Process, int]:
+async def _start(db_path: Path, database_url: str = "") -> tuple[asyncio.subprocess.Process, int]:
     """Start the service on a free port and read the port from its 'serving' log line."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.memory",
         cwd=REPO,
-        env=_env(MEMORY_LISTEN="127.0.0.1:0", MEMORY_DB_PATH=str(db_path)),
+        env=_env(MEMORY_LISTEN="127.0.0.1:0", MEMORY_DB_PATH=str(db_path), DATABASE_URL=database_url, MEMORY_EMBEDDINGS="none"),
         stderr=asyncio.subprocess.PIPE,
     )
     async def port_from_logs() -> int:
@@ -61,17 +61,23 @@ async def _call(port: int, method: str, request):
         return await getattr(memory_pb2_grpc.MemoryServiceStub(channel), method)(request)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request) -> str:
+    """Empty (SQLite at MEMORY_DB_PATH) or a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_server").new_database() if request.param == "postgres" else ""
+
+
 @pytest.mark.e2e
-async def test_turns_survive_a_restart(tmp_path):
+async def test_turns_survive_a_restart(tmp_path, database_url):
     db_path = tmp_path / "memory.sqlite3"
-    first, port = await _start(db_path)
+    first, port = await _start(db_path, database_url)
     try:
         turns = [pb.Turn(role="user", content="remember the milk", num_tokens=4), pb.Turn(role="assistant", content="noted")]
         await _call(port, "AppendTurns", pb.AppendTurnsRequest(session_id="durable", topic_id="errands", turns=turns))
     finally:
         assert await _stop(first) == 0
 
-    second, port = await _start(db_path)
+    second, port = await _start(db_path, database_url)
     try:
         window = await _call(port, "GetContext", pb.GetContextRequest(policy=pb.MEMORY_POLICY_SESSION_WINDOW, session_id="durable"))
         assert [(t.role, t.content, t.num_tokens) for t in window.turns] == [
@@ -82,17 +88,22 @@ async def test_turns_survive_a_restart(tmp_path):
         assert [(t.topic_id, t.num_turns) for t in topics.topics] == [("errands", 2)]
     finally:
         assert await _stop(second) == 0
+    assert (db_path.exists()) == (not database_url)  # PostgreSQL really was the store, not a silent SQLite
 
 
 @pytest.mark.e2e
-async def test_postgresql_url_is_a_clear_startup_error(tmp_path):
+async def test_unreachable_postgresql_is_a_clear_startup_error(tmp_path):
+    # Port 1 refuses at once; the password must not appear in the message.
+    url = "postgresql://quartet:hunter2@127.0.0.1:1/quartet?connect_timeout=2"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.memory",
         cwd=REPO,
-        env=_env(MEMORY_LISTEN="127.0.0.1:0", DATABASE_URL="postgresql://user@db/quartet", QUARTET_HOME=str(tmp_path)),
+        env=_env(MEMORY_LISTEN="127.0.0.1:0", DATABASE_URL=url, QUARTET_HOME=str(tmp_path), MEMORY_EMBEDDINGS="none"),
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
-    assert process.returncode != 0
-    assert "PostgreSQL support is not built yet" in stderr.decode()
+    assert process.returncode == 1
+    text = stderr.decode()
+    assert "cannot connect to PostgreSQL at postgresql://quartet@127.0.0.1:1/quartet" in text
+    assert "hunter2" not in text
     assert not (tmp_path / "memory.sqlite3").exists()  # not silently SQLite

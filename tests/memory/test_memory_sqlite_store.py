@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from services.common.errors import FailedPrecondition, Unimplemented
-from services.memory.backends import sqlite_path
+from services.common.errors import FailedPrecondition
+from services.memory.backends import is_postgres_url, sqlite_path
 from services.memory.migrations import LATEST_VERSION
 from services.memory.sqlite_store import SqliteStore
 from services.memory.turns import Turn
@@ -49,9 +49,9 @@ def test_database_url_forms(tmp_path):
     assert sqlite_path("", default) == default
     assert sqlite_path("sqlite:///rel/m.db", default).as_posix() == "rel/m.db"
     assert sqlite_path("sqlite:////abs/m.db", default).as_posix() == "/abs/m.db"
-    for url in ("postgresql://u@h/db", "postgres://h/db", "postgresql+psycopg://h/db"):
-        with pytest.raises(Unimplemented, match="PostgreSQL support is not built yet"):
-            sqlite_path(url, default)
+    for url in ("postgresql://u@h/db", "postgres://h/db"):
+        assert is_postgres_url(url)
+    assert not is_postgres_url("sqlite:///m.db")
     with pytest.raises(FailedPrecondition, match="scheme 'mysql'"):
         sqlite_path("mysql://h/db", default)
     with pytest.raises(FailedPrecondition, match="sqlite:///"):
