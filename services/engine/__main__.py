@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from services.common.errors import QuartetError
 from services.common.grpc_server import serve
 from services.common.logs import setup_logging
-from services.engine.core import EngineCore
+from services.engine.backends import create_engine
 from services.engine.server import create_server
 from services.engine.settings import EngineSettings
 
@@ -21,7 +21,7 @@ log = logging.getLogger("services.engine")
 async def main() -> None:
     settings = EngineSettings()
     setup_logging("engine", settings.log_level)
-    core = await asyncio.to_thread(EngineCore.from_settings, settings)
+    core = await create_engine(settings)  # EngineCore (native, transformers) or VllmEngine
     built = create_server(settings.listen, core)
     await serve(built, name="engine", grace=settings.shutdown_grace_seconds, on_stop=core.close)
 

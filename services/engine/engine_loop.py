@@ -22,8 +22,9 @@ import time
 import torch
 
 from services.common.errors import InvalidArgument, Unavailable
-from services.engine.events import Chunk, Complete, ErrorEvent, PositionLogprobs, TokenLogprob
+from services.engine.events import Complete, ErrorEvent, PositionLogprobs, TokenLogprob
 from services.engine.model_runner import ModelRunner
+from services.engine.output_parser import typed_chunks
 from services.engine.sampler import SampledToken, SamplingRow, new_generator, sample
 from services.engine.scheduler import Scheduler
 from services.engine.sequence import RequestState, Sequence
@@ -169,7 +170,7 @@ class EngineLoop:
         self, sequences: list[Sequence], requests: list[RequestState], logits: torch.Tensor
     ) -> list[SampledToken]:
         rows = [
-            SamplingRow(r.sampling, self._generators.get(s.seq_id), s.prompt_ids, s.output_ids)
+            SamplingRow(r.sampling, self._generators.get(s.seq_id), s.prompt_ids, s.output_ids, s.constraint)
             for s, r in zip(sequences, requests)
         ]
         return sample(logits, rows)
@@ -180,7 +181,20 @@ class EngineLoop:
         logprobs = ()
         if token.logprob is not None:
             logprobs = (self._position_logprobs(token),)
-        request.sink(Chunk(sequence.index, (token.token_id,), text, request.usage(), logprobs))
+        if sequence.constraint is not None and not sequence.is_finished:
+            sequence.constraint.accept(token.token_id)  # and starts the next step's bitmask in the background
+        chunks, sequence.finish_reason = typed_chunks(
+            sequence.parser,
+            index=sequence.index,
+            token_id=token.token_id,
+            text=text,
+            usage=request.usage(),
+            logprobs=logprobs,
+            is_finished=sequence.is_finished,
+            finish_reason=sequence.finish_reason,
+        )
+        for chunk in chunks:
+            request.sink(chunk)
         if sequence.is_finished:
             self._release(sequence)
             if request.is_finished:

@@ -12,11 +12,16 @@ import time
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from services.engine.detokenizer import Decode, IncrementalDetokenizer
 from services.engine.events import Event, FinishReason, Timings, Usage
 from services.engine.request import Priority, SamplingParams, StoppingCriteria
 from services.engine.stop_strings import StopStringMatcher
+
+if TYPE_CHECKING:  # no xgrammar or torch here: the scheduler imports this module
+    from services.engine.constraints.matcher import SequenceConstraint
+    from services.engine.output_parser import OutputParser
 
 
 class SequenceStatus(enum.Enum):
@@ -43,6 +48,10 @@ class Sequence:
     matched_stop: str = ""
     first_token_time: float = 0.0
     last_token_time: float = 0.0
+    # Output constraint and typed-delta parser (Engineer C's constraints/ and output_parser.py), set by the
+    # core after new_sequences; None when the request has no constraint / needs no parsing.
+    constraint: SequenceConstraint | None = None
+    parser: OutputParser | None = None
 
     @property
     def is_finished(self) -> bool:

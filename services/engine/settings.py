@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Literal
 
@@ -61,6 +62,8 @@ class EngineSettings(ServiceSettings):
     def _known_backend(cls, value: str) -> str:
         value = value.strip().lower()
         if value == "vllm":
+            if importlib.util.find_spec("vllm") is not None:  # the GPU image (backends/vllm_runner.py)
+                return value
             raise ValueError(
                 "ENGINE=vllm needs the GPU image (the vllm extra and a CUDA device); "
                 "this installation supports ENGINE=native (default) or ENGINE=transformers"
