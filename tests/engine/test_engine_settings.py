@@ -41,11 +41,17 @@ def test_cpu_defaults_to_float32_and_physical_cores() -> None:
     assert settings.resolved_num_threads() >= 1
 
 
-def test_hub_ids_are_refused_with_what_is_accepted() -> None:
+def test_hub_ids_missing_from_the_local_caches_are_refused_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_ENABLE_HF_TRANSFER", raising=False)
     with pytest.raises(InvalidArgument) as caught:
         resolve_model("meta-llama/Llama-3.1-8B-Instruct")
     message = caught.value.message
-    assert BUNDLED_MODEL_ID in message and "local directory" in message and "offline" in message
+    assert "local Hugging Face caches" in message and "HF_HUB_ENABLE_HF_TRANSFER=1" in message
+    with pytest.raises(InvalidArgument) as caught:
+        resolve_model("no such model")
+    assert BUNDLED_MODEL_ID in caught.value.message and "local directory" in caught.value.message
 
 
 def test_local_directory_needs_config_and_safetensors(tmp_path: Path) -> None:
@@ -61,7 +67,7 @@ def test_existing_cache_is_reused_without_converting(tmp_path: Path, monkeypatch
     target.mkdir(parents=True)
     for name in REQUIRED_FILES:
         (target / name).write_text("{}")
-    monkeypatch.setattr(model_cache, "_convert_bundled", lambda *a, **k: pytest.fail("converted again"))
+    monkeypatch.setattr(model_cache, "convert_gguf", lambda *a, **k: pytest.fail("converted again"))
     started = time.perf_counter()
     assert ensure_bundled_model() == target
     assert time.perf_counter() - started < 1.0
