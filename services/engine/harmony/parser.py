@@ -13,7 +13,8 @@ state; this class classifies each content piece:
 * anything else (``final``, and ``commentary`` preambles meant for the user): content.
 
 If the model breaks the format (the strict parser raises), the rest of the
-output is passed through as content rather than lost.
+output is passed through as content rather than lost; so is output that never
+formed a message header at all (seen when the sequence ends).
 """
 
 from __future__ import annotations
@@ -38,23 +39,41 @@ class HarmonyOutputParser(OutputParser):
         self._channel: str | None = None
         self._call_index = -1
         self._is_broken = False
+        self._has_content = False
+        self._unparsed: list[int] = []  # generated tokens before any message reached its content
+        self._pending: list[Delta] = []
         for token_id in prefill_ids:  # the prompt opened the message: replay its header
-            self._step(token_id)
+            self._pending += self._step(token_id)  # (a forced call's name goes out with the first token)
+        self._unparsed.clear()
 
     def push(self, token_id: int, text: str) -> list[Delta]:
+        deltas, self._pending = self._pending, []
         if self._is_broken:
-            return self._raw(token_id)
+            return deltas + self._raw([token_id])
         try:
-            return self._step(token_id)
+            return deltas + self._step(token_id)
         except Exception:  # noqa: BLE001 - openai-harmony raises its own error types for malformed output
             log.warning("gpt-oss output broke the Harmony format; passing the rest through as content")
             self._is_broken = True
-            return self._raw(token_id)
+            return deltas + self._raw([*self._unparsed, token_id])
+
+    def finish(self) -> list[Delta]:
+        """Output that never formed a Harmony message (no header at all) is plain content."""
+        deltas, self._pending = self._pending, []
+        if self._unparsed and not self._has_content and not self._is_broken:
+            deltas += self._raw(self._unparsed)
+        self._unparsed = []
+        return deltas
 
     def _step(self, token_id: int) -> list[Delta]:
         parser = self._parser
         parser.process(token_id)
         channel = parser.current_channel
+        if channel is not None:
+            self._has_content = True
+            self._unparsed = []
+        elif not self._has_content:
+            self._unparsed.append(token_id)
         deltas: list[Delta] = []
         recipient = parser.current_recipient
         if channel is not None and self._channel is None and recipient:  # a tool call's header just closed
@@ -74,10 +93,8 @@ class HarmonyOutputParser(OutputParser):
             deltas.append(Delta(DeltaKind.CONTENT, piece))
         return deltas
 
-    def _raw(self, token_id: int) -> list[Delta]:
-        if self._encoding.is_special_token(token_id):
-            return []
-        text = self._encoding.decode([token_id])
+    def _raw(self, token_ids: list[int]) -> list[Delta]:
+        text = self._encoding.decode([t for t in token_ids if not self._encoding.is_special_token(t)])
         return [Delta(DeltaKind.CONTENT, text)] if text else []
 
 
