@@ -1,11 +1,10 @@
-"""The engine loop: one worker thread that owns the model and steps every running request.
+"""The engine loop: one worker thread that owns the model and runs the scheduler's steps.
 
-Each step admits waiting requests (packing their prompts into as few prefill
-passes as fit PREFILL_TOKEN_BUDGET), then advances all running sequences by
-one token in a single batched decode,
-samples, detokenizes and hands events to each request's sink. Aborts are
-flags checked at the top of every step, so a cancelled request stops within
-one decode step.
+Each step the scheduler picks the tokens to run (decodes, prompt chunks, new
+prompts; see ``scheduler.py``), the runner computes them in one forward pass,
+and the sequences whose chunk reached their last token sample a next token,
+detokenize it and hand events to their request's sink. Aborts are flags
+checked at the top of every step, so a cancelled request stops within one step.
 
 Why a thread and not an asyncio task: torch releases the GIL inside kernels,
 so one thread keeps the cores busy, and callers on any event loop (the gRPC
@@ -22,30 +21,43 @@ import time
 import torch
 
 from services.common.errors import InvalidArgument, Unavailable
+from services.engine.block_manager import BlockManager
 from services.engine.events import Complete, ErrorEvent, PositionLogprobs, TokenLogprob
+from services.engine.metrics import EngineMetrics
 from services.engine.model_runner import ModelRunner
 from services.engine.output_parser import typed_chunks
 from services.engine.sampler import SampledToken, SamplingRow, new_generator, sample
-from services.engine.scheduler import Scheduler
+from services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from services.engine.sequence import RequestState, Sequence
 from services.engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-#: Prompt tokens packed into one prefill pass. Short prompts are bound by reading the weights, so
-#: packing them is nearly free; past this size a pass is compute-bound and packing gains nothing.
-PREFILL_TOKEN_BUDGET = 2048
-
 
 class EngineLoop:
-    def __init__(self, runner: ModelRunner, tokenizer: Tokenizer, *, max_waiting: int, num_threads: int) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: Tokenizer,
+        config: SchedulerConfig,
+        *,
+        num_threads: int,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
         self.runner = runner
         self.tokenizer = tokenizer
         self.num_threads = num_threads
-        self.scheduler = Scheduler(max_num_seqs=runner.max_num_seqs, max_waiting=max_waiting)
+        layout = runner.kv_layout
+        self.block_manager = BlockManager(
+            layout.num_blocks, layout.block_size, enable_prefix_caching=layout.enable_prefix_caching
+        )
+        self.scheduler = Scheduler(config, self.block_manager)
+        self.metrics = metrics or EngineMetrics()
         self._requests: dict[str, RequestState] = {}
+        self._request_of: dict[int, RequestState] = {}  # seq_id -> its request
         self._generators: dict[int, torch.Generator] = {}
-        self._wakeup = threading.Condition()
+        # Reentrant: a step's bookkeeping (finishing sequences) runs both inside and outside the abort handling.
+        self._wakeup = threading.Condition(threading.RLock())
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="engine-loop", daemon=True)
 
@@ -80,6 +92,8 @@ class EngineLoop:
                 )
             self.scheduler.add(request)
             self._requests[request.request_id] = request
+            for sequence in request.sequences:
+                self._request_of[sequence.seq_id] = request
             self._wakeup.notify()
 
     def abort(self, request_id: str) -> bool:
@@ -101,29 +115,56 @@ class EngineLoop:
                     self._wakeup.wait()
                 if self._stopping and not self._requests:
                     return
-                admitted = []
                 try:
                     self._handle_aborts()
-                    while self.scheduler.can_admit():
-                        admitted.append(self.scheduler.admit())
+                    output = self.scheduler.schedule()
+                    if output.is_empty and self._requests and not self.scheduler.running:
+                        self._fail_unschedulable()
                 except Exception:  # noqa: BLE001 - the worker must outlive any one request
                     log.exception("engine bookkeeping failed")
-            try:
-                if admitted:
-                    self._prefill(admitted)
-                self._decode()
-            except Exception:  # noqa: BLE001 - one bad step must not kill the engine
-                log.exception("engine step failed")
-                self._fail_running("the engine failed while generating; see the engine log")
+                    self._fail_running("the engine's scheduler failed; see the engine log")
+                    output = SchedulerOutput()
+            if not output.is_empty:
+                self._step(output)
             self._retire_finished()
+            self.metrics.observe_step(self.scheduler, self.block_manager)
+
+    def _step(self, output: SchedulerOutput) -> None:
+        now = time.perf_counter()
+        for sequence in output.preempted:
+            self.runner.release(sequence.seq_id)
+        self.metrics.preemptions.inc(len(output.preempted))
+        for item in output.scheduled:
+            request = self._request_of[item.sequence.seq_id]
+            if not request.scheduled_time:
+                request.scheduled_time = now
+                self.metrics.queue_seconds.observe(now - request.arrival_time)
+        try:
+            logits = self.runner.execute(output.scheduled)
+        except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving
+            requests = {id(r): r for r in (self._request_of[i.sequence.seq_id] for i in output.scheduled)}
+            log.exception("engine step failed", extra={"request_ids": sorted(r.request_id for r in requests.values())})
+            for request in requests.values():
+                if not request.is_finished:
+                    self._fail_request(request, f"the model step failed: {type(error).__name__}; see the engine log")
+            return
+        with self._wakeup:
+            self.scheduler.update(output)
+        self.metrics.prompt_tokens.inc(sum(i.num_new_tokens for i in output.scheduled if i.is_prefill))
+        sampled = [item.sequence for item in output.scheduled if item.needs_logits]
+        if not sampled:
+            return
+        requests = [self._request_of[s.seq_id] for s in sampled]
+        for sequence, request in zip(sampled, requests):
+            if sequence.seq_id not in self._generators:
+                self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
+        for request, sequence, token in zip(requests, sampled, self._sample(sampled, requests, logits)):
+            self._advance(request, sequence, token)
 
     def _handle_aborts(self) -> None:
         """Finish aborted requests, waiting or running (called with the lock held)."""
         for request in list(self._requests.values()):
-            if not request.is_abort_requested:
-                continue
-            self.scheduler.remove_waiting(request)
-            if request.is_finished:  # already completed in the step that raced with the abort
+            if not request.is_abort_requested or request.is_finished:
                 continue
             for sequence in request.sequences:
                 if not sequence.is_finished:
@@ -131,40 +172,6 @@ class EngineLoop:
                     self._release(sequence)
             self._complete(request)
         self._retire_finished_locked()
-
-    def _prefill(self, requests: list[RequestState]) -> None:
-        """Prefill the admitted requests' sequences, packing short prompts into one pass."""
-        now = time.perf_counter()
-        entries: list[tuple[RequestState, Sequence]] = []
-        for request in requests:
-            request.scheduled_time = now
-            for sequence in request.sequences:
-                self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
-                entries.append((request, sequence))
-        for group in _packs(entries, PREFILL_TOKEN_BUDGET):
-            group = [(r, s) for r, s in group if not s.is_finished]  # a choice of a request that failed
-            if not group:
-                continue
-            try:
-                logits = self.runner.prefill_many([s.seq_id for _, s in group], [s.prompt_ids for _, s in group])
-            except Exception as error:  # noqa: BLE001 - fail these requests only
-                log.exception("prefill failed", extra={"request_ids": sorted({r.request_id for r, _ in group})})
-                for request in {id(r): r for r, _ in group}.values():
-                    self._fail_request(request, f"prefill failed: {type(error).__name__}; see the engine log")
-                continue
-            tokens = self._sample([s for _, s in group], [r for r, _ in group], logits)
-            for (request, sequence), token in zip(group, tokens):
-                self._advance(request, sequence, token)
-
-    def _decode(self) -> None:
-        pairs = [(r, s) for r in self.scheduler.running for s in r.sequences if not s.is_finished]
-        if not pairs:
-            return
-        requests = [p[0] for p in pairs]
-        sequences = [p[1] for p in pairs]
-        logits = self.runner.decode([s.seq_id for s in sequences], [s.last_token_id for s in sequences])
-        for request, sequence, token in zip(requests, sequences, self._sample(sequences, requests, logits)):
-            self._advance(request, sequence, token)
 
     def _sample(
         self, sequences: list[Sequence], requests: list[RequestState], logits: torch.Tensor
@@ -177,6 +184,11 @@ class EngineLoop:
 
     def _advance(self, request: RequestState, sequence: Sequence, token: SampledToken) -> None:
         now = time.perf_counter()
+        if sequence.output_ids:
+            self.metrics.time_per_output_token_seconds.observe(now - sequence.last_token_time)
+        elif not any(s.output_ids for s in request.sequences):
+            self.metrics.time_to_first_token_seconds.observe(now - request.arrival_time)
+        self.metrics.generation_tokens.inc()
         text = sequence.append(token.token_id, now)
         logprobs = ()
         if token.logprob is not None:
@@ -206,6 +218,9 @@ class EngineLoop:
         return PositionLogprobs(chosen, tuple(TokenLogprob(i, text(i), lp) for i, lp in token.top))
 
     def _release(self, sequence: Sequence) -> None:
+        """Give a finished sequence's KV blocks back and drop its per-sequence state."""
+        with self._wakeup:
+            self.scheduler.finish(sequence)
         self.runner.release(sequence.seq_id)
         self._generators.pop(sequence.seq_id, None)
 
@@ -217,6 +232,7 @@ class EngineLoop:
             assert sequence.finish_reason is not None
             timings = request.timings(sequence, now)
             request.sink(Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop))
+        self.metrics.requests.labels(finish_reason=request.sequences[0].finish_reason.value).inc()
         log.info(
             "generate done",
             extra={
@@ -224,6 +240,8 @@ class EngineLoop:
                 "finish_reasons": [s.finish_reason.value for s in request.sequences if s.finish_reason],
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
+                "preemptions": sum(s.num_preemptions for s in request.sequences),
+                "queue_seconds": round(timings.queue_seconds, 4),
                 "ttft_seconds": round(timings.time_to_first_token_seconds, 4),
                 "decode_tokens_per_second": round(timings.decode_tokens_per_second, 1),
                 "total_seconds": round(timings.total_seconds, 4),
@@ -235,33 +253,28 @@ class EngineLoop:
             if not sequence.is_finished:
                 sequence.fail()
             self._release(sequence)
+        self.metrics.requests.labels(finish_reason="error").inc()
         request.sink(ErrorEvent("INTERNAL", message))
 
     def _fail_running(self, message: str) -> None:
-        for request in self.scheduler.running:
+        for request in {id(r): r for r in (self._request_of[s.seq_id] for s in self.scheduler.running)}.values():
             if not request.is_finished:
                 self._fail_request(request, message)
+
+    def _fail_unschedulable(self) -> None:
+        """Nothing runs and the queue's head still cannot start: it can never fit, so say so rather than spin."""
+        head = self.scheduler.waiting()[0]
+        request = self._request_of[head.seq_id]
+        log.error("request does not fit the KV cache", extra={"request_id": request.request_id})
+        self._fail_request(request, "the request does not fit the engine's KV cache; raise ENGINE_KV_CACHE_BLOCKS")
 
     def _retire_finished(self) -> None:
         with self._wakeup:
             self._retire_finished_locked()
 
     def _retire_finished_locked(self) -> None:
-        for request in self.scheduler.remove_finished():
-            self._requests.pop(request.request_id, None)
-        for request in [r for r in self._requests.values() if r.is_finished]:  # aborted while waiting
-            self._requests.pop(request.request_id, None)
-
-
-def _packs(entries: list[tuple[RequestState, Sequence]], budget: int) -> list[list[tuple[RequestState, Sequence]]]:
-    """Consecutive groups of at most ``budget`` prompt tokens (a longer prompt goes alone)."""
-    groups: list[list[tuple[RequestState, Sequence]]] = []
-    size = 0
-    for entry in entries:
-        length = len(entry[1].prompt_ids)
-        if not groups or size + length > budget:
-            groups.append([])
-            size = 0
-        groups[-1].append(entry)
-        size += length
-    return groups
+        for request_id, request in list(self._requests.items()):
+            if request.is_finished:
+                del self._requests[request_id]
+                for sequence in request.sequences:
+                    self._request_of.pop(sequence.seq_id, None)

@@ -7,7 +7,8 @@ stores tensors and hands them to the model's attention layers (``bind``).
 
 The pool is allocated once at start-up and never grows: ENGINE_KV_CACHE_BLOCKS
 fixes its size, or on CUDA GPU_MEMORY_UTILIZATION of the free memory after
-the weights, or on CPU a fixed memory budget. It is zero-filled: padded block
+the weights, or on CPU a fixed memory budget; the context length the runner
+reports is capped at the pool's size. It is zero-filled: padded block
 table entries gather block 0, and masked-out garbage must not be NaN (a zero
 attention weight times NaN is NaN).
 """
@@ -88,21 +89,24 @@ def num_blocks_for(
     device: torch.device | str,
     configured: int,
     gpu_memory_utilization: float,
-    min_tokens: int,
 ) -> int:
     """How many blocks to allocate: the configured count, else what the memory budget holds.
 
-    Never fewer than ``min_tokens`` worth (one sequence of the full context), so any single request
-    the validation admits fits once everything else is preempted.
+    The runner caps the context length it reports at the pool's size, so any single request the
+    validation admits fits once everything else is preempted.
     """
-    floor = -(-min_tokens // shape.block_size)
     if configured:
-        return max(configured, floor)
+        return configured
     per_block = shape.bytes_per_block(dtype)
     device = torch.device(device)
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         # Leave (1 - utilization) of the card to activations, CUDA graphs and other processes.
         budget = free - (1.0 - gpu_memory_utilization) * total
-        return max(int(budget // per_block), floor)
-    return max(CPU_BUDGET_BYTES // per_block, floor)
+        if budget < per_block:
+            raise RuntimeError(
+                f"no GPU memory left for the KV cache ({free / 2**30:.1f} GiB free of {total / 2**30:.1f}); "
+                "raise GPU_MEMORY_UTILIZATION or set ENGINE_KV_CACHE_BLOCKS"
+            )
+        return int(budget // per_block)
+    return max(1, CPU_BUDGET_BYTES // per_block)

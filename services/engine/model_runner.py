@@ -1,7 +1,11 @@
 """The one interface the engine loop drives a model through, and the factory that picks a backend.
 
-Only the engine loop's worker thread calls a runner, so runners need no locks.
-A runner owns the model and its KV state per sequence; sampling is not its job.
+Each step the scheduler decides which sequences run and how many of their
+tokens (a prompt chunk, or one token to decode); the runner computes them,
+writing their KV into the blocks the block manager gave them, and returns
+next-token logits for the sequences whose chunk reached their last token.
+Sampling is not its job. Only the engine loop's worker thread calls a runner,
+so runners need no locks.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from services.engine.scheduler import ScheduledSequence
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -27,32 +33,46 @@ class RunnerInfo:
     dtype: str
 
 
+@dataclass(frozen=True, slots=True)
+class KVLayout:
+    """What the block manager needs to know about the runner's KV memory."""
+
+    num_blocks: int
+    block_size: int
+    enable_prefix_caching: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """Settings every backend reads (from EngineSettings); backends ignore what does not apply to them."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_model_len: int = 0
+    max_num_seqs: int = 8
+    block_size: int = 16
+    num_kv_blocks: int = 0  # 0: size from memory
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+    cuda_graphs: bool = False
+
+
 class ModelRunner(ABC):
-    """Prefill a sequence, decode a batch of sequences by one token, release a sequence."""
+    """Compute scheduled tokens into the paged KV cache; return next-token logits."""
 
     info: RunnerInfo
     max_num_seqs: int
+    kv_layout: KVLayout
 
     @abstractmethod
-    def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
-        """Start ``seq_id`` with its prompt; return the next-token logits [V] (float32)."""
+    def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
+        """Run one step; logits [N, V] (float32) for the items with ``needs_logits``, in batch order.
 
-    def prefill_many(self, seq_ids: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Start several sequences; return their next-token logits [B, V]. Runners that can pack override it."""
-        return torch.stack([self.prefill(s, p) for s, p in zip(seq_ids, prompts)])
+        Items come multi-token chunks first, then one-token decodes (the scheduler's order).
+        """
 
-    @abstractmethod
-    def decode(self, seq_ids: Sequence[int], token_ids: Sequence[int]) -> torch.Tensor:
-        """Feed one token to each started sequence; return next-token logits [B, V] in the same order."""
-
-    @abstractmethod
     def release(self, seq_id: int) -> None:
-        """Forget a sequence's state (finished or aborted); unknown ids are ignored."""
-
-    @property
-    @abstractmethod
-    def num_active(self) -> int:
-        """Sequences holding state now."""
+        """A sequence finished or was preempted: drop any state kept outside the block pool (default: none)."""
 
     def close(self) -> None:
         """Free what the runner holds; the default needs nothing."""
@@ -62,22 +82,16 @@ def read_hf_config(model_dir: Path) -> dict:
     return json.loads((model_dir / "config.json").read_text())
 
 
-def create_runner(
-    backend: str, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int
-) -> ModelRunner:
+def create_runner(backend: str, model_dir: Path, options: RunnerOptions) -> ModelRunner:
     """Build the runner ENGINE names, for the model in ``model_dir``."""
     if backend == "native":
         from services.engine.native_runner import NativeRunner
 
-        return NativeRunner.load(
-            model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs
-        )
+        return NativeRunner.load(model_dir, options)
     if backend == "transformers":
         from services.engine.hf_runner import TransformersRunner
 
-        return TransformersRunner.load(
-            model_dir, device=device, dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs
-        )
+        return TransformersRunner.load(model_dir, options)
     raise ValueError(f"unknown backend {backend!r}; use native or transformers")
 
 

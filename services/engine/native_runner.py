@@ -1,4 +1,10 @@
-"""The native backend: our PyTorch model with a slot KV cache and batched decode."""
+"""The native backend: our PyTorch models over the paged KV cache.
+
+Each step is one forward pass over every scheduled token (prompt chunks and
+decodes together, as the scheduler laid them out), then logits for the rows
+that need a next token. The block pool is allocated once at load and bound
+to the model's attention layers.
+"""
 
 from __future__ import annotations
 
@@ -7,132 +13,107 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from torch import nn
 
-from services.engine.kv_cache import KVCache
-from services.engine.model_runner import DTYPES, ModelRunner, RunnerInfo, context_length, read_hf_config
-from services.engine.models.llama import LlamaConfig, LlamaModel, RotaryEmbedding
+from services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
+from services.engine.layers.attention import AttentionMetadata
+from services.engine.model_runner import (
+    DTYPES,
+    KVLayout,
+    ModelRunner,
+    RunnerInfo,
+    RunnerOptions,
+    context_length,
+    read_hf_config,
+)
+from services.engine.models.registry import build_model, model_type_of
+from services.engine.models.weights import SafetensorsWeights
+from services.engine.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
 
-#: HF architectures the native Llama model implements.
-LLAMA_ARCHITECTURES = {"LlamaForCausalLM", "MistralForCausalLM"}
-
 
 class NativeRunner(ModelRunner):
-    def __init__(self, model: LlamaModel, cache: KVCache, info: RunnerInfo) -> None:
+    def __init__(self, model: nn.Module, cache: KVCache, info: RunnerInfo, options: RunnerOptions) -> None:
         self.model = model
         self.cache = cache
         self.info = info
-        self.max_num_seqs = cache.max_slots
+        self.max_num_seqs = options.max_num_seqs
+        self.kv_layout = KVLayout(cache.num_blocks, cache.block_size, options.enable_prefix_caching)
         self._device = cache.device
-        self._idle_bytes = cache.num_bytes()
-        self._slot_of: dict[int, int] = {}  # seq_id -> slot, slots always 0..n-1
-        self._length: list[int] = [0] * cache.max_slots  # cached positions per slot
+        self._vocab_size = info.vocab_size
+        self._graphs = None
+        if options.cuda_graphs and self._device.type == "cuda":
+            from services.engine.cuda_graphs import DecodeGraphs
+
+            self._graphs = DecodeGraphs(model, cache, max_batch=options.max_num_seqs)
 
     @classmethod
-    def load(cls, model_dir: Path, *, device: str, dtype: str, max_model_len: int, max_num_seqs: int) -> NativeRunner:
+    def load(cls, model_dir: Path, options: RunnerOptions) -> NativeRunner:
         hf_config = read_hf_config(model_dir)
-        architectures = set(hf_config.get("architectures") or [])
-        if not architectures & LLAMA_ARCHITECTURES:
-            raise ValueError(
-                f"the native engine runs Llama-family models ({', '.join(sorted(LLAMA_ARCHITECTURES))}); "
-                f"{model_dir} is {sorted(architectures)}: use ENGINE=transformers"
-            )
-        config = LlamaConfig.from_hf(hf_config)
-        torch_dtype = DTYPES[dtype]
-        # Build on the meta device and assign the checkpoint's tensors: no random init of weights we replace.
-        with torch.device("meta"):
-            model = LlamaModel(config)
-        weights: dict[str, torch.Tensor] = {}
-        for path in sorted(model_dir.glob("*.safetensors")):
-            weights.update(load_file(str(path), device="cpu"))
-        model.load_hf_state_dict({k: v.to(device=device, dtype=torch_dtype) for k, v in weights.items()})
-        model.rope = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings).to(device)
-        model.requires_grad_(False)
-        model.eval()
-        max_len = context_length(hf_config, max_model_len)
-        cache = KVCache(
-            num_layers=config.num_hidden_layers,
-            max_slots=max_num_seqs,
-            num_kv_heads=config.num_key_value_heads,
-            head_dim=config.head_dim,
-            max_len=max_len,
-            dtype=torch_dtype,
+        dtype, device = DTYPES[options.dtype], torch.device(options.device)
+        model = build_model(hf_config)
+        model.load_weights(SafetensorsWeights(model_dir), device=device, dtype=dtype)
+        shape = KVCacheShape.of(model, options.block_size)
+        num_blocks = num_blocks_for(
+            shape,
+            dtype=dtype,
             device=device,
+            configured=options.num_kv_blocks,
+            gpu_memory_utilization=options.gpu_memory_utilization,
         )
+        cache = KVCache(shape, num_blocks, dtype=dtype, device=device)
+        cache.bind(model)
+        # One sequence must fit the pool on its own, so the context is what the pool holds at most.
+        max_len = min(context_length(hf_config, options.max_model_len), cache.num_tokens)
         info = RunnerInfo(
             backend="native",
-            architecture="llama",
-            vocab_size=config.vocab_size,
+            architecture=model_type_of(hf_config),
+            vocab_size=int(hf_config["vocab_size"]),
             context_length=max_len,
-            device=str(torch.device(device)),
-            dtype=dtype,
+            device=str(device),
+            dtype=options.dtype,
         )
         log.info(
             "native model loaded",
-            extra={"model_dir": str(model_dir), "dtype": dtype, "device": device, "context_length": max_len},
+            extra={
+                "model_dir": str(model_dir),
+                "dtype": options.dtype,
+                "device": str(device),
+                "context_length": max_len,
+                "kv_blocks": num_blocks,
+                "kv_block_size": options.block_size,
+                "kv_cache_mib": round(cache.num_bytes() / 2**20, 1),
+            },
         )
-        return cls(model, cache, info)
+        return cls(model, cache, info, options)
 
-    @property
-    def num_active(self) -> int:
-        return len(self._slot_of)
+    def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
+        if not batch:
+            return torch.empty(0, self._vocab_size)
+        ids: list[int] = []
+        for item in batch:
+            ids.extend(item.sequence.token_ids[item.start : item.start + item.num_new_tokens])
+        meta = AttentionMetadata.build(
+            query_lens=[item.num_new_tokens for item in batch],
+            seq_lens=[item.start + item.num_new_tokens for item in batch],
+            block_tables=[item.sequence.block_table for item in batch],
+            block_size=self.cache.block_size,
+            device=self._device,
+        )
+        input_ids = torch.tensor(ids, dtype=torch.long, device=self._device)
+        if self._graphs is not None and meta.num_prefills == 0 and self._graphs.fits(meta):
+            return self._graphs.run(input_ids, meta).float()
+        with torch.inference_mode():
+            hidden = self.model(input_ids, meta.positions, meta)
+            rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]
+            if len(rows) != hidden.shape[0]:
+                hidden = hidden[torch.tensor(rows, dtype=torch.long, device=self._device)]
+            return self.model.compute_logits(hidden).float()
 
-    def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
-        return self.prefill_many([seq_id], [token_ids])[0]
-
-    def prefill_many(self, seq_ids: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
-        for seq_id in seq_ids:
-            if seq_id in self._slot_of:
-                raise ValueError(f"sequence {seq_id} is already started")
-        first = len(self._slot_of)
-        if first + len(seq_ids) > self.cache.max_slots:
-            raise RuntimeError(f"{first} of {self.cache.max_slots} KV slots are in use; {len(seq_ids)} more do not fit")
-        slots = list(range(first, first + len(seq_ids)))
-        self.cache.ensure(first + len(seq_ids), max(len(p) for p in prompts) + 1)
-        logits = self.model.prefill([list(p) for p in prompts], self.cache, slots)
-        for seq_id, slot, prompt in zip(seq_ids, slots, prompts):
-            self._slot_of[seq_id] = slot
-            self._length[slot] = len(prompt)
-        return logits.float()
-
-    def prefill_all_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
-        """Logits at every prompt position [T, V], leaving no state behind (for parity checks)."""
-        slot = len(self._slot_of)
-        self.cache.ensure(slot + 1, len(token_ids))
-        return self.model.prefill([list(token_ids)], self.cache, [slot], all_logits=True).float()
-
-    def decode(self, seq_ids: Sequence[int], token_ids: Sequence[int]) -> torch.Tensor:
-        batch = len(seq_ids)
-        slots = [self._slot_of[s] for s in seq_ids]
-        if sorted(slots) != list(range(batch)) or batch != len(self._slot_of):
-            raise ValueError("decode must advance every active sequence together (slots 0..n-1)")
-        # The model reads slots in order 0..B-1; put the inputs in slot order and the logits back.
-        ordered = [0] * batch
-        for position, slot in enumerate(slots):
-            ordered[slot] = token_ids[position]
-        lengths = self._length[:batch]
-        self.cache.ensure(batch, max(lengths) + 1)
-        ids = torch.tensor(ordered, dtype=torch.long, device=self._device)
-        positions = torch.tensor(lengths, dtype=torch.long, device=self._device)
-        logits = self.model.decode(ids, positions, self.cache)
-        for slot in range(batch):
-            self._length[slot] += 1
-        if slots != list(range(batch)):
-            logits = logits[torch.tensor(slots, device=self._device)]
-        return logits.float()
-
-    def release(self, seq_id: int) -> None:
-        slot = self._slot_of.pop(seq_id, None)
-        if slot is None:
-            return
-        last = len(self._slot_of)  # the highest occupied slot before removal
-        if slot != last:
-            moved = next(s for s, sl in self._slot_of.items() if sl == last)
-            self.cache.move(last, slot, self._length[last])
-            self._slot_of[moved] = slot
-            self._length[slot] = self._length[last]
-        self._length[last] = 0
-        if not self._slot_of and self.cache.num_bytes() > self._idle_bytes:
-            self.cache.reset()  # idle: give back what a long or wide burst grew
+    def prompt_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
+        """Logits at every position of one prompt [T, V], written to blocks 0.. (parity checks; not while serving)."""
+        meta = AttentionMetadata.contiguous([len(token_ids)], block_size=self.cache.block_size, device=self._device)
+        with torch.inference_mode():
+            hidden = self.model(torch.tensor(list(token_ids), device=self._device), meta.positions, meta)
+            return self.model.compute_logits(hidden).float()

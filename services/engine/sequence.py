@@ -3,6 +3,8 @@
 A ``RequestState`` is one Generate call; it owns ``n`` ``Sequence``s (choices)
 that share the prompt. A sequence turns each sampled token into released text
 (incremental detokenization, then stop strings) and decides when it is done.
+It also carries what the scheduler and block manager track: its tokens so far,
+how many of them have KV in the cache, and the blocks that hold it.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ class SequenceStatus(enum.Enum):
     FINISHED = "finished"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Sequence:
-    """One choice of a request."""
+    """One choice of a request (compared by identity: schedulers keep it in lists and sets)."""
 
     seq_id: int
     index: int
@@ -52,10 +54,32 @@ class Sequence:
     # core after new_sequences; None when the request has no constraint / needs no parsing.
     constraint: SequenceConstraint | None = None
     parser: OutputParser | None = None
+    # Scheduling state, set by Scheduler.add from the request and kept up by the scheduler and block manager.
+    request_id: str = ""
+    priority: int = 1
+    arrival_time: float = 0.0
+    token_ids: list[int] = field(default_factory=list)  # prompt + output; a preempted sequence recomputes them all
+    num_computed_tokens: int = 0  # leading tokens whose KV is in the cache
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)  # prefix-cache hashes of full blocks (block_manager.py)
+    num_preemptions: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.token_ids:
+            self.token_ids = list(self.prompt_ids) + list(self.output_ids)
 
     @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        """Tokens still to run through the model: 1 while decoding, more while (re)prefilling."""
+        return len(self.token_ids) - self.num_computed_tokens
 
     @property
     def last_token_id(self) -> int:
@@ -66,6 +90,7 @@ class Sequence:
         if self.is_finished:
             raise RuntimeError(f"sequence {self.seq_id} is finished")
         self.output_ids.append(token_id)
+        self.token_ids.append(token_id)
         if not self.first_token_time:
             self.first_token_time = now
         self.last_token_time = now

@@ -34,7 +34,9 @@ def physical_cores() -> int:
 
 class EngineSettings(ServiceSettings):
     """Environment: MODEL_ID, ENGINE, ENGINE_LISTEN, ENGINE_DEVICE, ENGINE_DTYPE, ENGINE_MAX_MODEL_LEN,
-    ENGINE_NUM_THREADS, ENGINE_MAX_NUM_SEQS, ENGINE_MAX_WAITING."""
+    ENGINE_NUM_THREADS, ENGINE_MAX_NUM_SEQS, ENGINE_MAX_WAITING, ENGINE_MAX_NUM_BATCHED_TOKENS, ENGINE_BLOCK_SIZE,
+    ENGINE_KV_CACHE_BLOCKS, GPU_MEMORY_UTILIZATION, ENGINE_ENABLE_PREFIX_CACHING, ENGINE_PRIORITY_AGING_SECONDS,
+    ENGINE_CUDA_GRAPHS, ENGINE_METRICS_PORT."""
 
     model_id: str = Field(default=BUNDLED_MODEL_ID, validation_alias=AliasChoices("MODEL_ID", "model_id"))
     backend: str = Field(default="native", validation_alias=AliasChoices("ENGINE", "backend"))
@@ -56,6 +58,36 @@ class EngineSettings(ServiceSettings):
     )
     # Requests allowed to wait for a slot before new ones get RESOURCE_EXHAUSTED.
     max_waiting: int = Field(default=256, ge=0, validation_alias=AliasChoices("ENGINE_MAX_WAITING", "max_waiting"))
+    # Tokens computed in one step (decodes + prompt chunks); 0 = 512 on CPU (a chunk stalls decodes for ~1 s
+    # there), 8192 on CUDA.
+    max_num_batched_tokens: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("ENGINE_MAX_NUM_BATCHED_TOKENS", "max_num_batched_tokens")
+    )
+    # Token slots per KV block, and blocks in the pool (0 = as many as memory allows: GPU_MEMORY_UTILIZATION of
+    # the GPU, or 512 MiB on CPU).
+    block_size: int = Field(default=16, ge=1, le=256, validation_alias=AliasChoices("ENGINE_BLOCK_SIZE", "block_size"))
+    kv_cache_blocks: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("ENGINE_KV_CACHE_BLOCKS", "kv_cache_blocks")
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        validation_alias=AliasChoices("GPU_MEMORY_UTILIZATION", "gpu_memory_utilization"),
+    )
+    enable_prefix_caching: bool = Field(
+        default=True, validation_alias=AliasChoices("ENGINE_ENABLE_PREFIX_CACHING", "enable_prefix_caching")
+    )
+    # A waiting request ranks one priority level higher per this many seconds of waiting (no starvation).
+    priority_aging_seconds: float = Field(
+        default=5.0, gt=0.0, validation_alias=AliasChoices("ENGINE_PRIORITY_AGING_SECONDS", "priority_aging_seconds")
+    )
+    # Decode through CUDA graphs (captured per batch-size bucket); CUDA only, ignored on CPU.
+    cuda_graphs: bool = Field(default=False, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
+    # Port of the Prometheus /metrics endpoint; 0 = off.
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=AliasChoices("ENGINE_METRICS_PORT", "metrics_port")
+    )
 
     @field_validator("backend")
     @classmethod
@@ -92,3 +124,7 @@ class EngineSettings(ServiceSettings):
 
     def resolved_num_threads(self) -> int:
         return self.num_threads or physical_cores()
+
+    def resolved_max_num_batched_tokens(self, device: str) -> int:
+        tokens = self.max_num_batched_tokens or (8192 if device.startswith("cuda") else 512)
+        return max(tokens, self.max_num_seqs)

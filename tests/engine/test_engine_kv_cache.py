@@ -1,53 +1,49 @@
-"""The slot KV cache's growth and compaction, on tiny tensors."""
+"""The paged KV pool: its shape, binding to a model's attention layers, and sizing from settings."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from services.engine.kv_cache import MIN_CAPACITY, KVCache
-
-
-def cache(max_slots: int = 8, max_len: int = 4096) -> KVCache:
-    return KVCache(
-        num_layers=2,
-        max_slots=max_slots,
-        num_kv_heads=1,
-        head_dim=2,
-        max_len=max_len,
-        dtype=torch.float32,
-        device="cpu",
-    )
+from services.engine.kv_cache import CPU_BUDGET_BYTES, KVCache, KVCacheShape, num_blocks_for
+from services.engine.layers.attention import Attention
 
 
-def test_starts_small_and_grows_by_doubling_keeping_contents() -> None:
-    kv = cache()
-    assert (kv.num_slots, kv.capacity) == (1, MIN_CAPACITY)
-    kv.keys[1][0, 0, 7] = torch.tensor([3.0, 4.0])
-    kv.ensure(3, 600)
-    assert (kv.num_slots, kv.capacity) == (4, 1024)
-    assert kv.keys[1][0, 0, 7].tolist() == [3.0, 4.0]
-    assert kv.keys[0].shape == (4, 1, 1024, 2)
+class TwoLayers(nn.Module):
+    def __init__(self, count: int = 2) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Attention(4, 2, 8, scale=1.0) for _ in range(count))
 
 
-def test_growth_is_capped_and_limits_are_errors() -> None:
-    kv = cache(max_slots=3, max_len=700)
-    kv.ensure(3, 700)
-    assert (kv.num_slots, kv.capacity) == (3, 700)
-    with pytest.raises(ValueError, match="context length"):
-        kv.ensure(1, 701)
-    with pytest.raises(ValueError, match="at most 3"):
-        kv.ensure(4, 10)
+def test_pool_shape_and_binding_in_layer_order() -> None:
+    model = TwoLayers()
+    shape = KVCacheShape.of(model, block_size=16)
+    assert shape == KVCacheShape(num_layers=2, num_kv_heads=2, head_dim=8, block_size=16)
+    cache = KVCache(shape, 10, dtype=torch.float32, device="cpu")
+    cache.bind(model)
+    assert model.layers[1].k_cache is cache.keys[1] and model.layers[0].v_cache is cache.values[0]
+    assert cache.keys[0].shape == (10, 16, 2, 8) and cache.num_tokens == 160
+    assert not cache.keys[0].any()  # zero-filled: masked padding must not be NaN
+    assert cache.num_bytes() == 10 * shape.bytes_per_block(torch.float32)
+    with pytest.raises(ValueError, match="3 attention layers"):
+        cache.bind(TwoLayers(3))
 
 
-def test_move_copies_a_slot_and_reset_shrinks() -> None:
-    kv = cache()
-    kv.ensure(2, 10)
-    kv.values[0][1, 0, :3] = torch.ones(3, 2)
-    kv.move(1, 0, 3)
-    assert kv.values[0][0, 0, :3].sum().item() == 6.0
-    small = kv.num_bytes()
-    kv.ensure(8, 4000)
-    assert kv.num_bytes() > small
-    kv.reset()
-    assert (kv.num_slots, kv.capacity) == (1, MIN_CAPACITY)
+def test_block_count_from_settings_or_memory_budget() -> None:
+    shape = KVCacheShape(num_layers=30, num_kv_heads=3, head_dim=64, block_size=16)
+    per_block = 2 * 30 * 16 * 3 * 64 * 4
+    assert shape.bytes_per_block(torch.float32) == per_block
+    common = dict(dtype=torch.float32, device="cpu", gpu_memory_utilization=0.9)
+    assert num_blocks_for(shape, configured=7, **common) == 7
+    assert num_blocks_for(shape, configured=0, **common) == CPU_BUDGET_BYTES // per_block
+
+
+def test_runner_caps_the_context_at_the_pool() -> None:
+    """A pool smaller than the model's context shrinks the context the engine admits, so one request always fits."""
+    from services.engine.model_cache import ensure_bundled_model
+    from services.engine.model_runner import RunnerOptions
+    from services.engine.native_runner import NativeRunner
+
+    runner = NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(num_kv_blocks=20, block_size=16))
+    assert runner.info.context_length == 320 and runner.kv_layout.num_blocks == 20

@@ -14,35 +14,31 @@ import torch
 
 from services.engine.engine_loop import EngineLoop
 from services.engine.events import Chunk, Complete, ErrorEvent, FinishReason
-from services.engine.model_runner import ModelRunner, RunnerInfo
+from services.engine.model_runner import KVLayout, ModelRunner, RunnerInfo
 from services.engine.request import Priority, SamplingParams, StoppingCriteria
+from services.engine.scheduler import ScheduledSequence, SchedulerConfig
 from services.engine.sequence import RequestState, new_sequences
 
 VOCAB = 8
 
 
 class ScriptedRunner(ModelRunner):
-    """Always predicts token 3; raises on decode while ``fail_decode`` is set."""
+    """Always predicts token 3; raises on a step with a decode in it while ``fail_decode`` is set."""
 
     def __init__(self, max_num_seqs: int) -> None:
         self.info = RunnerInfo("scripted", "none", VOCAB, 1024, "cpu", "float32")
         self.max_num_seqs = max_num_seqs
+        self.kv_layout = KVLayout(num_blocks=64, block_size=16, enable_prefix_caching=False)
         self.fail_decode = False
         self.active: set[int] = set()
 
-    def _logits(self, rows: int) -> torch.Tensor:
-        logits = torch.zeros(rows, VOCAB)
+    def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
+        self.active.update(item.sequence.seq_id for item in batch)
+        if self.fail_decode and any(item.start > 0 for item in batch):
+            raise RuntimeError("scripted failure")
+        logits = torch.zeros(sum(item.needs_logits for item in batch), VOCAB)
         logits[:, 3] = 10.0
         return logits
-
-    def prefill(self, seq_id: int, token_ids: Sequence[int]) -> torch.Tensor:
-        self.active.add(seq_id)
-        return self._logits(1)[0]
-
-    def decode(self, seq_ids: Sequence[int], token_ids: Sequence[int]) -> torch.Tensor:
-        if self.fail_decode:
-            raise RuntimeError("scripted failure")
-        return self._logits(len(seq_ids))
 
     def release(self, seq_id: int) -> None:
         self.active.discard(seq_id)
@@ -60,7 +56,8 @@ class ToyTokenizer:
 @pytest.fixture
 def loop_and_runner():
     runner = ScriptedRunner(max_num_seqs=1)
-    loop = EngineLoop(runner, ToyTokenizer(), max_waiting=4, num_threads=1)  # type: ignore[arg-type]
+    config = SchedulerConfig(max_num_seqs=1, max_num_batched_tokens=64, max_waiting=4)
+    loop = EngineLoop(runner, ToyTokenizer(), config, num_threads=1)  # type: ignore[arg-type]
     loop.start()
     yield loop, runner
     loop.stop()

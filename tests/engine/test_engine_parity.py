@@ -8,9 +8,11 @@ import torch
 from services.engine.core import EngineCore
 from services.engine.events import Chunk
 from services.engine.model_cache import ensure_bundled_model
+from services.engine.model_runner import RunnerOptions
 from services.engine.native_runner import NativeRunner
 from services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria, TextInput
 from services.engine.settings import EngineSettings
+from tests.engine.runner_steps import Steps
 from tests.helpers import ThreadLoop
 
 PROMPTS = [
@@ -29,9 +31,7 @@ def hf_model():
 
 @pytest.fixture(scope="module")
 def native_runner() -> NativeRunner:
-    return NativeRunner.load(
-        ensure_bundled_model(quiet=True), device="cpu", dtype="float32", max_model_len=0, max_num_seqs=4
-    )
+    return NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(max_num_seqs=4, num_kv_blocks=64))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def transformers_core():
 @pytest.mark.parametrize("prompt", PROMPTS, ids=["chat", "system", "code"])
 def test_prompt_logits_match_transformers(engine_core, hf_model, native_runner, prompt) -> None:
     ids = engine_core.tokenizer.encode_input(prompt)
-    ours = native_runner.prefill_all_logits(ids)
+    ours = native_runner.prompt_logits(ids)
     with torch.inference_mode():
         theirs = hf_model(torch.tensor([ids])).logits[0].float()
     assert ours.shape == theirs.shape
@@ -55,11 +55,12 @@ def test_prompt_logits_match_transformers(engine_core, hf_model, native_runner, 
 
 def test_decode_with_kv_cache_matches_a_full_forward(hf_model, native_runner) -> None:
     ids = [1, 4093, 198, 19556, 905, 28, 638, 359, 346, 47]
-    logits = native_runner.prefill(100, ids[:4])
-    steps = [logits]
+    run = Steps(native_runner)
+    seq = run.sequence(ids[:4])
+    steps = [run.run([(seq, None)])[0]]
     for position in range(4, len(ids)):
-        steps.append(native_runner.decode([100], [ids[position]])[0])
-    native_runner.release(100)
+        run.feed(seq, ids[position])
+        steps.append(run.run([(seq, 1)])[0])
     with torch.inference_mode():
         reference = hf_model(torch.tensor([ids])).logits[0, 3:].float()
     assert (torch.stack(steps) - reference).abs().max().item() < 2e-3
@@ -67,31 +68,39 @@ def test_decode_with_kv_cache_matches_a_full_forward(hf_model, native_runner) ->
 
 def test_batched_decode_matches_single_decode(native_runner) -> None:
     prompts = [[1, 4093, 198, 19556], [1, 9690, 198, 2683, 359, 253, 5356]]
+    run = Steps(native_runner)
     single = []
     for prompt in prompts:
-        native_runner.prefill(0, prompt)
-        single.append(native_runner.decode([0], [905])[0])
-        native_runner.release(0)
-    native_runner.prefill(1, prompts[0])
-    native_runner.prefill(2, prompts[1])
-    batched = native_runner.decode([2, 1], [905, 905])  # out of slot order on purpose
-    native_runner.release(1)
-    native_runner.release(2)
+        seq = run.sequence(prompt)
+        run.run([(seq, None)])
+        run.feed(seq, 905)
+        single.append(run.run([(seq, 1)])[0])
+        run.free(seq)
+    first, second = run.sequence(prompts[0]), run.sequence(prompts[1])
+    run.run([(second, None)])
+    run.run([(first, None)])  # blocks interleaved in the pool, not in sequence order
+    run.feed(first, 905)
+    run.feed(second, 905)
+    batched = run.run([(second, 1), (first, 1)])
     assert (batched[0] - single[1]).abs().max().item() < 1e-3
     assert (batched[1] - single[0]).abs().max().item() < 1e-3
 
 
 def test_packed_prefill_matches_one_prompt_at_a_time(native_runner) -> None:
     prompts = [[1, 4093, 198, 19556, 905], [1, 9690], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173]]
+    run = Steps(native_runner)
     single = []
     for prompt in prompts:
-        first = native_runner.prefill(0, prompt)
-        single.append((first, native_runner.decode([0], [int(first.argmax())])[0]))
-        native_runner.release(0)
-    packed = native_runner.prefill_many([10, 11, 12], prompts)
-    following = native_runner.decode([10, 11, 12], [int(t) for t in packed.argmax(-1)])
-    for seq_id in (10, 11, 12):
-        native_runner.release(seq_id)
+        seq = run.sequence(prompt)
+        first = run.run([(seq, None)])[0]
+        run.feed(seq, int(first.argmax()))
+        single.append((first, run.run([(seq, 1)])[0]))
+        run.free(seq)
+    seqs = [run.sequence(p) for p in prompts]
+    packed = run.run([(s, None) for s in seqs])
+    for seq, token in zip(seqs, packed.argmax(-1).tolist()):
+        run.feed(seq, token)
+    following = run.run([(s, 1) for s in seqs])
     for i, (first, second) in enumerate(single):
         assert (packed[i] - first).abs().max().item() < 1e-3
         assert (following[i] - second).abs().max().item() < 1e-3
@@ -128,12 +137,10 @@ async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(
 
 
 def test_bfloat16_weights_stay_close_to_float32(engine_core, native_runner) -> None:
-    bf16 = NativeRunner.load(
-        ensure_bundled_model(quiet=True), device="cpu", dtype="bfloat16", max_model_len=0, max_num_seqs=1
-    )
+    bf16 = NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(dtype="bfloat16", num_kv_blocks=16))
     ids = engine_core.tokenizer.encode_input(PROMPTS[0])
-    low = bf16.prefill_all_logits(ids)
-    full = native_runner.prefill_all_logits(ids)
+    low = bf16.prompt_logits(ids)
+    full = native_runner.prompt_logits(ids)
     similarity = torch.nn.functional.cosine_similarity(low, full, dim=-1)
     assert similarity.min().item() > 0.99
     assert low[-1].argmax() == full[-1].argmax()
