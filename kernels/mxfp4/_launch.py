@@ -93,5 +93,7 @@ def splitk_counters(device: torch.device, count: int) -> torch.Tensor:
         _COUNTERS[device] = buf
     return buf
 
-# From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tile (GPU sweep).
-PREFILL_CUBLAS_MIN_M = 1024
+# From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tile: at M = 256
+# on five of the six H100 cases (all but the 201088-row unembedding) and at M = 2048 on all six.
+# Rows 17..255 keep the in-register dequant_dot tile (not measured between 16 and 256).
+PREFILL_CUBLAS_MIN_M = 256

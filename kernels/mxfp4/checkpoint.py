@@ -9,14 +9,27 @@ loading is validation plus the one-time MoE re-layout in ``MoEWeights.from_gate_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Union
 
 import torch
 
 from kernels.mxfp4.format import BLOCK_SIZE, MXFP4Tensor
 from kernels.mxfp4.moe_layout import MoEWeights
 
-TensorGetter = Callable[[str], torch.Tensor]
+# A safetensors handle (``safe_open(...)``), a mapping of name -> tensor, or a callable that
+# raises KeyError for a missing name.
+TensorSource = Union[Callable[[str], torch.Tensor], Mapping[str, torch.Tensor], Any]
+
+
+def _get(source: TensorSource, name: str) -> torch.Tensor:
+    if hasattr(source, "get_tensor") and hasattr(source, "keys"):
+        if name not in source.keys():
+            raise KeyError(name)
+        return source.get_tensor(name)
+    if isinstance(source, Mapping):
+        return source[name]
+    return source(name)
 
 
 def from_blocks(blocks: torch.Tensor, scales: torch.Tensor) -> MXFP4Tensor:
@@ -26,25 +39,25 @@ def from_blocks(blocks: torch.Tensor, scales: torch.Tensor) -> MXFP4Tensor:
     return MXFP4Tensor(blocks.contiguous(), scales.contiguous(), int(blocks.shape[-2]) * BLOCK_SIZE)
 
 
-def load_mxfp4(get: TensorGetter, name: str) -> MXFP4Tensor:
+def load_mxfp4(get: TensorSource, name: str) -> MXFP4Tensor:
     """``name`` without suffix: tries ``name_blocks``/``name_scales``, then ``name.blocks``/``name.scales``."""
     for blocks_name, scales_name in ((f"{name}_blocks", f"{name}_scales"), (f"{name}.blocks", f"{name}.scales")):
         try:
-            blocks = get(blocks_name)
+            blocks = _get(get, blocks_name)
         except KeyError:
             continue
-        return from_blocks(blocks, get(scales_name))
+        return from_blocks(blocks, _get(get, scales_name))
     raise KeyError(f"no MXFP4 tensor {name!r} (looked for {name}_blocks and {name}.blocks)")
 
 
-def load_gpt_oss_experts(get: TensorGetter, layer: int, device: torch.device | str = "cpu") -> MoEWeights:
+def load_gpt_oss_experts(get: TensorSource, layer: int, device: torch.device | str = "cpu") -> MoEWeights:
     """One layer's experts, in either naming, re-laid out for the kernels and moved to ``device``."""
     hf = f"model.layers.{layer}.mlp.experts."
     try:
         gate_up, down = load_mxfp4(get, hf + "gate_up_proj"), load_mxfp4(get, hf + "down_proj")
-        gate_up_bias, down_bias = get(hf + "gate_up_proj_bias"), get(hf + "down_proj_bias")
+        gate_up_bias, down_bias = _get(get, hf + "gate_up_proj_bias"), _get(get, hf + "down_proj_bias")
     except KeyError:
         orig = f"block.{layer}.mlp."
         gate_up, down = load_mxfp4(get, orig + "mlp1_weight"), load_mxfp4(get, orig + "mlp2_weight")
-        gate_up_bias, down_bias = get(orig + "mlp1_bias"), get(orig + "mlp2_bias")
+        gate_up_bias, down_bias = _get(get, orig + "mlp1_bias"), _get(get, orig + "mlp2_bias")
     return MoEWeights.from_gate_up(gate_up.to(device), down.to(device), gate_up_bias.to(device), down_bias.to(device))

@@ -159,7 +159,7 @@ def test_gpt_oss_checkpoint_loading_and_gate_up_split(naming: str) -> None:
                  p + "mlp2_weight.blocks": down.blocks, p + "mlp2_weight.scales": down.scales,
                  p + "mlp1_bias": torch.randn(e, 2 * i), p + "mlp2_bias": torch.randn(e, h)}
         bias = names[p + "mlp1_bias"]
-    w = load_gpt_oss_experts(names.__getitem__, 2)
+    w = load_gpt_oss_experts(names if naming == "hf" else names.__getitem__, 2)  # a mapping or a getter
     full = dequantize_torch(gate_up)
     assert torch.equal(dequantize_torch(w.glu), full[:, 0::2]) and torch.equal(dequantize_torch(w.linear), full[:, 1::2])
     assert torch.equal(w.glu_bias, bias[:, 0::2].float()) and torch.equal(w.linear_bias, bias[:, 1::2].float())
@@ -177,3 +177,19 @@ def test_fma8_layout_is_a_bit_permutation_that_round_trips() -> None:
     assert torch.equal(dequantize_torch(s), dequantize_torch(w))
     with pytest.raises(ValueError, match="layout"):
         to_layout(w, "nope")
+
+
+def test_loading_from_a_safetensors_file(tmp_path) -> None:
+    safetensors = pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    e, i, h = 2, 32, 64
+    gate_up, down = quantize_torch(torch.randn(e, 2 * i, h)), quantize_torch(torch.randn(e, h, i))
+    p = "block.0.mlp."
+    save_file({p + "mlp1_weight.blocks": gate_up.blocks, p + "mlp1_weight.scales": gate_up.scales,
+               p + "mlp2_weight.blocks": down.blocks, p + "mlp2_weight.scales": down.scales,
+               p + "mlp1_bias": torch.randn(e, 2 * i), p + "mlp2_bias": torch.randn(e, h)}, tmp_path / "m.safetensors")
+    with safetensors.safe_open(tmp_path / "m.safetensors", "pt") as f:
+        w = load_gpt_oss_experts(f, 0)
+        single = load_mxfp4(f, p + "mlp2_weight")
+    assert torch.equal(dequantize_torch(w.down), dequantize_torch(down)) and single.shape == (e, h, i)
