@@ -119,7 +119,9 @@ TOOL_CALL_TAG = "<tool_call>"
 
 
 def match_call_header(text: str) -> tuple[str, int] | bool | None:
-    """Match ``{"name": "<tool>", "arguments": `` at the start of ``text`` (whitespace and a ``<tool_call>`` tag allowed).
+    """Match ``{"name": "<tool>", "arguments": `` at the start of ``text``.
+
+    Whitespace and a leading ``<tool_call>`` tag are allowed.
 
     Returns (name, end offset) on a full match, None while ``text`` is a prefix of
     one, False once it cannot be one.
@@ -272,12 +274,7 @@ def _merge(deltas: list[Delta]) -> list[Delta]:
     merged: list[Delta] = []
     for delta in deltas:
         last = merged[-1] if merged else None
-        if (
-            last is not None
-            and last.kind is delta.kind
-            and last.tool_call is None
-            and delta.tool_call is None
-        ):
+        if last is not None and last.kind is delta.kind and last.tool_call is None and delta.tool_call is None:
             merged[-1] = Delta(last.kind, last.text + delta.text)
         elif (
             last is not None
@@ -287,7 +284,9 @@ def _merge(deltas: list[Delta]) -> list[Delta]:
             and not delta.tool_call.id
         ):
             t = last.tool_call
-            merged[-1] = Delta(last.kind, "", ToolCallDelta(t.index, t.id, t.name, t.arguments + delta.tool_call.arguments))
+            merged[-1] = Delta(
+                last.kind, "", ToolCallDelta(t.index, t.id, t.name, t.arguments + delta.tool_call.arguments)
+            )
         else:
             merged.append(delta)
     return merged

@@ -70,13 +70,16 @@ def check_constraint(request: GenerateRequest) -> None:
     )
     require(
         not request.stopping.ignore_eos,
-        "stopping.ignore_eos: a constrained output ends when its grammar is complete; drop ignore_eos or the constraint",
+        "stopping.ignore_eos: a constrained output ends when its grammar is complete; "
+        "drop ignore_eos or the constraint",
         field="ignore_eos",
     )
     if constraint.kind == "choice":
         choices = tuple(constraint.value or ())  # type: ignore[arg-type]
         require(len(choices) > 0, "constraint.choice: give at least one choice", field="constraint.choice")
-        require(len(choices) <= MAX_CHOICES, f"constraint.choice: at most {MAX_CHOICES} choices", field="constraint.choice")
+        require(
+            len(choices) <= MAX_CHOICES, f"constraint.choice: at most {MAX_CHOICES} choices", field="constraint.choice"
+        )
     if constraint.kind == "tool_name":
         tools = request.input.tools if isinstance(request.input, ChatInput) else ()
         require(

@@ -25,7 +25,28 @@ from services.engine.constraints import (
 from services.engine.request import Constraint, SamplingParams, Tool
 from services.engine.sampler import SamplingRow, new_generator, sample
 
-VOCAB = [b"<eos>", b"a", b"b", b"ab", b"{", b"}", b'"', b"x", b":", b" ", b",", b"1", b"2", b"yes", b"no", b"y", b"e", b"s", b"n", b"o"]
+VOCAB = [
+    b"<eos>",
+    b"a",
+    b"b",
+    b"ab",
+    b"{",
+    b"}",
+    b'"',
+    b"x",
+    b":",
+    b" ",
+    b",",
+    b"1",
+    b"2",
+    b"yes",
+    b"no",
+    b"y",
+    b"e",
+    b"s",
+    b"n",
+    b"o",
+]
 ID = {token.decode(): i for i, token in enumerate(VOCAB)}
 EOS = 0
 
@@ -47,14 +68,18 @@ def allowed(constraint: SequenceConstraint) -> set[str]:
 def test_spec_maps_each_constraint_kind() -> None:
     tools = (Tool("get_weather", "", json.dumps({"type": "object", "properties": {"city": {"type": "string"}}})),)
     env = ToolCallFormat.JSON_ENVELOPE
-    assert grammar_spec(Constraint("json_object"), (), env) == GrammarSpec(GrammarKind.JSON_SCHEMA, '{"type": "object"}')
+    assert grammar_spec(Constraint("json_object"), (), env) == GrammarSpec(
+        GrammarKind.JSON_SCHEMA, '{"type": "object"}'
+    )
     assert grammar_spec(Constraint("regex", "a+"), (), env).kind is GrammarKind.REGEX
     choice = grammar_spec(Constraint("choice", ('say "hi"', "b\\c", "b\\c")), (), env)
     assert choice.source == 'root ::= "say \\"hi\\"" | "b\\\\c"'  # escaped, duplicates dropped
     envelope = json.loads(grammar_spec(Constraint("tool_name", "get_weather"), tools, env).source)
     assert envelope["properties"]["name"] == {"const": "get_weather"}
     assert envelope["properties"]["arguments"]["properties"] == {"city": {"type": "string"}}
-    arguments = json.loads(grammar_spec(Constraint("tool_name", "get_weather"), tools, ToolCallFormat.ARGUMENTS_ONLY).source)
+    arguments = json.loads(
+        grammar_spec(Constraint("tool_name", "get_weather"), tools, ToolCallFormat.ARGUMENTS_ONLY).source
+    )
     assert arguments == {"type": "object", "properties": {"city": {"type": "string"}}}
 
 
@@ -100,7 +125,12 @@ def test_refused_token_stops_constraining_instead_of_failing(compiler: Constrain
 
 def test_compiled_grammars_are_cached_by_spec_and_evicted_least_recent_first() -> None:
     cache = GrammarCache(capacity=2)
-    toy = ConstraintCompiler.from_token_bytes(VOCAB, vocab_size=len(VOCAB), stop_token_ids=[EOS], name="toy", )
+    toy = ConstraintCompiler.from_token_bytes(
+        VOCAB,
+        vocab_size=len(VOCAB),
+        stop_token_ids=[EOS],
+        name="toy",
+    )
     toy.cache = cache
     specs = [GrammarSpec(GrammarKind.REGEX, r) for r in ("a", "b", "ab")]
     first = toy.compile(specs[0])
@@ -149,7 +179,10 @@ def test_bitmask_is_filled_on_the_worker_while_the_caller_runs(compiler: Constra
     threads: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mask-test") as executor:
         constraint = SequenceConstraint(
-            compiler.compile(GrammarSpec(GrammarKind.REGEX, "a+")), vocab_size=len(VOCAB), stop_token_ids=[EOS], executor=executor
+            compiler.compile(GrammarSpec(GrammarKind.REGEX, "a+")),
+            vocab_size=len(VOCAB),
+            stop_token_ids=[EOS],
+            executor=executor,
         )
         original = constraint._fill
 
@@ -176,7 +209,10 @@ def test_sampler_never_picks_a_forbidden_token_and_reports_raw_logprobs(compiler
         spec = GrammarSpec(GrammarKind.REGEX, "(a|b)+")
         return SamplingRow(params, new_generator(seed, 0), [], [], compiler.new_constraint(spec, stop_token_ids=[EOS]))
 
-    greedy, sampled = sample(logits, [row(SamplingParams(temperature=0, logprobs=True, top_logprobs=1), 0), row(SamplingParams(temperature=1.0), 1)])
+    greedy, sampled = sample(
+        logits,
+        [row(SamplingParams(temperature=0, logprobs=True, top_logprobs=1), 0), row(SamplingParams(temperature=1.0), 1)],
+    )
     assert greedy.token_id == ID["b"]
     assert greedy.logprob == pytest.approx(float(raw[ID["b"]]))
     assert greedy.top[0][0] == ID["x"]  # alternatives come from the unconstrained distribution

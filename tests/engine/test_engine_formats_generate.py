@@ -162,7 +162,14 @@ async def test_forced_tool_call_streams_a_typed_call_and_ends_with_tool_calls(st
 
 
 async def test_repeated_constraint_hits_the_grammar_cache(engine_core) -> None:
-    from services.engine.request import ChatInput, ChatMessage, Constraint, GenerateRequest, SamplingParams, StoppingCriteria
+    from services.engine.request import (
+        ChatInput,
+        ChatMessage,
+        Constraint,
+        GenerateRequest,
+        SamplingParams,
+        StoppingCriteria,
+    )
 
     request = GenerateRequest(
         input=ChatInput((ChatMessage("user", "Pick one."),)),

@@ -88,7 +88,9 @@ def test_conversation_renders_as_openai_harmony_renders_it(encoding) -> None:
 
     reference = Conversation.from_messages(
         [
-            Message.from_role_and_content(Role.SYSTEM, SystemContent.new().with_reasoning_effort(ReasoningEffort.MEDIUM)),
+            Message.from_role_and_content(
+                Role.SYSTEM, SystemContent.new().with_reasoning_effort(ReasoningEffort.MEDIUM)
+            ),
             Message.from_role_and_content(
                 Role.DEVELOPER,
                 DeveloperContent.new()
@@ -117,11 +119,16 @@ def test_conversation_renders_as_openai_harmony_renders_it(encoding) -> None:
 
 def test_response_format_closes_the_developer_message_and_prefill_opens_the_reply(encoding) -> None:
     schema = json.dumps({"type": "object", "properties": {"items": {"type": "array"}}})
-    chat = ChatInput(messages=(ChatMessage("system", "You help with shopping."), ChatMessage("user", "Coffee and eggs")))
+    chat = ChatInput(
+        messages=(ChatMessage("system", "You help with shopping."), ChatMessage("user", "Coffee and eggs"))
+    )
     text = encoding.decode(render_prompt(encoding, chat, response_format=schema, prefill=Prefill.final()))
     developer = text.split("<|start|>developer<|message|>")[1].split("<|end|>")[0]
     assert developer.startswith("# Instructions\n\nYou help with shopping.")
-    assert developer.endswith('# Response Formats\n\n## response\n\n// The reply is JSON that fits this schema.\n{"type":"object","properties":{"items":{"type":"array"}}}')
+    assert developer.endswith(
+        "# Response Formats\n\n## response\n\n// The reply is JSON that fits this schema.\n"
+        '{"type":"object","properties":{"items":{"type":"array"}}}'
+    )
     assert text.endswith("<|start|>assistant<|channel|>final<|message|>")
     no_developer = ChatInput(messages=(ChatMessage("user", "hi"),))
     text = encoding.decode(render_prompt(encoding, no_developer, response_format=schema))
@@ -184,7 +191,7 @@ def test_parser_streams_a_tool_call_name_and_arguments(encoding) -> None:
 def test_parser_numbers_several_calls(encoding) -> None:
     text = (
         " to=functions.a<|channel|>commentary <|constrain|>json<|message|>{}<|call|>"
-        "<|start|>assistant to=functions.b<|channel|>commentary <|constrain|>json<|message|>{\"x\": 1}<|call|>"
+        '<|start|>assistant to=functions.b<|channel|>commentary <|constrain|>json<|message|>{"x": 1}<|call|>'
     )
     calls = [d.tool_call for d in parse(encoding, text) if d.tool_call is not None]
     assert [(c.index, c.name) for c in calls if c.name] == [(0, "a"), (1, "b")]
@@ -231,7 +238,9 @@ def test_tokenizer_decodes_without_special_tokens(tokenizer: HarmonyTokenizer, e
     assert tokenizer.decode(ids, skip_special_tokens=False) == "<|channel|>final<|message|>Hi there<|return|>"
 
 
-def test_grammar_over_the_harmony_vocabulary_ends_a_forced_call_with_call(tokenizer: HarmonyTokenizer, encoding) -> None:
+def test_grammar_over_the_harmony_vocabulary_ends_a_forced_call_with_call(
+    tokenizer: HarmonyTokenizer, encoding
+) -> None:
     chat = ChatInput(messages=(ChatMessage("user", "Weather?"),), tools=(WEATHER,))
     prepared = tokenizer.prepare(GenerateRequest(input=chat, constraint=Constraint("tool_name", "get_weather")))
     compiler = tokenizer.constraint_compiler(201_088)

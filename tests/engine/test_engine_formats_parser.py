@@ -62,7 +62,7 @@ def test_header_matcher_says_when_it_cannot_be_a_call_yet() -> None:
     assert match_call_header('{"na') is None
     assert match_call_header('{"name": "f", "argu') is None
     assert match_call_header('{"name": "f", "other"') is False
-    assert match_call_header('[1]') is False
+    assert match_call_header("[1]") is False
     name, end = match_call_header('{"name": "f\\u00e9", "arguments": {')
     assert name == "fé" and end == len('{"name": "f\\u00e9", "arguments": ')
 
@@ -71,22 +71,52 @@ def test_typed_chunks_carry_the_token_once_and_turn_stop_into_tool_calls() -> No
     usage = Usage(3, 1)
     parser = JsonToolCallParser(["f"])
     chunks, reason = typed_chunks(
-        parser, index=0, token_id=7, text='{"name": "f", "arguments": {"a"', usage=usage, logprobs=(), is_finished=False, finish_reason=None
+        parser,
+        index=0,
+        token_id=7,
+        text='{"name": "f", "arguments": {"a"',
+        usage=usage,
+        logprobs=(),
+        is_finished=False,
+        finish_reason=None,
     )
     # One token released the call's start and its first arguments: one chunk carries both.
     assert [c.token_ids for c in chunks] == [(7,)]
     assert chunks[0].tool_call.name == "f" and chunks[0].tool_call.arguments == '{"a"'
     chunks, reason = typed_chunks(
-        parser, index=0, token_id=8, text=": 1}}", usage=usage, logprobs=(), is_finished=True, finish_reason=FinishReason.STOP
+        parser,
+        index=0,
+        token_id=8,
+        text=": 1}}",
+        usage=usage,
+        logprobs=(),
+        is_finished=True,
+        finish_reason=FinishReason.STOP,
     )
     assert reason is FinishReason.TOOL_CALLS
     assert chunks[0].tool_call.arguments == ": 1}"
     held, reason = typed_chunks(
-        JsonToolCallParser(["f"]), index=1, token_id=9, text="{", usage=usage, logprobs=(), is_finished=False, finish_reason=None
+        JsonToolCallParser(["f"]),
+        index=1,
+        token_id=9,
+        text="{",
+        usage=usage,
+        logprobs=(),
+        is_finished=False,
+        finish_reason=None,
     )
-    assert [(c.token_ids, c.text, c.kind) for c in held] == [((9,), "", DeltaKind.CONTENT)]  # held back, token still sent
+    assert [(c.token_ids, c.text, c.kind) for c in held] == [
+        ((9,), "", DeltaKind.CONTENT)
+    ]  # held back, token still sent
     plain, reason = typed_chunks(
-        ContentParser(), index=0, token_id=1, text="hi", usage=usage, logprobs=(), is_finished=True, finish_reason=FinishReason.LENGTH
+        ContentParser(),
+        index=0,
+        token_id=1,
+        text="hi",
+        usage=usage,
+        logprobs=(),
+        is_finished=True,
+        finish_reason=FinishReason.LENGTH,
     )
     assert plain[0].text == "hi" and reason is FinishReason.LENGTH
 

@@ -50,7 +50,9 @@ async def test_ignore_eos_generates_past_the_end_of_sequence_token(stub) -> None
 async def test_top_k_one_samples_the_greedy_path(stub) -> None:
     stopping = pb.StoppingCriteria(max_tokens=12, ignore_eos=True)
     greedy, _ = await run(stub, chat=STORY, sampling=pb.SamplingParams(temperature=0), stopping=stopping)
-    top1, _ = await run(stub, chat=STORY, sampling=pb.SamplingParams(temperature=1.0, top_k=1, seed=5), stopping=stopping)
+    top1, _ = await run(
+        stub, chat=STORY, sampling=pb.SamplingParams(temperature=1.0, top_k=1, seed=5), stopping=stopping
+    )
     assert tokens(top1) == tokens(greedy)
 
 

@@ -159,7 +159,9 @@ class VllmEngine:
         context_length = int(getattr(config, "max_model_len", 0) or settings.max_model_len or 4096)
         vocab_size = int(config.get_vocab_size()) if config is not None else 0
         tokenizer = Tokenizer.load(model_dir)
-        limits = ModelLimits(settings.model_id, vocab_size or tokenizer.vocab_size, context_length, settings.max_num_seqs)
+        limits = ModelLimits(
+            settings.model_id, vocab_size or tokenizer.vocab_size, context_length, settings.max_num_seqs
+        )
         log.info("vllm engine ready", extra={"model_id": settings.model_id, "context_length": context_length})
         return cls(engine, model_id=settings.model_id, tokenizer=tokenizer, limits=limits, dtype=str(settings.dtype))
 

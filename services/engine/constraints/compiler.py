@@ -86,7 +86,9 @@ class ConstraintCompiler:
     @classmethod
     def from_hf_tokenizer(cls, hf_tokenizer, *, vocab_size: int, stop_token_ids: Sequence[int]) -> ConstraintCompiler:
         """For a Hugging Face tokenizer; ``vocab_size`` is the model's (logits may be wider than the vocabulary)."""
-        info = xgr.TokenizerInfo.from_huggingface(hf_tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_token_ids))
+        info = xgr.TokenizerInfo.from_huggingface(
+            hf_tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_token_ids)
+        )
         vocab = hf_tokenizer.get_vocab()
         digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
         return cls(info, f"hf:{digest}:{vocab_size}:{sorted(stop_token_ids)}")

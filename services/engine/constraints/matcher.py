@@ -77,7 +77,9 @@ class SequenceConstraint:
         if not self._matcher.accept_token(token_id):
             # Only possible when a token was chosen without this mask (a bug, or a stop token id the
             # grammar does not end with): stop constraining rather than fail the whole batch.
-            log.warning("grammar refused a sampled token; the sequence continues unconstrained", extra={"token_id": token_id})
+            log.warning(
+                "grammar refused a sampled token; the sequence continues unconstrained", extra={"token_id": token_id}
+            )
             self.is_failed = True
             return False
         self.prepare()

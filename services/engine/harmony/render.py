@@ -98,7 +98,9 @@ def _messages(message: ChatMessage, i: int, call_names: dict[str, str]) -> list:
             field="chat.messages",
         )
     author = Author.new(Role.TOOL, f"functions.{name}")
-    return [Message.from_author_and_content(author, message.content).with_channel("commentary").with_recipient("assistant")]
+    return [
+        Message.from_author_and_content(author, message.content).with_channel("commentary").with_recipient("assistant")
+    ]
 
 
 def _tool_description(tool: Tool):
@@ -132,7 +134,9 @@ def render_prompt(
     """Token ids of ``chat`` ready for the assistant's reply (and the prefill, if any)."""
     from openai_harmony import Role
 
-    ids = encoding.render_conversation_for_completion(conversation(chat, reasoning_effort=reasoning_effort), Role.ASSISTANT)
+    ids = encoding.render_conversation_for_completion(
+        conversation(chat, reasoning_effort=reasoning_effort), Role.ASSISTANT
+    )
     if response_format is not None:
         ids = _append_to_developer(encoding, ids, response_format_section(response_format))
     if prefill is not None:
@@ -145,7 +149,11 @@ def _append_to_developer(encoding, ids: list[int], text: str) -> list[int]:
     start, end, message = (encoding.encode(t, allowed_special="all")[0] for t in (START, END, MESSAGE))
     developer = encoding.encode("developer")
     for i in range(len(ids) - len(developer)):
-        if ids[i] == start and ids[i + 1 : i + 1 + len(developer)] == developer and ids[i + 1 + len(developer)] == message:
+        if (
+            ids[i] == start
+            and ids[i + 1 : i + 1 + len(developer)] == developer
+            and ids[i + 1 + len(developer)] == message
+        ):
             body_start = i + 2 + len(developer)
             body_end = ids.index(end, body_start)
             body = encoding.decode(ids[body_start:body_end]) + text

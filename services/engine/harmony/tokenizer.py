@@ -64,9 +64,15 @@ class HarmonyTokenizer(Tokenizer):
     def render_chat(self, chat: ChatInput) -> str:
         return self.encoding.decode(self.render_ids(chat))
 
-    def render_ids(self, chat: ChatInput, *, response_format: str | None = None, prefill: Prefill | None = None) -> list[int]:
+    def render_ids(
+        self, chat: ChatInput, *, response_format: str | None = None, prefill: Prefill | None = None
+    ) -> list[int]:
         return render_prompt(
-            self.encoding, chat, response_format=response_format, prefill=prefill, reasoning_effort=self.reasoning_effort
+            self.encoding,
+            chat,
+            response_format=response_format,
+            prefill=prefill,
+            reasoning_effort=self.reasoning_effort,
         )
 
     def encode_input(self, prompt, *, add_special_tokens: bool = False) -> list[int]:
@@ -80,7 +86,9 @@ class HarmonyTokenizer(Tokenizer):
         if not isinstance(prompt, ChatInput):
             assert isinstance(prompt, (TextInput, TokenInput))
             grammar = grammar_spec(constraint, (), self.tool_format) if constraint else None
-            return PreparedPrompt(super().encode_input(prompt, add_special_tokens=True), None, grammar, self.eos_token_ids)
+            return PreparedPrompt(
+                super().encode_input(prompt, add_special_tokens=True), None, grammar, self.eos_token_ids
+            )
         grammar = grammar_spec(constraint, prompt.tools, self.tool_format) if constraint else None
         prefill, stop_ids, response_format = None, (RETURN,), None
         if constraint is not None and grammar is not None:
