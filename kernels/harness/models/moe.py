@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.harness.case import Forward, Inputs, Manifest, Work
-from kernels.harness.models.linear import clone_mx, quantize_random
+from kernels.harness.models.linear import quantize_random
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.ops import dequantize
