@@ -17,12 +17,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.common.errors import InvalidArgument
 from services.engine.constraints.spec import GrammarSpec, ToolCallFormat, grammar_spec
 from services.engine.output_parser import JsonToolCallParser, OutputParser
 from services.engine.request import ChatInput, ChatMessage, GenerateRequest, PromptInput, TextInput, TokenInput
 from services.engine.tool_prompt import with_tools
+
+if TYPE_CHECKING:
+    from services.engine.constraints import ConstraintCompiler
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class Tokenizer(ABC):
 
     # --- constraints --------------------------------------------------------
 
-    def constraint_compiler(self, vocab_size: int):
+    def constraint_compiler(self, vocab_size: int) -> ConstraintCompiler:
         """The grammar compiler for this vocabulary, built on first use (the vocabulary scan takes a while)."""
         with _compiler_lock:
             compiler = getattr(self, "_constraint_compiler", None)
@@ -111,7 +115,7 @@ class Tokenizer(ABC):
             return compiler
 
     @abstractmethod
-    def _new_constraint_compiler(self, vocab_size: int): ...
+    def _new_constraint_compiler(self, vocab_size: int) -> ConstraintCompiler: ...
 
     def close(self) -> None:
         """Stop the grammar compiler's mask workers, if it was ever built."""
@@ -196,7 +200,7 @@ class HFTokenizer(Tokenizer):
             ]
         return entry
 
-    def _new_constraint_compiler(self, vocab_size: int):
+    def _new_constraint_compiler(self, vocab_size: int) -> ConstraintCompiler:
         from services.engine.constraints import ConstraintCompiler
 
         return ConstraintCompiler.from_hf_tokenizer(self._tok, vocab_size=vocab_size, stop_token_ids=self.eos_token_ids)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.engine.constraints.spec import ToolCallFormat, grammar_spec
 from services.engine.harmony.parser import HarmonyOutputParser
@@ -21,6 +22,9 @@ from services.engine.harmony.render import Prefill, render_prompt
 from services.engine.harmony.vocab import load_encoding
 from services.engine.request import ChatInput, GenerateRequest, TextInput, TokenInput
 from services.engine.tokenizer import PreparedPrompt, Tokenizer
+
+if TYPE_CHECKING:
+    from services.engine.constraints import ConstraintCompiler
 
 RETURN, CALL, END_OF_TEXT = 200002, 200012, 199999
 #: gpt-oss's generation_config eos ids: <|return|>, <|endoftext|>, <|call|>.
@@ -103,7 +107,7 @@ class HarmonyTokenizer(Tokenizer):
         encoding = self.encoding
         return PreparedPrompt(ids, lambda: HarmonyOutputParser(encoding, prefill_ids), grammar, stop_ids)
 
-    def _new_constraint_compiler(self, vocab_size: int):
+    def _new_constraint_compiler(self, vocab_size: int) -> ConstraintCompiler:
         from services.engine.constraints import ConstraintCompiler
 
         # Special tokens are empty strings to xgrammar, so a grammar never spells them; <|return|> and
