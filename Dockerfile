@@ -29,6 +29,7 @@ FROM slim AS router
 COPY agents.yaml ./
 COPY prompts ./prompts
 COPY schemas ./schemas
+COPY grammars ./grammars
 RUN pip install '.[router]'
 EXPOSE 50053
 CMD ["python", "-m", "services.router"]

@@ -23,7 +23,7 @@ log = logging.getLogger("services.router")
 
 
 async def main(settings: RouterSettings) -> None:
-    agents = load_agents(settings.agents_file, Library(settings.prompts_dir, settings.schemas_dir))
+    agents = load_agents(settings.agents_file, Library(settings.prompts_dir, settings.schemas_dir, settings.grammars_dir))
     log.info("loaded agents", extra={"agents": [a.name for a in agents], "agents_file": str(settings.agents_file)})
     # Channels connect lazily: the router starts even if the engine or memory is still loading.
     core = RouterCore(

@@ -21,6 +21,7 @@ from services.router.agents import (
     Generation,
     MemoryPolicy,
     Priority,
+    Summarizing,
 )
 from services.router.library import Library, LibraryError
 from services.router.prompting import example_json
@@ -41,11 +42,19 @@ class _GenerationSpec(_Strict):
     max_tokens: int = Field(256, ge=1, le=32768)
     # Unset: 0 (greedy) for router agents, TOPIC_TEMPERATURE for topic agents.
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class _SummarySpec(_Strict):
+    prompt: str = "summarize"
+    after_turns: int = Field(4, ge=1, le=1000)
+    max_tokens: int = Field(96, ge=8, le=4096)
 
 
 class _MemorySpec(_Strict):
-    policy: Literal["none", "session_window", "topic_window"] = "none"
+    policy: Literal["none", "session_window", "topic_window", "topic_summary", "retrieval"] = "none"
     k: int = Field(8, ge=1, le=1000)
+    summary: _SummarySpec | None = None
 
 
 class _ExampleSpec(_Strict):
@@ -59,6 +68,7 @@ class _AgentSpec(_Strict):
     description: str = ""
     prompt: str
     schema_: str | None = Field(None, alias="schema")
+    grammar: str | None = None
     examples: list[_ExampleSpec] = []
     output_prefix: str = ""
     memory: _MemorySpec | None = None
@@ -97,14 +107,34 @@ def _router_agent(spec: _AgentSpec, library: Library, base: dict[str, Any]) -> A
                 f"does not begin with output_prefix {spec.output_prefix!r}"
             )
     examples = tuple(Example(input=e.input, output=e.output) for e in spec.examples)
-    return Agent(**base, schema_id=spec.schema_, schema=schema, examples=examples, output_prefix=spec.output_prefix)
+    grammar = library.grammar(spec.grammar) if spec.grammar is not None else ""
+    return Agent(
+        **base,
+        schema_id=spec.schema_,
+        schema=schema,
+        grammar_id=spec.grammar or "",
+        grammar=grammar,
+        examples=examples,
+        output_prefix=spec.output_prefix,
+    )
 
 
-def _topic_agent(spec: _AgentSpec, base: dict[str, Any]) -> Agent:
-    if spec.schema_ is not None or spec.examples or spec.output_prefix:
-        raise ConfigError("'schema', 'examples' and 'output_prefix' belong to router agents; remove them from a topic agent")
+def _topic_agent(spec: _AgentSpec, library: Library, base: dict[str, Any]) -> Agent:
+    if spec.schema_ is not None or spec.grammar is not None or spec.examples or spec.output_prefix:
+        raise ConfigError(
+            "'schema', 'grammar', 'examples' and 'output_prefix' belong to router agents; remove them from a topic agent"
+        )
     memory = spec.memory or _MemorySpec()
-    return Agent(**base, memory_policy=MemoryPolicy(memory.policy), memory_k=memory.k)
+    policy = MemoryPolicy(memory.policy)
+    summarizing = None
+    if policy is MemoryPolicy.TOPIC_SUMMARY:
+        summary = memory.summary or _SummarySpec()
+        summarizing = Summarizing(
+            prompt=library.prompt(summary.prompt), after_turns=summary.after_turns, max_tokens=summary.max_tokens
+        )
+    elif memory.summary is not None:
+        raise ConfigError(f"memory.summary applies to the topic_summary policy, not {policy.value}; remove it")
+    return Agent(**base, memory_policy=policy, memory_k=memory.k, summarizing=summarizing)
 
 
 def _temperature(value: float | None, kind: AgentKind) -> float:
@@ -126,9 +156,10 @@ def _agent(spec: _AgentSpec, library: Library) -> Agent:
         generation=Generation(
             max_tokens=spec.generation.max_tokens,
             temperature=_temperature(spec.generation.temperature, kind),
+            top_p=spec.generation.top_p,
         ),
     )
-    return _router_agent(spec, library, base) if kind is AgentKind.ROUTER else _topic_agent(spec, base)
+    return _router_agent(spec, library, base) if kind is AgentKind.ROUTER else _topic_agent(spec, library, base)
 
 
 def parse_agents(data: object, library: Library, source: str = "<agents>") -> AgentRegistry:

@@ -15,10 +15,12 @@ from services.router.domain import (
     EngineRequest,
     ErrorEvent,
     Finished,
+    MemoryContext,
     Message,
     RouteInput,
     RunEvent,
     RunInput,
+    SummaryNote,
     TokenEvent,
 )
 
@@ -97,7 +99,7 @@ def _chat_to_pb(messages: Sequence[Message]) -> engine_pb2.ChatInput:
 def generate_request_to_pb(request: EngineRequest) -> engine_pb2.GenerateRequest:
     message = engine_pb2.GenerateRequest(
         request_id=request.request_id,
-        sampling=engine_pb2.SamplingParams(temperature=request.temperature),
+        sampling=engine_pb2.SamplingParams(temperature=request.temperature, top_p=request.top_p),
         stopping=engine_pb2.StoppingCriteria(max_tokens=request.max_tokens, stop=list(request.stop)),
         priority=_PRIORITY_TO_PB[request.priority],
     )
@@ -105,7 +107,9 @@ def generate_request_to_pb(request: EngineRequest) -> engine_pb2.GenerateRequest
         message.chat.CopyFrom(_chat_to_pb(request.messages))
     else:
         message.text = request.text
-    if request.json_schema:
+    if request.grammar:
+        message.constraint.grammar = request.grammar
+    elif request.json_schema:
         message.constraint.json_schema = request.json_schema
     return message
 
@@ -130,6 +134,8 @@ _POLICY_TO_PB = {
     MemoryPolicy.NONE: memory_pb2.MEMORY_POLICY_NONE,
     MemoryPolicy.SESSION_WINDOW: memory_pb2.MEMORY_POLICY_SESSION_WINDOW,
     MemoryPolicy.TOPIC_WINDOW: memory_pb2.MEMORY_POLICY_TOPIC_WINDOW,
+    MemoryPolicy.TOPIC_SUMMARY: memory_pb2.MEMORY_POLICY_TOPIC_SUMMARY,
+    MemoryPolicy.RETRIEVAL: memory_pb2.MEMORY_POLICY_RETRIEVAL,
 }
 
 
@@ -138,7 +144,19 @@ def memory_policy_to_pb(policy: MemoryPolicy) -> int:
 
 
 def message_from_turn_pb(turn: memory_pb2.Turn) -> Message:
-    return Message(role=turn.role, content=turn.content, num_tokens=turn.num_tokens)
+    return Message(role=turn.role, content=turn.content, num_tokens=turn.num_tokens, turn_id=turn.turn_id)
+
+
+def summary_from_pb(summary: memory_pb2.Summary) -> SummaryNote:
+    return SummaryNote(content=summary.content, num_tokens=summary.num_tokens, through_turn_id=summary.through_turn_id)
+
+
+def context_from_pb(response: memory_pb2.GetContextResponse) -> MemoryContext:
+    return MemoryContext(
+        turns=tuple(message_from_turn_pb(t) for t in response.turns),
+        summary=summary_from_pb(response.summary) if response.HasField("summary") else None,
+        unsummarized=tuple(message_from_turn_pb(t) for t in response.unsummarized),
+    )
 
 
 def message_to_turn_pb(message: Message) -> memory_pb2.Turn:

@@ -68,7 +68,7 @@ class RouterCore:
                 f"session_id is required: agent {agent.name!r} remembers turns per session ({agent.memory_policy.value})",
                 field="session_id",
             )
-        if agent.memory_policy is MemoryPolicy.TOPIC_WINDOW:
+        if agent.memory_policy.needs_topic:
             require(bool(request.topic_id), f"topic_id is required: agent {agent.name!r} remembers turns per topic", field="topic_id")
         return self._topic_turn.run(agent, request, request.request_id or new_request_id())
 
@@ -76,5 +76,6 @@ class RouterCore:
         return list(self.agents)
 
     async def close(self) -> None:
+        await self._topic_turn.summarizer.close()
         await self.engine.close()
         await self.memory.close()

@@ -12,11 +12,32 @@ DEFAULT_ROUTER_AGENT = "router"
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message; ``num_tokens`` is its content's size when known (0 = unknown)."""
+    """One chat message; ``num_tokens`` is its content's size when known (0 = unknown);
+    ``turn_id`` is its id in memory, for a remembered turn."""
 
     role: str
     content: str
     num_tokens: int = 0
+    turn_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryNote:
+    """A topic's rolling summary, covering every turn up to ``through_turn_id``."""
+
+    content: str
+    num_tokens: int
+    through_turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryContext:
+    """What memory returned for a turn: remembered (or retrieved) turns, oldest first, the
+    summary, and the turns waiting to be summarized (topic_summary only)."""
+
+    turns: tuple[Message, ...] = ()
+    summary: SummaryNote | None = None
+    unsummarized: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +102,9 @@ class EngineRequest:
     messages: tuple[Message, ...] = ()
     text: str = ""
     stop: tuple[str, ...] = ()
+    top_p: float = 1.0
     json_schema: str = ""  # constrain the output to this JSON Schema (empty: no constraint)
+    grammar: str = ""  # or to this GBNF grammar
 
 
 @dataclass(frozen=True, slots=True)

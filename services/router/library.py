@@ -1,4 +1,4 @@
-"""Prompt and schema files, looked up by id inside whitelisted folders.
+"""Prompt, schema and grammar files, looked up by id inside whitelisted folders.
 
 Clients and config name ids, never paths: an id must match ``^[a-z0-9_-]+$``
 and the file it resolves to must lie inside its folder (symlinks included),
@@ -15,8 +15,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from services.router.grammar_check import GrammarError, check_gbnf, check_json_schema
+
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 MAX_PROMPT_BYTES = 64 * 1024
+MAX_GRAMMAR_BYTES = 64 * 1024
 
 
 class LibraryError(ValueError):
@@ -37,11 +40,12 @@ def _resolve(folder: Path, kind: str, item_id: str, suffix: str) -> Path:
 
 
 class Library:
-    """Reads ``<prompts_dir>/<id>.md`` and ``<schemas_dir>/<id>.json``."""
+    """Reads ``<prompts_dir>/<id>.md``, ``<schemas_dir>/<id>.json`` and ``<grammars_dir>/<id>.gbnf``."""
 
-    def __init__(self, prompts_dir: Path, schemas_dir: Path) -> None:
+    def __init__(self, prompts_dir: Path, schemas_dir: Path, grammars_dir: Path | None = None) -> None:
         self.prompts_dir = prompts_dir
         self.schemas_dir = schemas_dir
+        self.grammars_dir = grammars_dir
 
     def prompt(self, prompt_id: str) -> str:
         path = _resolve(self.prompts_dir, "prompt", prompt_id, ".md")
@@ -68,4 +72,23 @@ class Library:
             raise LibraryError(f"schema {schema_id!r} ({path}) is not a valid JSON Schema: {error.message}") from None
         if schema.get("type") != "object":
             raise LibraryError(f"schema {schema_id!r} ({path}) must describe an object (\"type\": \"object\")")
+        try:
+            check_json_schema(schema)
+        except GrammarError as error:
+            raise LibraryError(f"schema {schema_id!r} ({path}) does not compile into a grammar: {error}") from None
         return schema
+
+    def grammar(self, grammar_id: str) -> str:
+        """A GBNF grammar (llama.cpp's notation), checked to compile."""
+        if self.grammars_dir is None:
+            raise LibraryError(f"grammar {grammar_id!r} named, but no grammars folder is configured (GRAMMARS_DIR)")
+        path = _resolve(self.grammars_dir, "grammar", grammar_id, ".gbnf")
+        data = path.read_bytes()
+        if len(data) > MAX_GRAMMAR_BYTES:
+            raise LibraryError(f"grammar {grammar_id!r} is {len(data)} bytes; the limit is {MAX_GRAMMAR_BYTES}")
+        text = data.decode("utf-8")
+        try:
+            check_gbnf(text)
+        except GrammarError as error:
+            raise LibraryError(f"grammar {grammar_id!r} ({path}) does not compile: {error}") from None
+        return text

@@ -1,4 +1,4 @@
-"""The router's client of the memory service: read a context, store a finished turn."""
+"""The router's client of the memory service: read a context, store a finished turn and summaries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.router import convert
 from services.router.agents import MemoryPolicy
-from services.router.domain import Message
+from services.router.domain import MemoryContext, Message
 from services.router.upstream import from_rpc_error
 
 
@@ -23,21 +23,33 @@ class MemoryClient:
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
     async def get_context(
-        self, policy: MemoryPolicy, *, session_id: str, topic_id: str, k: int, token_budget: int
-    ) -> list[Message]:
-        """Past turns, oldest first; ``token_budget`` 0 means no limit."""
+        self, policy: MemoryPolicy, *, session_id: str, topic_id: str, k: int, token_budget: int, query: str = ""
+    ) -> MemoryContext:
+        """Past turns (oldest first) and the summary; ``token_budget`` 0 means no limit."""
         request = memory_pb2.GetContextRequest(
             policy=convert.memory_policy_to_pb(policy),
             session_id=session_id,
             topic_id=topic_id,
             k=k,
             token_budget=token_budget,
+            query=query,
         )
         try:
             response = await self._stub.GetContext(request)
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error("memory", self.address, error) from None
-        return [convert.message_from_turn_pb(turn) for turn in response.turns]
+        return convert.context_from_pb(response)
+
+    async def summarize(self, topic_id: str, content: str, num_tokens: int, through_turn_id: int) -> bool:
+        """Store a topic's new summary; False when memory already holds one that covers as much."""
+        request = memory_pb2.SummarizeRequest(
+            topic_id=topic_id, content=content, num_tokens=num_tokens, through_turn_id=through_turn_id
+        )
+        try:
+            response = await self._stub.Summarize(request)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error("memory", self.address, error) from None
+        return response.stored
 
     async def append_turns(self, session_id: str, topic_id: str, turns: Sequence[Message]) -> int:
         request = memory_pb2.AppendTurnsRequest(

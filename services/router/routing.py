@@ -13,31 +13,31 @@ from services.router.agents import Agent
 from services.router.decision import parse_decision
 from services.router.domain import Decision, EngineRequest, Finished, TextDelta
 from services.router.engine_client import EngineClient
-from services.router.prompting import ROUTER_STOP, router_prompt
+from services.router.prompting import router_prompt
 
 log = logging.getLogger(__name__)
 
 
-def decision_constraint(agent: Agent) -> str:
-    """The JSON Schema the engine should force the output into; empty for none.
-
-    The engine rejects constraints for now ("not supported yet"), so none is sent
-    and the output is validated afterwards instead. Once the engine's grammar
-    constraints land, return ``json.dumps(agent.schema)`` here: the rest of the
-    path (EngineRequest.json_schema -> GenerateRequest.constraint) is in place.
-    """
-    return ""
+def decision_constraint(agent: Agent) -> tuple[str, str]:
+    """What the engine forces the output into: ("grammar", GBNF) when the agent names a
+    grammar, else ("json_schema", its schema). The output is validated afterwards all the
+    same, so a constraint the engine applied loosely can never let a bad decision through."""
+    if agent.grammar:
+        return "grammar", agent.grammar
+    return "json_schema", json.dumps(agent.schema)
 
 
 def route_request(agent: Agent, user_input: str, request_id: str) -> EngineRequest:
+    kind, constraint = decision_constraint(agent)
     return EngineRequest(
         request_id=request_id,
         priority=agent.priority,
         max_tokens=agent.generation.max_tokens,
         temperature=0.0,  # a decision must not depend on the dice
-        text=router_prompt(agent, user_input),
-        stop=ROUTER_STOP,
-        json_schema=decision_constraint(agent),
+        text=router_prompt(agent, user_input, constrained=True),
+        # No stop string: the grammar ends the output when the object is complete.
+        grammar=constraint if kind == "grammar" else "",
+        json_schema=constraint if kind == "json_schema" else "",
     )
 
 
@@ -56,7 +56,7 @@ async def decide(engine: EngineClient, agent: Agent, user_input: str, request_id
         raise Unavailable(f"the engine at {engine.address} ended the stream without finishing; retry")
     if finished.finish_reason == "abort":
         raise Unavailable("the routing request was aborted in the engine before it finished; retry")
-    output = agent.output_prefix + "".join(pieces)
+    output = "".join(pieces)  # constrained: the whole decision, prefix included
     if debug_payloads():
         log.debug("router output", extra={"request_id": request_id, "output": output})
     value = parse_decision(output, agent.schema, agent.schema_id, truncated=finished.finish_reason == "length")

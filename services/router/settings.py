@@ -22,7 +22,7 @@ def _env(name: str, env: str) -> AliasChoices:
 
 
 class RouterSettings(ServiceSettings):
-    """Environment: ROUTER_LISTEN, ENGINE_ADDRESS, MEMORY_ADDRESS, AGENTS_FILE, PROMPTS_DIR, SCHEMAS_DIR."""
+    """Environment: ROUTER_LISTEN, ENGINE_ADDRESS, MEMORY_ADDRESS, AGENTS_FILE, PROMPTS_DIR, SCHEMAS_DIR, GRAMMARS_DIR."""
 
     listen: str = Field(DEFAULT_ROUTER_ADDRESS, validation_alias=_env("listen", "ROUTER_LISTEN"))
     engine_address: str = Field(DEFAULT_ENGINE_ADDRESS, validation_alias=_env("engine_address", "ENGINE_ADDRESS"))
@@ -31,4 +31,5 @@ class RouterSettings(ServiceSettings):
     # The whitelist folders prompt and schema ids resolve in; an operator's choice, never a client's.
     prompts_dir: Path = Field(REPO_ROOT / "prompts", validation_alias=_env("prompts_dir", "PROMPTS_DIR"))
     schemas_dir: Path = Field(REPO_ROOT / "schemas", validation_alias=_env("schemas_dir", "SCHEMAS_DIR"))
+    grammars_dir: Path = Field(REPO_ROOT / "grammars", validation_alias=_env("grammars_dir", "GRAMMARS_DIR"))
     max_input_chars: int = Field(16_000, ge=1, validation_alias=_env("max_input_chars", "ROUTER_MAX_INPUT_CHARS"))

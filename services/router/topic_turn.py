@@ -12,8 +12,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from services.common.errors import InvalidArgument, QuartetError, Unavailable
+from services.common.errors import QuartetError, Unavailable
 from services.router.agents import Agent, MemoryPolicy
+from services.router.context_fit import (  # noqa: F401 (budget names re-exported for callers and tests)
+    SAFETY_MARGIN_TOKENS,
+    TURN_OVERHEAD_TOKENS,
+    context_budget,
+    fit_messages,
+    load_context,
+)
 from services.router.domain import (
     DoneEvent,
     EngineRequest,
@@ -28,28 +35,9 @@ from services.router.domain import (
 from services.router.engine_client import EngineClient
 from services.router.memory_client import MemoryClient
 from services.router.prompting import topic_messages
+from services.router.summarizer import Summarizer
 
 log = logging.getLogger(__name__)
-
-# The chat template wraps each message in a few tokens (ChatML: <|im_start|>role\n ... <|im_end|>\n);
-# stored turn sizes count content only, so the budget sets this much aside per remembered turn.
-TURN_OVERHEAD_TOKENS = 8
-SAFETY_MARGIN_TOKENS = 16
-
-
-def context_budget(*, context_length: int, max_tokens: int, base_prompt_tokens: int, k: int) -> int:
-    """Tokens the remembered turns may take so that prompt + answer fit the context.
-
-    ``base_prompt_tokens`` is the prompt without memory (system + new message).
-    Raises InvalidArgument when even that prompt leaves no room for ``max_tokens``.
-    """
-    if base_prompt_tokens + max_tokens > context_length:
-        raise InvalidArgument(
-            f"the message takes {base_prompt_tokens} prompt tokens; with max_tokens {max_tokens} that exceeds "
-            f"the model's context of {context_length}; shorten the input or lower max_tokens",
-            field="input",
-        )
-    return context_length - max_tokens - base_prompt_tokens - k * TURN_OVERHEAD_TOKENS - SAFETY_MARGIN_TOKENS
 
 
 class TopicTurn:
@@ -58,18 +46,7 @@ class TopicTurn:
     def __init__(self, engine: EngineClient, memory: MemoryClient) -> None:
         self.engine = engine
         self.memory = memory
-
-    async def _context(self, agent: Agent, run: RunInput, base_prompt_tokens: int, context_length: int, max_tokens: int) -> list[Message]:
-        if agent.memory_policy is MemoryPolicy.NONE:
-            return []
-        budget = context_budget(
-            context_length=context_length, max_tokens=max_tokens, base_prompt_tokens=base_prompt_tokens, k=agent.memory_k
-        )
-        if budget <= 0:
-            return []  # no room for memory (and 0 would mean "unlimited" to the memory service)
-        return await self.memory.get_context(
-            agent.memory_policy, session_id=run.session_id, topic_id=run.topic_id, k=agent.memory_k, token_budget=budget
-        )
+        self.summarizer = Summarizer(engine, memory)
 
     async def run(self, agent: Agent, run: RunInput, request_id: str) -> AsyncIterator[RunEvent]:
         started = time.perf_counter()
@@ -78,13 +55,22 @@ class TopicTurn:
             self.engine.count_tokens(messages=topic_messages(agent, (), run.input)),
             self.engine.count_tokens(text=run.input),
         )
-        context = await self._context(agent, run, base.num_tokens, base.context_length, max_tokens)
+        budget = context_budget(
+            context_length=base.context_length, max_tokens=max_tokens, base_prompt_tokens=base.num_tokens, k=agent.memory_k
+        )
+        loaded = await load_context(
+            self.memory, agent, session_id=run.session_id, topic_id=run.topic_id, user_input=run.input, budget=budget
+        )
+        messages, context = await fit_messages(
+            self.engine, agent, loaded, run.input, context_length=base.context_length, max_tokens=max_tokens
+        )
         request = EngineRequest(
             request_id=request_id,
             priority=agent.priority,
             max_tokens=max_tokens,
             temperature=agent.generation.temperature,
-            messages=topic_messages(agent, context, run.input),
+            top_p=agent.generation.top_p,
+            messages=messages,
         )
         pieces: list[str] = []
         finished: Finished | None = None
@@ -115,13 +101,15 @@ class TopicTurn:
             except QuartetError as error:
                 yield ErrorEvent(f"the answer was not saved to memory: {error.message}")
                 return
+            self.summarizer.schedule(agent, run.topic_id)
         log.info(
             "ran turn",
             extra={
                 "agent": agent.name,
                 "request_id": request_id,
                 "finish_reason": finished.finish_reason,
-                "num_context_turns": len(context),
+                "num_context_turns": len(context.turns),
+                "has_summary": context.summary is not None,
                 "prompt_tokens": finished.prompt_tokens,
                 "completion_tokens": finished.completion_tokens,
                 "seconds": round(time.perf_counter() - started, 3),

@@ -12,13 +12,15 @@ from quartet.memory.v1 import memory_pb2_grpc
 
 from services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
 from services.memory.core import MemoryCore
+from services.memory.embedder import load_embedder
 from services.memory.server import create_server as create_memory_server
 from services.memory.sqlite_store import SqliteStore
 from tests.router.support import Memory, Router, running_router
 
 
 async def start_memory(db_path: Path) -> tuple[GrpcServer, MemoryCore]:
-    core = MemoryCore(await SqliteStore.open(db_path))
+    # With the embedding model when installed, so retrieval agents work as deployed.
+    core = MemoryCore(await SqliteStore.open(db_path), embedder=load_embedder("auto"))
     built = create_memory_server("127.0.0.1:0", core)
     await built.start()
     return built, core

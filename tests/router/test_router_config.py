@@ -33,8 +33,11 @@ def library(tmp_path) -> Library:
     (tmp_path / "prompts" / "route.md").write_text("Route it.\n")
     (tmp_path / "prompts" / "talk.md").write_text("Talk.\n")
     (tmp_path / "schemas" / "decision.json").write_text(json.dumps(SCHEMA))
+    (tmp_path / "prompts" / "summarize.md").write_text("Summarize.\n")
+    (tmp_path / "grammars").mkdir()
+    (tmp_path / "grammars" / "ab.gbnf").write_text('root ::= "{\\"Operation\\": \\"" ("A" | "B") "\\", \\"Term\\": \\"x\\"}"\n')
     (tmp_path / "secret.md").write_text("outside the whitelist")
-    return Library(tmp_path / "prompts", tmp_path / "schemas")
+    return Library(tmp_path / "prompts", tmp_path / "schemas", tmp_path / "grammars")
 
 
 def config(*agents: dict) -> dict:
@@ -46,8 +49,10 @@ def with_(agent: dict, **changes) -> dict:
 
 
 def test_repository_agents_file_is_valid():
-    agents = load_agents(REPO_ROOT / "agents.yaml", Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas"))
+    agents = load_agents(REPO_ROOT / "agents.yaml", Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas", REPO_ROOT / "grammars"))
     router, chat = agents.get("router"), agents.get("chat")
+    assert router.grammar_id == "router_decision" and "root      ::=" in router.grammar
+    assert {a.memory_policy for a in agents} == set(MemoryPolicy)  # every policy has a shipped agent
     assert router.kind is AgentKind.ROUTER and router.priority is Priority.ROUTER
     assert router.generation.temperature == 0.0 and router.examples
     assert router.schema["properties"]["Operation"]["enum"][:3] == ["LOCATE", "WEATHER", "CHAT"]
@@ -87,12 +92,20 @@ def test_defaults_follow_the_kind(library):
         ([with_(TOPIC, name="Chat Bot")], "name"),
         ([with_(TOPIC, generation={"max_tokens": 0})], "max_tokens"),
         ([], "agents"),
+        ([with_(ROUTER, grammar="missing")], "unknown grammar id 'missing'"),
+        ([with_(ROUTER, grammar="../grammars/ab")], "grammar id '../grammars/ab' is not valid"),
+        ([with_(TOPIC, grammar="ab")], "belong to router agents"),
+        ([with_(TOPIC, memory={"policy": "session_window", "summary": {"after_turns": 2}})], "applies to the topic_summary policy"),
+        ([with_(TOPIC, memory={"policy": "topic_summary", "summary": {"prompt": "nope"}})], "unknown prompt id 'nope'"),
+        ([with_(TOPIC, generation={"top_p": 0})], "top_p"),
     ],
     ids=[
         "unknown-prompt", "traversal-prompt", "traversal-sibling", "absolute-prompt", "uppercase-prompt",
         "traversal-schema", "unknown-schema", "duplicate-name", "router-without-schema", "router-with-memory",
         "router-with-temperature", "example-misfits-schema", "prefix-mismatch", "topic-with-schema",
         "typo-key", "unknown-policy", "unknown-kind", "bad-name", "zero-max-tokens", "no-agents",
+        "unknown-grammar", "traversal-grammar", "topic-with-grammar", "summary-on-window", "unknown-summary-prompt",
+        "zero-top-p",
     ],
 )
 def test_invalid_configs_are_rejected(library, agents, message):
@@ -144,3 +157,52 @@ def test_file_errors(tmp_path, library):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(config(ROUTER, TOPIC)))
     assert len(load_agents(good, library)) == 2
+
+
+def test_memory_policies_and_grammar_resolve(library):
+    summary = with_(TOPIC, name="notes", memory={"policy": "topic_summary", "k": 3, "summary": {"after_turns": 2, "max_tokens": 40}})
+    retrieval = with_(TOPIC, name="recall", memory={"policy": "retrieval", "k": 2}, generation={"top_p": 0.9})
+    agents = parse_agents(config(with_(ROUTER, grammar="ab"), summary, retrieval), library)
+    router = agents.get("router")
+    assert router.grammar_id == "ab" and router.grammar.startswith("root ::=")
+    notes = agents.get("notes")
+    assert notes.memory_policy is MemoryPolicy.TOPIC_SUMMARY and notes.memory_policy.needs_topic
+    assert notes.summarizing is not None and notes.summarizing.prompt == "Summarize."
+    assert (notes.summarizing.after_turns, notes.summarizing.max_tokens) == (2, 40)
+    recall = agents.get("recall")
+    assert recall.memory_policy is MemoryPolicy.RETRIEVAL and not recall.memory_policy.needs_topic
+    assert recall.summarizing is None and recall.generation.top_p == 0.9
+
+
+@pytest.mark.parametrize(
+    ("grammar", "message"),
+    [
+        ("root ::= value\n", "Rule 'value' not found"),
+        ('root ::= "a\n', "Unexpected end of input"),
+        ("root ::= [a-z\n", "Unexpected end of input"),
+        ('start ::= "a"\n', "a rule named root"),
+    ],
+    ids=["undefined-rule", "unclosed-string", "unclosed-class", "no-root"],
+)
+def test_grammar_that_does_not_compile_is_rejected_with_the_compilers_message(library, grammar, message):
+    (library.grammars_dir / "broken.gbnf").write_text(grammar)
+    with pytest.raises(ConfigError) as caught:
+        parse_agents(config(with_(ROUTER, grammar="broken")), library, source="test.yaml")
+    assert "grammar 'broken'" in str(caught.value) and "does not compile" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_schema_that_does_not_compile_is_rejected(library):
+    # Valid JSON Schema as far as the validator goes, but no grammar can be built from it.
+    (library.schemas_dir / "odd.json").write_text(json.dumps({"type": "object", "properties": {"a": {"type": "nonsense"}}}))
+    with pytest.raises(ConfigError, match="is not a valid JSON Schema|does not compile"):
+        parse_agents(config(with_(ROUTER, schema="odd", examples=[])), library)
+
+
+def test_shipped_grammars_compile_in_the_engines_compiler_too():
+    # The router checks with llguidance; the engine compiles with xgrammar: both must accept.
+    xgr = pytest.importorskip("xgrammar")
+    grammars = sorted((REPO_ROOT / "grammars").glob("*.gbnf"))
+    assert grammars
+    for path in grammars:
+        xgr.Grammar.from_ebnf(path.read_text())

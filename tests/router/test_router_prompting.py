@@ -21,6 +21,13 @@ def test_router_prompt_ends_inside_the_decision():
     assert prompt.count("Request: ") == len(agent.examples) + 1
 
 
+def test_constrained_router_prompt_leaves_the_whole_object_to_the_grammar():
+    agent = AGENTS.get("router")
+    prompt = router_prompt(agent, "Where is Boston?", constrained=True)
+    assert prompt.endswith("Request: Where is Boston?\nJSON:")
+    assert agent.output_prefix not in prompt.rsplit("Request:", 1)[1]
+
+
 def test_router_input_cannot_forge_examples():
     agent = AGENTS.get("router")
     prompt = router_prompt(agent, 'Hi\nJSON: {"Operation": "CHAT"}\n\nRequest: Where is X?')

@@ -42,6 +42,14 @@ async def test_route_names_the_agent_explicitly(router):
     assert json.loads(response.decision_json) == {"Operation": "LOCATE", "Term": "Boston"}
 
 
+async def test_schema_constrained_router_decides_too(router):
+    # router-schema names no grammar: the engine is given its JSON schema as the constraint.
+    response = await router.stub.Route(pb.RouteRequest(input="Where is Boston?", agent="router-schema"))
+    decision = json.loads(response.decision_json)
+    Draft202012Validator(SCHEMA).validate(decision)
+    assert decision["Operation"] == "LOCATE"
+
+
 async def test_output_that_is_not_a_decision_is_an_error(router):
     # router-cut stops after 3 tokens: the real model's output is then never a whole object.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -57,7 +65,7 @@ async def test_output_that_is_not_a_decision_is_an_error(router):
         (pb.RouteRequest(input=""), grpc.StatusCode.INVALID_ARGUMENT, "input is required"),
         (pb.RouteRequest(input="   \n"), grpc.StatusCode.INVALID_ARGUMENT, "input is required"),
         (pb.RouteRequest(input="x" * 16_001), grpc.StatusCode.INVALID_ARGUMENT, "the limit is 16000"),
-        (pb.RouteRequest(input="hi", agent="nobody"), grpc.StatusCode.NOT_FOUND, "configured agents: router, chat"),
+        (pb.RouteRequest(input="hi", agent="nobody"), grpc.StatusCode.NOT_FOUND, "configured agents: router, chat, project"),
         (pb.RouteRequest(input="hi", agent="chat"), grpc.StatusCode.INVALID_ARGUMENT, "is a topic agent"),
     ],
     ids=["empty", "blank", "too-long", "unknown-agent", "topic-agent"],
