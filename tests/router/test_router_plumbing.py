@@ -36,3 +36,19 @@ async def test_bad_agents_file_stops_startup(tmp_path):
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert "prompt id '../etc/passwd' is not valid" in stderr.decode()
+
+
+async def test_grammar_that_does_not_compile_stops_startup(tmp_path):
+    (tmp_path / "grammars").mkdir()
+    (tmp_path / "grammars" / "broken.gbnf").write_text('root ::= "{" value "}"\n')
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(
+        "agents:\n  - {name: r, kind: router, prompt: router, schema: router_decision, grammar: broken}\n"
+    )
+    env = {**os.environ, "AGENTS_FILE": str(agents), "GRAMMARS_DIR": str(tmp_path / "grammars"), "ROUTER_LISTEN": "127.0.0.1:0"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.router", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "grammar 'broken'" in stderr.decode() and "Rule 'value' not found" in stderr.decode()
