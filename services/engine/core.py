@@ -76,6 +76,7 @@ class EngineCore:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             enable_prefix_caching=settings.enable_prefix_caching,
             cuda_graphs=settings.cuda_graphs,
+            weight_format=settings.weight_format,
         )
         runner = create_runner(settings.backend, model_dir, options)
         scheduler = SchedulerConfig(

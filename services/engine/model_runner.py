@@ -55,6 +55,7 @@ class RunnerOptions:
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
     cuda_graphs: bool = False
+    weight_format: str = "auto"  # ENGINE_WEIGHT_FORMAT: dense linears as mxfp4 or bf16 (models/loader.py)
 
 
 class ModelRunner(ABC):

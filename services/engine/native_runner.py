@@ -26,8 +26,8 @@ from services.engine.model_runner import (
     context_length,
     read_hf_config,
 )
-from services.engine.models.registry import build_model, model_type_of
-from services.engine.models.weights import SafetensorsWeights
+from services.engine.models.loader import load_model_dir
+from services.engine.models.registry import model_type_of
 from services.engine.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,7 @@ class NativeRunner(ModelRunner):
     def load(cls, model_dir: Path, options: RunnerOptions) -> NativeRunner:
         hf_config = read_hf_config(model_dir)
         dtype, device = DTYPES[options.dtype], torch.device(options.device)
-        model = build_model(hf_config)
-        model.load_weights(SafetensorsWeights(model_dir), device=device, dtype=dtype)
+        model = load_model_dir(model_dir, hf_config, device=device, dtype=dtype, weight_format=options.weight_format)
         shape = KVCacheShape.of(model, options.block_size)
         num_blocks = num_blocks_for(
             shape,

@@ -36,7 +36,7 @@ class EngineSettings(ServiceSettings):
     """Environment: MODEL_ID, ENGINE, ENGINE_LISTEN, ENGINE_DEVICE, ENGINE_DTYPE, ENGINE_MAX_MODEL_LEN,
     ENGINE_NUM_THREADS, ENGINE_MAX_NUM_SEQS, ENGINE_MAX_WAITING, ENGINE_MAX_NUM_BATCHED_TOKENS, ENGINE_BLOCK_SIZE,
     ENGINE_KV_CACHE_BLOCKS, GPU_MEMORY_UTILIZATION, ENGINE_ENABLE_PREFIX_CACHING, ENGINE_PRIORITY_AGING_SECONDS,
-    ENGINE_CUDA_GRAPHS, ENGINE_METRICS_PORT."""
+    ENGINE_CUDA_GRAPHS, ENGINE_METRICS_PORT, ENGINE_WEIGHT_FORMAT."""
 
     model_id: str = Field(default=BUNDLED_MODEL_ID, validation_alias=AliasChoices("MODEL_ID", "model_id"))
     backend: str = Field(default="native", validation_alias=AliasChoices("ENGINE", "backend"))
@@ -84,6 +84,11 @@ class EngineSettings(ServiceSettings):
     )
     # Decode through CUDA graphs (captured per batch-size bucket); CUDA only, ignored on CPU.
     cuda_graphs: bool = Field(default=False, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
+    # Dense linear weights: mxfp4 (quantized at load, the MXFP4 kernels) or bf16 (dense, in ENGINE_DTYPE);
+    # auto = mxfp4 on CUDA, dense on CPU. gpt-oss experts are MXFP4 either way.
+    weight_format: Literal["auto", "mxfp4", "bf16"] = Field(
+        default="auto", validation_alias=AliasChoices("ENGINE_WEIGHT_FORMAT", "weight_format")
+    )
     # Port of the Prometheus /metrics endpoint; 0 = off.
     metrics_port: int = Field(
         default=0, ge=0, le=65535, validation_alias=AliasChoices("ENGINE_METRICS_PORT", "metrics_port")

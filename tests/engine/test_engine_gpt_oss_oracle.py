@@ -20,6 +20,7 @@ on every logit (measured), so attention, sinks, windows, YaRN, routing and norms
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -29,9 +30,13 @@ import torch
 from safetensors import safe_open
 
 from kernels import dequantize_torch, from_blocks
+from services.engine.core import EngineCore
+from services.engine.events import Chunk
 from services.engine.layers.attention import AttentionMetadata
 from services.engine.models.gpt_oss import GptOssConfig, GptOssForCausalLM, build_gpt_oss, yarn_inv_freq
 from services.engine.models.weights import SafetensorsWeights
+from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+from services.engine.settings import EngineSettings
 from tests.engine.gpt_oss_tiny import TINY_CONFIG, bind_kv_pools, load_transformers, write_tiny_gpt_oss
 
 BLOCK = 4
@@ -184,3 +189,34 @@ def test_config_from_the_released_20b_config_json() -> None:
     assert config == GptOssConfig()  # our defaults are the 20b's
     with pytest.raises(ValueError, match="untied"):
         GptOssConfig.from_hf({**released, "tie_word_embeddings": True})
+
+
+async def test_32_greedy_tokens_through_the_engine_match_transformers(checkpoint, reference_bf16_activation) -> None:
+    """The whole native path: MODEL_ID a directory, Harmony tokenizer, scheduler, block manager, paged KV, sampler."""
+    settings = EngineSettings(
+        _env_file=None, model_id=str(checkpoint), backend="native", device="cpu", kv_cache_blocks=64, block_size=4
+    )
+    core = EngineCore.from_settings(settings)
+    try:
+        assert core.model_info().architecture == "gpt_oss"
+        prompts = [prompt(30, 17), prompt(31, 9)]
+
+        async def greedy(tokens: list[int]) -> list[int]:
+            request = GenerateRequest(
+                input=TokenInput(tuple(tokens)),
+                sampling=SamplingParams(temperature=0),
+                stopping=StoppingCriteria(max_tokens=GREEDY_TOKENS, ignore_eos=True),
+            )
+            return [t async for event in core.generate(request) if isinstance(event, Chunk) for t in event.token_ids]
+
+        ours = await asyncio.gather(*(greedy(p) for p in prompts))  # concurrent: batched decode in the loop
+    finally:
+        await core.close()
+    for tokens, mine in zip(prompts, ours):
+        ids = torch.tensor([tokens])
+        with torch.inference_mode():
+            theirs = reference_bf16_activation.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                max_new_tokens=GREEDY_TOKENS, min_new_tokens=GREEDY_TOKENS,
+            )[0, len(tokens):].tolist()  # fmt: skip
+        assert mine == theirs

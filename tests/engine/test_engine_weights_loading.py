@@ -134,3 +134,27 @@ def test_quantize_linears_skips_small_layers_and_what_it_is_told_to() -> None:
     replaced = quantize_linears(model, skip=lambda name, _: name == "2")
     assert replaced == ["0"] and isinstance(model[0], MXFP4Linear)
     assert isinstance(model[1], torch.nn.Linear) and isinstance(model[2], torch.nn.Linear)
+
+
+def test_engine_weight_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from services.engine.settings import EngineSettings
+
+    assert EngineSettings(_env_file=None).weight_format == "auto"
+    monkeypatch.setenv("ENGINE_WEIGHT_FORMAT", "mxfp4")
+    assert EngineSettings(_env_file=None).weight_format == "mxfp4"
+    monkeypatch.setenv("ENGINE_WEIGHT_FORMAT", "int4")
+    with pytest.raises(ValidationError, match="weight_format|ENGINE_WEIGHT_FORMAT"):
+        EngineSettings(_env_file=None)
+
+
+def test_native_runner_loads_gpt_oss_with_mxfp4_linears(gpt_oss_dir: Path) -> None:
+    from services.engine.model_runner import RunnerOptions
+    from services.engine.native_runner import NativeRunner
+
+    runner = NativeRunner.load(gpt_oss_dir, RunnerOptions(num_kv_blocks=16, block_size=4, weight_format="mxfp4"))
+    dense = load_model_dir(gpt_oss_dir, config_of(gpt_oss_dir), device="cpu", dtype=torch.float32)
+    tokens = [5, 900, 12, 77, 300, 8]
+    assert isinstance(runner.model.lm_head, MXFP4Linear) and runner.info.architecture == "gpt_oss"
+    torch.testing.assert_close(runner.prompt_logits(tokens), prompt_logits(dense, tokens), rtol=1e-4, atol=1e-4)
