@@ -21,10 +21,20 @@ Greedy with ``ignore_eos`` so every request makes exactly its token count.
 Results stream to ``DIR/bench_gpu.jsonl`` as they come (a timeout keeps what
 finished) and the tables to ``DIR/bench_gpu.md``.
 
-On the device image (torch, triton, transformers present), carry wheels for what
-the engine imports beyond that: pydantic, pydantic-core, pydantic-settings,
-annotated-types, typing-inspection, xgrammar, openai-harmony, quicktok-v1
-(see docs/PERFORMANCE.md, "GPU: engine at gpt-oss-20b shapes").
+On a GPU machine whose image has torch, triton and transformers but not the rest
+of the engine's imports (the workplace's device image), bring wheels. Here, once:
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
+        annotated-types==0.8.0 typing-inspection==0.4.5 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2 \
+        openai-harmony==0.0.8 quicktok-v1==0.4.0
+
+then there, carrying ``.whl`` and ``build/proto``:
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+    PYTHONPATH=/tmp/site:.:build/proto PYTHONUNBUFFERED=1 python3 -m services.engine.bench_gpu --out $OUT
 """
 
 from __future__ import annotations
