@@ -119,7 +119,7 @@ def copy_bandwidth(device: torch.device, size: int = 1 << 30) -> float:
 
 
 def decode_bytes_per_token(model: torch.nn.Module) -> int:
-    """Weight bytes one decode step at batch 1 reads: dense and MXFP4 linears whole, top-k of E experts, one embedding row."""
+    """Weight bytes a decode step at batch 1 reads: every linear whole, top-k of E experts, one embedding row."""
     total = 0
     for module in model.modules():
         if isinstance(module, MXFP4Linear):
@@ -263,8 +263,14 @@ def _free(device: str) -> None:
 
 def run_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace, record: Recorder, tag: str) -> None:
     kv_tokens = max(work.concurrency) * (work.concurrent_prompt + work.concurrent_tokens + 16) + 4096
-    core, model = build_core(config, device=args.device, weight_format=args.weight_format,
-                             cuda_graphs=args.cuda_graphs, max_num_seqs=max(work.concurrency), kv_tokens=kv_tokens)
+    core, model = build_core(
+        config,
+        device=args.device,
+        weight_format=args.weight_format,
+        cuda_graphs=args.cuda_graphs,
+        max_num_seqs=max(work.concurrency),
+        kv_tokens=kv_tokens,
+    )
     bandwidth = copy_bandwidth(torch.device(args.device))
     per_token = decode_bytes_per_token(model)
     record.add(stage=tag, metric="setup", layers=config.num_hidden_layers, weight_format=args.weight_format,
@@ -294,16 +300,24 @@ def table(rows: list[dict], tag: str) -> str:
             lines.append(f"| {name.format(**r)} | {fmt.format(value)} | {target} |")
 
     row("Decode, batch 1 ({prompt}-token prompt, {new_tokens} new)", "decode_bs1", "{:.0f} tok/s", ">= 500 tok/s")
-    row("HF transformers bf16 generate, batch 1, {prompt}-token prompt", "hf_decode_bs1", "{:.1f} tok/s",
-        "(28.9 tok/s in the issue)")
+    row(
+        "HF transformers bf16 generate, batch 1, {prompt}-token prompt",
+        "hf_decode_bs1",
+        "{:.1f} tok/s",
+        "(28.9 tok/s in the issue)",
+    )
     for key in sorted(k for k in by if k.startswith("ttft_")):
         n = int(key.split("_")[1])
         target = {128: "<= 0.030 s", 2048: "<= 0.150 s"}.get(n, "")
         row(f"Time to first token, {n}-token prompt (median)", key, "{:.3f} s", target)
     for key in sorted((k for k in by if k.startswith("aggregate_")), key=lambda k: int(k.split("_")[1])):
         n = int(key.split("_")[1])
-        row(f"Aggregate output, {n} concurrent ({{median_decode_tps:.0f}} tok/s each)", key, "{:.0f} tok/s",
-            ">= 8,000 tok/s" if n == 256 else "")
+        row(
+            f"Aggregate output, {n} concurrent ({{median_decode_tps:.0f}} tok/s each)",
+            key,
+            "{:.0f} tok/s",
+            ">= 8,000 tok/s" if n == 256 else "",
+        )
     if setup:
         lines.append(f"| Ceiling, 3.7 GB/token / copy bandwidth | {setup['ceiling_tps_issue']:.0f} tok/s | |")
         lines.append(f"| Ceiling, this model's {setup['decode_bytes_per_token'] / 1e9:.2f} GB/token | "
@@ -321,10 +335,14 @@ def main() -> int:
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers baseline")
     parser.add_argument("--smoke-only", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes (hidden 256, vocab 200k kept): plumbing checks")
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny shapes (hidden 256, vocab 200k kept): plumbing checks"
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this benchmark measures the GPU path (use --device cpu --tiny to check plumbing)")
+        raise SystemExit(
+            "no CUDA device: this benchmark measures the GPU path (use --device cpu --tiny to check plumbing)"
+        )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     record = Recorder(args.out)

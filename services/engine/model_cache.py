@@ -177,7 +177,9 @@ def _embed_chat_template(directory: Path, template: str | None) -> None:
 
 def _write_provenance(directory: Path, gguf: Path, model_id: str) -> None:
     (directory / "quartet_source.json").write_text(
-        json.dumps({"model_id": model_id, "converted_from": gguf.name, "format": "gguf, dequantized to float32"}, indent=2)
+        json.dumps(
+            {"model_id": model_id, "converted_from": gguf.name, "format": "gguf, dequantized to float32"}, indent=2
+        )
     )
 
 

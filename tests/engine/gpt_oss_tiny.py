@@ -43,7 +43,12 @@ TINY_CONFIG = dict(
 #: What the released checkpoints declare (``config.json`` of openai/gpt-oss-20b).
 QUANTIZATION_CONFIG = {
     "quant_method": "mxfp4",
-    "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+    "modules_to_not_convert": [
+        "model.layers.*.self_attn",
+        "model.layers.*.mlp.router",
+        "model.embed_tokens",
+        "lm_head",
+    ],
 }
 
 

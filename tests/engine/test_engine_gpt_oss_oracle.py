@@ -47,7 +47,9 @@ GREEDY_TOKENS = 32
 
 
 def prompt(seed: int, length: int) -> list[int]:
-    return torch.randint(3, TINY_CONFIG["vocab_size"], (length,), generator=torch.Generator().manual_seed(seed)).tolist()
+    return torch.randint(
+        3, TINY_CONFIG["vocab_size"], (length,), generator=torch.Generator().manual_seed(seed)
+    ).tolist()
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,9 @@ def test_logits_along_a_generated_sequence_match_with_the_same_rounding(ours, re
         theirs = reference_bf16_activation(torch.tensor([full])).logits[0]
     n = len(full)
     table = list(range(NUM_BLOCKS - 1, NUM_BLOCKS - 1 - -(-n // BLOCK), -1))
-    mine = run(ours, full, AttentionMetadata.build(query_lens=[n], seq_lens=[n], block_tables=[table], block_size=BLOCK))
+    mine = run(
+        ours, full, AttentionMetadata.build(query_lens=[n], seq_lens=[n], block_tables=[table], block_size=BLOCK)
+    )
     assert (mine - theirs).abs().max().item() < LOGIT_ATOL_SAME_ROUNDING
     assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
 
@@ -157,9 +161,15 @@ def test_32_greedy_tokens_decoded_as_a_batch_match_transformers_generate(ours, r
 def test_chunked_prefill_over_cached_context_matches_one_pass(ours) -> None:
     tokens = prompt(3, 21)
     table = [[50, 7, 33, 12, 60, 2]]
-    whole = run(ours, tokens, AttentionMetadata.build(query_lens=[21], seq_lens=[21], block_tables=table, block_size=BLOCK))
-    first = run(ours, tokens[:9], AttentionMetadata.build(query_lens=[9], seq_lens=[9], block_tables=table, block_size=BLOCK))
-    rest = run(ours, tokens[9:], AttentionMetadata.build(query_lens=[12], seq_lens=[21], block_tables=table, block_size=BLOCK))
+    whole = run(
+        ours, tokens, AttentionMetadata.build(query_lens=[21], seq_lens=[21], block_tables=table, block_size=BLOCK)
+    )
+    first = run(
+        ours, tokens[:9], AttentionMetadata.build(query_lens=[9], seq_lens=[9], block_tables=table, block_size=BLOCK)
+    )
+    rest = run(
+        ours, tokens[9:], AttentionMetadata.build(query_lens=[12], seq_lens=[21], block_tables=table, block_size=BLOCK)
+    )
     torch.testing.assert_close(torch.cat([first, rest]), whole, rtol=1e-4, atol=1e-4)
 
 

@@ -124,9 +124,13 @@ def test_sharded_checkpoints_load_lazily_through_the_index(gpt_oss_dir: Path, tm
 
 
 def test_a_checkpoint_without_experts_says_which_tensor_is_missing(gpt_oss_dir: Path) -> None:
-    tensors = {k: v for k, v in load_file(str(gpt_oss_dir / "model.safetensors")).items() if "layers.2.mlp.experts" not in k}
+    tensors = {
+        k: v for k, v in load_file(str(gpt_oss_dir / "model.safetensors")).items() if "layers.2.mlp.experts" not in k
+    }
     with pytest.raises(KeyError, match="mlp1_weight|gate_up_proj"):
-        load_model(config_of(gpt_oss_dir), DictWeights(tensors), device="cpu", dtype=torch.float32, weight_format="bf16")
+        load_model(
+            config_of(gpt_oss_dir), DictWeights(tensors), device="cpu", dtype=torch.float32, weight_format="bf16"
+        )
 
 
 def test_quantize_linears_skips_small_layers_and_what_it_is_told_to() -> None:

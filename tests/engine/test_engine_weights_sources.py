@@ -75,7 +75,9 @@ def test_an_incomplete_snapshot_is_not_used(hub: Path, tiny_checkpoint: Path, tm
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(tiny_checkpoint / "config.json", partial)
-    (partial / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
+    (partial / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}})
+    )
     fill_hub_cache(hub, "acme/partial", partial)
     assert find_snapshot("acme/partial") is None
     with pytest.raises(InvalidArgument, match="not in the local Hugging Face caches"):

@@ -6,7 +6,9 @@ RMSNorm, YaRN rotary embedding, attention with sinks on the paged KV cache
 stay in MXFP4 and run through ``kernels.mxfp4_moe`` (Triton on CUDA, the torch
 reference elsewhere), decoder layer, model. Weights load from a checkpoint in
 the released layout (``*_blocks``/``*_scales`` experts, dense bf16 for the
-rest); q/k/v fuse into one matmul at load.
+rest); q/k/v fuse into one matmul at load. Experts stay MXFP4 on every device:
+on the CPU the kernels' torch reference dequantizes each routed expert per call
+(no dense copy is held: a 20b's experts would take 76 GB in fp32).
 
 References: the gpt-oss model card (arXiv:2508.10925) and OpenAI's
 ``gpt_oss/torch/model.py``; YaRN: Peng et al. 2023 (arXiv:2309.00071).
@@ -124,8 +126,10 @@ def yarn_inv_freq(config: GptOssConfig) -> tuple[torch.Tensor, float]:
     dim, base = config.head_dim, config.rope_theta
 
     def correction_dim(rotations: float) -> float:
-        return dim * math.log(config.rope_original_max_position_embeddings / (rotations * 2 * math.pi)) / (
-            2 * math.log(base)
+        return (
+            dim
+            * math.log(config.rope_original_max_position_embeddings / (rotations * 2 * math.pi))
+            / (2 * math.log(base))
         )
 
     low, high = correction_dim(config.rope_beta_fast), correction_dim(config.rope_beta_slow)
@@ -213,7 +217,9 @@ class GptOssDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = GptOssMoE(config)
 
-    def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
+    ) -> torch.Tensor:
         h = h + self.self_attn(self.input_layernorm(h), rope, meta)
         return h + self.mlp(self.post_attention_layernorm(h))
 

@@ -68,9 +68,7 @@ def dense_weight(module: nn.Module) -> torch.Tensor | None:
     return None
 
 
-def quantize_linears(
-    model: nn.Module, *, skip: Callable[[str, nn.Module], bool] | None = None
-) -> list[str]:
+def quantize_linears(model: nn.Module, *, skip: Callable[[str, nn.Module], bool] | None = None) -> list[str]:
     """Replace the model's dense linears by ``MXFP4Linear`` in place; return the names replaced.
 
     Embeddings are left dense (a lookup reads one row per token). Linears smaller than

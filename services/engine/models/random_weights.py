@@ -107,8 +107,11 @@ def hf_config_dict(config: GptOssConfig) -> dict:
         "rms_norm_eps": config.rms_norm_eps,
         "max_position_embeddings": config.max_position_embeddings,
         "rope_scaling": {
-            "rope_type": "yarn", "factor": config.rope_factor, "beta_fast": config.rope_beta_fast,
-            "beta_slow": config.rope_beta_slow, "truncate": config.rope_truncate,
+            "rope_type": "yarn",
+            "factor": config.rope_factor,
+            "beta_fast": config.rope_beta_fast,
+            "beta_slow": config.rope_beta_slow,
+            "truncate": config.rope_truncate,
             "original_max_position_embeddings": config.rope_original_max_position_embeddings,
         },  # fmt: skip
         "rope_theta": config.rope_theta,
@@ -116,4 +119,3 @@ def hf_config_dict(config: GptOssConfig) -> dict:
         "attention_bias": config.attention_bias,
         "tie_word_embeddings": False,
     }
-
