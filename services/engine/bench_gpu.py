@@ -46,6 +46,7 @@ import gc
 import json
 import statistics
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,22 +191,32 @@ async def stream(core, prompt: tuple[int, ...], new_tokens: int, started: float 
     return Run(first - started, decode, tokens, last)
 
 
-async def measure(core, work: Workload, record: Recorder, tag: str) -> None:
+async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float) -> None:
+    """The engine's rows, most important first; what would start past ``deadline`` is recorded as skipped."""
     seed = iter(range(1_000_000))
     # Warm-up: every kernel path and shape class once (Triton compiles on first use).
     await stream(core, random_prompt(work.decode_prompt, next(seed)), 8)
     for n in work.ttft_prompts:
         await stream(core, random_prompt(n, next(seed)), 2)
-    for n in work.concurrency:
-        await asyncio.gather(*(stream(core, random_prompt(64, next(seed)), 8) for _ in range(n)))
+    await asyncio.gather(*(stream(core, random_prompt(64, next(seed)), 4) for _ in range(max(work.concurrency))))
+
+    def late(metric: str) -> bool:
+        if time.perf_counter() < deadline:
+            return False
+        record.add(stage=tag, metric=metric, skipped="past the --deadline-s budget")
+        return True
 
     run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
     record.add(stage=tag, metric="decode_bs1", tokens_per_second=run.decode_tps, ttft_s=run.ttft,
                prompt=work.decode_prompt, new_tokens=run.tokens)  # fmt: skip
     for n in work.ttft_prompts:
+        if late(f"ttft_{n}"):
+            continue
         ttfts = [(await stream(core, random_prompt(n, next(seed)), 1)).ttft for _ in range(work.ttft_repeats)]
         record.add(stage=tag, metric=f"ttft_{n}", seconds=statistics.median(ttfts), runs=ttfts)
     for n in work.concurrency:
+        if late(f"aggregate_{n}"):
+            continue
         started = time.perf_counter()
         runs = await asyncio.gather(
             *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), work.concurrent_tokens, started)
@@ -262,7 +273,20 @@ def _free(device: str) -> None:
 
 
 def run_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace, record: Recorder, tag: str) -> None:
+    """transformers first (its figure is the baseline, and the card is empty then), then the engine.
+
+    A failure in one part is recorded with its traceback and the other part still runs.
+    """
+    if not args.skip_hf:
+        _guarded(record, tag, "hf", lambda: hf_decode(config, work, args.device, record, tag))
+        _free(args.device)
+    _guarded(record, tag, "engine", lambda: _engine_pass(config, work, args, record, tag))
+    _free(args.device)
+
+
+def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace, record: Recorder, tag: str) -> None:
     kv_tokens = max(work.concurrency) * (work.concurrent_prompt + work.concurrent_tokens + 16) + 4096
+    started = time.perf_counter()
     core, model = build_core(
         config,
         device=args.device,
@@ -276,15 +300,22 @@ def run_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace, rec
     record.add(stage=tag, metric="setup", layers=config.num_hidden_layers, weight_format=args.weight_format,
                decode_bytes_per_token=per_token, copy_bandwidth_bytes_per_s=bandwidth,
                ceiling_tps_issue=ISSUE_BYTES_PER_TOKEN / bandwidth, ceiling_tps_model=bandwidth / per_token,
-               device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu")  # fmt: skip
+               device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+               build_s=time.perf_counter() - started)  # fmt: skip
+    del model
     try:
-        asyncio.run(measure(core, work, record, tag))
+        asyncio.run(measure(core, work, record, tag, args.deadline))
     finally:
         asyncio.run(core.close())
-        del core, model
-        _free(args.device)
-    if not args.skip_hf:
-        hf_decode(config, work, args.device, record, tag)
+        del core
+
+
+def _guarded(record: Recorder, tag: str, part: str, body) -> None:
+    try:
+        body()
+    except Exception as error:  # noqa: BLE001 - a benchmark reports what broke and goes on
+        traceback.print_exc()
+        record.add(stage=tag, metric=f"{part}_error", error=f"{type(error).__name__}: {error}"[:2000])
 
 
 def table(rows: list[dict], tag: str) -> str:
@@ -297,7 +328,10 @@ def table(rows: list[dict], tag: str) -> str:
         if key in by:
             r = by[key]
             value = r.get("tokens_per_second", r.get("seconds"))
-            lines.append(f"| {name.format(**r)} | {fmt.format(value)} | {target} |")
+            if value is None:  # skipped past the deadline
+                lines.append(f"| {name.split(' (')[0]} | skipped | {target} |")
+            else:
+                lines.append(f"| {name.format(**r)} | {fmt.format(value)} | {target} |")
 
     row("Decode, batch 1 ({prompt}-token prompt, {new_tokens} new)", "decode_bs1", "{:.0f} tok/s", ">= 500 tok/s")
     row(
@@ -318,6 +352,8 @@ def table(rows: list[dict], tag: str) -> str:
             "{:.0f} tok/s",
             ">= 8,000 tok/s" if n == 256 else "",
         )
+    for key in sorted(k for k in by if k.endswith("_error")):
+        lines.append(f"| {key.removesuffix('_error')} failed | {by[key]['error'][:200]} | |")
     if setup:
         lines.append(f"| Ceiling, 3.7 GB/token / copy bandwidth | {setup['ceiling_tps_issue']:.0f} tok/s | |")
         lines.append(f"| Ceiling, this model's {setup['decode_bytes_per_token'] / 1e9:.2f} GB/token | "
@@ -334,6 +370,9 @@ def main() -> int:
     parser.add_argument("--cuda-graphs", action="store_true", help="decode through CUDA graphs (ENGINE_CUDA_GRAPHS)")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers baseline")
     parser.add_argument("--smoke-only", action="store_true")
+    parser.add_argument(
+        "--deadline-s", type=float, default=0, help="skip measurements that would start later (0: none)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--tiny", action="store_true", help="tiny shapes (hidden 256, vocab 200k kept): plumbing checks"
@@ -345,6 +384,7 @@ def main() -> int:
         )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
+    args.deadline = time.perf_counter() + args.deadline_s if args.deadline_s else float("inf")
     record = Recorder(args.out)
     full = GptOssConfig(num_hidden_layers=args.layers)
     if args.tiny:

@@ -37,7 +37,9 @@ def test_random_weights_have_the_released_shapes_and_load() -> None:
 
 def test_smoke_pass_through_the_engine_and_transformers(tmp_path: Path) -> None:
     pytest.importorskip("quicktok")
-    args = argparse.Namespace(device="cpu", weight_format="bf16", cuda_graphs=False, skip_hf=False)
+    args = argparse.Namespace(
+        device="cpu", weight_format="bf16", cuda_graphs=False, skip_hf=False, deadline=float("inf")
+    )
     record = Recorder(tmp_path)
     run_pass(dataclasses.replace(TINY, layer_types=()), WORK, args, record, "smoke")
     rows = {r["metric"]: r for r in record.rows}
@@ -45,6 +47,6 @@ def test_smoke_pass_through_the_engine_and_transformers(tmp_path: Path) -> None:
     assert rows["decode_bs1"]["new_tokens"] == WORK.decode_tokens and rows["decode_bs1"]["tokens_per_second"] > 0
     assert rows["aggregate_3"]["tokens_per_second"] > 0 and rows["ttft_16"]["seconds"] > 0
     assert len((tmp_path / "bench_gpu.jsonl").read_text().splitlines()) == len(record.rows)
-    assert json.loads((tmp_path / "bench_gpu.jsonl").read_text().splitlines()[0])["metric"] == "setup"
+    assert json.loads((tmp_path / "bench_gpu.jsonl").read_text().splitlines()[0])["metric"] == "hf_decode_bs1"
     text = table(record.rows, "smoke")
     assert "Decode, batch 1 (128-token prompt, 4 new)" in text and "Aggregate output, 3 concurrent" in text
