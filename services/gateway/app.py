@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from services.gateway.auth import ApiKeys
 from services.gateway.clients import Clients
@@ -23,7 +24,8 @@ from services.gateway.model_catalog import ModelCatalog
 from services.gateway.openapi import install_openapi
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.response_store import MemoryResponseStore
-from services.gateway.routes import bench, chat, completions, health, metrics, models, responses
+from services.gateway.agent_socket import AgentSocket
+from services.gateway.routes import bench, chat, completions, health, metrics, models, playground, responses
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
 
@@ -46,7 +48,7 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
         app.state.gateway = GatewayState(
             settings=settings,
             clients=live,
-            catalog=ModelCatalog(live.engine, cache_seconds=settings.models_cache_seconds),
+            catalog=ModelCatalog(live.engine, cache_seconds=settings.models_cache_seconds, router=live.router),
             metrics=gateway_metrics,
             api_keys=api_keys,
             envelope=envelope,
@@ -60,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
         try:
             yield
         finally:
+            await agent_socket.close()
             if owned:
                 await live.close()
 
@@ -68,6 +71,12 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
     modules = (chat, completions, responses, models, bench, health, metrics)
     for module in modules:
         app.include_router(module.router)
+    app.include_router(playground.router)
+    app.mount("/static", StaticFiles(directory=playground.STATIC_DIR), name="static")
+    # Agents over Socket.IO, on the same port (services/gateway/agent_socket.py).
+    agent_socket = AgentSocket(app, settings)
+    app.state.agent_socket = agent_socket
+    app.mount("/socket.io", agent_socket.asgi_app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -199,6 +199,8 @@ class Clients:
 
     engine: EngineClient
     channels: dict[str, ServiceChannel]
+    #: The router's agents (``agent/<name>`` models); None when built without one.
+    router: RouterClient | None = None
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> Clients:
@@ -222,7 +224,13 @@ class Clients:
             rpc_timeout_seconds=settings.rpc_timeout_seconds,
             request_timeout_seconds=settings.request_timeout_seconds,
         )
-        return cls(engine=engine, channels=channels)
+        router = RouterClient(
+            channels["router"],
+            rpc_timeout_seconds=settings.rpc_timeout_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
+            cache_seconds=settings.models_cache_seconds,
+        )
+        return cls(engine=engine, channels=channels, router=router)
 
     async def health(self, timeout: float) -> dict[str, str]:
         names = list(self.channels)
@@ -231,3 +239,6 @@ class Clients:
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+
+
+from services.gateway.router_client import RouterClient  # noqa: E402 (it imports ServiceChannel from here)

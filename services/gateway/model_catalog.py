@@ -1,4 +1,5 @@
-"""Which models the gateway serves: the engine's, asked through GetModelInfo and cached briefly.
+"""Which models the gateway serves: the engine's, asked through GetModelInfo and cached briefly,
+and the router's topic agents as ``agent/<name>`` (when a router is configured and up).
 
 The cache keeps a chat request from costing an extra RPC; a miss asks again
 before answering 404, so a model swapped in the engine is found at once. The
@@ -7,16 +8,22 @@ Models routes always ask the engine, so they never describe an engine that is go
 
 from __future__ import annotations
 
+import logging
 import time
 
+from services.common.errors import QuartetError
 from services.gateway.clients import EngineClient
 from services.gateway.errors import ModelNotFound
+from services.gateway.router_client import RouterClient
 from services.gateway.schemas.models import ModelCard
+
+log = logging.getLogger(__name__)
 
 
 class ModelCatalog:
-    def __init__(self, engine: EngineClient, *, cache_seconds: float) -> None:
+    def __init__(self, engine: EngineClient, *, cache_seconds: float, router: RouterClient | None = None) -> None:
         self._engine = engine
+        self._router = router
         self._cache_seconds = cache_seconds
         self._cards: list[ModelCard] = []
         self._fetched_at = float("-inf")
@@ -26,7 +33,19 @@ class ModelCatalog:
     async def refresh(self) -> list[ModelCard]:
         info = await self._engine.model_info()
         created = self._first_seen.setdefault(info.model_id, int(time.time()))
-        self._cards = [ModelCard(id=info.model_id, created=created)]
+        cards = [ModelCard(id=info.model_id, created=created)]
+        if self._router is not None and self._router.enabled:
+            try:
+                agents = await self._router.agents(fresh=True)
+            except QuartetError as error:
+                # The engine's models stay usable while the router is down; its agents just vanish.
+                log.info("agents unavailable", extra={"error": error.message})
+                agents = []
+            for agent in agents:
+                if agent.kind == "topic":  # the router agent answers Route, not chat
+                    seen = self._first_seen.setdefault(agent.model_id, int(time.time()))
+                    cards.append(ModelCard(id=agent.model_id, created=seen, owned_by="quartet-router"))
+        self._cards = cards
         self._fetched_at = time.monotonic()
         return self._cards
 

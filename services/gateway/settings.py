@@ -68,6 +68,14 @@ class GatewaySettings(ServiceSettings):
     bench_max_count: int = Field(default=16, ge=1)
     bench_max_tokens: int = Field(default=256, ge=1)
 
+    #: Socket.IO backpressure: agent events buffered per run between the router stream and the
+    #: socket, and token events sent but not yet acknowledged by the client. A client that reads
+    #: slowly fills both, and then the gateway stops reading from the router.
+    socketio_queue_size: int = Field(default=32, ge=1)
+    socketio_window: int = Field(default=16, ge=1)
+    #: A run whose client acknowledges nothing for this long is stopped.
+    socketio_ack_timeout_seconds: float = Field(default=60.0, gt=0)
+
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

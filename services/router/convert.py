@@ -51,6 +51,7 @@ def run_input_from_pb(request: router_pb2.RunRequest) -> RunInput:
         topic_id=request.topic_id,
         request_id=request.request_id,
         max_tokens=request.max_tokens,
+        memory_mode=request.memory_mode,
     )
 
 

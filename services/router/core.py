@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from collections.abc import AsyncIterator
 
 from services.common.errors import InvalidArgument, require
@@ -14,6 +15,8 @@ from services.router.routing import decide
 from services.router.topic_turn import TopicTurn
 
 DEFAULT_MAX_INPUT_CHARS = 16_000
+#: Run's memory_mode values: the agent's own policy ("" or "agent"), or none for one turn.
+MEMORY_MODES = ("", "agent", "none")
 
 
 def new_request_id() -> str:
@@ -62,6 +65,13 @@ class RouterCore:
         """Token events, then one done or error event. Request errors raise before the first event."""
         agent = self._agent(request.agent, AgentKind.TOPIC)
         self._check_input(request.input)
+        require(
+            request.memory_mode in MEMORY_MODES,
+            f"memory_mode is {request.memory_mode!r}; use one of {', '.join(repr(m) for m in MEMORY_MODES)}",
+            field="memory_mode",
+        )
+        if request.memory_mode == "none":
+            agent = replace(agent, memory_policy=MemoryPolicy.NONE, summarizing=None)
         if agent.memory_policy is not MemoryPolicy.NONE:
             require(
                 bool(request.session_id),

@@ -66,6 +66,7 @@ class RunInput:
     topic_id: str = ""
     request_id: str = ""
     max_tokens: int = 0  # 0: the agent's default
+    memory_mode: str = ""  # "" / "agent": the agent's policy; "none": no memory this turn
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,3 +138,15 @@ async def test_memory_down_is_unavailable(engine_address):
             await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id="s")).read()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "memory service at 127.0.0.1:1 is unavailable" in caught.value.details()
+
+
+async def test_memory_mode_none_neither_reads_nor_writes(router, memory):
+    sid = session()
+    await run_turn(router, agent="chat", input="My name is Ada.", session_id=sid, max_tokens=4)
+    _, remembered, _ = await run_turn(router, agent="chat", input="Who am I?", session_id=sid, max_tokens=4)
+    _, off, _ = await run_turn(router, agent="chat", input="Who am I?", session_id=sid, max_tokens=4, memory_mode="none")
+    assert off.prompt_tokens < remembered.prompt_tokens  # the stored turns were not read
+    assert [t.content for t in await stored(memory, sid)][::2] == ["My name is Ada.", "Who am I?"]  # nor written
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id=sid, memory_mode="forever")).read()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "memory_mode" in caught.value.details()

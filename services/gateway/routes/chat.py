@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -13,13 +14,15 @@ from services.gateway import convert
 from services.gateway.auth import guard
 from services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from services.gateway.disconnect import until_disconnect
-from services.gateway.errors import constraint_refusal
+from services.gateway.agent_chat import AgentTurn, run_request
+from services.gateway.errors import ModelNotFound, constraint_refusal
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
 from services.gateway.request_body import parse_request
 from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.schemas.chat_response import ChatCompletion
+from services.gateway.router_client import agent_name
+from services.gateway.schemas.chat_response import ChatCompletion, ChatCompletionChunk
 from services.gateway.sse import sse_response
 from services.gateway.state import GatewayState, gateway_state
 
@@ -32,6 +35,9 @@ ROUTE = "/v1/chat/completions"
 @router.post(ROUTE, response_model=None, **body_spec(ChatCompletionRequest, ChatCompletion))
 async def create_chat_completion(request: Request, state: GatewayState = Depends(gateway_state)) -> Response:
     chat = await parse_request(request, ChatCompletionRequest)
+    agent = agent_name(chat.model)
+    if agent is not None:
+        return await agent_chat_completion(request, state, chat, agent)
     await state.catalog.get(chat.model)
     max_tokens = resolve_max_tokens(
         chat.completion_limit,
@@ -84,3 +90,51 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         finished()
         raise constraint_refusal(error, "response_format") from None
     return sse_response(request, chunks(stream, transcript), on_close=finished, headers=headers)
+
+
+async def agent_chat_completion(request: Request, state: GatewayState, chat: ChatCompletionRequest, agent: str) -> Response:
+    """``agent/<name>``: one turn of a router topic agent (services/gateway/agent_chat.py)."""
+    router_client = state.clients.router
+    if router_client is None or not router_client.enabled:
+        raise ModelNotFound(f"the model '{chat.model}' does not exist: agents are off (the gateway has no ROUTER_ADDRESS)", field="model")
+    await router_client.topic_agent(agent)
+    max_tokens = resolve_max_tokens(
+        chat.completion_limit,
+        field="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",
+        cap=state.settings.max_tokens_cap,
+    )
+    info = CompletionInfo(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=chat.model, include_usage=chat.include_usage)
+    run = run_request(chat, agent, request.headers, info.id, max_tokens)
+    log.info("agent chat completion", extra={"request_id": info.id, "agent": agent, "stream": chat.stream})
+    turn = AgentTurn(router_client, run, info)
+    headers = {"x-request-id": info.id}
+    if not chat.stream:
+        try:
+            completion = await until_disconnect(request, _collect(turn))
+        finally:
+            await turn.close()
+        return json_reply(request, completion, headers=headers)
+    try:
+        await until_disconnect(request, turn.start())
+    except BaseException:
+        await turn.close()
+        raise
+
+    def finished() -> None:
+        # sse_response calls this synchronously; the generator's own finally closes the call.
+        log.info("agent chat completion done", extra={"request_id": info.id, "completion_tokens": turn.usage.completion_tokens})
+
+    return sse_response(request, _closing(turn), on_close=finished, headers=headers)
+
+
+async def _collect(turn: AgentTurn) -> ChatCompletion:
+    await turn.start()
+    return await turn.completion()
+
+
+async def _closing(turn: AgentTurn) -> AsyncIterator[ChatCompletionChunk]:
+    try:
+        async for chunk in turn.chunks():
+            yield chunk
+    finally:
+        await turn.close()

@@ -1,0 +1,168 @@
+"""Agents through the gateway: ``agent/<name>`` models on the OpenAI endpoints, and the
+Socket.IO protocol with its backpressure, over the real router, memory and engine."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+import socketio
+
+from tests.gateway.agent_stack import AgentStack
+
+
+@pytest.fixture(scope="module")
+def stack(engine_address: str) -> Iterator[AgentStack]:
+    # A small queue and window, so a slow reader reaches the limits within a short answer.
+    live = AgentStack(engine_address, socketio_queue_size=4, socketio_window=2, socketio_ack_timeout_seconds=20)
+    yield live
+    live.stop()
+
+
+@pytest.fixture()
+def sdk(stack: AgentStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.gateway.url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def new_session() -> str:
+    return f"gw-{uuid.uuid4().hex[:10]}"
+
+
+def test_models_list_the_topic_agents(stack):
+    ids = [m["id"] for m in httpx.get(f"{stack.gateway.url}/v1/models").json()["data"]]
+    assert {"agent/chat", "agent/project", "agent/notes", "agent/recall", "agent/assistant"} <= set(ids)
+    assert "agent/router" not in ids  # it answers Route, not chat
+    assert not ids[0].startswith("agent/")  # the engine's model comes first
+
+
+def test_agent_chat_remembers_by_session(sdk):
+    sid = new_session()
+    first = sdk.chat.completions.create(
+        model="agent/chat", messages=[{"role": "user", "content": "My name is Ada."}], max_tokens=8, metadata={"session_id": sid}
+    )
+    assert first.choices[0].message.content and first.choices[0].finish_reason in ("stop", "length")
+    assert first.usage.completion_tokens <= 8 and first.model == "agent/chat"
+    # Streamed, with the session in a header this time: the second turn's prompt holds the first.
+    stream = sdk.chat.completions.create(
+        model="agent/chat", messages=[{"role": "user", "content": "What is my name?"}], max_tokens=8, stream=True,
+        stream_options={"include_usage": True}, extra_headers={"X-Session-Id": sid},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens > first.usage.prompt_tokens + 5
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"model": "agent/nobody"}, 404, "agent/nobody"),
+        ({"model": "agent/router"}, 404, "does not exist"),
+        ({"model": "agent/chat", "temperature": 0.5}, 400, "'temperature' is set by the agent's configuration"),
+        ({"model": "agent/chat"}, 400, "session_id is required"),
+        ({"model": "agent/chat", "messages": [{"role": "assistant", "content": "hi"}], "metadata": {"session_id": "s"}}, 400, "last message must be"),
+        ({"model": "agent/chat", "metadata": {"session_id": "s", "memory_mode": "forever"}}, 400, "memory_mode"),
+    ],
+    ids=["unknown", "router-agent", "sampling", "no-session", "not-user", "bad-memory-mode"],
+)
+def test_agent_chat_errors(stack, body, status, text):
+    body = {"messages": [{"role": "user", "content": "hi"}], **body}
+    reply = httpx.post(f"{stack.gateway.url}/v1/chat/completions", json=body, timeout=60)
+    assert reply.status_code == status, reply.text
+    assert text in reply.json()["error"]["message"]
+
+
+async def socket_client(url: str) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, transports=["websocket"], socketio_path="socket.io")
+    return client
+
+
+async def run_over_socket(url: str, payload: dict, ack_delay: float = 0.0) -> tuple[list[str], dict]:
+    """Emit run; collect the token texts and the closing event (done or error)."""
+    client = await socket_client(url)
+    tokens: list[str] = []
+    ended: asyncio.Future = asyncio.get_running_loop().create_future()
+    reading = asyncio.Lock()  # one token at a time: a slow reader, not many concurrent ones
+
+    @client.on("token")
+    async def on_token(data):
+        async with reading:
+            tokens.append(data["text"])
+            await asyncio.sleep(ack_delay)
+        return True  # returning sends the acknowledgement
+
+    @client.on("done")
+    async def on_done(data):
+        async with reading:  # after the tokens still being read
+            ended.done() or ended.set_result({"event": "done", **data})
+
+    @client.on("error")
+    async def on_error(data):
+        ended.done() or ended.set_result({"event": "error", **data})
+
+    try:
+        await client.emit("run", payload)
+        return tokens, await asyncio.wait_for(ended, 120)
+    finally:
+        await client.disconnect()
+
+
+async def test_socketio_streams_tokens_then_done(stack):
+    sid = new_session()
+    tokens, end = await run_over_socket(stack.gateway.url, {"agent": "agent/chat", "input": "Hello there!", "session_id": sid, "max_tokens": 12})
+    assert end["event"] == "done", end
+    assert len(tokens) >= 2 and "".join(tokens).strip()
+    assert end["finish_reason"] in ("stop", "length")
+    usage = end["usage"]
+    assert 0 < usage["completion_tokens"] <= 12 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        ({"input": "hi"}, "run.agent is required"),
+        ({"agent": "chat", "input": 5}, "run.input must be a string"),
+        ({"agent": "ghost", "input": "hi", "session_id": "s"}, "no agent named 'ghost'"),
+        ({"agent": "chat", "input": "hi"}, "session_id is required"),
+    ],
+    ids=["no-agent", "bad-input", "unknown-agent", "no-session"],
+)
+async def test_socketio_errors(stack, payload, text):
+    tokens, end = await run_over_socket(stack.gateway.url, payload)
+    assert tokens == [] and end["event"] == "error" and text in end["message"]
+
+
+async def test_slow_client_makes_the_producer_wait_and_memory_stays_bounded(stack):
+    """The plan's backpressure check: a reader that takes 120 ms per token, against a queue of 4
+    events and a window of 2 unacknowledged tokens. The gateway never holds more than that, and
+    the producer (the router stream's reader) is seen waiting on the full queue."""
+    socket = stack.app.state.agent_socket
+    before = len(socket.finished)
+    tokens, end = await run_over_socket(
+        stack.gateway.url,
+        {"agent": "chat", "input": "Tell me a long story about a dragon.", "session_id": new_session(), "max_tokens": 50},
+        ack_delay=0.12,
+    )
+    assert end["event"] == "done", end
+    stats = socket.finished[-1]
+    assert len(socket.finished) == before + 1 and stats.num_tokens == len(tokens) >= 20
+    assert stats.max_in_flight <= 2  # the window
+    assert stats.max_queue_depth <= 4  # the bounded queue
+    assert stats.num_producer_waits > 0  # the producer did wait for the slow client
+    print(f"slow client: {stats}")
+
+
+async def test_disconnect_mid_run_cancels_it(stack, engine_probe):
+    client = await socket_client(stack.gateway.url)
+    first = asyncio.get_running_loop().create_future()
+    client.on("token", lambda data: first.done() or first.set_result(data))
+    await client.emit("run", {"agent": "chat", "input": "Tell me a long story.", "session_id": new_session(), "max_tokens": 300})
+    await asyncio.wait_for(first, 60)
+    await client.disconnect()
+    await asyncio.to_thread(engine_probe.wait_idle, 10)  # the engine dropped the sequence
