@@ -69,7 +69,7 @@ def test_auto_format_is_dense_on_the_cpu_and_mxfp4_on_cuda() -> None:
     assert resolve_weight_format("auto", "cuda") == "mxfp4"
     assert resolve_weight_format("mxfp4", "cpu") == "mxfp4"
     with pytest.raises(ValueError, match="ENGINE_WEIGHT_FORMAT"):
-        resolve_weight_format("int8", "cpu")
+        resolve_weight_format("int4", "cpu")
 
 
 def test_llama_with_mxfp4_linears_matches_dense_on_grid_weights(llama_dir: Path) -> None:

@@ -59,7 +59,7 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] int64, flat pool index where each new token's K/V is written
     block_tables: torch.Tensor  # [B, max_blocks] int64, padded with block 0 (masked out)
     seq_lens_tensor: torch.Tensor  # [B] int64
-    _masks: dict[int | None, torch.Tensor] = field(default_factory=dict)
+    _masks: dict[int | str | None, torch.Tensor] = field(default_factory=dict)  # per-step values shared by layers
 
     @property
     def num_seqs(self) -> int:
@@ -141,6 +141,15 @@ class AttentionMetadata:
             device=device,
         )
 
+    def decode_blocks(self) -> torch.Tensor:
+        """The decode sequences' block tables, cut to the longest one and flattened [B_decode * blocks]."""
+        blocks = self._masks.get("blocks")
+        if blocks is None:
+            width = -(-max(self.seq_lens[self.num_prefills :]) // self.block_size)
+            blocks = self.block_tables[self.num_prefills :, :width].reshape(-1)
+            self._masks["blocks"] = blocks
+        return blocks
+
     def decode_mask(self, sliding_window: int | None) -> torch.Tensor:
         """[B_decode, 1, 1, L] bool: which gathered key positions each decode token sees (shared by layers)."""
         mask = self._masks.get(sliding_window)
@@ -215,8 +224,8 @@ class Attention(nn.Module):
             return out.transpose(0, 1)
         if n < length:  # context cached earlier (prefix cache or an earlier chunk): read it from the pool
             blocks = meta.block_tables[index, : -(-length // meta.block_size)]
-            k = self.k_cache[blocks].flatten(0, 1)[:length]
-            v = self.v_cache[blocks].flatten(0, 1)[:length]
+            k = self.k_cache.index_select(0, blocks).flatten(0, 1)[:length]
+            v = self.v_cache.index_select(0, blocks).flatten(0, 1)[:length]
         groups = self.num_heads // self.num_kv_heads
         query_pos = torch.arange(length - n, length, device=q.device).view(-1, 1)
         key_pos = torch.arange(length, device=q.device).view(1, -1)
@@ -237,9 +246,11 @@ class Attention(nn.Module):
         batch = q.shape[0]
         mask = meta.decode_mask(self.sliding_window)
         width = mask.shape[-1]
-        tables = meta.block_tables[meta.num_prefills :, : -(-width // meta.block_size)]
-        k = self.k_cache[tables].flatten(1, 2)[:, :width].transpose(1, 2)
-        v = self.v_cache[tables].flatten(1, 2)[:, :width].transpose(1, 2)
+        blocks = meta.decode_blocks()
+        # index_select, not k_cache[tables]: advanced indexing costs ~25x more per call on CPU.
+        shape = (batch, -1, self.num_kv_heads, self.head_dim)
+        k = self.k_cache.index_select(0, blocks).view(shape)[:, :width].transpose(1, 2)
+        v = self.v_cache.index_select(0, blocks).view(shape)[:, :width].transpose(1, 2)
         groups = self.num_heads // self.num_kv_heads
         qg = q.view(batch, self.num_kv_heads, groups, self.head_dim)
         sink_rows = None if sinks is None else sinks.view(1, self.num_kv_heads, groups, 1)

@@ -7,6 +7,8 @@
   format: they arrive that way and are never widened on the GPU.
 * ``bf16``: the dense linears stay dense, in ENGINE_DTYPE (bf16 on CUDA, fp32 on the CPU
   by default): the exact reference for the quantized path.
+* ``int8`` (CPU): per-channel int8 weights, activations unquantized
+  (``models/int8_linear.py``): a quarter of fp32's bytes per decode step on the CPU.
 * ``auto`` (default): ``mxfp4`` on CUDA, ``bf16`` (dense) on the CPU, where the MXFP4 ops
   run the torch reference that dequantizes on every call.
 """
@@ -20,13 +22,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from services.engine.models.int8_linear import int8_supported, quantize_linears_int8
 from services.engine.models.mxfp4_linear import quantize_linears
 from services.engine.models.registry import build_model
 from services.engine.models.weights import SafetensorsWeights, Weights
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FORMATS = ("auto", "mxfp4", "bf16")
+WEIGHT_FORMATS = ("auto", "mxfp4", "bf16", "int8")
 
 
 def resolve_weight_format(weight_format: str, device: torch.device | str) -> str:
@@ -48,10 +51,14 @@ def load_model(
 ) -> nn.Module:
     """The registry's model for ``config``, its weights loaded on ``device``, dense linears in ``weight_format``."""
     started = time.perf_counter()
+    resolved = resolve_weight_format(weight_format, device)
+    if resolved == "int8" and not int8_supported(device):
+        raise ValueError("ENGINE_WEIGHT_FORMAT=int8 runs on the CPU; on CUDA use mxfp4 or bf16")
     model = build_model(config)
     model.load_weights(weights, device=device, dtype=dtype)
-    resolved = resolve_weight_format(weight_format, device)
     replaced = quantize_linears(model) if resolved == "mxfp4" else []
+    if resolved == "int8":
+        replaced = quantize_linears_int8(model)
     log.info(
         "model weights loaded",
         extra={
