@@ -11,7 +11,7 @@ GENERATED := build/proto/.generated
 MODEL := var/models/.smollm2-ready
 export QUARTET_HOME ?= $(CURDIR)/var
 
-.PHONY: setup run test test-fast bench clean protos model postgres
+.PHONY: setup run test test-fast bench clean protos model postgres browser
 
 setup: $(INSTALLED) $(GENERATED) $(MODEL)
 
@@ -49,10 +49,16 @@ postgres:
 	  echo "installing PostgreSQL from Debian's packages for the memory tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-test: setup postgres
+# The playground's test drives Debian's chromium headless (never a browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian's packages for the playground test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup postgres browser
 	$(PY) -m pytest -q
 
-test-fast: setup postgres
+test-fast: setup postgres browser
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: setup

@@ -61,7 +61,8 @@ function modelChanged() {
   const agent = isAgent($("model").value);
   document.body.classList.toggle("agent", agent);
   $("transport").textContent = agent ? "agent over Socket.IO" : "model over SSE";
-  state.history = [];
+  state.history = []; // a model's conversation lives in this page; a new model starts a new one
+  $("log").innerHTML = "";
 }
 
 function connectSocket() {
