@@ -119,6 +119,11 @@ def copy_bandwidth(device: torch.device, size: int = 1 << 30) -> float:
     return 2 * size / statistics.median(times)
 
 
+def ceilings(bandwidth: float, bytes_per_token: int) -> dict[str, float]:
+    """Decode tok/s at batch 1 if every step only streamed its weights at ``bandwidth`` (bytes/s)."""
+    return {"ceiling_tps_issue": bandwidth / ISSUE_BYTES_PER_TOKEN, "ceiling_tps_model": bandwidth / bytes_per_token}
+
+
 def decode_bytes_per_token(model: torch.nn.Module) -> int:
     """Weight bytes a decode step at batch 1 reads: every linear whole, top-k of E experts, one embedding row."""
     total = 0
@@ -299,7 +304,7 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
     per_token = decode_bytes_per_token(model)
     record.add(stage=tag, metric="setup", layers=config.num_hidden_layers, weight_format=args.weight_format,
                decode_bytes_per_token=per_token, copy_bandwidth_bytes_per_s=bandwidth,
-               ceiling_tps_issue=ISSUE_BYTES_PER_TOKEN / bandwidth, ceiling_tps_model=bandwidth / per_token,
+               **ceilings(bandwidth, per_token),
                device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
                build_s=time.perf_counter() - started)  # fmt: skip
     del model
@@ -355,9 +360,9 @@ def table(rows: list[dict], tag: str) -> str:
     for key in sorted(k for k in by if k.endswith("_error")):
         lines.append(f"| {key.removesuffix('_error')} failed | {by[key]['error'][:200]} | |")
     if setup:
-        lines.append(f"| Ceiling, 3.7 GB/token / copy bandwidth | {setup['ceiling_tps_issue']:.0f} tok/s | |")
-        lines.append(f"| Ceiling, this model's {setup['decode_bytes_per_token'] / 1e9:.2f} GB/token | "
-                     f"{setup['ceiling_tps_model']:.0f} tok/s | |")  # fmt: skip
+        lines.append(f"| Ceiling: copy bandwidth / 3.7 GB per token | {setup['ceiling_tps_issue']:.0f} tok/s | |")
+        gb, tps = setup["decode_bytes_per_token"] / 1e9, setup["ceiling_tps_model"]
+        lines.append(f"| Ceiling: copy bandwidth / this model's {gb:.2f} GB per token | {tps:.0f} tok/s | |")
         lines.append(f"| Copy bandwidth (read + write) | {setup['copy_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s | |")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.engine.bench_gpu import Recorder, Workload, decode_bytes_per_token, run_pass, table
+from services.engine.bench_gpu import Recorder, Workload, ceilings, decode_bytes_per_token, run_pass, table
 from services.engine.models.gpt_oss import GptOssConfig
 from services.engine.models.loader import load_model
 from services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
@@ -50,3 +50,10 @@ def test_smoke_pass_through_the_engine_and_transformers(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "bench_gpu.jsonl").read_text().splitlines()[0])["metric"] == "hf_decode_bs1"
     text = table(record.rows, "smoke")
     assert "Decode, batch 1 (128-token prompt, 4 new)" in text and "Aggregate output, 3 concurrent" in text
+
+
+def test_the_ceiling_is_bandwidth_over_bytes_per_token() -> None:
+    # The issue's own figure: 3.0 TB/s over 3.7 GB a token is about 810 tok/s.
+    assert ceilings(3.0e12, 2_000_000_000) == pytest.approx(
+        {"ceiling_tps_issue": 810.8, "ceiling_tps_model": 1500.0}, rel=1e-3
+    )
