@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from services.engine.cuda_graphs import DecodeGraphs
 from services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
 from services.engine.layers.attention import AttentionMetadata
 from services.engine.model_runner import (
@@ -42,11 +44,20 @@ class NativeRunner(ModelRunner):
         self.kv_layout = KVLayout(cache.num_blocks, cache.block_size, options.enable_prefix_caching)
         self._device = cache.device
         self._vocab_size = info.vocab_size
-        self._graphs = None
+        self._graphs: DecodeGraphs | None = None
         if options.cuda_graphs and self._device.type == "cuda":
-            from services.engine.cuda_graphs import DecodeGraphs
+            self.enable_decode_graphs()
 
-            self._graphs = DecodeGraphs(model, cache, max_batch=options.max_num_seqs)
+    def enable_decode_graphs(self, *, capture: bool = True) -> None:
+        """Decode through CUDA graphs (``capture=False``: the same static-buffer path, eager; for CPU tests).
+
+        The graphs' padding rows write into the pool's last block, so the block manager gets one block fewer.
+        """
+        self._graphs = DecodeGraphs(self.model, self.cache, max_batch=self.max_num_seqs, capture=capture)
+        layout = self.kv_layout
+        self.kv_layout = KVLayout(self.cache.num_blocks - 1, layout.block_size, layout.enable_prefix_caching)
+        usable = (self.cache.num_blocks - 1) * self.cache.block_size
+        self.info = replace(self.info, context_length=min(self.info.context_length, usable))
 
     @classmethod
     def load(cls, model_dir: Path, options: RunnerOptions) -> NativeRunner:

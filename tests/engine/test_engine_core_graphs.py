@@ -1,0 +1,48 @@
+"""The CUDA-graph decode path's static buffers, checked on CPU with capture off.
+
+Capturing needs a GPU (untested here); everything around it — copying a step
+into static buffers, padding the batch to its bucket through a scratch block,
+gathering a fixed power-of-two number of blocks — runs the same with capture
+off and must give the eager path's logits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from services.engine.cuda_graphs import batch_buckets
+from services.engine.model_cache import ensure_bundled_model
+from services.engine.model_runner import RunnerOptions
+from services.engine.native_runner import NativeRunner
+from tests.engine.runner_steps import Steps
+
+
+def test_buckets_cover_every_batch_size() -> None:
+    assert batch_buckets(8) == [1, 2, 4, 8]
+    assert batch_buckets(40) == [1, 2, 4, 8, 16, 32, 40]
+    assert batch_buckets(1) == [1]
+
+
+def test_static_buffer_decode_matches_eager_decode() -> None:
+    directory = ensure_bundled_model(quiet=True)
+    eager = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=4))
+    graphed = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=4))
+    graphed.enable_decode_graphs(capture=False)
+    assert graphed.kv_layout.num_blocks == 39 and graphed.info.context_length == 39 * 4
+    prompts = [[1, 4093, 198, 19556, 905], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173], [1, 28, 638]]
+    outputs = []
+    for runner in (eager, graphed):
+        steps = Steps(runner)
+        seqs = [steps.sequence(p) for p in prompts]
+        logits = steps.run([(s, None) for s in seqs])
+        rows = []
+        for _ in range(6):  # three sequences: a bucket of 4 with one padding row; widths cross block boundaries
+            for seq, token in zip(seqs, logits.argmax(-1).tolist()):
+                steps.feed(seq, token)
+            logits = steps.run([(s, 1) for s in seqs])
+            rows.append(logits)
+        outputs.append(torch.stack(rows))
+        assert max(s.num_tokens for s in seqs) > 4 * 3  # the gather width grew past a power of two of blocks
+    assert (outputs[0] - outputs[1]).abs().max().item() < 1e-3
+    assert eager.cache.keys[0][39].abs().sum() == 0  # eager never writes the block graphs reserve...
+    assert graphed.cache.keys[0][39, 0].abs().sum() > 0  # ...where the padding row's KV went
