@@ -20,6 +20,7 @@ from services.gateway.schemas.chat_response import (
 )
 from services.gateway.schemas.completion_request import CompletionRequest
 from services.gateway.schemas.completion_response import LegacyLogprobs
+from services.gateway.tool_plan import ToolPlan
 from services.gateway.schemas.responses_request import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -43,6 +44,7 @@ def _message(message: ChatMessage) -> engine_pb2.ChatMessage:
             engine_pb2.ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
             for call in message.tool_calls or []
         ],
+        reasoning=message.reasoning_content or "",
     )
 
 
@@ -104,10 +106,25 @@ def _constrain(pb: engine_pb2.GenerateRequest, kind: str, schema: dict | None) -
         pb.constraint.json_schema = json.dumps(schema if schema is not None else {})
 
 
+def _offer_tools(pb: engine_pb2.GenerateRequest, plan: ToolPlan) -> None:
+    """The plan's tools in ``chat.tools``, and the constraint that forces a call when it asks for one."""
+    for tool in plan.tools:
+        parameters = json.dumps(tool.parameters) if tool.parameters is not None else ""
+        pb.chat.tools.append(engine_pb2.Tool(name=tool.name, description=tool.description, parameters_json=parameters))
+    if plan.forced_tool is not None:
+        pb.constraint.tool_name = plan.forced_tool
+    elif plan.any_call_schema is not None:
+        pb.constraint.json_schema = json.dumps(plan.any_call_schema)
+
+
 def to_generate_request(
-    request: ChatCompletionRequest, request_id: str, *, max_tokens: int | None = None
+    request: ChatCompletionRequest, request_id: str, *, max_tokens: int | None = None, tools: ToolPlan | None = None
 ) -> engine_pb2.GenerateRequest:
-    """The engine request of a chat completion; ``max_tokens`` (the capped limit) overrides the request's."""
+    """The engine request of a chat completion; ``max_tokens`` (the capped limit) overrides the request's.
+
+    ``tools`` is the resolved tools and tool_choice; a forced call takes the place of response_format,
+    which shapes content and a forced call has none.
+    """
     pb = engine_pb2.GenerateRequest(
         request_id=request_id,
         model=request.model,
@@ -116,8 +133,10 @@ def to_generate_request(
         stopping=_stopping(request, max_tokens if max_tokens is not None else request.completion_limit),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
+    if tools is not None:
+        _offer_tools(pb, tools)
     response_format = request.response_format
-    if response_format is not None:
+    if response_format is not None and not (tools is not None and tools.forces_call):
         schema = response_format.json_schema.schema_ if response_format.json_schema else None
         _constrain(pb, response_format.type, schema)
     return pb
@@ -234,9 +253,12 @@ def _responses_messages(items: list[InputItem], instructions: str | None) -> lis
 
 
 def to_responses_generate_request(
-    request: ResponsesRequest, items: list[InputItem], request_id: str, *, max_tokens: int | None
+    request: ResponsesRequest, items: list[InputItem], request_id: str, *, max_tokens: int | None, tools: ToolPlan | None = None
 ) -> engine_pb2.GenerateRequest:
-    """The engine request of a response: ``items`` is the whole conversation (earlier turns included)."""
+    """The engine request of a response: ``items`` is the whole conversation (earlier turns included).
+
+    ``tools`` as in ``to_generate_request``: a forced call takes the place of text.format.
+    """
     pb = engine_pb2.GenerateRequest(
         request_id=request_id,
         model=request.model,
@@ -245,6 +267,8 @@ def to_responses_generate_request(
         stopping=_stopping(request, max_tokens),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
-    if request.format is not None:
+    if tools is not None:
+        _offer_tools(pb, tools)
+    if request.format is not None and not (tools is not None and tools.forces_call):
         _constrain(pb, request.format.type, request.format.schema_)
     return pb

@@ -64,7 +64,7 @@ class UnsupportedParameter(BadRequest):
 
 def constraint_refusal(error: BaseException, param: str) -> BaseException:
     """An engine's refusal of its ``constraint`` is a refusal of the API's format parameter ``param``."""
-    if isinstance(error, QuartetError) and error.field == "constraint":
+    if isinstance(error, QuartetError) and (error.field or "").split(".")[0] == "constraint":
         return UnsupportedParameter(f"{param}: {error.message}", field=param)
     return error
 

@@ -29,11 +29,14 @@ class ModelCatalog:
         self._fetched_at = float("-inf")
         # When each id was first seen: the engine has no creation date, and "created" must not drift.
         self._first_seen: dict[str, int] = {}
+        # Model family by id (engine models only): how the model writes tool calls (tool_plan.py).
+        self._architectures: dict[str, str] = {}
 
     async def refresh(self) -> list[ModelCard]:
         info = await self._engine.model_info()
         created = self._first_seen.setdefault(info.model_id, int(time.time()))
         cards = [ModelCard(id=info.model_id, created=created)]
+        self._architectures = {info.model_id: info.architecture}
         if self._router is not None and self._router.enabled:
             try:
                 agents = await self._router.agents(fresh=True)
@@ -54,6 +57,10 @@ class ModelCatalog:
         if fresh or time.monotonic() - self._fetched_at > self._cache_seconds:
             return await self.refresh()
         return self._cards
+
+    def architecture(self, model_id: str) -> str:
+        """The engine's model family of ``model_id`` (e.g. llama, gpt_oss) as last seen; "" if unknown."""
+        return self._architectures.get(model_id, "")
 
     async def get(self, model_id: str, *, fresh: bool = False) -> ModelCard:
         """The card of ``model_id``, or ModelNotFound listing what is served."""

@@ -185,24 +185,27 @@ class Capital(BaseModel):
     capital: str
 
 
-def test_structured_outputs_are_enforced_or_refused_by_name(client: openai.OpenAI, model_id: str) -> None:
+def test_structured_outputs_are_enforced(client: openai.OpenAI, model_id: str) -> None:
     """json_schema (parsed into a pydantic model) and json_object go to the engine as constraints."""
-    try:
-        parsed = client.chat.completions.parse(
-            model=model_id, messages=QUESTION, response_format=Capital, temperature=0, max_tokens=200
-        )
-    except openai.BadRequestError as error:
-        # The engine has no constraints yet: the format is refused, never ignored.
-        assert error.body["param"] == "response_format" and error.code == "unsupported_parameter"
-        assert "constraint" in error.message
-    else:
-        assert isinstance(parsed.choices[0].message.parsed, Capital)
-    try:
-        reply = client.chat.completions.create(
-            model=model_id, messages=QUESTION, response_format={"type": "json_object"}, temperature=0, max_tokens=200, stream=True
-        )
-        text = "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
-    except openai.BadRequestError as error:
-        assert error.body["param"] == "response_format"
-    else:
-        assert isinstance(json.loads(text), dict)
+    parsed = client.chat.completions.parse(model=model_id, messages=QUESTION, response_format=Capital, temperature=0, max_tokens=200)
+    assert parsed.choices[0].finish_reason == "stop"
+    assert isinstance(parsed.choices[0].message.parsed, Capital)
+    reply = client.chat.completions.create(
+        model=model_id, messages=QUESTION, response_format={"type": "json_object"}, temperature=0, max_tokens=200, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in reply if chunk.choices)
+    assert isinstance(json.loads(text), dict)
+
+
+async def test_async_parse_into_a_pydantic_model(async_client: openai.AsyncOpenAI, model_id: str) -> None:
+    parsed = await async_client.chat.completions.parse(
+        model=model_id, messages=QUESTION, response_format=Capital, temperature=0, max_tokens=200
+    )
+    assert isinstance(parsed.choices[0].message.parsed, Capital)
+
+
+def test_an_invalid_response_schema_is_400_with_the_compiler_message(client: openai.OpenAI, model_id: str) -> None:
+    broken = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model_id, messages=QUESTION, response_format=broken, max_tokens=8)
+    assert caught.value.body["param"] == "response_format" and "nonsense" in caught.value.message

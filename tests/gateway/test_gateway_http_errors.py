@@ -54,7 +54,7 @@ def test_unknown_model_lists_the_available_ones(http: httpx.Client, model_id: st
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tools": [{"type": "web_search", "function": {"name": "f", "parameters": {}}}]}, "tools[0].type"),
         ({"frobnicate": 1}, "frobnicate"),
     ],
 )

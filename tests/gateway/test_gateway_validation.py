@@ -62,8 +62,8 @@ def test_wrong_fields_are_named(raw: bytes, param: str, code: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"tools": [{"type": "code_interpreter"}]}, "tools[0].type"),
+        ({"tool_choice": "auto", "tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools[0].type"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),

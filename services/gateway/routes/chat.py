@@ -15,7 +15,7 @@ from services.gateway.auth import guard
 from services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from services.gateway.disconnect import until_disconnect
 from services.gateway.agent_chat import AgentTurn, run_request
-from services.gateway.errors import ModelNotFound, constraint_refusal
+from services.gateway.errors import ModelNotFound
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
@@ -24,12 +24,14 @@ from services.gateway.schemas.chat_request import ChatCompletionRequest
 from services.gateway.router_client import agent_name
 from services.gateway.schemas.chat_response import ChatCompletion, ChatCompletionChunk
 from services.gateway.sse import sse_response
+from services.gateway.tool_plan import plan_tools, refuse_agent_tools, tools_refusal
 from services.gateway.state import GatewayState, gateway_state
 
 log = logging.getLogger(__name__)
 OPENAPI_MODELS = [ChatCompletionRequest, ChatCompletion]
 router = APIRouter(tags=["chat"], dependencies=[Depends(guard)])
 ROUTE = "/v1/chat/completions"
+TOOL_PARAMETERS = "tools[{index}].function.parameters"
 
 
 @router.post(ROUTE, response_model=None, **body_spec(ChatCompletionRequest, ChatCompletion))
@@ -37,8 +39,10 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
     chat = await parse_request(request, ChatCompletionRequest)
     agent = agent_name(chat.model)
     if agent is not None:
+        refuse_agent_tools(chat)
         return await agent_chat_completion(request, state, chat, agent)
     await state.catalog.get(chat.model)
+    tools = plan_tools(chat.function_specs, chat.tool_choice_name, architecture=state.catalog.architecture(chat.model))
     max_tokens = resolve_max_tokens(
         chat.completion_limit,
         field="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",
@@ -51,12 +55,19 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         include_usage=chat.include_usage,
         wants_logprobs=bool(chat.logprobs),
     )
-    extra = {"request_id": info.id, "model": chat.model, "stream": chat.stream, "num_messages": len(chat.messages)}
+    extra = {
+        "request_id": info.id,
+        "model": chat.model,
+        "stream": chat.stream,
+        "num_messages": len(chat.messages),
+        "num_tools": len(tools.tools),
+        "forces_tool_call": tools.forces_call,
+    }
     if debug_payloads():
         extra["messages"] = [m.model_dump(exclude_none=True) for m in chat.messages]
     log.info("chat completion", extra=extra)
 
-    pb = convert.to_generate_request(chat, info.id, max_tokens=max_tokens)
+    pb = convert.to_generate_request(chat, info.id, max_tokens=max_tokens, tools=tools)
     stream = state.clients.engine.generate(pb, state.metrics.meter(ROUTE))
     transcript = Transcript(info)
     started = time.monotonic()
@@ -79,7 +90,7 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         try:
             completion = await until_disconnect(request, collect(stream, transcript))
         except BaseException as error:
-            raise constraint_refusal(error, "response_format") from None
+            raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format") from None
         finally:
             finished()
         return json_reply(request, completion, headers=headers)
@@ -88,7 +99,7 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         await until_disconnect(request, stream.peek())
     except BaseException as error:
         finished()
-        raise constraint_refusal(error, "response_format") from None
+        raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format") from None
     return sse_response(request, chunks(stream, transcript), on_close=finished, headers=headers)
 
 

@@ -19,6 +19,8 @@ from services.gateway.schemas.strict import Strict as _Strict
 from services.gateway.schemas.strict import absent as _absent
 from services.gateway.schemas.strict import invalid as _invalid
 from services.gateway.schemas.strict import unsupported as _unsupported
+from services.gateway.schemas.tools import ChatNamedToolChoice, ChatTool, ChatToolChoice
+from services.gateway.tool_plan import FunctionSpec
 
 
 class ContentPart(_Strict):
@@ -143,8 +145,6 @@ class ResponseFormat(_Strict):
 # Known OpenAI parameters we do not implement yet: which values are still accepted,
 # and why anything else is refused. Remove a line when the feature lands.
 _UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "tools": (_absent, "tools are not supported yet"),
-    "tool_choice": (lambda v: v in (None, "none"), "tool_choice is not supported yet (tools are not)"),
     "functions": (_absent, "functions are not supported yet"),
     "function_call": (lambda v: v in (None, "none"), "function_call is not supported yet"),
     "audio": (_absent, "audio output is not supported"),
@@ -180,6 +180,9 @@ class ChatCompletionRequest(_Strict):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: ChatToolChoice | None = None
+    #: Accepted; the engine parses one call per reply, so a reply holds at most one (services/gateway/tool_plan.py).
     parallel_tool_calls: bool | None = None
     # Identifiers and hints that change nothing about the output.
     user: str | None = None
@@ -188,8 +191,6 @@ class ChatCompletionRequest(_Strict):
     prompt_cache_retention: str | None = None
     metadata: dict[str, str] | None = None
     # Known, not implemented yet: see _UNSUPPORTED.
-    tools: Any = None
-    tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None
@@ -267,3 +268,17 @@ class ChatCompletionRequest(_Strict):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def function_specs(self) -> list[FunctionSpec]:
+        return [
+            FunctionSpec(name=tool.function.name, description=tool.function.description or "", parameters=tool.function.parameters)
+            for tool in self.tools or []
+            if tool.function is not None
+        ]
+
+    @property
+    def tool_choice_name(self) -> str | None:
+        """``tool_choice`` as tool_plan.plan_tools reads it: a mode, or the named function."""
+        choice = self.tool_choice
+        return choice.function.name if isinstance(choice, ChatNamedToolChoice) else choice

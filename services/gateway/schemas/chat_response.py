@@ -71,29 +71,33 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
-class DeltaFunctionCall(BaseModel):
+class _OmitNone(BaseModel):
+    """Unset fields are left out, as OpenAI's stream does: a call's id, type and name come only on its first delta."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: Any) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class DeltaFunctionCall(_OmitNone):
     name: str | None = None
     arguments: str | None = None
 
 
-class DeltaToolCall(BaseModel):
+class DeltaToolCall(_OmitNone):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
     function: DeltaFunctionCall | None = None
 
 
-class Delta(BaseModel):
-    """What a chunk adds to one choice; unset fields are left out, as OpenAI does."""
+class Delta(_OmitNone):
+    """What a chunk adds to one choice."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
-
-    @model_serializer(mode="wrap")
-    def _drop_unset(self, handler: Any) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class ChunkChoice(BaseModel):
