@@ -19,8 +19,8 @@ from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
 from services.gateway.clients import ServiceChannel
 from services.gateway.errors import from_rpc_error
-from services.gateway.schemas.responses_object import OutputMessage, Response
-from services.gateway.schemas.responses_request import InputItem, MessageItem
+from services.gateway.schemas.responses_object import OutputFunctionCall, OutputMessage, Response
+from services.gateway.schemas.responses_request import FunctionCallItem, InputItem, MessageItem
 
 _ITEMS = TypeAdapter(list[InputItem])
 
@@ -42,11 +42,13 @@ class StoredResponse:
 
     def conversation(self) -> list[Any]:
         """The items a follow-up continues: this response's conversation and then its answer."""
-        answer = [
-            MessageItem(role="assistant", content="".join(part.text for part in item.content))
-            for item in self.response.output
-            if isinstance(item, OutputMessage)
-        ]
+        answer: list[Any] = []
+        for item in self.response.output:
+            if isinstance(item, OutputMessage):
+                answer.append(MessageItem(role="assistant", content="".join(part.text for part in item.content)))
+            elif isinstance(item, OutputFunctionCall):
+                # The client answers it with a function_call_output naming call_id.
+                answer.append(FunctionCallItem(type="function_call", call_id=item.call_id, name=item.name, arguments=item.arguments))
         return [*self.items, *answer]
 
 

@@ -6,7 +6,10 @@ then per output item ``response.output_item.added``, ``response.content_part.add
 ``response.content_part.done``, ``response.output_item.done``, and last
 ``response.completed`` (``response.incomplete`` when max_output_tokens cut it).
 Reasoning text (gpt-oss's analysis channel) becomes a ``reasoning`` item before
-the message, with ``response.reasoning_text.*`` events. Non-streaming answers
+the message, with ``response.reasoning_text.*`` events. A tool call becomes a
+``function_call`` item: ``response.output_item.added`` (empty arguments),
+``response.function_call_arguments.delta`` ..., ``response.function_call_arguments.done``,
+``response.output_item.done``; it has no content parts. Non-streaming answers
 run the same builder and keep only the final response.
 """
 
@@ -26,6 +29,8 @@ from services.gateway.schemas.chat_response import TokenLogprob
 from services.gateway.schemas.responses_events import (
     ContentPartEvent,
     ErrorEvent,
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
     OutputItemEvent,
     OutputTextDelta,
     OutputTextDone,
@@ -36,6 +41,7 @@ from services.gateway.schemas.responses_events import (
 from services.gateway.schemas.responses_object import (
     IncompleteDetails,
     ItemStatus,
+    OutputFunctionCall,
     OutputItem,
     OutputLogprob,
     OutputMessage,
@@ -51,12 +57,14 @@ from services.gateway.schemas.responses_object import (
 
 @dataclass(slots=True)
 class _Item:
-    kind: str  # "message" or "reasoning"
+    kind: str  # "message", "reasoning" or "function_call"
     id: str
     output_index: int
-    text: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # a function call's arguments
     logprobs: list[OutputLogprob] = field(default_factory=list)
     status: ItemStatus = "in_progress"
+    call_id: str = ""
+    name: str = ""
 
     def part(self) -> OutputText | ReasoningText:
         if self.kind == "message":
@@ -65,6 +73,9 @@ class _Item:
 
     def item(self, *, with_content: bool = True) -> OutputItem:
         # OpenAI announces an item with no content yet; its part follows in content_part.added.
+        if self.kind == "function_call":
+            arguments = "".join(self.text) if with_content else ""
+            return OutputFunctionCall(id=self.id, call_id=self.call_id, name=self.name, arguments=arguments, status=self.status)
         content = [self.part()] if with_content else []
         if self.kind == "message":
             return OutputMessage(id=self.id, status=self.status, content=content)
@@ -107,6 +118,16 @@ class ResponseBuilder:
         out.append(self._part_event("response.content_part.added", item))
         return item
 
+    def _open_call(self, call: engine_pb2.ToolCallDelta, out: list[BaseModel]) -> _Item:
+        self._close(out, "completed")
+        call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"
+        item = _Item(kind="function_call", id=f"fc_{uuid.uuid4().hex}", output_index=len(self._items), call_id=call_id, name=call.name)
+        self._items.append(item)
+        self._open = item
+        added = item.item(with_content=False)
+        out.append(OutputItemEvent(type="response.output_item.added", sequence_number=self._seq(), output_index=item.output_index, item=added))
+        return item
+
     def _part_event(self, kind: str, item: _Item) -> ContentPartEvent:
         return ContentPartEvent(
             type=kind, sequence_number=self._seq(), item_id=item.id, output_index=item.output_index, content_index=0, part=item.part()
@@ -119,6 +140,14 @@ class ResponseBuilder:
         item.status = status
         where = {"item_id": item.id, "output_index": item.output_index, "content_index": 0}
         text = "".join(item.text)
+        if item.kind == "function_call":
+            out.append(
+                FunctionCallArgumentsDone(
+                    sequence_number=self._seq(), item_id=item.id, output_index=item.output_index, name=item.name, arguments=text
+                )
+            )
+            out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._seq(), output_index=item.output_index, item=item.item()))
+            return
         if item.kind == "message":
             out.append(OutputTextDone(sequence_number=self._seq(), text=text, logprobs=item.logprobs, **where))
         else:
@@ -137,7 +166,7 @@ class ResponseBuilder:
             return out
         chunk = event.chunk
         if chunk.kind == engine_pb2.DELTA_KIND_TOOL_CALL:
-            raise Internal("the engine sent a tool call, but no tools were offered; see the engine log")
+            return self._apply_call(chunk.tool_call)
         if chunk.kind == engine_pb2.DELTA_KIND_REASONING:
             self._reasoning_tokens += len(chunk.token_ids)
             if not chunk.text:
@@ -157,14 +186,27 @@ class ResponseBuilder:
         out.append(OutputTextDelta(sequence_number=self._seq(), delta=chunk.text, logprobs=logprobs, **where))
         return out
 
+    def _apply_call(self, call: engine_pb2.ToolCallDelta) -> list[BaseModel]:
+        out: list[BaseModel] = []
+        item = self._open
+        # A call's first delta carries its id and name; later ones only arguments.
+        if call.id or call.name or item is None or item.kind != "function_call":
+            item = self._open_call(call, out)
+        if call.arguments:
+            item.text.append(call.arguments)
+            out.append(
+                FunctionCallArgumentsDelta(sequence_number=self._seq(), item_id=item.id, output_index=item.output_index, delta=call.arguments)
+            )
+        return out
+
     def finish(self) -> list[BaseModel]:
         """Close the answer after the engine's last event; the last event is the finished response."""
         if self._finish is None:
             raise Internal("the engine ended the stream before the answer was complete; see the engine log")
         reason = convert.finish_reason(self._finish)  # raises for an aborted or failed request
         out: list[BaseModel] = []
-        if not any(item.kind == "message" for item in self._items):
-            self._open_item("message", out)  # an answer always has its message, even an empty one
+        if not any(item.kind in ("message", "function_call") for item in self._items):
+            self._open_item("message", out)  # an answer always has its message or call, even an empty message
         incomplete = reason == "length"
         self._close(out, "incomplete" if incomplete else "completed")
         usage = self._finish.usage

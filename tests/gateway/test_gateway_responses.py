@@ -9,7 +9,6 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel
 from quartet.engine.v1 import engine_pb2
 
 from tests.gateway.live import EngineProbe
@@ -127,25 +126,17 @@ def test_output_logprobs(client: openai.OpenAI, model_id: str) -> None:
     assert all(len(entry.top_logprobs) == 2 and entry.logprob <= 0 for entry in logprobs)
 
 
-class Capital(BaseModel):
-    country: str
-    capital: str
-
-
-def test_structured_output_is_enforced_or_refused_by_name(client: openai.OpenAI, model_id: str) -> None:
-    try:
-        parsed = client.responses.parse(model=model_id, input=QUESTION, text_format=Capital, temperature=0, max_output_tokens=200)
-    except openai.BadRequestError as error:
-        # The engine has no constraints yet: the format is refused, never ignored.
-        assert error.body["param"] == "text.format" and error.code == "unsupported_parameter"
-        return
-    assert isinstance(parsed.output_parsed, Capital)
+def test_an_invalid_format_schema_is_400_with_the_compiler_message(client: openai.OpenAI, model_id: str) -> None:
+    broken = {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=model_id, input=QUESTION, text=broken, max_output_tokens=8)
+    assert caught.value.body["param"] == "text.format" and "nonsense" in caught.value.message
 
 
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": []}]}, "tools[0].type"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"store": True}, "store"),
         ({"previous_response_id": "resp_1"}, "previous_response_id"),

@@ -60,6 +60,47 @@ def test_reasoning_comes_first_as_its_own_item() -> None:
     assert final.usage.output_tokens_details.reasoning_tokens == 2 and final.usage.output_tokens == 5
 
 
+def call_chunk(arguments: str, *, call_id: str = "", name: str = "") -> engine_pb2.GenerateResponse:
+    delta = engine_pb2.ToolCallDelta(index=0, id=call_id, name=name, arguments=arguments)
+    return engine_pb2.GenerateResponse(
+        chunk=engine_pb2.Chunk(index=0, kind=engine_pb2.DELTA_KIND_TOOL_CALL, tool_call=delta, token_ids=[1])
+    )
+
+
+def test_reasoning_then_a_call_as_gpt_oss_sends_them() -> None:
+    """Harmony: analysis text, then a call on the commentary channel; no message item is made up."""
+    b = builder()
+    events = b.start()
+    reasoning = engine_pb2.DELTA_KIND_REASONING
+    feed = (
+        chunk("Need weather.", reasoning),
+        call_chunk("", call_id="call_1", name="get_weather"),
+        call_chunk('{"city": '),
+        call_chunk('"Paris"}'),
+        complete(engine_pb2.FINISH_REASON_TOOL_CALLS, 6),
+    )
+    for event in feed:
+        events += b.apply(event)
+    events += b.finish()
+    assert [e.type for e in events][5:] == [
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = SdkResponse.model_validate(json.loads(events[-1].response.model_dump_json()))
+    assert [item.type for item in final.output] == ["reasoning", "function_call"]
+    call = final.output[1]
+    assert (call.call_id, call.name, json.loads(call.arguments), call.status) == ("call_1", "get_weather", {"city": "Paris"}, "completed")
+    assert final.output_text == ""
+
+
 def test_an_empty_answer_still_has_its_message() -> None:
     b = builder()
     b.start()

@@ -134,3 +134,28 @@ def test_memory_down_fails_only_an_explicit_store(engine_address: str, model_id:
         assert info.value.status_code == 503 and "memory" in info.value.message
     finally:
         live.stop()
+
+
+def test_a_stored_call_is_answered_through_previous_response_id(sdk: openai.OpenAI, model_id: str) -> None:
+    """The usual tool loop: the stored function_call comes back as history; only its output is sent."""
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"]}}
+    first = sdk.responses.create(
+        model=model_id, input="Weather in Paris?", tools=[tool], tool_choice="required", temperature=0, max_output_tokens=40
+    )
+    call = first.output[0]
+    assert call.type == "function_call"
+    assert sdk.responses.retrieve(first.id).output[0].model_dump() == call.model_dump()
+
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "18 C, light rain"}
+    stored = sdk.responses.create(
+        model=model_id, previous_response_id=first.id, input=[output], tools=[tool], temperature=0, max_output_tokens=8
+    )
+    explicit_items = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        output,
+    ]
+    explicit = sdk.responses.create(model=model_id, input=explicit_items, tools=[tool], store=False, temperature=0, max_output_tokens=8)
+    # The same prompt either way: the stored call is part of the history, rendered as the model wrote it.
+    assert stored.usage.input_tokens == explicit.usage.input_tokens > first.usage.input_tokens
+    assert stored.output_text == explicit.output_text

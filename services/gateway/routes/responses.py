@@ -4,7 +4,8 @@ A response is stored when ``store`` asks for it, or by default when the
 gateway has a memory service; ``previous_response_id`` continues a stored one.
 ``text.format`` json_object / json_schema is sent to the engine as a
 constraint: an engine without constraints refuses it, and the client gets a
-400 naming ``text.format``.
+400 naming ``text.format``. Function tools and ``tool_choice`` follow
+``tool_plan.py``, as in Chat Completions.
 """
 
 from __future__ import annotations
@@ -23,18 +24,27 @@ from services.gateway import convert
 from services.gateway.auth import guard
 from services.gateway.clients import GenerateStream
 from services.gateway.disconnect import until_disconnect
-from services.gateway.errors import BadRequest, constraint_refusal
+from services.gateway.errors import BadRequest
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
 from services.gateway.request_body import parse_request
 from services.gateway.response_store import ResponseStore, StoredResponse
 from services.gateway.responses_builder import ResponseBuilder
-from services.gateway.schemas.responses_object import DeletedResponse, FormatEcho, ReasoningEcho, TextEcho
+from services.gateway.schemas.responses_object import (
+    DeletedResponse,
+    FormatEcho,
+    FunctionToolEcho,
+    NamedToolChoiceEcho,
+    ReasoningEcho,
+    TextEcho,
+)
 from services.gateway.schemas.responses_object import Response as ResponseObject
 from services.gateway.schemas.responses_request import ResponsesRequest
 from services.gateway.sse import sse_response
+from services.gateway.schemas.tools import ResponsesNamedToolChoice
 from services.gateway.state import GatewayState, gateway_state
+from services.gateway.tool_plan import plan_tools, tools_refusal
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["responses"], dependencies=[Depends(guard)])
@@ -56,6 +66,12 @@ def _storing(body: ResponsesRequest, store: ResponseStore | None) -> bool:
 def _response(body: ResponsesRequest, storing: bool) -> ResponseObject:
     text_format = body.format
     echo = FormatEcho.model_validate(text_format.model_dump(by_alias=True)) if text_format else FormatEcho()
+    choice = body.tool_choice
+    tool_choice = NamedToolChoiceEcho(name=choice.name or "") if isinstance(choice, ResponsesNamedToolChoice) else (choice or "auto")
+    tools = [
+        FunctionToolEcho(name=tool.name or "", description=tool.description, parameters=tool.parameters, strict=tool.strict)
+        for tool in body.tools or []
+    ]
     return ResponseObject(
         id=f"resp_{uuid.uuid4().hex}",
         created_at=int(time.time()),
@@ -69,7 +85,8 @@ def _response(body: ResponsesRequest, storing: bool) -> ResponseObject:
         store=storing,
         temperature=body.temperature,
         text=TextEcho(format=echo),
-        tool_choice="none" if body.tool_choice == "none" else "auto",
+        tool_choice=tool_choice,
+        tools=tools,
         top_logprobs=body.top_logprobs,
         top_p=body.top_p,
         user=body.user,
@@ -124,17 +141,26 @@ async def _events(
 async def create_response(request: Request, state: GatewayState = Depends(gateway_state)) -> Response:
     body = await parse_request(request, ResponsesRequest)
     await state.catalog.get(body.model)
+    tools = plan_tools(body.function_specs, body.tool_choice_name, architecture=state.catalog.architecture(body.model))
     max_tokens = resolve_max_tokens(body.max_output_tokens, field="max_output_tokens", cap=state.settings.max_tokens_cap)
     store = state.responses
     storing = _storing(body, store)
     items = [*await _history(body, store), *body.items]
     response = _response(body, storing)
-    extra = {"request_id": response.id, "model": body.model, "stream": body.stream, "num_items": len(items), "store": storing}
+    extra = {
+        "request_id": response.id,
+        "model": body.model,
+        "stream": body.stream,
+        "num_items": len(items),
+        "store": storing,
+        "num_tools": len(tools.tools),
+        "forces_tool_call": tools.forces_call,
+    }
     if debug_payloads():
         extra["items"] = [item.model_dump(exclude_none=True) for item in items]
     log.info("response", extra=extra)
 
-    pb = convert.to_responses_generate_request(body, items, response.id, max_tokens=max_tokens)
+    pb = convert.to_responses_generate_request(body, items, response.id, max_tokens=max_tokens, tools=tools)
     stream = state.clients.engine.generate(pb, state.metrics.meter(ROUTE))
     builder = ResponseBuilder(response, wants_logprobs=body.wants_logprobs)
     started = time.monotonic()
@@ -159,7 +185,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         try:
             await until_disconnect(request, _drain(events))
         except BaseException as error:
-            raise constraint_refusal(error, "text.format") from None
+            raise tools_refusal(error, tools, parameters_path="tools[{index}].parameters", format_param="text.format") from None
         finally:
             finished()
         return json_reply(request, builder.response, headers=headers)
@@ -168,7 +194,7 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         await until_disconnect(request, stream.peek())
     except BaseException as error:
         finished()
-        raise constraint_refusal(error, "text.format") from None
+        raise tools_refusal(error, tools, parameters_path="tools[{index}].parameters", format_param="text.format") from None
     return sse_response(request, events, on_close=finished, headers=headers, named=True, done=False, error_event=builder.fail)
 
 

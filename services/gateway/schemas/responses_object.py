@@ -54,7 +54,18 @@ class OutputReasoning(BaseModel):
     content: list[ReasoningText]
 
 
-OutputItem = OutputMessage | OutputReasoning
+class OutputFunctionCall(BaseModel):
+    """A call of one of the request's function tools; its result comes back as a function_call_output item."""
+
+    type: Literal["function_call"] = "function_call"
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: ItemStatus
+
+
+OutputItem = OutputMessage | OutputReasoning | OutputFunctionCall
 
 
 class InputTokensDetails(BaseModel):
@@ -95,6 +106,21 @@ class FormatEcho(BaseModel):
     strict: bool | None = None
 
 
+class FunctionToolEcho(BaseModel):
+    """A function tool as the response lists it."""
+
+    type: Literal["function"] = "function"
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class NamedToolChoiceEcho(BaseModel):
+    type: Literal["function"] = "function"
+    name: str
+
+
 class TextEcho(BaseModel):
     format: FormatEcho = Field(default_factory=FormatEcho)
 
@@ -122,8 +148,8 @@ class Response(BaseModel):
     store: bool
     temperature: float | None = None
     text: TextEcho = Field(default_factory=TextEcho)
-    tool_choice: Literal["none", "auto"] = "auto"
-    tools: list[Any] = Field(default_factory=list)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoiceEcho = "auto"
+    tools: list[FunctionToolEcho] = Field(default_factory=list)
     top_logprobs: int | None = None
     top_p: float | None = None
     truncation: Literal["disabled"] = "disabled"

@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
 
 from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, Strict, absent, invalid, unsupported
+from services.gateway.schemas.tools import ResponsesFunctionTool, ResponsesNamedToolChoice, ResponsesToolChoice
+from services.gateway.tool_plan import FunctionSpec
 
 #: The one ``include`` value honoured: token log-probabilities on output text.
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -165,8 +167,6 @@ class ResponsesStreamOptions(Strict):
 
 
 _UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "tools": (absent, "function tools are not supported yet (the engine does not parse tool calls)"),
-    "tool_choice": (lambda v: v in (None, "none", "auto"), "tool_choice needs tools, which are not supported yet"),
     "background": (lambda v: v in (None, False), "background responses are not supported"),
     "prompt": (absent, "prompt templates are not supported; send 'input' and 'instructions'"),
     "conversation": (absent, "conversations are not supported; use previous_response_id"),
@@ -194,7 +194,11 @@ class ResponsesRequest(Strict):
     include: list[str] | None = None
     text: TextConfig | None = None
     reasoning: Reasoning | None = None
+    tools: list[ResponsesFunctionTool] | None = None
+    tool_choice: ResponsesToolChoice | None = None
+    #: Accepted; the engine parses one call per reply (services/gateway/tool_plan.py).
     parallel_tool_calls: bool | None = None
+    #: Accepted: a reply holds at most one call, which every limit of 1 or more allows.
     max_tool_calls: int | None = Field(default=None, ge=1)
     metadata: dict[str, str] | None = None
     user: str | None = None
@@ -202,8 +206,6 @@ class ResponsesRequest(Strict):
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
     # Known, not implemented: see _UNSUPPORTED.
-    tools: Any = None
-    tool_choice: Any = None
     background: Any = None
     prompt: Any = None
     conversation: Any = None
@@ -262,6 +264,16 @@ class ResponsesRequest(Strict):
     @property
     def format(self) -> TextFormat | None:
         return self.text.format if self.text else None
+
+    @property
+    def function_specs(self) -> list[FunctionSpec]:
+        return [FunctionSpec(name=t.name or "", description=t.description or "", parameters=t.parameters) for t in self.tools or []]
+
+    @property
+    def tool_choice_name(self) -> str | None:
+        """``tool_choice`` as tool_plan.plan_tools reads it: a mode, or the named function."""
+        choice = self.tool_choice
+        return choice.name if isinstance(choice, ResponsesNamedToolChoice) else choice
 
     # What the shared sampling conversion (convert.SamplingFields) reads and this API has not.
     n: ClassVar[None] = None
