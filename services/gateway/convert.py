@@ -20,7 +20,6 @@ from services.gateway.schemas.chat_response import (
 )
 from services.gateway.schemas.completion_request import CompletionRequest
 from services.gateway.schemas.completion_response import LegacyLogprobs
-from services.gateway.tool_plan import ToolPlan
 from services.gateway.schemas.responses_request import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -28,6 +27,7 @@ from services.gateway.schemas.responses_request import (
     MessageItem,
     ResponsesRequest,
 )
+from services.gateway.tool_plan import ToolPlan
 
 log = logging.getLogger(__name__)
 
