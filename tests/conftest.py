@@ -25,7 +25,10 @@ from tests.helpers import ThreadLoop
 def engine_core() -> Iterator[EngineCore]:
     ensure_bundled_model(quiet=True)  # `pytest` alone works on a fresh checkout after `make setup`
     core = EngineCore.from_settings(
-        EngineSettings(_env_file=None, model_id="HuggingFaceTB/SmolLM2-135M-Instruct", backend="native")
+        # Dense fp32 weights, the parity reference (the CPU default, int8, is tested in test_engine_core_int8.py).
+        EngineSettings(
+            _env_file=None, model_id="HuggingFaceTB/SmolLM2-135M-Instruct", backend="native", weight_format="bf16"
+        )
     )
     yield core
     with ThreadLoop("engine-close") as loop:  # no asyncio.run here: it would unset pytest's loop

@@ -139,6 +139,9 @@ class EngineLoop:
             if not request.scheduled_time:
                 request.scheduled_time = now
                 self.metrics.queue_seconds.observe(now - request.arrival_time)
+        for item in output.scheduled:  # grammar bitmasks fill on the CPU while the forward pass runs
+            if item.needs_logits and item.sequence.constraint is not None:
+                item.sequence.constraint.prepare()
         try:
             logits = self.runner.execute(output.scheduled)
         except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving

@@ -86,7 +86,8 @@ class EngineSettings(ServiceSettings):
     cuda_graphs: bool = Field(default=False, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
     # Dense linear weights: mxfp4 (quantized at load, the MXFP4 kernels) or bf16 (dense, in ENGINE_DTYPE);
     # int8 (CPU): per-channel int8 weights, the fast CPU decode (docs/PERFORMANCE.md states its error).
-    # auto = mxfp4 on CUDA, dense on CPU. gpt-oss experts are MXFP4 either way.
+    # auto = mxfp4 on CUDA; on CPU int8 for the dense Llama family, dense for gpt-oss. gpt-oss experts are
+    # MXFP4 either way.
     weight_format: Literal["auto", "mxfp4", "bf16", "int8"] = Field(
         default="auto", validation_alias=AliasChoices("ENGINE_WEIGHT_FORMAT", "weight_format")
     )

@@ -25,8 +25,9 @@ def test_buckets_cover_every_batch_size() -> None:
 
 def test_static_buffer_decode_matches_eager_decode() -> None:
     directory = ensure_bundled_model(quiet=True)
-    eager = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=4))
-    graphed = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=4))
+    options = RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=4, weight_format="bf16")
+    eager = NativeRunner.load(directory, options)
+    graphed = NativeRunner.load(directory, options)
     graphed.enable_decode_graphs(capture=False)
     assert graphed.kv_layout.num_blocks == 39 and graphed.info.context_length == 39 * 4
     prompts = [[1, 4093, 198, 19556, 905], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173], [1, 28, 638]]

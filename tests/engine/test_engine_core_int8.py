@@ -44,7 +44,7 @@ def test_product_matches_the_dequantized_weight_and_rows_are_independent() -> No
 @pytest.fixture(scope="module")
 def runners() -> tuple[NativeRunner, NativeRunner, Tokenizer]:
     directory = ensure_bundled_model(quiet=True)
-    dense = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=32))
+    dense = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=32, weight_format="bf16"))
     int8 = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=32, weight_format="int8"))
     return dense, int8, Tokenizer.load(directory)
 
@@ -73,3 +73,12 @@ def test_int8_is_refused_off_the_cpu() -> None:
 
     with pytest.raises(ValueError, match="int8 runs on the CPU"):
         load_model({"model_type": "llama"}, DictWeights({}), device="meta", dtype=torch.float32, weight_format="int8")
+
+
+def test_auto_is_int8_for_the_dense_family_on_the_cpu_only() -> None:
+    from services.engine.models.loader import resolve_weight_format
+
+    assert resolve_weight_format("auto", "cpu", "llama") == "int8"
+    assert resolve_weight_format("auto", "cpu", "qwen3") == "int8"
+    assert resolve_weight_format("auto", "cpu", "gpt_oss") == "bf16"  # the CPU oracle for the GPU path stays dense
+    assert resolve_weight_format("auto", "cuda", "llama") == "mxfp4"

@@ -89,7 +89,7 @@ PROMPT = [5, 17, 42, 7, 99, 3, 64, 12, 200, 31, 8]
 
 def test_prompt_logits_match_transformers(checkpoint) -> None:
     name, path, hf = checkpoint
-    runner = NativeRunner.load(path, RunnerOptions(block_size=4, num_kv_blocks=64))
+    runner = NativeRunner.load(path, RunnerOptions(block_size=4, num_kv_blocks=64, weight_format="bf16"))
     assert runner.info.architecture == name.split("-")[0].replace("llama3", "llama")
     ours = runner.prompt_logits(PROMPT)
     with torch.inference_mode():
@@ -99,7 +99,7 @@ def test_prompt_logits_match_transformers(checkpoint) -> None:
 
 def test_32_greedy_tokens_through_the_paged_cache_match_generate(checkpoint) -> None:
     _, path, hf = checkpoint
-    runner = NativeRunner.load(path, RunnerOptions(block_size=4, num_kv_blocks=64))
+    runner = NativeRunner.load(path, RunnerOptions(block_size=4, num_kv_blocks=64, weight_format="bf16"))
     steps = Steps(runner)
     seq = steps.sequence(PROMPT)
     ours = []

@@ -31,7 +31,9 @@ def hf_model():
 
 @pytest.fixture(scope="module")
 def native_runner() -> NativeRunner:
-    return NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(max_num_seqs=4, num_kv_blocks=64))
+    # Dense fp32 weights (ENGINE_WEIGHT_FORMAT=bf16 means dense in ENGINE_DTYPE): the parity reference.
+    options = RunnerOptions(max_num_seqs=4, num_kv_blocks=64, weight_format="bf16")
+    return NativeRunner.load(ensure_bundled_model(quiet=True), options)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,8 @@ async def test_native_and_transformers_backends_agree_on_32_greedy_tokens(
 
 
 def test_bfloat16_weights_stay_close_to_float32(engine_core, native_runner) -> None:
-    bf16 = NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(dtype="bfloat16", num_kv_blocks=16))
+    options = RunnerOptions(dtype="bfloat16", num_kv_blocks=16, weight_format="bf16")
+    bf16 = NativeRunner.load(ensure_bundled_model(quiet=True), options)
     ids = engine_core.tokenizer.encode_input(PROMPTS[0])
     low = bf16.prompt_logits(ids)
     full = native_runner.prompt_logits(ids)

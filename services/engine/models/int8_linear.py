@@ -58,6 +58,11 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
 
 
+#: Model types whose CPU default (ENGINE_WEIGHT_FORMAT=auto) is int8: the dense family, where its error is
+#: measured and stated. gpt-oss keeps dense weights on the CPU, where it serves as the oracle for the GPU path.
+INT8_BY_DEFAULT = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
 def int8_supported(device: torch.device | str) -> bool:
     return torch.device(device).type == "cpu"
 

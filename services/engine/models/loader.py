@@ -9,8 +9,9 @@
   by default): the exact reference for the quantized path.
 * ``int8`` (CPU): per-channel int8 weights, activations unquantized
   (``models/int8_linear.py``): a quarter of fp32's bytes per decode step on the CPU.
-* ``auto`` (default): ``mxfp4`` on CUDA, ``bf16`` (dense) on the CPU, where the MXFP4 ops
-  run the torch reference that dequantizes on every call.
+* ``auto`` (default): ``mxfp4`` on CUDA; on the CPU ``int8`` for the dense Llama family
+  (its measured error is in docs/PERFORMANCE.md) and ``bf16`` (dense) for the rest, where
+  the MXFP4 ops would run the torch reference that dequantizes on every call.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from services.engine.models.int8_linear import int8_supported, quantize_linears_int8
+from services.engine.models.int8_linear import INT8_BY_DEFAULT, int8_supported, quantize_linears_int8
 from services.engine.models.mxfp4_linear import quantize_linears
-from services.engine.models.registry import build_model
+from services.engine.models.registry import build_model, model_type_of
 from services.engine.models.weights import SafetensorsWeights, Weights
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,17 @@ log = logging.getLogger(__name__)
 WEIGHT_FORMATS = ("auto", "mxfp4", "bf16", "int8")
 
 
-def resolve_weight_format(weight_format: str, device: torch.device | str) -> str:
-    """``auto`` -> ``mxfp4`` on CUDA, ``bf16`` elsewhere; anything else is checked and returned."""
+def resolve_weight_format(weight_format: str, device: torch.device | str, model_type: str | None = None) -> str:
+    """``auto`` -> ``mxfp4`` on CUDA; on the CPU ``int8`` for the dense Llama family, else ``bf16``.
+
+    Anything else is checked and returned.
+    """
     if weight_format not in WEIGHT_FORMATS:
         raise ValueError(f"ENGINE_WEIGHT_FORMAT={weight_format!r} is unknown; use one of {', '.join(WEIGHT_FORMATS)}")
     if weight_format == "auto":
-        return "mxfp4" if torch.device(device).type == "cuda" else "bf16"
+        if torch.device(device).type == "cuda":
+            return "mxfp4"
+        return "int8" if model_type in INT8_BY_DEFAULT else "bf16"
     return weight_format
 
 
@@ -51,7 +57,7 @@ def load_model(
 ) -> nn.Module:
     """The registry's model for ``config``, its weights loaded on ``device``, dense linears in ``weight_format``."""
     started = time.perf_counter()
-    resolved = resolve_weight_format(weight_format, device)
+    resolved = resolve_weight_format(weight_format, device, model_type_of(config))
     if resolved == "int8" and not int8_supported(device):
         raise ValueError("ENGINE_WEIGHT_FORMAT=int8 runs on the CPU; on CUDA use mxfp4 or bf16")
     model = build_model(config)
