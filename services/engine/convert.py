@@ -45,6 +45,7 @@ def chat_from_pb(chat: pb.ChatInput) -> request.ChatInput:
             for m in chat.messages
         ),
         tools=tuple(request.Tool(t.name, t.description, t.parameters_json) for t in chat.tools),
+        parallel_tool_calls=chat.parallel_tool_calls,
     )
 
 

@@ -46,6 +46,8 @@ class Tool:
 class ChatInput:
     messages: tuple[ChatMessage, ...]
     tools: tuple[Tool, ...] = ()
+    #: Whether a reply may hold several tool calls (proto default false: at most one).
+    parallel_tool_calls: bool = False
 
 
 @dataclass(frozen=True, slots=True)

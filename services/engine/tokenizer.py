@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from services.common.errors import InvalidArgument
 from services.engine.constraints.spec import GrammarSpec, ToolCallFormat, grammar_spec
-from services.engine.output_parser import JsonToolCallParser, OutputParser
+from services.engine.json_tool_calls import JsonToolCallParser
+from services.engine.output_parser import OutputParser
 from services.engine.request import ChatInput, ChatMessage, GenerateRequest, PromptInput, TextInput, TokenInput
 from services.engine.tool_prompt import with_tools
 
@@ -99,7 +100,8 @@ class Tokenizer(ABC):
         new_parser = None
         if tools:
             names = [t.name for t in tools]
-            new_parser = lambda: JsonToolCallParser(names)  # noqa: E731
+            parallel = isinstance(request.input, ChatInput) and request.input.parallel_tool_calls
+            new_parser = lambda: JsonToolCallParser(names, parallel=parallel)  # noqa: E731
         grammar = grammar_spec(request.constraint, tools, self.tool_format) if request.constraint else None
         return PreparedPrompt(ids, new_parser, grammar, self.eos_token_ids)
 
@@ -172,7 +174,7 @@ class HFTokenizer(Tokenizer):
         if self.template_supports_tools:
             tools = [_tool_dict(t.name, t.description, t.parameters_json) for t in chat.tools] or None
         else:
-            source = tuple(with_tools(chat.messages, chat.tools))
+            source = tuple(with_tools(chat.messages, chat.tools, parallel=chat.parallel_tool_calls))
         messages = [self._message_dict(m) for m in source]
         try:
             return self._tok.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)

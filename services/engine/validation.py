@@ -112,6 +112,12 @@ def check_chat(chat: ChatInput) -> None:
         )
     for i, tool in enumerate(chat.tools):
         require(bool(tool.name), f"chat.tools[{i}].name: must not be empty", field="chat.tools.name")
+    # As OpenAI: the flag only means something with tools, so a request without them is told so.
+    require(
+        not chat.parallel_tool_calls or bool(chat.tools),
+        "chat.parallel_tool_calls: needs chat.tools; offer tools or leave it false",
+        field="chat.parallel_tool_calls",
+    )
 
 
 def _in_range(value: float, low: float, high: float, *, low_open: bool = False) -> bool:

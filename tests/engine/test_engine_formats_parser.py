@@ -7,7 +7,8 @@ import json
 import pytest
 
 from services.engine.events import DeltaKind, FinishReason, Usage
-from services.engine.output_parser import ContentParser, Delta, JsonToolCallParser, match_call_header, typed_chunks
+from services.engine.json_tool_calls import JsonToolCallParser, match_call_header
+from services.engine.output_parser import ContentParser, Delta, typed_chunks
 from services.engine.request import ChatInput, ChatMessage, Tool, ToolCall
 from services.engine.tool_prompt import TOOL_INSTRUCTIONS, with_tools
 
