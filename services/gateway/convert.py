@@ -111,6 +111,7 @@ def _offer_tools(pb: engine_pb2.GenerateRequest, plan: ToolPlan) -> None:
     for tool in plan.tools:
         parameters = json.dumps(tool.parameters) if tool.parameters is not None else ""
         pb.chat.tools.append(engine_pb2.Tool(name=tool.name, description=tool.description, parameters_json=parameters))
+    pb.chat.parallel_tool_calls = plan.parallel and bool(plan.tools)
     if plan.forced_tool is not None:
         pb.constraint.tool_name = plan.forced_tool
     elif plan.any_call_schema is not None:

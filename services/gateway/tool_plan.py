@@ -5,16 +5,20 @@
   in the conversation are still rendered: the engine writes them out without the tool list).
 * named: ``constraint.tool_name``, which the engine compiles to the call of that tool in the
   model's own tool-call format (the JSON envelope, or Harmony's arguments after the header).
-* ``required``: with one tool, the same as naming it. With several, a ``json_schema``
-  constraint whose ``anyOf`` holds each tool's call envelope ``{"name": <const>, "arguments":
-  <its parameters>}``: exactly the output ``constraint.tool_name`` forces for one tool, so the
-  engine's JSON tool-call parser reads it as a call. Harmony (gpt-oss) writes the tool's name
-  in a header the engine prefills, so there this form cannot work; the engine has no
-  "any of these tools" constraint, and such a request is refused by name rather than
-  answered with a call that is not one.
+* ``required``: with one tool, the same as naming it (one call). With several, a
+  ``json_schema`` constraint built from each tool's call envelope ``{"name": <const>,
+  "arguments": <its parameters>}`` (exactly the output ``constraint.tool_name`` forces for one
+  tool, so the engine's JSON tool-call parser reads it as a call): with ``parallel_tool_calls``
+  an array of them, ``{"type": "array", "items": {"anyOf": [...]}, "minItems": 1}`` (one or
+  more calls, the form the engine's tool prompt asks for), without it their ``anyOf`` (one
+  call). Harmony (gpt-oss) writes the tool's name in a header the engine prefills, so there
+  this form cannot work; the engine has no "any of these tools" constraint, and such a
+  request is refused by name rather than answered with a call that is not one.
 
-The engine parses one call per reply, so ``parallel_tool_calls`` is accepted and a reply
-holds at most one call.
+``parallel_tool_calls`` (OpenAI's default: true) goes to the engine as
+``ChatInput.parallel_tool_calls``, so its parser streams several calls of one reply with
+indices 0, 1, ... gpt-oss ends its turn after each call (Harmony's ``<|call|>``), so its
+replies hold one call whatever the flag says.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ class ToolPlan:
     tools: tuple[FunctionSpec, ...] = ()
     #: ``constraint.tool_name``.
     forced_tool: str | None = None
-    #: ``constraint.json_schema`` forcing a call of one of several tools.
+    #: ``constraint.json_schema`` forcing a call (or, with ``parallel``, calls) of several tools.
     any_call_schema: dict[str, Any] | None = None
+    #: Whether one reply may hold several calls (``ChatInput.parallel_tool_calls``).
+    parallel: bool = False
 
     @property
     def forces_call(self) -> bool:
@@ -66,8 +72,17 @@ def call_envelope(tool: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def plan_tools(tools: Sequence[FunctionSpec], choice: str | None, *, architecture: str = "") -> ToolPlan:
+def calls_schema(tools: Sequence[FunctionSpec]) -> dict[str, Any]:
+    """One or more calls, each of any of ``tools``, as the engine's tool prompt asks for several."""
+    return {"type": "array", "items": {"anyOf": [call_envelope(tool) for tool in tools]}, "minItems": 1}
+
+
+def plan_tools(
+    tools: Sequence[FunctionSpec], choice: str | None, *, architecture: str = "", parallel: bool = True
+) -> ToolPlan:
     """The plan for ``tools`` and ``choice`` ("auto", "none", "required", a tool name, or None for the default).
+
+    ``parallel`` is the request's ``parallel_tool_calls`` (OpenAI's default, true, when unset).
 
     BadRequest (param ``tool_choice``/``tools``) for a choice the tools cannot satisfy.
     """
@@ -85,7 +100,7 @@ def plan_tools(tools: Sequence[FunctionSpec], choice: str | None, *, architectur
         )
     offered = tuple(tools)
     if choice == "auto":
-        return ToolPlan(tools=offered)
+        return ToolPlan(tools=offered, parallel=parallel)
     if choice == "required":
         if len(offered) == 1:
             return ToolPlan(tools=offered, forced_tool=offered[0].name)
@@ -95,6 +110,8 @@ def plan_tools(tools: Sequence[FunctionSpec], choice: str | None, *, architectur
                 "(the engine can force one named tool); name the tool, or offer only one",
                 field="tool_choice",
             )
+        if parallel:
+            return ToolPlan(tools=offered, any_call_schema=calls_schema(offered), parallel=True)
         schema = {"anyOf": [call_envelope(tool) for tool in offered]}
         return ToolPlan(tools=offered, any_call_schema=schema)
     if choice not in names:

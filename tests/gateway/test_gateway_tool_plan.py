@@ -24,8 +24,24 @@ def test_modes() -> None:
     assert plan_tools([A], "required").forced_tool == "a"
 
 
-def test_required_over_several_tools_is_any_of_their_envelopes() -> None:
-    schema = plan_tools([A, B], "required").any_call_schema
+def test_required_over_several_tools_is_one_or_more_of_their_envelopes() -> None:
+    plan = plan_tools([A, B], "required")
+    assert plan.parallel and plan.any_call_schema["type"] == "array" and plan.any_call_schema["minItems"] == 1
+    assert plan.any_call_schema["items"] == plan_tools([A, B], "required", parallel=False).any_call_schema
+
+
+def test_parallel_tool_calls_reaches_the_engine_only_with_tools_that_may_make_several() -> None:
+    assert plan_tools([A, B], None).parallel and not plan_tools([A, B], None, parallel=False).parallel
+    assert not plan_tools([A, B], "a").parallel, "a named tool is one call"
+    assert not plan_tools([A], "required").parallel and not plan_tools([A, B], "none").parallel
+    raw = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "parallel_tool_calls": True}
+    request = parse_body(json.dumps(raw).encode(), ChatCompletionRequest)
+    assert not to_generate_request(request, "r", tools=plan_tools([], None)).chat.parallel_tool_calls
+    assert to_generate_request(request, "r", tools=plan_tools([A], None)).chat.parallel_tool_calls
+
+
+def test_required_without_parallel_calls_is_any_of_their_envelopes() -> None:
+    schema = plan_tools([A, B], "required", parallel=False).any_call_schema
     assert [option["properties"]["name"] for option in schema["anyOf"]] == [{"const": "a"}, {"const": "b"}]
     assert schema["anyOf"][0]["properties"]["arguments"] == A.parameters
     assert schema["anyOf"][1]["properties"]["arguments"] == {"type": "object"}

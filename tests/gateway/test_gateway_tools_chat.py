@@ -114,9 +114,12 @@ def test_required_forces_some_call(client: openai.OpenAI, model_id: str, tools: 
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
-    [call] = choice.message.tool_calls
-    assert call.function.name in {tool["function"]["name"] for tool in tools}
-    fits(call.function.name, call.function.arguments)
+    # One tool is that tool named (one call); several may give several calls (parallel_tool_calls defaults to true).
+    calls = choice.message.tool_calls
+    assert len(calls) == 1 if len(tools) == 1 else len(calls) >= 1
+    for call in calls:
+        assert call.function.name in {tool["function"]["name"] for tool in tools}
+        fits(call.function.name, call.function.arguments)
 
 
 def test_tool_choice_none_never_parses_a_call(client: openai.OpenAI, model_id: str) -> None:
@@ -147,7 +150,7 @@ def test_auto_answers_in_one_of_the_two_shapes(client: openai.OpenAI, model_id: 
     )
     choice = reply.choices[0]
     if choice.message.tool_calls:
-        assert choice.finish_reason == "tool_calls" and len(choice.message.tool_calls) == 1
+        assert choice.finish_reason == "tool_calls" and len(choice.message.tool_calls) >= 1
     else:
         assert isinstance(choice.message.content, str) and choice.finish_reason in ("stop", "length")
 

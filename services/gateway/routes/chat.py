@@ -42,7 +42,12 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         refuse_agent_tools(chat)
         return await agent_chat_completion(request, state, chat, agent)
     await state.catalog.get(chat.model)
-    tools = plan_tools(chat.function_specs, chat.tool_choice_name, architecture=state.catalog.architecture(chat.model))
+    tools = plan_tools(
+        chat.function_specs,
+        chat.tool_choice_name,
+        architecture=state.catalog.architecture(chat.model),
+        parallel=chat.parallel_tool_calls is not False,
+    )
     max_tokens = resolve_max_tokens(
         chat.completion_limit,
         field="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",

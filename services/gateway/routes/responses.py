@@ -141,7 +141,12 @@ async def _events(
 async def create_response(request: Request, state: GatewayState = Depends(gateway_state)) -> Response:
     body = await parse_request(request, ResponsesRequest)
     await state.catalog.get(body.model)
-    tools = plan_tools(body.function_specs, body.tool_choice_name, architecture=state.catalog.architecture(body.model))
+    tools = plan_tools(
+        body.function_specs,
+        body.tool_choice_name,
+        architecture=state.catalog.architecture(body.model),
+        parallel=body.parallel_tool_calls is not False,
+    )
     max_tokens = resolve_max_tokens(body.max_output_tokens, field="max_output_tokens", cap=state.settings.max_tokens_cap)
     store = state.responses
     storing = _storing(body, store)
