@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.engine.events import Chunk, DeltaKind, FinishReason, PositionLogprobs, ToolCallDelta, Usage

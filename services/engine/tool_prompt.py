@@ -98,7 +98,8 @@ def with_tools(messages: Sequence[ChatMessage], tools: Sequence[Tool], *, parall
         return out
     if out and out[0].role in ("system", "developer"):
         first = out[0]
-        out[0] = ChatMessage(role=first.role, content=f"{first.content}\n\n{tools_text(tools, parallel=parallel)}", name=first.name)
+        content = f"{first.content}\n\n{tools_text(tools, parallel=parallel)}"
+        out[0] = ChatMessage(role=first.role, content=content, name=first.name)
     else:
         out.insert(0, ChatMessage(role="system", content=tools_text(tools, parallel=parallel)))
     return out

@@ -12,6 +12,10 @@ state; this class classifies each content piece:
   arguments. A call's first delta carries a fresh id and the name;
 * anything else (``final``, and ``commentary`` preambles meant for the user): content.
 
+A call ends the assistant's turn (``<|call|>`` is a stop token), so a reply holds at most one
+call, index 0, whatever ``ChatInput.parallel_tool_calls`` says: that is Harmony's own rule, and
+the caller runs the tool and asks again for the next.
+
 If the model breaks the format (the strict parser raises), the rest of the
 output is passed through as content rather than lost; so is output that never
 formed a message header at all (seen when the sequence ends).
