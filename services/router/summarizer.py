@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from contextlib import aclosing
 
 from services.common.errors import QuartetError
@@ -61,7 +62,7 @@ class Summarizer:
             return False
         previous = context.summary.content if context.summary else ""
         request = EngineRequest(
-            request_id=f"summary-{topic_id}-{context.unsummarized[-1].turn_id}",
+            request_id=f"summary-{uuid.uuid4().hex}",
             priority=Priority.DEFAULT,  # below every agent's own turns
             max_tokens=agent.summarizing.max_tokens,
             temperature=0.0,
