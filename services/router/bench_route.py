@@ -176,7 +176,11 @@ async def measure(
     }
     row["topic_tps"] = (counter[0] - c0) / (time.perf_counter() - t0)
     stop.set()
-    await asyncio.gather(*streams)
+    # A stream ends at its next token; one whose engine stalled never would, so give them a moment, then cancel.
+    _, pending = await asyncio.wait(streams, timeout=10) if streams else (set(), set())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*streams, return_exceptions=True)
     print(f"load {load}: {row}", file=sys.stderr)
     return row
 
