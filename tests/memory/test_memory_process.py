@@ -86,6 +86,9 @@ async def test_turns_survive_a_restart(tmp_path, database_url):
         ]
         topics = await _call(port, "ListTopics", pb.ListTopicsRequest())
         assert [(t.topic_id, t.num_turns) for t in topics.topics] == [("errands", 2)]
+        # Topic memory, the way a topic agent reads it from another session.
+        topic = await _call(port, "GetContext", pb.GetContextRequest(policy=pb.MEMORY_POLICY_TOPIC_WINDOW, topic_id="errands"))
+        assert [t.content for t in topic.turns] == ["remember the milk", "noted"]
     finally:
         assert await _stop(second) == 0
     assert (db_path.exists()) == (not database_url)  # PostgreSQL really was the store, not a silent SQLite
