@@ -100,8 +100,8 @@ class MiniLmEmbedder:
         tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         raw = load_file(str(model_dir / "model.safetensors"))
         # Linear weights are stored [out, in]; keep them [in, out] so each layer is x @ W.
-        weights = {k: (np.ascontiguousarray(v.T) if k.endswith("dense.weight") or k.endswith(("query.weight", "key.weight", "value.weight")) else v)
-                   for k, v in raw.items()}
+        linear = ("dense.weight", "query.weight", "key.weight", "value.weight")
+        weights = {k: (np.ascontiguousarray(v.T) if k.endswith(linear) else v) for k, v in raw.items()}
         log.info("loaded embedder", extra={"model": MODEL_NAME, "model_dir": str(model_dir)})
         return cls(weights, config, tokenizer, max_length)
 

@@ -33,18 +33,18 @@ import grpc
 from quartet.router.v1 import router_pb2 as pb
 from quartet.router.v1 import router_pb2_grpc
 
+from services.common.errors import QuartetError
 from services.common.grpc_server import CHANNEL_OPTIONS
 from services.memory.core import MemoryCore
 from services.memory.server import create_server as create_memory_server
 from services.memory.sqlite_store import SqliteStore
-from services.common.errors import QuartetError
 from services.router.agents import Agent, AgentRegistry, Priority
 from services.router.config import load_agents
 from services.router.core import RouterCore
 from services.router.engine_client import EngineClient
 from services.router.library import Library
-from services.router.routing import route_request
 from services.router.memory_client import MemoryClient
+from services.router.routing import route_request
 from services.router.server import create_server as create_router_server
 from services.router.settings import REPO_ROOT, RouterSettings
 

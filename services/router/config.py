@@ -26,7 +26,6 @@ from services.router.agents import (
 from services.router.library import Library, LibraryError
 from services.router.prompting import example_json
 
-
 TOPIC_TEMPERATURE = 0.7
 
 

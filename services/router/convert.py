@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from google.protobuf import struct_pb2
 from quartet.engine.v1 import engine_pb2
 from quartet.memory.v1 import memory_pb2

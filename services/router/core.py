@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from services.common.errors import InvalidArgument, require
 from services.router.agents import Agent, AgentKind, AgentRegistry, MemoryPolicy

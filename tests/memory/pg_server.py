@@ -55,7 +55,7 @@ class PgServer:
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
     def _run(self, *args: str) -> None:
-        result = subprocess.run([*self._as_user, *args], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([*self._as_user, *args], capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
             raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()}\n{log[-2000:]}")

@@ -7,8 +7,8 @@ import pytest
 
 from services.common.errors import FailedPrecondition
 from services.memory.embedder import bundled_model_dir, load_embedder
-from services.memory.vectors import from_bytes, to_bytes, top_k
 from services.memory.turns import Turn
+from services.memory.vectors import from_bytes, to_bytes, top_k
 
 TEXTS = [
     "The cat sits on the mat.",

@@ -11,21 +11,21 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from services.common.logs import debug_payloads
 from services.gateway import convert
+from services.gateway.agent_chat import AgentTurn, run_request
 from services.gateway.auth import guard
 from services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from services.gateway.disconnect import until_disconnect
-from services.gateway.agent_chat import AgentTurn, run_request
 from services.gateway.errors import ModelNotFound
 from services.gateway.limits import resolve_max_tokens
 from services.gateway.openapi import body_spec
 from services.gateway.reply import json_reply
 from services.gateway.request_body import parse_request
-from services.gateway.schemas.chat_request import ChatCompletionRequest
 from services.gateway.router_client import agent_name
+from services.gateway.schemas.chat_request import ChatCompletionRequest
 from services.gateway.schemas.chat_response import ChatCompletion, ChatCompletionChunk
 from services.gateway.sse import sse_response
-from services.gateway.tool_plan import plan_tools, refuse_agent_tools, tools_refusal
 from services.gateway.state import GatewayState, gateway_state
+from services.gateway.tool_plan import plan_tools, refuse_agent_tools, tools_refusal
 
 log = logging.getLogger(__name__)
 OPENAPI_MODELS = [ChatCompletionRequest, ChatCompletion]
