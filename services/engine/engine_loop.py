@@ -125,7 +125,10 @@ class EngineLoop:
                     self._fail_running("the engine's scheduler failed; see the engine log")
                     output = SchedulerOutput()
             if not output.is_empty:
-                self._step(output)
+                try:
+                    self._step(output)
+                except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving
+                    self._fail_step(output, error)
             self._retire_finished()
             self.metrics.observe_step(self.scheduler, self.block_manager)
 
@@ -142,15 +145,7 @@ class EngineLoop:
         for item in output.scheduled:  # grammar bitmasks fill on the CPU while the forward pass runs
             if item.needs_logits and item.sequence.constraint is not None:
                 item.sequence.constraint.prepare()
-        try:
-            logits = self.runner.execute(output.scheduled)
-        except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving
-            requests = {id(r): r for r in (self._request_of[i.sequence.seq_id] for i in output.scheduled)}
-            log.exception("engine step failed", extra={"request_ids": sorted(r.request_id for r in requests.values())})
-            for request in requests.values():
-                if not request.is_finished:
-                    self._fail_request(request, f"the model step failed: {type(error).__name__}; see the engine log")
-            return
+        logits = self.runner.execute(output.scheduled)
         with self._wakeup:
             self.scheduler.update(output)
         self.metrics.prompt_tokens.inc(sum(i.num_new_tokens for i in output.scheduled if i.is_prefill))
@@ -163,6 +158,15 @@ class EngineLoop:
                 self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
         for request, sequence, token in zip(requests, sampled, self._sample(sampled, requests, logits)):
             self._advance(request, sequence, token)
+
+    def _fail_step(self, output: SchedulerOutput, error: Exception) -> None:
+        """A failed forward pass, sampling or bookkeeping step fails the requests in it, never the worker."""
+        requests = {id(r): r for r in (self._request_of.get(i.sequence.seq_id) for i in output.scheduled) if r}
+        log.exception("engine step failed", extra={"request_ids": sorted(r.request_id for r in requests.values())})
+        with self._wakeup:
+            for request in requests.values():
+                if not request.is_finished:
+                    self._fail_request(request, f"the model step failed: {type(error).__name__}; see the engine log")
 
     def _handle_aborts(self) -> None:
         """Finish aborted requests, waiting or running (called with the lock held)."""

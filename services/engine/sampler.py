@@ -88,7 +88,11 @@ def _masked(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
     from services.engine.constraints import apply_token_bitmask  # xgrammar loads only when a grammar is used
 
     logits = logits.clone()
-    apply_token_bitmask(logits, torch.stack(masks), indices)
+    # xgrammar reads mask row i for logits row i, so the masks must span the whole batch:
+    # unconstrained rows get all bits set (and are skipped through ``indices`` anyway).
+    batch_masks = torch.full((logits.shape[0], masks[0].shape[-1]), -1, dtype=masks[0].dtype)
+    batch_masks[indices] = torch.stack(masks)
+    apply_token_bitmask(logits, batch_masks, indices)
     return logits
 
 

@@ -219,3 +219,21 @@ def test_sampler_never_picks_a_forbidden_token_and_reports_raw_logprobs(compiler
     assert sampled.token_id in (ID["a"], ID["b"])
     draws = {sample(logits, [row(SamplingParams(temperature=2.0), seed)])[0].token_id for seed in range(40)}
     assert draws <= {ID["a"], ID["b"], ID["ab"]} and len(draws) > 1
+
+
+@pytest.mark.parametrize("constrained_row", [0, 1, 2])
+def test_constrained_rows_anywhere_in_a_mixed_batch(compiler: ConstraintCompiler, constrained_row: int) -> None:
+    # Regression: masks used to be stacked for the constrained rows only, while xgrammar
+    # reads mask row i for logits row i, so a constrained sequence behind unconstrained ones
+    # indexed past the masks and killed the engine's worker.
+    logits = torch.zeros(3, len(VOCAB))
+    logits[:, ID["x"]] = 10.0
+    logits[:, ID["b"]] = 2.0
+    greedy = SamplingParams(temperature=0)
+    rows = [SamplingRow(greedy, new_generator(0, 0), [], []) for _ in range(3)]
+    spec = GrammarSpec(GrammarKind.REGEX, "(a|b)+")
+    rows[constrained_row] = SamplingRow(
+        greedy, new_generator(0, 0), [], [], compiler.new_constraint(spec, stop_token_ids=[EOS])
+    )
+    picked = [token.token_id for token in sample(logits, rows)]
+    assert picked == [ID["b"] if i == constrained_row else ID["x"] for i in range(3)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -182,3 +183,26 @@ async def test_repeated_constraint_hits_the_grammar_cache(engine_core) -> None:
     hits = cache.hits
     [event async for event in engine_core.generate(request)]
     assert cache.hits > hits
+
+
+async def test_a_constrained_request_joins_a_running_batch(stub) -> None:
+    # Regression: a grammar-constrained sequence decoding behind unconstrained ones broke the
+    # batch's mask indexing and took the engine's worker down for everyone.
+    async def plain() -> str:
+        request = pb.GenerateRequest(
+            chat=chat("Tell me a story about a fox."),
+            sampling=pb.SamplingParams(temperature=0),
+            stopping=pb.StoppingCriteria(max_tokens=40, ignore_eos=True),
+        )
+        text = ""
+        async for response in stub.Generate(request):
+            assert response.WhichOneof("event") != "error", response.error
+            text += response.chunk.text
+        return text
+
+    background = [asyncio.create_task(plain()) for _ in range(2)]
+    await asyncio.sleep(0.5)  # let both start decoding before the constrained one arrives
+    grammar = 'root ::= "The answer is " color "."\ncolor ::= "red" | "green" | "blue"'
+    texts, _, _ = await generate(stub, pb.Constraint(grammar=grammar), chat("What colour is the sky?"))
+    assert re.fullmatch(r"The answer is (red|green|blue)\.", texts[0]), texts[0]
+    assert all(await asyncio.gather(*background))

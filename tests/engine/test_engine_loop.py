@@ -30,12 +30,15 @@ class ScriptedRunner(ModelRunner):
         self.max_num_seqs = max_num_seqs
         self.kv_layout = KVLayout(num_blocks=64, block_size=16, enable_prefix_caching=False)
         self.fail_decode = False
+        self.broken_logits = False
         self.active: set[int] = set()
 
     def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
         self.active.update(item.sequence.seq_id for item in batch)
         if self.fail_decode and any(item.start > 0 for item in batch):
             raise RuntimeError("scripted failure")
+        if self.broken_logits:  # a forward pass that "succeeds" with logits sampling cannot use
+            return torch.zeros(VOCAB)
         logits = torch.zeros(sum(item.needs_logits for item in batch), VOCAB)
         logits[:, 3] = 10.0
         return logits
@@ -122,6 +125,18 @@ def test_a_failing_step_errors_its_requests_and_the_loop_keeps_serving(loop_and_
     served = drain(submit(loop, "good", max_tokens=3))
     assert isinstance(served[-1], Complete) and served[-1].finish_reason is FinishReason.LENGTH
     assert "".join(e.text for e in served if isinstance(e, Chunk)) == "<3><3><3>"
+
+
+def test_a_step_that_fails_after_the_forward_pass_keeps_the_worker_alive(loop_and_runner) -> None:
+    # Regression: an exception while sampling or advancing used to escape the step and end the
+    # worker thread, leaving every open stream waiting forever.
+    loop, runner = loop_and_runner
+    runner.broken_logits = True
+    failed = drain(submit(loop, "bad", max_tokens=5))
+    assert isinstance(failed[-1], ErrorEvent) and failed[-1].code == "INTERNAL"
+    runner.broken_logits = False
+    served = drain(submit(loop, "good", max_tokens=2))
+    assert isinstance(served[-1], Complete) and served[-1].finish_reason is FinishReason.LENGTH
 
 
 def test_abort_of_a_waiting_request_completes_it_without_tokens(loop_and_runner) -> None:
