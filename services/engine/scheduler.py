@@ -18,6 +18,13 @@ priorities from starving: a waiting request ranks as if it had arrived
 overtakes router requests that arrive more than two aging periods after it
 (its effective priority rises by one level per aging period of waiting).
 
+Seats for priority: when every seat (``max_num_seqs``) is taken and the
+queue's head has a higher priority than the worst-ranked running sequence,
+that sequence gives its seat up (preempted by recomputation, below), so a
+routing decision never waits behind a full batch of topic streams. Each
+sequence yields its seat at most once, which bounds what a flood of
+high-priority work can cost it; recomputation is mostly prefix-cache hits.
+
 Preemption by recomputation (vLLM's default): when a running sequence needs a
 KV block and none is free, the worst-ranked running sequence (lowest
 priority, newest) gives all its blocks back and returns to the waiting queue
@@ -133,6 +140,7 @@ class Scheduler:
         chosen: dict[int, ScheduledSequence] = {}
         preempted: list[Sequence] = []
         self.running.sort(key=_rank)
+        yielded = self._yield_seats()
         for decoding in (True, False):
             for seq in list(self.running):
                 if seq.status is not SequenceStatus.RUNNING or (seq.num_uncomputed_tokens == 1) != decoding:
@@ -156,8 +164,28 @@ class Scheduler:
             num_new = min(seq.num_uncomputed_tokens, budget)
             chosen[seq.seq_id] = self._entry(seq, num_new)
             budget -= num_new
+        for seq in yielded:  # back in line only now, so this step's admissions cannot take them straight back
+            self._push(seq)
         scheduled = sorted(chosen.values(), key=lambda s: not s.is_prefill)  # stable: rank order within each kind
-        return SchedulerOutput(scheduled, preempted)
+        return SchedulerOutput(scheduled, preempted + yielded)
+
+    def _yield_seats(self) -> list[Sequence]:
+        """Free a seat for each waiting sequence at the head of the queue that outranks the worst running one."""
+        if len(self.running) < self.config.max_num_seqs or not self._waiting:
+            return []
+        yielded: list[Sequence] = []
+        for _key, _order, waiting in sorted(self._waiting):  # admission order
+            candidates = [seq for seq in self.running if not seq.has_yielded_seat]
+            if not candidates or waiting.priority <= candidates[-1].priority:
+                break
+            victim = candidates[-1]
+            self.running.remove(victim)
+            self.block_manager.free(victim)
+            victim.has_yielded_seat = True
+            victim.num_preemptions += 1
+            self.num_preemptions += 1
+            yielded.append(victim)
+        return yielded
 
     @staticmethod
     def _entry(seq: Sequence, num_new: int) -> ScheduledSequence:

@@ -63,6 +63,7 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)
     block_hashes: list[int] = field(default_factory=list)  # prefix-cache hashes of full blocks (block_manager.py)
     num_preemptions: int = 0
+    has_yielded_seat: bool = False  # gave its seat to higher-priority work once; never again
 
     def __post_init__(self) -> None:
         if not self.token_ids:

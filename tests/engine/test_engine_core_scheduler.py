@@ -213,3 +213,40 @@ def test_choices_of_a_request_are_scheduled_as_sequences() -> None:
 def test_config_needs_budget_for_one_decode_per_running_sequence() -> None:
     with pytest.raises(ValueError, match="max_num_batched_tokens"):
         SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=4)
+
+
+def test_a_router_request_takes_a_seat_from_a_full_batch_of_topic_streams() -> None:
+    s = scheduler(max_num_seqs=2)
+    s.add(request("topic-a", priority=Priority.TOPIC, max_tokens=50))
+    s.add(request("topic-b", priority=Priority.TOPIC, arrival=0.1, max_tokens=50))
+    step(s)
+    step(s)
+    s.add(request("router", priority=Priority.ROUTER, arrival=0.2, max_tokens=2))
+    out = step(s)
+    # The newest topic stream gives its seat up; the decision starts at once.
+    assert [seq.request_id for seq in out.preempted] == ["topic-b"]
+    assert ("router", 3) in names(out) and ("topic-a", 1) in names(out)
+    assert names(step(s)) == [("router", 1), ("topic-a", 1)]  # the router's last token frees the seat
+    # topic-b is back; its KV blocks were still in the prefix cache, so only its last token is recomputed.
+    assert names(step(s)) == [("topic-a", 1), ("topic-b", 1)]
+
+
+def test_a_sequence_gives_its_seat_up_at_most_once() -> None:
+    s = scheduler(max_num_seqs=1)
+    s.add(request("default", max_tokens=20))
+    step(s)
+    s.add(request("router0", priority=Priority.ROUTER, arrival=0.1, max_tokens=1))
+    assert [seq.request_id for seq in step(s).preempted] == ["default"]
+    step(s)  # default comes back
+    s.add(request("router1", priority=Priority.ROUTER, arrival=0.2, max_tokens=1))
+    out = step(s)
+    assert not out.preempted and names(out) == [("default", 1)]  # it keeps its seat this time
+
+
+def test_equal_priorities_never_take_seats() -> None:
+    s = scheduler(max_num_seqs=1)
+    s.add(request("first", max_tokens=5))
+    step(s)
+    s.add(request("second", arrival=0.1, max_tokens=5))
+    out = step(s)
+    assert not out.preempted and names(out) == [("first", 1)]
