@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, check_logit_bias, check_stop, check_token_ids
+from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, check_logit_bias, check_stop, check_stream_options, check_token_ids
 from services.gateway.schemas.strict import Strict as _Strict
 from services.gateway.schemas.strict import absent as _absent
 from services.gateway.schemas.strict import invalid as _invalid
@@ -221,9 +221,7 @@ class ChatCompletionRequest(_Strict):
     @field_validator("stream_options")
     @classmethod
     def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
-        if value is not None and not info.data.get("stream"):
-            raise _invalid("stream_options is only allowed when stream is true")
-        return value
+        return check_stream_options(value, bool(info.data.get("stream")))
 
     @field_validator("stop")
     @classmethod

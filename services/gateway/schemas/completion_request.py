@@ -21,6 +21,7 @@ from services.gateway.schemas.strict import (
     Strict,
     check_logit_bias,
     check_stop,
+    check_stream_options,
     check_token_ids,
     invalid,
     unsupported,
@@ -75,9 +76,7 @@ class CompletionRequest(Strict):
     @field_validator("stream_options")
     @classmethod
     def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
-        if value is not None and not info.data.get("stream"):
-            raise invalid("stream_options is only allowed when stream is true")
-        return value
+        return check_stream_options(value, bool(info.data.get("stream")))
 
     @field_validator("echo")
     @classmethod

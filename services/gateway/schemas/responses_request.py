@@ -14,7 +14,16 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
 
-from services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, Strict, absent, invalid, unsupported
+from services.gateway.schemas.strict import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT32_MAX,
+    Strict,
+    absent,
+    check_stream_options,
+    invalid,
+    unsupported,
+)
 from services.gateway.schemas.tools import ResponsesFunctionTool, ResponsesNamedToolChoice, ResponsesToolChoice
 from services.gateway.tool_plan import FunctionSpec
 
@@ -230,9 +239,7 @@ class ResponsesRequest(Strict):
     @field_validator("stream_options")
     @classmethod
     def _only_when_streaming(cls, value: ResponsesStreamOptions | None, info: ValidationInfo) -> Any:
-        if value is not None and not info.data.get("stream"):
-            raise invalid("stream_options is only allowed when stream is true")
-        return value
+        return check_stream_options(value, bool(info.data.get("stream")))
 
     @field_validator("include")
     @classmethod

@@ -34,6 +34,13 @@ def absent(value: Any) -> bool:
     return value is None or value == [] or value == {}
 
 
+def check_stream_options(value: Any, is_streaming: bool) -> Any:
+    """``stream_options`` only makes sense on a streamed request (OpenAI rejects it otherwise too)."""
+    if value is not None and not is_streaming:
+        raise invalid("stream_options is only allowed when stream is true")
+    return value
+
+
 def check_stop(value: str | list[str] | None) -> str | list[str] | None:
     if value == "" or (isinstance(value, list) and "" in value):
         raise invalid("stop strings must not be empty")
