@@ -12,14 +12,21 @@ Graphs are captured lazily, the first time a shape is needed, into one shared
 memory pool. A forward that cannot be captured (data-dependent shapes, e.g. an
 MoE's expert grouping) is remembered and runs eagerly from then on.
 
-ENGINE_CUDA_GRAPHS=1 turns it on; it is ignored on CPU. Untested on a GPU in
-this repository's CI: the static-buffer path (padding, fixed width, scratch
-block) is tested on CPU with capture switched off (``capture=False``).
+``capture_all`` captures every shape a context length can need up front (largest
+batch first, so later graphs reuse the pool's memory), which keeps capture time out
+of serving. ``min_width`` floors the gather width: fewer graphs, at the price of
+gathering a few padding blocks for short sequences.
+
+ENGINE_CUDA_GRAPHS=1 turns it on; it is ignored on CPU. CI has no GPU: the
+static-buffer path (padding, fixed width, scratch block) is tested on CPU with
+capture switched off (``capture=False``), and ``tests/engine/test_engine_gpt_oss_cuda.py``
+compares replayed and eager decode where a GPU is present.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 from torch import nn
@@ -36,8 +43,11 @@ def batch_buckets(max_batch: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, model: nn.Module, cache: KVCache, *, max_batch: int, capture: bool = True) -> None:
+    def __init__(
+        self, model: nn.Module, cache: KVCache, *, max_batch: int, capture: bool = True, min_width: int = 1
+    ) -> None:
         self.model = model
+        self.min_width = min_width
         self.cache = cache
         self.block_size = cache.block_size
         self.scratch_block = cache.num_blocks - 1  # reserved: the runner reports one block fewer
@@ -63,11 +73,36 @@ class DecodeGraphs:
         batch = meta.num_seqs
         bucket = next((b for b in self.buckets if b >= batch), None)
         blocks = -(-max(meta.seq_lens) // self.block_size)
-        width = 1 << (blocks - 1).bit_length()
-        width = min(width, self.max_blocks)
+        width = self._width(blocks)
         if bucket is None or blocks > width:
             return None
         return bucket, width
+
+    def _width(self, blocks: int) -> int:
+        return min(max(self.min_width, 1 << (blocks - 1).bit_length()), self.max_blocks)
+
+    def capture_all(self, max_len: int) -> int:
+        """Capture every (batch bucket, width) that decoding sequences of up to ``max_len`` tokens needs; the count."""
+        if not self.capture:
+            return 0
+        started = time.perf_counter()
+        widths = sorted({self._width(b) for b in range(1, -(-max_len // self.block_size) + 1)})
+        count = 0
+        for width in widths:
+            for bucket in sorted(self.buckets, reverse=True):  # largest first: smaller graphs reuse its memory
+                key = (bucket, width)
+                if key in self._graphs or key in self._failed:
+                    continue
+                self._pad(0, bucket)
+                try:
+                    self._graphs[key] = self._capture(bucket, width)
+                    count += 1
+                except Exception:  # noqa: BLE001 - that shape runs eagerly, as in run()
+                    log.warning("decode graph capture failed", extra={"bucket": bucket, "width_blocks": width})
+                    self._failed.add(key)
+                    torch.cuda.synchronize()
+        log.info("decode graphs captured", extra={"graphs": count, "seconds": round(time.perf_counter() - started, 2)})
+        return count
 
     def run(self, input_ids: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """Logits [B, V] for a decode-only step (check ``fits`` first)."""
@@ -77,7 +112,7 @@ class DecodeGraphs:
         batch = meta.num_seqs
         self._load(input_ids, meta, bucket)
         if not self.capture:  # CPU tests: the same static buffers and fixed width, run eagerly
-            return self._forward(self._meta(bucket, width), bucket)[:batch].clone()
+            return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
         entry = self._graphs.get(key)
         if entry is None:
             try:
@@ -86,11 +121,11 @@ class DecodeGraphs:
                 log.warning("decode graph capture failed; running this shape eagerly", extra={"bucket": bucket})
                 self._failed.add(key)
                 torch.cuda.synchronize()
-                return self._forward(self._meta(bucket, width), bucket)[:batch].clone()
+                return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
             self._graphs[key] = entry
         graph, logits = entry
         graph.replay()
-        return logits[:batch].clone()
+        return _owned_float(logits[:batch])
 
     def _load(self, input_ids: torch.Tensor, meta: AttentionMetadata, bucket: int) -> None:
         batch = meta.num_seqs
@@ -101,7 +136,10 @@ class DecodeGraphs:
         columns = meta.block_tables.shape[1]
         self._tables[:batch, :columns].copy_(meta.block_tables)
         self._tables[:batch, columns:].fill_(self.scratch_block)
-        # Padding rows: token 0 at position 0, written to the scratch block's first slot.
+        self._pad(batch, bucket)
+
+    def _pad(self, batch: int, bucket: int) -> None:
+        """Padding rows: token 0 at position 0, written to the scratch block's first slot."""
         self._input_ids[batch:bucket].zero_()
         self._positions[batch:bucket].zero_()
         self._slots[batch:bucket].fill_(self.scratch_block * self.block_size)
@@ -142,3 +180,8 @@ class DecodeGraphs:
             logits = self.model.compute_logits(hidden)
         log.info("decode graph captured", extra={"batch_bucket": bucket, "width_blocks": width})
         return graph, logits
+
+
+def _owned_float(logits: torch.Tensor) -> torch.Tensor:
+    """fp32 logits the caller owns: the static output buffer is overwritten by the next replay."""
+    return logits.float() if logits.dtype != torch.float32 else logits.clone()

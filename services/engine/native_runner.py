@@ -48,16 +48,25 @@ class NativeRunner(ModelRunner):
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
-    def enable_decode_graphs(self, *, capture: bool = True) -> None:
+    def enable_decode_graphs(self, *, capture: bool = True, min_width: int | None = None) -> None:
         """Decode through CUDA graphs (``capture=False``: the same static-buffer path, eager; for CPU tests).
 
         The graphs' padding rows write into the pool's last block, so the block manager gets one block fewer.
+        ``min_width`` (blocks) floors the KV width a graph is captured for; by default 16 when capturing.
         """
-        self._graphs = DecodeGraphs(self.model, self.cache, max_batch=self.max_num_seqs, capture=capture)
+        if min_width is None:
+            min_width = 16 if capture else 1
+        self._graphs = DecodeGraphs(
+            self.model, self.cache, max_batch=self.max_num_seqs, capture=capture, min_width=min_width
+        )
         layout = self.kv_layout
         self.kv_layout = KVLayout(self.cache.num_blocks - 1, layout.block_size, layout.enable_prefix_caching)
         usable = (self.cache.num_blocks - 1) * self.cache.block_size
         self.info = replace(self.info, context_length=min(self.info.context_length, usable))
+
+    def warm_up(self, max_len: int) -> int:
+        """Capture the decode graphs sequences of up to ``max_len`` tokens need, now; how many were captured."""
+        return self._graphs.capture_all(max_len) if self._graphs is not None else 0
 
     @classmethod
     def load(cls, model_dir: Path, options: RunnerOptions) -> NativeRunner:
@@ -113,7 +122,7 @@ class NativeRunner(ModelRunner):
         )
         input_ids = torch.tensor(ids, dtype=torch.long, device=self._device)
         if self._graphs is not None and meta.num_prefills == 0 and self._graphs.fits(meta):
-            return self._graphs.run(input_ids, meta).float()
+            return self._graphs.run(input_ids, meta)
         with torch.inference_mode():
             hidden = self.model(input_ids, meta.positions, meta)
             rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]

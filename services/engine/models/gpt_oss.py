@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels import MoEWeights, load_gpt_oss_experts, mxfp4_moe, route_topk
+from kernels.fused import add_rmsnorm, rope_qkv, route
 from services.engine.layers.attention import Attention, AttentionMetadata
 from services.engine.models.linear import Linear, laid_out, prefers_transposed
 from services.engine.models.weights import Weights
@@ -146,6 +147,17 @@ def yarn_inv_freq(config: GptOssConfig) -> tuple[torch.Tensor, float]:
     return inv_freq, scale
 
 
+@dataclass(frozen=True, slots=True)
+class Rope:
+    """One step's rotary inputs: the positions, and cos/sin [T, 1, D/2] for the torch path (None when fused)."""
+
+    positions: torch.Tensor
+    inv_freq: torch.Tensor
+    scale: float
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+
+
 class YarnRotaryEmbedding(nn.Module):
     """cos/sin for the step's positions, computed from the frequencies as HF does (no table to outgrow)."""
 
@@ -154,9 +166,14 @@ class YarnRotaryEmbedding(nn.Module):
         inv_freq, self.scale = yarn_inv_freq(config)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype, *, fused: bool = False) -> Rope:
+        """The step's ``Rope``; ``fused``: leave cos/sin to the fused kernel (CUDA), which computes them in fp32."""
+        if fused:
+            return Rope(positions, self.inv_freq, self.scale)
         angles = positions.float().unsqueeze(-1) * self.inv_freq  # [T, D/2]
-        return (angles.cos() * self.scale).to(dtype).unsqueeze(1), (angles.sin() * self.scale).to(dtype).unsqueeze(1)
+        cos = (angles.cos() * self.scale).to(dtype).unsqueeze(1)
+        sin = (angles.sin() * self.scale).to(dtype).unsqueeze(1)
+        return Rope(positions, self.inv_freq, self.scale, cos, sin)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -180,15 +197,17 @@ class GptOssAttention(nn.Module):
         window = config.sliding_window if config.layer_types[layer_index] == SLIDING else None
         self.attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.head_dim**-0.5, window)
 
-    def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rope, meta: AttentionMetadata) -> torch.Tensor:
         tokens = x.shape[0]
         qkv = self.qkv_proj(x)
+        if rope.cos is None:  # fused: split, rotate (fp32) and lay out q/k/v in one kernel
+            q, k, v = rope_qkv(qkv, rope.positions, rope.inv_freq, rope.scale, self.num_heads, self.num_kv_heads)
+            return self.o_proj(self.attn(q, k, v, meta, sinks=self.sinks))
         q = qkv[:, : self.q_size].view(tokens, self.num_heads, self.head_dim)
         k = qkv[:, self.q_size : self.q_size + self.kv_size].view(tokens, self.num_kv_heads, self.head_dim)
         v = qkv[:, self.q_size + self.kv_size :].view(tokens, self.num_kv_heads, self.head_dim)
-        out = self.attn(apply_rope(q, *rope), apply_rope(k, *rope), v.contiguous(), meta, sinks=self.sinks)
+        out = self.attn(apply_rope(q, rope.cos, rope.sin), apply_rope(k, rope.cos, rope.sin), v.contiguous(), meta,
+                        sinks=self.sinks)  # fmt: skip
         return self.o_proj(out)
 
 
@@ -205,7 +224,10 @@ class GptOssMoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.experts is None:
             raise RuntimeError("gpt-oss experts are not loaded; call load_weights first")
-        ids, weights = route_topk(self.router(x), self.top_k)
+        if x.is_cuda and not self.router.is_transposed:  # one kernel: logits, top-k, softmax
+            ids, weights = route(x, self.router.weight, self.router.bias, self.top_k)
+        else:
+            ids, weights = route_topk(self.router(x), self.top_k)
         return mxfp4_moe(x, ids, weights, self.experts, alpha=self.alpha, limit=self.limit)
 
 
@@ -218,10 +240,17 @@ class GptOssDecoderLayer(nn.Module):
         self.mlp = GptOssMoE(config)
 
     def forward(
-        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], meta: AttentionMetadata
-    ) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), rope, meta)
-        return h + self.mlp(self.post_attention_layernorm(h))
+        self, h: torch.Tensor, residual: torch.Tensor | None, rope: Rope, meta: AttentionMetadata
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h`` is the previous block's output, ``residual`` the stream before it (None at the first layer).
+
+        Returns this layer's MoE output and the stream before it: the residual add is fused
+        into the next norm (``add_rmsnorm``), the same sums in the same order as ``h + f(norm(h))``.
+        """
+        x, residual = add_rmsnorm(h, residual, self.input_layernorm.weight, self.input_layernorm.eps)
+        attn = self.self_attn(x, rope, meta)
+        x, residual = add_rmsnorm(attn, residual, self.post_attention_layernorm.weight, self.post_attention_layernorm.eps)
+        return self.mlp(x), residual
 
 
 class GptOssForCausalLM(nn.Module):
@@ -240,10 +269,11 @@ class GptOssForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """``input_ids``/``positions`` [T] laid out as ``meta`` says; returns the final-norm hidden states [T, H]."""
         h = self.embed_tokens(input_ids)
-        rope = self.rotary(positions, h.dtype)
+        rope = self.rotary(positions, h.dtype, fused=h.is_cuda)
+        residual = None
         for layer in self.layers:
-            h = layer(h, rope, meta)
-        return self.norm(h)
+            h, residual = layer(h, residual, rope, meta)
+        return add_rmsnorm(h, residual, self.norm.weight, self.norm.eps)[0]
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,127 @@
+"""gpt-oss on CUDA as the engine serves it, against the CPU fp32 model on a tiny random checkpoint.
+
+The CUDA path is a different program from the CPU one: bf16 activations, MXFP4 dense
+linears (the checkpoint's dense weights sit on the MXFP4 grid, so quantizing them at
+load is lossless), the fused norm / RoPE / router kernels, the Triton MoE and
+attention kernels, and decode replayed from CUDA graphs. These tests need a GPU and
+are skipped without one; ``tests/engine/test_engine_gpt_oss_oracle.py`` ties the
+CPU model to transformers.
+
+Tolerances: bf16 activations through 4 layers move logits (which span about +-3) by
+a few hundredths; the bound below is loose enough for that and far below what a
+wrong rotation, norm, routing or KV layout produces (those move logits by O(1)).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.engine.layers.attention import AttentionMetadata
+from services.engine.models.gpt_oss import build_gpt_oss
+from services.engine.models.loader import load_model_dir
+from services.engine.models.weights import SafetensorsWeights
+from tests.engine.gpt_oss_tiny import bind_kv_pools, write_tiny_gpt_oss
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CPU path is tested elsewhere)")
+
+BLOCK = 4
+NUM_BLOCKS = 64
+LOGIT_ATOL = 0.15
+
+
+def prompt(seed: int, length: int) -> list[int]:
+    return torch.randint(3, 1024, (length,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gpt_oss(tmp_path_factory.mktemp("gpt-oss-tiny-grid"), dense_on_mxfp4_grid=True)
+
+
+@pytest.fixture(scope="module")
+def cpu_model(checkpoint: Path):
+    model = build_gpt_oss(json.loads((checkpoint / "config.json").read_text()))
+    model.load_weights(SafetensorsWeights(checkpoint), device="cpu", dtype=torch.float32)
+    bind_kv_pools(model, NUM_BLOCKS, BLOCK)
+    return model
+
+
+@pytest.fixture(scope="module")
+def cuda_model(checkpoint: Path):
+    config = json.loads((checkpoint / "config.json").read_text())
+    model = load_model_dir(checkpoint, config, device="cuda", dtype=torch.bfloat16, weight_format="mxfp4")
+    for module in model.modules():
+        if hasattr(module, "k_cache") and hasattr(module, "num_kv_heads"):
+            module.k_cache = torch.zeros(NUM_BLOCKS, BLOCK, module.num_kv_heads, module.head_dim, device="cuda",
+                                         dtype=torch.bfloat16)  # fmt: skip
+            module.v_cache = torch.zeros_like(module.k_cache)
+    return model
+
+
+def logits_of(model, tokens: list[int], meta: AttentionMetadata) -> torch.Tensor:
+    device = meta.positions.device
+    with torch.inference_mode():
+        return model.compute_logits(model(torch.tensor(tokens, device=device), meta.positions, meta)).float().cpu()
+
+
+def build(device: str, **kwargs) -> AttentionMetadata:
+    return AttentionMetadata.build(block_size=BLOCK, device=device, **kwargs)
+
+
+@pytest.mark.parametrize("length", [5, 20, 37])
+def test_prompt_logits_on_cuda_match_the_cpu_model(cpu_model, cuda_model, length: int) -> None:
+    tokens = prompt(length, length)
+    table = [list(range(NUM_BLOCKS - 1, 0, -3))[: -(-length // BLOCK)]]
+    kwargs = dict(query_lens=[length], seq_lens=[length], block_tables=table)
+    mine = logits_of(cuda_model, tokens, build("cuda", **kwargs))
+    ref = logits_of(cpu_model, tokens, build("cpu", **kwargs))
+    assert (mine - ref).abs().max().item() < LOGIT_ATOL
+    assert (mine.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9
+
+
+def test_batched_decode_on_cuda_follows_the_cpu_model(cpu_model, cuda_model) -> None:
+    """Two prompts prefill together, then 12 decode steps as a batch; logits compared at every step."""
+    prompts = [prompt(1, 19), prompt(2, 11)]
+    tables = [list(range(0, 40, 2))[:10], list(range(1, 40, 2))[:8]]
+    lengths = [len(p) for p in prompts]
+    kwargs = dict(query_lens=lengths, seq_lens=lengths, block_tables=tables)
+    meta = build("cpu", **kwargs)
+    ref = logits_of(cpu_model, prompts[0] + prompts[1], meta)[meta.last_token_indices()]
+    mine = logits_of(cuda_model, prompts[0] + prompts[1], build("cuda", **kwargs))[meta.last_token_indices()]
+    for _ in range(12):
+        assert (mine - ref).abs().max().item() < LOGIT_ATOL
+        chosen = ref.argmax(-1).tolist()  # both sides take the CPU model's tokens, so they never drift apart
+        lengths = [n + 1 for n in lengths]
+        kwargs = dict(query_lens=[1, 1], seq_lens=lengths, block_tables=tables)
+        ref = logits_of(cpu_model, chosen, build("cpu", **kwargs))
+        mine = logits_of(cuda_model, chosen, build("cuda", **kwargs))
+
+
+def test_decode_replayed_from_cuda_graphs_matches_eager(checkpoint: Path) -> None:
+    """The runner with graphs captured decodes the same logits as the same runner eagerly."""
+    from services.engine.model_runner import RunnerOptions
+    from services.engine.native_runner import NativeRunner
+    from services.engine.scheduler import ScheduledSequence
+    from tests.engine.runner_steps import Steps
+
+    options = RunnerOptions(device="cuda", dtype="bfloat16", max_num_seqs=4, block_size=BLOCK, num_kv_blocks=NUM_BLOCKS,
+                            weight_format="mxfp4", cuda_graphs=True)  # fmt: skip
+    runner = NativeRunner.load(checkpoint, options)
+    graphs = runner._graphs
+    assert graphs is not None and graphs.capture
+    steps = Steps(runner)
+    sequences = [steps.sequence(prompt(seed, n)) for seed, n in ((3, 9), (4, 14), (5, 6))]
+    steps.run([(s, None) for s in sequences])
+    for step in range(6):
+        for s, token in zip(sequences, (7 + step, 100 + step, 900 - step)):
+            steps.feed(s, token)
+        graphed = steps.run([(s, 1) for s in sequences])
+        runner._graphs = None  # the same step again, eagerly (it rewrites the same KV values)
+        eager = runner.execute([ScheduledSequence(s, s.num_tokens - 1, 1, True) for s in sequences])
+        runner._graphs = graphs
+        torch.testing.assert_close(graphed, eager, atol=2e-2, rtol=0)
+    assert graphs._graphs, "no decode graph was captured"
