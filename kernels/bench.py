@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     (out / "traces").mkdir(exist_ok=True)
                     traces.append(profile_trace(fwd, exp.inputs, out / "traces" / f"trace_{name}_m{m}.json.gz"))
             print(format_table(exp.results).split("\n", 2)[-1], flush=True)
+            if hasattr(case.model, "floor_us"):  # cases that state a floor: max(bytes / copy bw, flops / matmul peak)
+                print(f"{name} m={m}: floor {case.model.floor_us(m, ceilings):.1f} us", flush=True)
             for variant, error in exp.errors.items():
                 print(f"{name} m={m} {variant}: FAILED {error[:2000]}", flush=True)
                 meta.setdefault("errors", []).append({"case": name, "m": m, "variant": variant, "error": error})

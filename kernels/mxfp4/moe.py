@@ -12,12 +12,20 @@ For each token ``t`` and each of its top-k experts ``e`` with routing weight ``w
   with "ocp" ones, one program per (pair, tile of I) for gate_up and one per (token,
   tile of H) for down, which loops over the token's k experts and sums in registers.
   Either way two launches, no sorting, no atomics on data, deterministic.
-* grouped (prefill): pairs sorted by expert (``group_by_expert``), tiles of ``BM`` rows
-  sharing one expert's weight tile on the tensor cores; down writes each pair's weighted
-  row, and a sum over the k slots gives y (deterministic, no atomics).
+* grouped (decode batches, short prompts): pairs sorted by expert (``group_by_expert``),
+  tiles of ``BM`` rows sharing one expert's MXFP4 weight tile, dequantized in registers for
+  the tensor cores; down writes each pair's weighted row, and a sum over the k slots gives
+  y (deterministic, no atomics). Memory-bound: each weight tile is read and decoded once
+  per row tile, so the tiles grow with the pairs per expert.
+* dense (long prompts, ``moe_dense.py``): the experts dequantized to bf16 once per call,
+  then grouped bf16 GEMMs; compute-bound, so the per-tile decode is the cost to remove.
+
+All paths group on the device into fixed-size buffers (no host sync): graph-capturable.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -26,16 +34,21 @@ import triton.language as tl
 from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._launch import MODES
 from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair
 from kernels.mxfp4.moe_decode import moe_decode_fma
+from kernels.mxfp4.moe_dense import DenseConfig, moe_dense
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
-__all__ = ["MOE_DECODE_MAX_PAIRS", "mxfp4_moe_torch", "mxfp4_moe_triton", "route_torch"]
+__all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedTiles", "mxfp4_moe_torch",
+           "mxfp4_moe_triton", "route_torch"]
 
 MOE_DECODE_MAX_PAIRS = 64
-SWIGLU_ALPHA = 1.702
-SWIGLU_LIMIT = 7.0
+# From this many (token, expert) pairs the bf16-dequantized experts win (see docs/PERFORMANCE.md,
+# "MoE grouped path"); below it the in-register grouped tiles.
+MOE_DENSE_MIN_PAIRS = 4096
+MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 
 
@@ -54,13 +67,6 @@ def _tile_rows(order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, ids_ptr
         ok = tl.arange(0, BM) < 1
         pair = rows
     return rows, pair, ok, expert
-
-
-@triton.jit
-def _swiglu(acc_g, acc_l, alpha, limit):
-    g = tl.minimum(acc_g, limit)
-    lin = tl.minimum(tl.maximum(acc_l, -limit), limit)
-    return g * tl.sigmoid(alpha * g) * (lin + 1.0)
 
 
 @triton.jit
@@ -89,7 +95,7 @@ def _gate_up_kernel(
     if HAS_BIAS:
         acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
         acc_l += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
-    act = _swiglu(acc_g, acc_l, alpha, limit)
+    act = swiglu(acc_g, acc_l, alpha, limit)
     tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
              mask=n_ok[:, None] & m_ok[None, :])
 
@@ -177,6 +183,27 @@ def _mode(mode: str | None, path: str, layout: str) -> int:
     return MODES[mode]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupedTiles:
+    """One launch pair of the in-register grouped path: ``block`` sorted pairs a tile, ``bn`` /
+    ``bn_down`` weight rows a program, ``bk_h`` / ``bk_i`` codes along K (None: the largest fitting)."""
+
+    block: int
+    bn: int = 64
+    bn_down: int = 64
+    bk_h: int | None = None
+    bk_i: int | None = None
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+def grouped_tiles(pairs: int, experts: int) -> GroupedTiles:
+    """Rows per tile: about what the average expert gets (16 to 64), so most experts' weights are
+    read and decoded once. Eight warps from 64 rows: two fp32 accumulators of BN x BM."""
+    block = 64 if pairs >= 64 * experts else 32 if pairs >= 16 * experts else 16
+    return GroupedTiles(block=block, num_warps=8 if block >= 64 else 4)
+
+
 def mxfp4_moe_triton(
     x: torch.Tensor,
     ids: torch.Tensor,
@@ -187,82 +214,104 @@ def mxfp4_moe_triton(
     limit: float = SWIGLU_LIMIT,
     path: str = "auto",
     mode: str | None = None,
+    config: GroupedTiles | DenseConfig | None = None,
 ) -> torch.Tensor:
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
-    ``path``: "decode", "grouped" or "auto" (decode up to ``MOE_DECODE_MAX_PAIRS`` pairs).
-    ``mode``: how tiles multiply; by default "fma" for decode on fma8 weights, else the
-    tensor cores ("dequant_dot" on fma8, "dot_scaled" on ocp).
+    ``path``: "auto" picks by the number of (token, expert) pairs: "decode" up to
+    ``MOE_DECODE_MAX_PAIRS``, "dense" from ``MOE_DENSE_MIN_PAIRS``, "grouped" between.
+    "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
+    the same with ``torch._grouped_mm``. ``mode`` (decode and grouped): how MXFP4 tiles
+    multiply; by default "fma" for decode on fma8 weights, else the tensor cores
+    ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: a ``GroupedTiles`` for
+    "grouped", a ``DenseConfig`` for "dense" (defaults by pair count).
     """
     _check(x, ids, weights, w)
     t, k = ids.shape
+    if path not in MOE_PATHS:
+        raise ValueError(f"path must be one of {MOE_PATHS}, got {path!r}")
     if path == "auto":
-        path = "decode" if t * k <= MOE_DECODE_MAX_PAIRS else "grouped"
-    if path not in ("decode", "grouped"):
-        raise ValueError(f"path must be 'auto', 'decode' or 'grouped', got {path!r}")
-    m = _mode(mode, path, w.layout)
+        pairs = t * k
+        path = "decode" if pairs <= MOE_DECODE_MAX_PAIRS else "dense" if pairs >= MOE_DENSE_MIN_PAIRS else "grouped"
+    if path.startswith("dense"):
+        if mode is not None:
+            raise ValueError(f"mode {mode!r} applies to the decode and grouped paths; {path!r} multiplies bf16")
+        m = None
+    else:
+        m = _mode(mode, path, w.layout)
     if t == 0:
         return torch.zeros_like(x)
     x = x.contiguous()
     ids32 = ids.to(torch.int32).contiguous()
     wts = weights.float().contiguous()
+    if path.startswith("dense"):
+        if config is not None and not isinstance(config, DenseConfig):
+            raise TypeError(f"path {path!r} takes a DenseConfig, got {type(config).__name__}")
+        return moe_dense(x, ids32, wts, w, alpha, limit, "cublas" if path == "dense_cublas" else "triton", config)
+    if path == "grouped":
+        if config is not None and not isinstance(config, GroupedTiles):
+            raise TypeError(f"path 'grouped' takes GroupedTiles, got {type(config).__name__}")
+        tiles = config or grouped_tiles(t * k, w.num_experts)
+        groups = group_by_expert(ids32, w.num_experts, tiles.block)
+        return _grouped(x, groups, wts, w, k, alpha, limit, tiles, m)
+    if m == _FMA:
+        return moe_decode_fma(x, ids32, wts, w, alpha, limit)
+    return _decode_dot(x, ids32, wts, w, alpha, limit, m)
+
+
+def _bk(dim: int) -> int:
+    return 256 if dim >= 256 else 128 if dim >= 128 else 64
+
+
+def _decode_dot(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
+                mode: int) -> torch.Tensor:
+    """Decode on the tensor cores: one program per (pair, I tile), then per (token, H tile)."""
+    t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     act = torch.empty((t * k, i_dim), dtype=torch.bfloat16, device=x.device)
     interp, swz = is_interpreter(), w.layout == "fma8"
     bias = lambda b: act if b is None else b  # noqa: E731
-    bk_h = 256 if h_dim >= 256 else 128 if h_dim >= 128 else 64
-    bk_i = 256 if i_dim >= 256 else 128 if i_dim >= 128 else 64
-    if path == "grouped":
-        return _grouped(x, group_by_expert(ids32, w.num_experts, _group_block(t * k, w.num_experts)), wts, w, act,
-                        k, alpha, limit, bk_h, bk_i, m, interp)
-    if m == _FMA:
-        return moe_decode_fma(x, ids32, wts, w, alpha, limit)
     bm, bn = 16, 32
     _gate_up_kernel[(triton.cdiv(i_dim, bn), t * k)](
         x, ids32, ids32, ids32, ids32, ids32,
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
-        BM=bm, BN=bn, BK=bk_h, GROUPED=False, HAS_BIAS=w.has_bias, MODE=m, SWIZZLED=swz, INTERPRET=interp,
-        num_warps=4, num_stages=4,
+        BM=bm, BN=bn, BK=_bk(h_dim), GROUPED=False, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz,
+        INTERPRET=interp, num_warps=4, num_stages=4,
     )
     y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
     bn_down = 16
     _down_decode_kernel[(triton.cdiv(h_dim, bn_down), t)](
         act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y,
         i_dim, h_dim, w.down.k_padded // 32, TOPK=k,
-        BM=bm, BN=bn_down, BK=bk_i, HAS_BIAS=w.has_bias, MODE=m, SWIZZLED=swz, INTERPRET=interp,
+        BM=bm, BN=bn_down, BK=_bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
         num_warps=4, num_stages=4,
     )
     return y
 
 
-def _group_block(pairs: int, experts: int) -> int:
-    """Rows per grouped tile: as many as the average expert gets, 16 to 64."""
-    return 64 if pairs >= 64 * experts else 32 if pairs >= 16 * experts else 16
-
-
-def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWeights, act: torch.Tensor, k: int,
-             alpha: float, limit: float, bk_h: int, bk_i: int, mode: int, interp: bool) -> torch.Tensor:
+def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWeights, k: int, alpha: float,
+             limit: float, tiles: GroupedTiles, mode: int) -> torch.Tensor:
     i_dim, h_dim = w.intermediate, w.hidden
-    bm, bn = groups.block, 64
-    tiles = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
+    act = torch.empty((x.shape[0] * k, i_dim), dtype=torch.bfloat16, device=x.device)
+    bm = groups.block
+    tile_args = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
-    warps = 8 if bm >= 64 else 4
-    swz = w.layout == "fma8"
-    _gate_up_kernel[(triton.cdiv(i_dim, bn), groups.num_tiles)](
-        x, groups.order, *tiles,
+    swz, interp = w.layout == "fma8", is_interpreter()
+    _gate_up_kernel[(triton.cdiv(i_dim, tiles.bn), groups.num_tiles)](
+        x, groups.order, *tile_args,
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
-        BM=bm, BN=bn, BK=bk_h, GROUPED=True, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
-        num_warps=warps, num_stages=3,
+        BM=bm, BN=tiles.bn, BK=tiles.bk_h or _bk(h_dim), GROUPED=True, HAS_BIAS=w.has_bias, MODE=mode,
+        SWIZZLED=swz, INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
-    _down_grouped_kernel[(triton.cdiv(h_dim, bn), groups.num_tiles)](
-        act, *tiles, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
+    _down_grouped_kernel[(triton.cdiv(h_dim, tiles.bn_down), groups.num_tiles)](
+        act, *tile_args, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
         i_dim, h_dim, w.down.k_padded // 32,
-        BM=bm, BN=bn, BK=bk_i, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
-        num_warps=warps, num_stages=3,
+        BM=bm, BN=tiles.bn_down, BK=tiles.bk_i or _bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz,
+        INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)

@@ -105,13 +105,16 @@ class ExpertGroups:
 
     ``order[r]`` is the pair index ``t * k + j`` at sorted row ``r``. Tile ``i`` covers rows
     ``[tile_start[i], tile_end[i])`` of expert ``tile_expert[i]``; tiles past the real count
-    are empty (start == end). Built with device ops only, so no host sync and graph-safe.
+    are empty (start == end). ``expert_end[e]`` is one past expert ``e``'s last sorted row
+    (the group offsets a grouped GEMM takes). Built with device ops only, so no host sync
+    and graph-safe.
     """
 
     order: torch.Tensor
     tile_expert: torch.Tensor
     tile_start: torch.Tensor
     tile_end: torch.Tensor
+    expert_end: torch.Tensor
     block: int
 
     @property
@@ -120,6 +123,7 @@ class ExpertGroups:
 
 
 def group_by_expert(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGroups:
+    """Sort the ``ids[T, k]`` pairs by expert and cut them into tiles of ``block`` rows."""
     flat = ids.reshape(-1).long()
     pairs = flat.numel()
     order = torch.argsort(flat, stable=True)
@@ -140,4 +144,4 @@ def group_by_expert(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGr
     end = torch.minimum(start + block, seg_end[expert])
     end = torch.where(valid, end, start)
     as32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
-    return ExpertGroups(as32(order), as32(expert), as32(start), as32(end), block)
+    return ExpertGroups(as32(order), as32(expert), as32(start), as32(end), as32(seg_end), block)

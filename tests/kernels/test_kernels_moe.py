@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kernels.mxfp4.format import dequantize_torch, quantize_torch
-from kernels.mxfp4.moe import mxfp4_moe_triton
+from kernels.mxfp4.moe import GroupedTiles, mxfp4_moe_triton
+from kernels.mxfp4.moe_dense import DenseConfig
 from kernels.mxfp4.moe_layout import MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
@@ -81,6 +82,7 @@ def test_swiglu_clamps_are_exercised_and_respected(device, gen) -> None:
     for layout in ("ocp", "fma8"):
         for path in ("decode", "grouped"):
             assert_moe_close(mxfp4_moe_triton(x, ids, wts, w.to_layout(layout), path=path), ref)
+    assert_moe_close(mxfp4_moe_triton(x, ids, wts, w.to_layout("fma8"), path="dense"), ref)
 
 
 def test_fma_decode_with_several_k_slices_and_chunks(device, gen) -> None:
@@ -109,6 +111,8 @@ def test_group_by_expert_covers_every_pair_once(device, gen) -> None:
         assert (flat[rows.long()] == e).all()
         covered += rows.tolist()
     assert sorted(covered) == list(range(flat.numel()))
+    counts = torch.bincount(flat, minlength=E)
+    assert g.expert_end.tolist() == torch.cumsum(counts, 0).tolist()
 
 
 def test_input_errors_are_clear(device, gen) -> None:
@@ -124,3 +128,94 @@ def test_input_errors_are_clear(device, gen) -> None:
         MoEWeights(w.glu, w.linear, w.glu)
     with pytest.raises(ValueError, match="fma8"):
         mxfp4_moe_triton(x, ids, wts, w, path="decode", mode="fma")
+    with pytest.raises(ValueError, match="multiplies bf16"):
+        mxfp4_moe_triton(x, ids, wts, w, path="dense", mode="dot_scaled")
+    with pytest.raises(TypeError, match="DenseConfig"):
+        mxfp4_moe_triton(x, ids, wts, w, path="dense", config=GroupedTiles(block=16))
+    with pytest.raises(ValueError, match="path must be"):
+        mxfp4_moe_triton(x, ids, wts, w, path="prefill")
+
+
+# Grouped and dense (prefill) paths. Small tiles force several row tiles per expert, several
+# weight tiles per program band and a partial band; the defaults run the production shapes.
+SMALL_DENSE = DenseConfig(block=16, bn_gate_up=32, bn_down=32, bk=64, group=2, num_warps=4, num_stages=2)
+WIDE_TILES = GroupedTiles(block=128, bn=64, bn_down=64, bk_h=128, bk_i=128, num_warps=8)
+
+
+@pytest.mark.parametrize("layout,config", [("fma8", None), ("ocp", SMALL_DENSE), ("fma8", SMALL_DENSE)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_path_matches_reference(layout: str, config: DenseConfig | None, bias: bool, device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout(layout)
+    x = torch.randn(29, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(29, E, device=device, generator=gen), TOPK)
+    out = mxfp4_moe_triton(x, ids, wts, w, path="dense", config=config)
+    assert out.shape == (29, H) and out.dtype == torch.bfloat16
+    assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_cublas_path_matches_reference(bias: bool, device, gen) -> None:
+    """``torch._grouped_mm`` returns bf16: gate, up and each expert's down output are rounded
+    before SwiGLU and the weighted sum, three roundings of at most 2**-9 relative each that
+    the reference does not make, plus the activation's rounding landing one ulp apart where
+    those differ. Hence twice ``assert_moe_close``'s bound, and not looser."""
+    gate_up, down, gub, db = make_layer(device, gen, bias)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db)
+    x = torch.randn(23, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(23, E, device=device, generator=gen), TOPK)
+    out = mxfp4_moe_triton(x, ids, wts, w, path="dense_cublas").double()
+    ref = mxfp4_moe_torch(x, ids, wts, w).double()
+    rel = ((out - ref).norm() / ref.norm()).item()
+    worst = ((out - ref).abs().max() / ref.abs().max()).item()
+    assert rel < 1e-2 and worst < 2e-2, f"rel L2 {rel:.2e}, max err / max |ref| {worst:.2e}"
+
+
+@pytest.mark.parametrize("tiles", [WIDE_TILES, GroupedTiles(block=16, bn=32, bn_down=32)])
+def test_grouped_tiles_match_reference(tiles: GroupedTiles, device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias=True)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
+    x = torch.randn(41, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(41, E, device=device, generator=gen), TOPK)
+    assert_moe_close(mxfp4_moe_triton(x, ids, wts, w, path="grouped", config=tiles), mxfp4_moe_torch(x, ids, wts, w))
+
+
+def test_every_path_repeats_bit_for_bit_and_sees_skewed_routing(device, gen) -> None:
+    """No atomics on data: a second call gives the same bits. All tokens on two experts leaves
+    the others empty and fills many tiles of one expert (empty groups and empty tiles)."""
+    gate_up, down, gub, db = make_layer(device, gen, bias=True)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
+    x = torch.randn(40, H, device=device, generator=gen).bfloat16()
+    logits = torch.randn(40, E, device=device, generator=gen)
+    logits[:, 3] += 100.0
+    logits[:, 5] += 50.0
+    ids, wts = route_torch(logits, TOPK)
+    ref = mxfp4_moe_torch(x, ids, wts, w)
+    for path, config in (("grouped", None), ("dense", SMALL_DENSE), ("dense_cublas", None)):
+        first = mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)
+        assert torch.equal(first, mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)), path
+        if path != "dense_cublas":
+            assert_moe_close(first, ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_grouped_and_dense_paths_replay_in_a_cuda_graph(device, gen) -> None:
+    """The engine captures decode steps up to batch 256 (the grouped path): no host sync, no
+    data-dependent sizes. Captured once, replayed on new tokens and new routing."""
+    gate_up, down, gub, db = make_layer(device, gen, bias=True)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
+    x = torch.randn(70, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(70, E, device=device, generator=gen), TOPK)
+    for path in ("grouped", "dense"):
+        mxfp4_moe_triton(x, ids, wts, w, path=path)  # compile outside the capture
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = mxfp4_moe_triton(x, ids, wts, w, path=path)
+        x.copy_(torch.randn(x.shape, device=device, generator=gen).bfloat16())
+        new_ids, new_wts = route_torch(torch.randn(70, E, device=device, generator=gen), TOPK)
+        ids.copy_(new_ids)
+        wts.copy_(new_wts)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))

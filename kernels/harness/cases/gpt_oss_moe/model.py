@@ -1,5 +1,35 @@
-"""gpt-oss MoE experts: the shared MoE model (kernels/harness/models/moe.py)."""
+"""gpt-oss MoE experts: the shared MoE model (kernels/harness/models/moe.py), plus every path of
+``mxfp4_moe_triton`` forced at every ``m`` and the floor each is measured against."""
 
-from kernels.harness.models.moe import MoEModel as Model
+from __future__ import annotations
 
-__all__ = ["Model"]
+from kernels.harness.case import Forward, Inputs
+from kernels.harness.ceilings import Ceilings
+from kernels.harness.models.moe import MoEModel
+
+
+class Model(MoEModel):
+    def variants(self, m: int) -> dict[str, Forward]:
+        from kernels.mxfp4.moe import GroupedTiles, mxfp4_moe_triton
+
+        # In-register decode of 128-row tiles: fewer decodes per weight than the default's 16-64
+        # rows once experts get hundreds of pairs; 8 warps for the two BN x BM accumulators.
+        wide = GroupedTiles(block=128, bn=64, bn_down=64, bk_h=128, bk_i=128, num_warps=8, num_stages=3)
+
+        def forced(path: str, config: object = None) -> Forward:
+            def forward(inp: Inputs):
+                return mxfp4_moe_triton(inp["x"], inp["ids"], inp["weights"], inp["fma8"], path=path, config=config)
+            return forward
+
+        return {
+            **super().variants(m),  # moe_fma8, moe_ocp: the dispatcher's choice at this m
+            "grouped": forced("grouped"),
+            "grouped_bm128": forced("grouped", wide),
+            "dense": forced("dense"),
+            "dense_cublas": forced("dense_cublas"),
+        }
+
+    def floor_us(self, m: int, ceilings: Ceilings) -> float:
+        """The larger of the experts' MXFP4 bytes over copy bandwidth and the flops over the bf16 matmul peak."""
+        work = self.work(m, "mxfp4")
+        return max(work.bytes / (ceilings.copy_gbps * 1e3), work.flops / (ceilings.matmul_tflops * 1e6))
