@@ -49,7 +49,10 @@ def _decode_kernel(
     dim_ok = dims < HEAD_DIM
     q = tl.load(q_ptr + seq.to(tl.int64) * stride_qb + heads[:, None] * stride_qh + dims[None, :],
                 mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-    q = q.to(tl.float32) if F32_DOT else q.to(k_ptr.dtype.element_ty)
+    if F32_DOT:
+        q = q.to(tl.float32)
+    else:
+        q = q.to(k_ptr.dtype.element_ty)
 
     m = tl.full((G_PAD,), NO_MAX, tl.float32)
     l = tl.zeros((G_PAD,), tl.float32)

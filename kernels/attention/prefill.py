@@ -84,7 +84,10 @@ def _prefill_kernel(
     q_rows = (q_start + token).to(tl.int64)
     q = tl.load(q_ptr + q_rows[:, None] * stride_qt + heads[:, None] * stride_qh + dims[None, :],
                 mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-    q = q.to(tl.float32) if F32_DOT else q.to(k_ptr.dtype.element_ty)
+    if F32_DOT:
+        q = q.to(tl.float32)
+    else:
+        q = q.to(k_ptr.dtype.element_ty)
 
     m = tl.full((BLOCK_M,), NO_MAX, tl.float32)
     l = tl.zeros((BLOCK_M,), tl.float32)

@@ -3,16 +3,29 @@ sliding windows and sinks, with blocks scattered over the pool."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 
 from services.engine.layers.attention import Attention, AttentionMetadata, reference_attention
 
+# The Triton backend runs here in Triton's CPU interpreter, which must be chosen before its kernels are
+# decorated (as tests/kernels/conftest.py does for the kernel tests).
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") is None:
+    os.environ["TRITON_INTERPRET"] = "1"
+    for _name in [m for m in sys.modules if m.startswith("kernels.attention.")]:
+        del sys.modules[_name]
+
 HEADS, KV_HEADS, DIM, BLOCK = 4, 2, 8, 4
+# These tests keep their tensors on the CPU; on a GPU machine the kernels' own tests cover CUDA.
+BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), reason="CPU tensors need TRITON_INTERPRET=1"))]
 
 
-def layer(window: int | None = None, num_blocks: int = 64) -> Attention:
-    attn = Attention(HEADS, KV_HEADS, DIM, scale=DIM**-0.5, sliding_window=window)
+def layer(window: int | None = None, num_blocks: int = 64, backend: str = "torch") -> Attention:
+    attn = Attention(HEADS, KV_HEADS, DIM, scale=DIM**-0.5, sliding_window=window, backend=backend)
     attn.k_cache = torch.zeros(num_blocks, BLOCK, KV_HEADS, DIM)
     attn.v_cache = torch.zeros(num_blocks, BLOCK, KV_HEADS, DIM)
     return attn
@@ -27,13 +40,16 @@ def qkv(length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("window", [None, 3, 6])
 @pytest.mark.parametrize("with_sinks", [False, True])
-def test_chunked_prefill_then_batched_decode_matches_reference(window: int | None, with_sinks: bool) -> None:
+def test_chunked_prefill_then_batched_decode_matches_reference(
+    window: int | None, with_sinks: bool, backend: str
+) -> None:
     """Two sequences on scattered blocks: a 9-token prompt in chunks 5+4, a 6-token prompt whole, then 3 decode
     steps; every output row must equal the full-sequence reference at that position."""
     sinks = torch.randn(HEADS) if with_sinks else None
-    attn = layer(window)
+    attn = layer(window, backend=backend)
     lengths = [9 + 3, 6 + 4]
     data = [qkv(n, seed) for seed, n in enumerate(lengths)]
     tables = [[17, 3, 40], [8, 2, 33]]
@@ -77,3 +93,47 @@ def test_an_unbound_layer_says_what_is_missing() -> None:
     q, k, v = qkv(2, 0)
     with pytest.raises(RuntimeError, match="KVCache.bind"):
         attn(q, k, v, AttentionMetadata.contiguous([2], block_size=BLOCK))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_graph_padding_rows_on_the_scratch_block_leave_real_rows_alone(backend: str) -> None:
+    """Decode over fixed-width tables as DecodeGraphs lays them out: real rows' tables padded with the scratch
+    block, padding rows of length 1 writing token 0 into it; the real rows match a step without padding."""
+    scratch, width = 63, 4
+    attn = layer(5, backend=backend)
+    sinks = torch.randn(HEADS)
+    lengths, tables = [7, 3], [[10, 11], [20]]
+    data = [qkv(n, seed) for seed, n in enumerate(lengths, start=7)]
+    prompt = AttentionMetadata.build(query_lens=lengths, seq_lens=lengths, block_tables=tables, block_size=BLOCK)
+    attn(*(torch.cat([d[j] for d in data]) for j in range(3)), prompt, sinks=sinks)
+    step = [qkv(1, seed) for seed in (30, 31)]
+    q, k, v = (torch.cat([s[j] for s in step]) for j in range(3))
+    plain = AttentionMetadata.build(query_lens=[1, 1], seq_lens=[8, 4], block_tables=tables, block_size=BLOCK)
+    padded = AttentionMetadata(
+        block_size=BLOCK, num_prefills=0, query_lens=[1] * 4, seq_lens=[width * BLOCK] * 4,
+        query_starts=[0, 1, 2, 3], positions=torch.tensor([7, 3, 0, 0]),
+        slot_mapping=torch.cat([plain.slot_mapping, torch.full((2,), scratch * BLOCK)]),
+        block_tables=torch.tensor([[10, 11, scratch, scratch], [20, scratch, scratch, scratch], [scratch] * 4,
+                                   [scratch] * 4]),
+        seq_lens_tensor=torch.tensor([8, 4, 1, 1]),
+    )
+    want = attn(q, k, v, plain, sinks=sinks)
+    pad_q, pad_kv = torch.randn(2, HEADS, DIM), torch.randn(2, KV_HEADS, DIM)
+    got = attn(torch.cat([q, pad_q]), torch.cat([k, pad_kv]), torch.cat([v, pad_kv]), padded, sinks=sinks)
+    assert not got.isnan().any()
+    torch.testing.assert_close(got[:2], want, rtol=1e-5, atol=1e-5)
+
+
+def test_backend_switch_reads_engine_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.engine.layers import attention as module
+
+    for value, expected in (("torch", "torch"), (" Triton ", "triton"), ("", "auto")):
+        monkeypatch.setenv("ENGINE_ATTENTION", value)
+        module.attention_backend.cache_clear()
+        assert Attention(HEADS, KV_HEADS, DIM, scale=1.0).backend == expected
+    monkeypatch.setenv("ENGINE_ATTENTION", "flash")
+    module.attention_backend.cache_clear()
+    with pytest.raises(ValueError, match="ENGINE_ATTENTION"):
+        Attention(HEADS, KV_HEADS, DIM, scale=1.0)
+    monkeypatch.delenv("ENGINE_ATTENTION")
+    module.attention_backend.cache_clear()

@@ -27,7 +27,16 @@ The interface every model uses (the seam between the runner and the models):
   one extra logit per head in the softmax denominator that takes probability
   mass but has no value (OpenAI gpt-oss model card, "attention sinks").
 
-Implementation: plain torch, so it runs on CPU and, untested here, on CUDA.
+Two implementations behind one switch (``attention_backend``: ``ENGINE_ATTENTION`` =
+``auto`` (default: Triton for CUDA tensors, torch elsewhere), ``torch`` or ``triton``):
+
+* Triton (``kernels/attention``): decode reads K/V blocks in place through the block table
+  and only the step's tensors (``block_tables``, ``seq_lens_tensor``), so it is CUDA-graph
+  capturable; prefill (whole prompts, chunks, prefix hits) runs FlashAttention-2 style tiles
+  over the pool. Sinks and windows are handled inside both kernels.
+* torch (below; the CPU path and the reference the kernels are checked against in tests).
+
+Torch implementation:
 Decode sequences are gathered into one padded batch, ``[B, kv_heads, L, D]``,
 and share one ``scaled_dot_product_attention`` call; the query heads that share
 a KV head become that head's query rows, so K/V are never repeated. A prefill
@@ -38,8 +47,11 @@ explicit softmax (SDPA has no sink term).
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +71,7 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] int64, flat pool index where each new token's K/V is written
     block_tables: torch.Tensor  # [B, max_blocks] int64, padded with block 0 (masked out)
     seq_lens_tensor: torch.Tensor  # [B] int64
-    _masks: dict[int | str | None, torch.Tensor] = field(default_factory=dict)  # per-step values shared by layers
+    _masks: dict[Any, Any] = field(default_factory=dict)  # per-step values shared by layers (masks, kernel plans)
 
     @property
     def num_seqs(self) -> int:
@@ -165,15 +177,41 @@ class AttentionMetadata:
         return mask
 
 
+BACKENDS = ("auto", "torch", "triton")
+
+
+@functools.cache
+def attention_backend() -> str:
+    """``ENGINE_ATTENTION``, read once: auto (Triton on CUDA, torch elsewhere), torch, or triton.
+
+    An environment variable rather than an ``EngineSettings`` field because layers are built deep
+    inside model constructors that never see the settings; ``Attention(backend=...)`` overrides it.
+    """
+    value = os.environ.get("ENGINE_ATTENTION", "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        raise ValueError(f"ENGINE_ATTENTION={value!r} is unknown; use one of {', '.join(BACKENDS)}")
+    return value
+
+
 class Attention(nn.Module):
     """Scaled dot-product attention of new tokens against everything their sequence has cached."""
 
     def __init__(
-        self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, sliding_window: int | None = None
+        self,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        scale: float,
+        sliding_window: int | None = None,
+        *,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         if num_heads % num_kv_heads:
             raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+        self.backend = backend or attention_backend()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"attention backend {self.backend!r} is unknown; use one of {', '.join(BACKENDS)}")
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
@@ -194,6 +232,8 @@ class Attention(nn.Module):
             raise RuntimeError("no KV cache bound to this attention layer; the runner binds one (KVCache.bind)")
         self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
         self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
+        if self._uses_triton(q):
+            return self._forward_triton(q, meta, sinks).view(q.shape[0], self.num_heads * self.head_dim)
         if meta.num_prefills == 0:  # the common decode step: no scatter into an output buffer
             return self._decode(q, meta, sinks).view(q.shape[0], self.num_heads * self.head_dim)
         out = q.new_empty(q.shape)
@@ -205,6 +245,44 @@ class Attention(nn.Module):
             first = meta.num_prefill_tokens
             out[first:] = self._decode(q[first:], meta, sinks)
         return out.view(q.shape[0], self.num_heads * self.head_dim)
+
+    def _uses_triton(self, q: torch.Tensor) -> bool:
+        if self.backend == "torch" or (self.backend == "auto" and not q.is_cuda):
+            return False
+        from kernels.attention._launch import can_launch
+
+        if not can_launch(q):
+            raise RuntimeError("ENGINE_ATTENTION=triton needs a CUDA device (or TRITON_INTERPRET=1 on the CPU); "
+                               "use ENGINE_ATTENTION=torch or auto")
+        return True
+
+    def _forward_triton(self, q: torch.Tensor, meta: AttentionMetadata, sinks: torch.Tensor | None) -> torch.Tensor:
+        """Both kernels read every key from the pool, the step's own included (written just before)."""
+        from kernels.attention.decode import paged_decode
+        from kernels.attention.prefill import paged_prefill, plan_for
+
+        sinks = None if sinks is None else sinks.float()
+        common = dict(scale=self.scale, sliding_window=self.sliding_window, sinks=sinks)
+        prefills = meta.num_prefills
+        if prefills == 0:  # decode only: tensors alone, so a captured graph replays with new lengths
+            return paged_decode(q, self.k_cache, self.v_cache, meta.block_tables, meta.seq_lens_tensor, **common)
+        groups = self.num_heads // self.num_kv_heads
+        key = ("triton_prefill_plan", groups)
+        plan = meta._masks.get(key)
+        if plan is None:  # one tile list per step, shared by every layer
+            lens = (meta.query_starts[:prefills], meta.query_lens[:prefills], meta.seq_lens[:prefills])
+            plan = meta._masks[key] = plan_for(*lens, groups=groups, device=q.device)
+        first = meta.num_prefill_tokens
+        out = paged_prefill(
+            q[:first], self.k_cache, self.v_cache, meta.block_tables[:prefills],
+            query_starts=meta.query_starts[:prefills], query_lens=meta.query_lens[:prefills],
+            seq_lens=meta.seq_lens[:prefills], plan=plan, **common,
+        )
+        if not meta.num_decodes:
+            return out
+        tail = paged_decode(q[first:], self.k_cache, self.v_cache, meta.block_tables[prefills:],
+                            meta.seq_lens_tensor[prefills:], **common)
+        return torch.cat([out, tail])
 
     def _prefill(
         self,
