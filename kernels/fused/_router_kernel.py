@@ -1,4 +1,4 @@
-"""The Triton kernel of ``router.route``: one program per token."""
+"""The Triton kernel of ``router.route``'s top-k and softmax: one program per token."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ import triton.language as tl
 
 
 @triton.jit
-def _route_kernel(
-    x_ptr, w_ptr, b_ptr, ids_ptr, wts_ptr, E, H, stride_x,
-    K: tl.constexpr, BE: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr,
-):
+def _topk_softmax_kernel(logits_ptr, ids_ptr, wts_ptr, E, stride_t, K: tl.constexpr, BE: tl.constexpr,
+                         BK: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BE)
     e_ok = e < E
-    acc = tl.zeros((BE,), tl.float32)
-    for start in range(0, H, BH):
-        h = start + tl.arange(0, BH)
-        h_ok = h < H
-        xv = tl.load(x_ptr + t * stride_x + h, mask=h_ok, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + e[:, None] * H + h[None, :], mask=e_ok[:, None] & h_ok[None, :], other=0.0)
-        acc += tl.sum(w.to(tl.float32) * xv[None, :], axis=1)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
-    # The GEMM would hand back logits in the model dtype: round the same way before ranking.
-    logits = tl.where(e_ok, acc.to(x_ptr.dtype.element_ty).to(tl.float32), float("-inf"))
+    logits = tl.load(logits_ptr + t * stride_t + e, mask=e_ok, other=float("-inf")).to(tl.float32)
     slot = tl.arange(0, BK)
     top = tl.full((BK,), float("-inf"), tl.float32)
     for i in tl.static_range(K):
@@ -40,20 +28,13 @@ def _route_kernel(
     tl.store(wts_ptr + t * K + slot, p, mask=slot < K)
 
 
-def launch_route(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    t, h = x.shape
-    e = weight.shape[0]
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    weight = weight.contiguous()
-    ids = torch.empty((t, k), dtype=torch.int32, device=x.device)
-    wts = torch.empty((t, k), dtype=torch.float32, device=x.device)
-    be = triton.next_power_of_2(e)
-    _route_kernel[(t,)](
-        x, weight, bias if bias is not None else weight, ids, wts, e, h, x.stride(0),
-        K=k, BE=be, BH=max(32, min(256, 8192 // be)), BK=triton.next_power_of_2(k), HAS_BIAS=bias is not None,
-        num_warps=4,
-    )
+def launch_topk_softmax(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits`` [T, E] -> (ids int32 [T, k], weights fp32 [T, k])."""
+    t, e = logits.shape
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    ids = torch.empty((t, k), dtype=torch.int32, device=logits.device)
+    wts = torch.empty((t, k), dtype=torch.float32, device=logits.device)
+    _topk_softmax_kernel[(t,)](logits, ids, wts, e, logits.stride(0), K=k, BE=triton.next_power_of_2(e),
+                               BK=triton.next_power_of_2(k), num_warps=1)  # fmt: skip
     return ids, wts

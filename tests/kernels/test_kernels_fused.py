@@ -8,7 +8,7 @@ import torch
 from kernels.fused import add_rmsnorm, add_rmsnorm_torch, rope_qkv, rope_qkv_torch, route, route_torch
 from kernels.fused._norm_kernel import launch_add_rmsnorm
 from kernels.fused._rope_kernel import launch_rope_qkv
-from kernels.fused._router_kernel import launch_route
+from kernels.fused._router_kernel import launch_topk_softmax
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
@@ -81,7 +81,7 @@ def test_route_matches_reference(device, tokens: int, experts: int, k: int) -> N
     x = torch.randn(tokens, hidden, generator=g).to(device)
     weight = (torch.randn(experts, hidden, generator=g) * 0.1).to(device)
     bias = torch.randn(experts, generator=g).to(device)
-    ids, wts = launch_route(x, weight, bias, k)
+    ids, wts = launch_topk_softmax(torch.nn.functional.linear(x, weight, bias), k)
     ids_ref, wts_ref = route_torch(x, weight, bias, k)
     assert ids.dtype == torch.int32 and wts.dtype == torch.float32
     assert torch.equal(ids.cpu(), ids_ref.cpu())
@@ -93,9 +93,17 @@ def test_route_ties_go_to_the_lower_expert(device) -> None:
     x = torch.ones(1, 32, device=device)
     weight = torch.zeros(8, 32, device=device)
     weight[[2, 5, 6]] = 1.0  # three experts tie for the top logit
-    ids, wts = launch_route(x, weight, None, 2)
+    ids, wts = launch_topk_softmax(torch.nn.functional.linear(x, weight), 2)
     assert ids.tolist() == [[2, 5]]
     torch.testing.assert_close(wts, torch.full((1, 2), 0.5, device=device))
+
+
+def test_route_keeps_nan_rows_on_real_experts(device) -> None:
+    logits = torch.full((2, 8), float("nan"), device=device)
+    logits[1] = torch.arange(8, device=device, dtype=torch.float32)
+    ids, _ = launch_topk_softmax(logits, 3)
+    assert ids.min().item() >= 0 and ids.max().item() <= 7
+    assert ids[1].tolist() == [7, 6, 5]
 
 
 def test_route_rejects_bad_k(device) -> None:
