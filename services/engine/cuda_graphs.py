@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ class DecodeGraphs:
         self._tables = torch.full((size, self.max_blocks), self.scratch_block, dtype=torch.long, device=device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[tuple[int, int]] = set()
-        self._pool = torch.cuda.graph_pool_handle() if capture else None
+        self.pool = torch.cuda.graph_pool_handle() if capture else None
 
     def fits(self, meta: AttentionMetadata) -> bool:
         key = self._key(meta)
@@ -167,19 +168,29 @@ class DecodeGraphs:
             return self.model.compute_logits(hidden)
 
     def _capture(self, bucket: int, width: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm up: lazy inits and autotuning happen outside the capture
-                self._forward(self._meta(bucket, width), bucket)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
         meta = self._meta(bucket, width)
-        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
-            hidden = self.model(self._input_ids[:bucket], meta.positions, meta)
-            logits = self.model.compute_logits(hidden)
+        entry = capture_graph(lambda: self._forward(meta, bucket), self.pool)
         log.info("decode graph captured", extra={"batch_bucket": bucket, "width_blocks": width})
-        return graph, logits
+        return entry
+
+
+def capture_graph(forward: Callable[[], torch.Tensor], pool: object) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """Run ``forward`` twice on a side stream (lazy inits and autotuning stay outside), then capture it.
+
+    The same closure (and so the same metadata object) serves warm-up and capture: whatever the
+    layers cache on it during warm-up (device tensors built from host data) is reused by the
+    capture, which must not copy from the host.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            forward()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph, pool=pool):
+        out = forward()
+    return graph, out
 
 
 def _owned_float(logits: torch.Tensor) -> torch.Tensor:

@@ -30,9 +30,13 @@ from services.engine.model_runner import (
 )
 from services.engine.models.loader import load_model_dir
 from services.engine.models.registry import model_type_of
+from services.engine.prefill_graphs import PrefillGraphs
 from services.engine.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
+
+#: Longest prompt that prefills through a CUDA graph; longer ones are GPU-bound and run eagerly.
+PREFILL_GRAPH_MAX_TOKENS = 2048
 
 
 class NativeRunner(ModelRunner):
@@ -45,6 +49,7 @@ class NativeRunner(ModelRunner):
         self._device = cache.device
         self._vocab_size = info.vocab_size
         self._graphs: DecodeGraphs | None = None
+        self._prefill: PrefillGraphs | None = None
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
@@ -59,6 +64,9 @@ class NativeRunner(ModelRunner):
         self._graphs = DecodeGraphs(
             self.model, self.cache, max_batch=self.max_num_seqs, capture=capture, min_width=min_width
         )
+        max_tokens = min(PREFILL_GRAPH_MAX_TOKENS, (self.cache.num_blocks - 1) * self.cache.block_size)
+        self._prefill = PrefillGraphs(self.model, self.cache, scratch_block=self._graphs.scratch_block,
+                                      max_tokens=max_tokens, pool=self._graphs.pool, capture=capture)  # fmt: skip
         layout = self.kv_layout
         self.kv_layout = KVLayout(self.cache.num_blocks - 1, layout.block_size, layout.enable_prefix_caching)
         usable = (self.cache.num_blocks - 1) * self.cache.block_size
@@ -66,7 +74,9 @@ class NativeRunner(ModelRunner):
 
     def warm_up(self, max_len: int) -> int:
         """Capture the decode graphs sequences of up to ``max_len`` tokens need, now; how many were captured."""
-        return self._graphs.capture_all(max_len) if self._graphs is not None else 0
+        if self._graphs is None or self._prefill is None:
+            return 0
+        return self._prefill.capture_all() + self._graphs.capture_all(max_len)
 
     @classmethod
     def load(cls, model_dir: Path, options: RunnerOptions) -> NativeRunner:
@@ -113,6 +123,10 @@ class NativeRunner(ModelRunner):
         ids: list[int] = []
         for item in batch:
             ids.extend(item.sequence.token_ids[item.start : item.start + item.num_new_tokens])
+        if self._prefill is not None and len(batch) == 1:
+            item = batch[0]
+            if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(len(ids)):
+                return self._prefill.run(ids, item.sequence.block_table)
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],

@@ -47,3 +47,30 @@ def test_static_buffer_decode_matches_eager_decode() -> None:
     assert (outputs[0] - outputs[1]).abs().max().item() < 1e-3
     assert eager.cache.keys[0][39].abs().sum() == 0  # eager never writes the block graphs reserve...
     assert graphed.cache.keys[0][39, 0].abs().sum() > 0  # ...where the padding row's KV went
+
+
+def test_padded_prefill_path_matches_eager_prefill_and_the_decode_after_it() -> None:
+    """One prompt padded to its bucket (pads' K/V in the scratch block): same logits, same KV for decoding on."""
+    from services.engine.prefill_graphs import prompt_buckets
+
+    assert prompt_buckets(100) == [16, 32, 64, 128] and prompt_buckets(16) == [16]
+    directory = ensure_bundled_model(quiet=True)
+    options = RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=2, weight_format="bf16")
+    eager = NativeRunner.load(directory, options)
+    graphed = NativeRunner.load(directory, options)
+    graphed.enable_decode_graphs(capture=False)
+    prompts = [[1, 4093, 198, 19556, 905], [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173] * 2, [1, 28]]
+    for prompt in prompts:
+        results = []
+        for runner in (eager, graphed):
+            steps = Steps(runner)
+            seq = steps.sequence(prompt)
+            first = steps.run([(seq, None)])
+            steps.feed(seq, int(first.argmax(-1)))
+            results.append((first, steps.run([(seq, 1)])))
+            steps.free(seq)
+        (eager_first, eager_next), (padded_first, padded_next) = results
+        assert padded_first.shape == eager_first.shape == (1, eager.info.vocab_size)
+        assert (eager_first - padded_first).abs().max().item() < 1e-3
+        assert (eager_next - padded_next).abs().max().item() < 1e-3
+    assert graphed._prefill is not None and not graphed._prefill._failed

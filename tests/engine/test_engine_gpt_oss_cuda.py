@@ -125,3 +125,30 @@ def test_decode_replayed_from_cuda_graphs_matches_eager(checkpoint: Path) -> Non
         runner._graphs = graphs
         torch.testing.assert_close(graphed, eager, atol=2e-2, rtol=0)
     assert graphs._graphs, "no decode graph was captured"
+
+
+def test_prompt_prefilled_from_a_cuda_graph_matches_eager(checkpoint: Path) -> None:
+    """One prompt alone (the graph path: padded to its bucket) against the same prompt run eagerly."""
+    from services.engine.model_runner import RunnerOptions
+    from services.engine.native_runner import NativeRunner
+    from tests.engine.runner_steps import Steps
+
+    options = RunnerOptions(device="cuda", dtype="bfloat16", max_num_seqs=2, block_size=BLOCK, num_kv_blocks=NUM_BLOCKS,
+                            weight_format="mxfp4", cuda_graphs=True)  # fmt: skip
+    runner = NativeRunner.load(checkpoint, options)
+    prefill = runner._prefill
+    assert prefill is not None and prefill.capture
+    for length in (5, 17, 30):
+        results = []
+        for graphed in (True, False):
+            runner._prefill = prefill if graphed else None
+            steps = Steps(runner)
+            seq = steps.sequence(prompt(40 + length, length))
+            first = steps.run([(seq, None)])
+            steps.feed(seq, 11)
+            results.append((first, steps.run([(seq, 1)])))
+            steps.free(seq)
+        (g_first, g_next), (e_first, e_next) = results
+        torch.testing.assert_close(g_first, e_first, atol=2e-2, rtol=0)
+        torch.testing.assert_close(g_next, e_next, atol=2e-2, rtol=0)
+    assert prefill._graphs and not prefill._failed
