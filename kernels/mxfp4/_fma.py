@@ -2,9 +2,9 @@
 
 Their shape: a program owns one K slice (``KW`` code words of every row, so ``8 * KW``
 activations, loaded once into registers) and streams ``CHUNKS`` chunks of ``BN`` weight
-rows through it; each chunk's partial is published for the split-K fix-up (the last of a
-chunk's K slices finishes it). Holding the activations is what keeps the loads
-streaming: the first version re-loaded them for every tile and was L1-bound.
+rows through it, a whole MX block (16 bytes) per thread and load (``_decode.py``); each
+chunk's partial is published for the split-K fix-up (the last of a chunk's K slices
+finishes it), or stored directly when K is one slice.
 
 On CUDA, ``triton.autotune`` picks among ``FMA_CONFIGS`` once per (M, N, K) on first use
 (warm up before capturing CUDA graphs); the interpreter uses ``fma_default``.
@@ -22,31 +22,41 @@ from kernels.mxfp4._env import is_interpreter
 
 @dataclass(frozen=True, slots=True)
 class FmaConfig:
-    bn: int = 64
-    kw: int = 64
+    """``bn`` weight rows a chunk, ``kw`` code words a K slice (``kw / 4`` MX blocks, a power of two)."""
+
+    bn: int = 32
+    kw: int = 128
     chunks: int = 4
     num_warps: int = 4
     num_stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kw < 4 or self.kw & (self.kw - 1):
+            raise ValueError(f"kw={self.kw} must be a power of two >= 4 (whole MX blocks of 4 words)")
+        if self.bn < 1 or self.bn & (self.bn - 1):
+            raise ValueError(f"bn={self.bn} must be a power of two")
 
     def meta(self) -> dict:
         return {"BN": self.bn, "KW": self.kw, "CHUNKS": self.chunks}
 
 
-# (BN, KW, CHUNKS, warps, stages): wide and narrow K slices, few and many row chunks.
-_GRID = [(64, 64, 8, 4, 1), (64, 64, 4, 4, 1), (64, 64, 2, 4, 1), (64, 64, 1, 4, 1), (32, 64, 4, 4, 1),
-         (128, 32, 4, 4, 1), (64, 32, 4, 4, 1), (64, 64, 4, 4, 2), (64, 64, 8, 8, 1), (32, 32, 2, 2, 1),
-         (64, 32, 1, 4, 1), (128, 64, 2, 8, 1)]
+# (BN, KW, CHUNKS, warps, stages): a warp spans 32 blocks (KW 128) or fewer along K; few and
+# many row chunks a program.
+_GRID = [(32, 128, 4, 4, 1), (32, 128, 8, 4, 1), (16, 128, 8, 4, 1), (64, 128, 4, 8, 1), (32, 256, 4, 8, 1),
+         (16, 128, 2, 4, 1), (32, 64, 4, 4, 1), (16, 64, 4, 2, 1), (8, 128, 4, 4, 1), (32, 128, 2, 4, 1)]
 FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, num_stages=st)
                for bn, kw, ch, w, st in _GRID]
 
 
-def fma_default(n_rows: int, k_words: int, sms: int) -> FmaConfig:
-    """A fixed choice: 64-row chunks, a 512-element K slice, chunks per program for ~4 programs/SM."""
-    kw = 64 if k_words >= 64 else 32
+def fma_default(n_rows: int, k_words: int, sms: int, m: int = 1) -> FmaConfig:
+    """A fixed choice: 128-word (32-block) K slices, ``bn`` rows a chunk, chunks per program for
+    about 4 programs an SM. Narrower slices when K is short so small layers still fill the chip."""
+    kw = 128 if k_words >= 256 else max(4, triton.next_power_of_2(k_words) // 2 if k_words >= 8 else 4)
+    bn = 32 if m == 1 else 16
     slices = triton.cdiv(k_words, kw)
-    chunks = triton.cdiv(n_rows, 64)
+    chunks = triton.cdiv(n_rows, bn)
     per_program = max(1, min(16, chunks * slices // (4 * sms)))
-    return FmaConfig(bn=64, kw=kw, chunks=triton.next_power_of_2(per_program) if per_program > 1 else 1)
+    return FmaConfig(bn=bn, kw=kw, chunks=triton.next_power_of_2(per_program) if per_program > 1 else 1)
 
 
 def fma_grid(n_rows: int, k_words: int, extra: int = 1):

@@ -16,6 +16,8 @@ import torch
 # The ``MODE`` constexpr of ``_tile.mx_dot``: how a weight tile is multiplied.
 MODES = {"dot_scaled": 0, "dequant_dot": 1}
 DECODE_MAX_M = 16
+# Rows the CUDA-core ("fma") GEMV kernel takes in one launch (each row's K slice lives in registers).
+FMA_ROWS = 4
 # The CUDA-core decode pays one FMA per weight and row; past this many rows the tensor cores won
 # (H100, 28672x8192 and gpt-oss shapes at M = 4: see docs/PERFORMANCE.md).
 FMA_MAX_M = 1

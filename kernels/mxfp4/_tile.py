@@ -12,7 +12,7 @@ Scales are always ``ws`` uint8 ``[BN, BK/32]`` (E8M0). Ways to multiply (``MODE`
   to bf16 and uses the tensor cores);
 * 1, "dequant_dot": decode here, scale, round to bf16 (exact: every MXFP4 value is a
   bf16 value) and ``tl.dot``;
-* the CUDA-core ``fma_k_loop`` for "fma8" tiles and few activation rows (decode).
+* on CUDA cores, for "fma8" tiles and few activation rows (decode): ``_decode.py``.
 
 Under ``TRITON_INTERPRET=1`` numpy cannot do bf16 arithmetic, so ``INTERPRET`` paths
 keep operands in fp32; results are the same because the products are exact either way.
@@ -162,80 +162,6 @@ def mx_k_loop(
             xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
         acc = mx_dot(acc, wq, ws, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
     return acc
-
-
-@triton.jit
-def load_x_slice(x_rows, m_ok, c, K, BM: tl.constexpr):
-    """Activations for fma8 word columns ``c``: eight ``[KW, BM]`` fp32 tensors (element j of
-    each word), pre-scaled by 2**64. Loaded once per program and kept in registers."""
-    base = x_rows[None, :] + (c * 8)[:, None]
-    ok = m_ok[None, :] & (c * 8 < K)[:, None]
-    x0 = tl.load(base + 0, mask=ok & (c * 8 + 0 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x1 = tl.load(base + 1, mask=ok & (c * 8 + 1 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x2 = tl.load(base + 2, mask=ok & (c * 8 + 2 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x3 = tl.load(base + 3, mask=ok & (c * 8 + 3 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x4 = tl.load(base + 4, mask=ok & (c * 8 + 4 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x5 = tl.load(base + 5, mask=ok & (c * 8 + 5 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x6 = tl.load(base + 6, mask=ok & (c * 8 + 6 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    x7 = tl.load(base + 7, mask=ok & (c * 8 + 7 < K)[:, None], other=0.0).to(tl.float32) * X_PRESCALE
-    return x0, x1, x2, x3, x4, x5, x6, x7
-
-
-@triton.jit
-def fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7,
-              BN: tl.constexpr, KW: tl.constexpr, BM: tl.constexpr):
-    """``[BN, BM]`` fp32: ``BN`` weight rows (fma8 words at columns ``c``) times the x slice.
-
-    Per weight a shift, a mask (two more for two of each eight) and one FMA; the block
-    scale multiplies each 32-weight block sum once.
-    """
-    mask = n_ok[:, None] & c_ok[None, :]
-    w = tl.load(w_rows + c[None, :], mask=mask, other=0)
-    ws = tl.load(ws_rows + (c // 4)[None, :], mask=mask, other=0)  # one scale byte per word, same block: L1 hits
-    part = fma8_raw(w, 0)[:, :, None] * x0[None, :, :]
-    part += fma8_raw(w, 1)[:, :, None] * x1[None, :, :]
-    part += fma8_raw(w, 2)[:, :, None] * x2[None, :, :]
-    part += fma8_raw(w, 3)[:, :, None] * x3[None, :, :]
-    part += fma8_raw(w, 4)[:, :, None] * x4[None, :, :]
-    part += fma8_raw(w, 5)[:, :, None] * x5[None, :, :]
-    part += fma8_raw(w, 6)[:, :, None] * x6[None, :, :]
-    part += fma8_raw(w, 7)[:, :, None] * x7[None, :, :]
-    part = part * SUM_RESCALE * e8m0_to_f32(ws)[:, :, None]  # 2**62 first, see fma_chunk_vec
-    return tl.sum(part, axis=1)
-
-
-@triton.jit
-def load_x_vec(x_row, c, K):
-    """``load_x_slice`` for one activation row: eight ``[KW]`` vectors. With M = 1 the products
-    stay 2-D in the weight tile's own layout, so only these small vectors change layout
-    (a 3-D broadcast made the compiler shuffle whole weight tiles through shared memory)."""
-    x0 = tl.load(x_row + c * 8 + 0, mask=c * 8 + 0 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x1 = tl.load(x_row + c * 8 + 1, mask=c * 8 + 1 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x2 = tl.load(x_row + c * 8 + 2, mask=c * 8 + 2 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x3 = tl.load(x_row + c * 8 + 3, mask=c * 8 + 3 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x4 = tl.load(x_row + c * 8 + 4, mask=c * 8 + 4 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x5 = tl.load(x_row + c * 8 + 5, mask=c * 8 + 5 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x6 = tl.load(x_row + c * 8 + 6, mask=c * 8 + 6 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    x7 = tl.load(x_row + c * 8 + 7, mask=c * 8 + 7 < K, other=0.0).to(tl.float32) * X_PRESCALE
-    return x0, x1, x2, x3, x4, x5, x6, x7
-
-
-@triton.jit
-def fma_chunk_vec(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7):
-    """``fma_chunk`` for one activation row: ``[BN]`` fp32."""
-    mask = n_ok[:, None] & c_ok[None, :]
-    w = tl.load(w_rows + c[None, :], mask=mask, other=0)
-    ws = tl.load(ws_rows + (c // 4)[None, :], mask=mask, other=0)
-    part = fma8_raw(w, 0) * x0[None, :]
-    part += fma8_raw(w, 1) * x1[None, :]
-    part += fma8_raw(w, 2) * x2[None, :]
-    part += fma8_raw(w, 3) * x3[None, :]
-    part += fma8_raw(w, 4) * x4[None, :]
-    part += fma8_raw(w, 5) * x5[None, :]
-    part += fma8_raw(w, 6) * x6[None, :]
-    part += fma8_raw(w, 7) * x7[None, :]
-    # 2**62 first: folded into the scale it would overflow fp32 for scale bytes past 192.
-    return tl.sum(part * SUM_RESCALE * e8m0_to_f32(ws), axis=1)
 
 
 @triton.jit

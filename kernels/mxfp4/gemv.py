@@ -3,9 +3,10 @@
 Variants (all fp32 accumulation, split-K fixed up in the same launch):
 
 * ``fma``: CUDA cores over the "fma8" layout (``layout.py``): per weight a shift, a
-  mask and one FMA, the block scale once per word. A program holds one K slice of the
-  activations in registers and streams row chunks through it (``_fma.py``). Made for
-  M = 1 (one FMA per weight and row, so its cost grows with M).
+  mask and one FMA per row, the block scale once per 32 weights. A program holds one K
+  slice of the activations in registers and streams row chunks through it, one 16-byte
+  MX block per thread and load (``_fma.py``, ``_decode.py``). Up to ``FMA_ROWS`` (4)
+  rows: the weights are decoded once and multiplied into each row.
 * ``dot_scaled`` ("ocp" layout) / ``dequant_dot`` (either layout): the tensor-core
   kernel in ``_matmul.py`` with a 16-row activation tile; the unused rows cost nothing.
 """
@@ -18,12 +19,12 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
 from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, fma_grid, max_chunks, max_slices, use_autotune
-from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, MatmulConfig, decode_config, splitk_counters
+from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, FMA_ROWS, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
-from kernels.mxfp4._tile import fma_chunk, fma_chunk_vec, load_x_slice, load_x_vec
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.reference import mxfp4_linear_torch
 
@@ -36,34 +37,52 @@ GEMV_VARIANTS = ("fma", "dot_scaled", "dequant_dot")
 def _gemv_fma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
     M, N, K, stride_xm, stride_ym, KP_BLOCKS,
-    BM: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr,
+    BM: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
 ):
+    tl.static_assert(BM == 1 or BM == 2 or BM == 4, "the CUDA-core GEMV takes 1, 2 or 4 activation rows")
+    KB: tl.constexpr = KW // 4
     pid_r = tl.program_id(0)
     pid_s = tl.program_id(1)
     n_split = tl.num_programs(1)
     offs_m = tl.arange(0, BM)
     m_ok = offs_m < M
-    c = pid_s * KW + tl.arange(0, KW)
-    c_ok = c < KP_BLOCKS * 4
-    if BM == 1:
-        x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(x_ptr, c, K)
-    else:
-        x0, x1, x2, x3, x4, x5, x6, x7 = load_x_slice(x_ptr + offs_m.to(tl.int64) * stride_xm, m_ok, c, K, BM)
+    b = pid_s * KB + tl.arange(0, KB)
+    b_ok = b < KP_BLOCKS
+    # Each row's K slice stays in registers for all of this program's row chunks.
+    x_a = load_x_blocks(x_ptr, b, K, KB, EVEN_K)
+    if BM > 1:
+        x_b = load_x_blocks(x_ptr + stride_xm, b, tl.where(M > 1, K, 0), KB, EVEN_K)
+    if BM > 2:
+        x_c = load_x_blocks(x_ptr + 2 * stride_xm, b, tl.where(M > 2, K, 0), KB, EVEN_K)
+        x_d = load_x_blocks(x_ptr + 3 * stride_xm, b, tl.where(M > 3, K, 0), KB, EVEN_K)
     n_chunks = tl.cdiv(N, BN)
     for i in range(CHUNKS):
+        # No branch around the loads and products: past the last chunk every row is masked
+        # (no memory traffic), and a straight loop body lets the compiler hoist the
+        # activations' layout conversion out of the loop.
         chunk = pid_r * CHUNKS + i
+        offs_n = chunk * BN + tl.arange(0, BN)
+        n_ok = offs_n < N
+        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, b, b_ok, KP_BLOCKS)
+        acc_a = tl.sum(block_dot(w, s, x_a), axis=1)
+        if BM == 1:
+            acc = acc_a[:, None]
+        elif BM == 2:
+            acc = tl.join(acc_a, tl.sum(block_dot(w, s, x_b), axis=1))
+        else:
+            acc_b = tl.sum(block_dot(w, s, x_b), axis=1)
+            acc_c = tl.sum(block_dot(w, s, x_c), axis=1)
+            acc_d = tl.sum(block_dot(w, s, x_d), axis=1)
+            # join stacks on a new last axis: (a, c) and (b, d) pairs flatten to a, b, c, d.
+            acc = tl.join(tl.join(acc_a, acc_c), tl.join(acc_b, acc_d)).reshape(BN, 4)
         if chunk < n_chunks:
-            offs_n = chunk * BN + tl.arange(0, BN)
-            n_ok = offs_n < N
-            w_rows = w_ptr + offs_n[:, None].to(tl.int64) * (KP_BLOCKS * 4)
-            ws_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
-            if BM == 1:
-                acc = fma_chunk_vec(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7)[:, None]
+            if n_split == 1:  # one K slice: no partials, no counter round trip
+                store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
+                                chunk, pid_s, n_split, False, HAS_BIAS, INTERPRET)
             else:
-                acc = fma_chunk(w_rows, ws_rows, n_ok, c, c_ok, x0, x1, x2, x3, x4, x5, x6, x7, BN, KW, BM)
-            store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
-                            chunk, pid_s, n_split, True, HAS_BIAS, INTERPRET)
+                store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
+                                chunk, pid_s, n_split, True, HAS_BIAS, INTERPRET)
 
 
 _gemv_fma_tuned = triton.autotune(configs=FMA_CONFIGS, key=["M", "N", "K"])(_gemv_fma_kernel)
@@ -73,13 +92,14 @@ def _launch_fma(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg
     m, n = x2.shape[0], w.n
     k_words = w.k_padded // 8
     if cfg is None and not use_autotune():
-        cfg = fma_default(n, k_words, device_sms(x2))
+        cfg = fma_default(n, k_words, device_sms(x2), m)
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
     part = torch.empty((max_slices(k_words, cfg), m, n), dtype=torch.float32, device=x2.device)
     cnt = splitk_counters(x2.device, max_chunks(n, cfg))
     args = (x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
             m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32)
-    meta = dict(BM=triton.next_power_of_2(m), HAS_BIAS=bias is not None, INTERPRET=is_interpreter())
+    meta = dict(BM=triton.next_power_of_2(m), HAS_BIAS=bias is not None, EVEN_K=w.k % 8 == 0,
+                INTERPRET=is_interpreter())
     if cfg is None:
         _gemv_fma_tuned[fma_grid(n, k_words)](*args, **meta)
     else:
@@ -119,6 +139,8 @@ def mxfp4_gemv(
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     if variant == "fma":
+        if m > FMA_ROWS:
+            raise ValueError(f"the fma variant takes at most {FMA_ROWS} rows, got {m}; use dequant_dot")
         if config is not None and not isinstance(config, FmaConfig):
             raise TypeError("the fma variant takes an FmaConfig")
         y = _launch_fma(x2, w, bias, config)

@@ -16,100 +16,112 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import device_sms, is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather, release
 from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, max_chunks, max_slices, use_autotune
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out, fma_chunk_vec, load_x_vec
+from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import MoEWeights
+
+
+@triton.jit
+def _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                  HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    if HAS_BIAS:
+        g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
+        lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
+    g = tl.minimum(g, limit)
+    lin = tl.minimum(tl.maximum(lin, -limit), limit)
+    act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
+    tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
 
 
 @triton.jit
 def _gate_up_fma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
     I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
-    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
+    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
 ):
+    KB: tl.constexpr = KW // 4
     pid_r = tl.program_id(0)
     pid_s = tl.program_id(1)
     p = tl.program_id(2)
     n_split = tl.num_programs(1)
     e = tl.load(ids_ptr + p).to(tl.int64)
-    c = pid_s * KW + tl.arange(0, KW)
-    c_ok = c < KP_BLOCKS * 4
-    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(x_ptr + (p // TOPK).to(tl.int64) * stride_x, c, H)
+    b = pid_s * KB + tl.arange(0, KB)
+    b_ok = b < KP_BLOCKS
+    xs = load_x_blocks(x_ptr + (p // TOPK).to(tl.int64) * stride_x, b, H, KB, EVEN_K)
     n_chunks = tl.cdiv(I, BN)
     stride_split = tl.num_programs(2) * 2 * I
     for i in range(CHUNKS):
         chunk = pid_r * CHUNKS + i
+        offs_n = chunk * BN + tl.arange(0, BN)
+        n_ok = offs_n < I
+        rows = e * I + offs_n
+        wg, sg = load_word_tile(gq_ptr, gs_ptr, rows, n_ok, b, b_ok, KP_BLOCKS)
+        wl, sl = load_word_tile(lq_ptr, ls_ptr, rows, n_ok, b, b_ok, KP_BLOCKS)
+        acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
+        acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
         if chunk < n_chunks:
-            offs_n = chunk * BN + tl.arange(0, BN)
-            n_ok = offs_n < I
-            rows = e * I + offs_n[:, None]
-            acc_g = fma_chunk_vec(gq_ptr + rows * (KP_BLOCKS * 4), gs_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                                  x0, x1, x2, x3, x4, x5, x6, x7)
-            acc_l = fma_chunk_vec(lq_ptr + rows * (KP_BLOCKS * 4), ls_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                                  x0, x1, x2, x3, x4, x5, x6, x7)
-            base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
-            mask = n_ok
-            tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=mask)
-            tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=mask)
-            tile = p * n_chunks + chunk
-            if arrive(cnt_ptr, tile, n_split):
-                g = gather(part_ptr, base, mask, stride_split, n_split, acc_g)
-                lin = gather(part_ptr, base + I, mask, stride_split, n_split, acc_l)
-                if HAS_BIAS:
-                    g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
-                    lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
-                g = tl.minimum(g, limit)
-                lin = tl.minimum(tl.maximum(lin, -limit), limit)
-                act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
-                tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET),
-                         mask=mask)
-                release(cnt_ptr, tile)
+            if n_split == 1:
+                _swiglu_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                              HAS_BIAS, INTERPRET)
+            else:
+                base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
+                tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=n_ok)
+                tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=n_ok)
+                tile = p * n_chunks + chunk
+                if arrive(cnt_ptr, tile, n_split):
+                    g = gather(part_ptr, base, n_ok, stride_split, n_split, acc_g)
+                    lin = gather(part_ptr, base + I, n_ok, stride_split, n_split, acc_l)
+                    _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                                  HAS_BIAS, INTERPRET)
+                    release(cnt_ptr, tile)
 
 
 @triton.jit
 def _down_fma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
     I, H, KP_BLOCKS, TOPK: tl.constexpr,
-    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
+    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
 ):
+    KB: tl.constexpr = KW // 4
     pid_r = tl.program_id(0)
     q = tl.program_id(1)
     t = tl.program_id(2)
     n_split = tl.num_programs(1)
-    SLICES = tl.cdiv(KP_BLOCKS * 4, KW)  # K slices per expert
+    SLICES = tl.cdiv(KP_BLOCKS, KB)  # K slices per expert
     p = t * TOPK + q // SLICES
     e = tl.load(ids_ptr + p).to(tl.int64)
     weight = tl.load(wts_ptr + p).to(tl.float32)
-    c = (q % SLICES) * KW + tl.arange(0, KW)
-    c_ok = c < KP_BLOCKS * 4
-    x0, x1, x2, x3, x4, x5, x6, x7 = load_x_vec(act_ptr + p.to(tl.int64) * I, c, I)
+    b = (q % SLICES) * KB + tl.arange(0, KB)
+    b_ok = b < KP_BLOCKS
+    xs = load_x_blocks(act_ptr + p.to(tl.int64) * I, b, I, KB, EVEN_K)
     n_chunks = tl.cdiv(H, BN)
     stride_split = tl.num_programs(2) * H
     for i in range(CHUNKS):
         chunk = pid_r * CHUNKS + i
+        offs_n = chunk * BN + tl.arange(0, BN)
+        n_ok = offs_n < H
+        w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, n_ok, b, b_ok, KP_BLOCKS)
+        acc = tl.sum(block_dot(w, s, xs), axis=1) * weight
         if chunk < n_chunks:
-            offs_n = chunk * BN + tl.arange(0, BN)
-            n_ok = offs_n < H
-            rows = e * H + offs_n[:, None]
-            acc = fma_chunk_vec(dq_ptr + rows * (KP_BLOCKS * 4), ds_ptr + rows * KP_BLOCKS, n_ok, c, c_ok,
-                                x0, x1, x2, x3, x4, x5, x6, x7) * weight
             base = t * H + offs_n  # workspace [slices, T, H]
-            mask = n_ok
-            tl.store(part_ptr + q * stride_split + base, acc, mask=mask)
+            tl.store(part_ptr + q * stride_split + base, acc, mask=n_ok)
             tile = t * n_chunks + chunk
             if arrive(cnt_ptr, tile, n_split):
-                y = gather(part_ptr, base, mask, stride_split, n_split, acc)
+                y = gather(part_ptr, base, n_ok, stride_split, n_split, acc)
                 if HAS_BIAS:
                     for j in tl.static_range(TOPK):
                         ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
                         wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
                         y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
                 tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET),
-                         mask=mask)
+                         mask=n_ok)
                 release(cnt_ptr, tile)
 
 
@@ -118,18 +130,29 @@ _down_tuned = triton.autotune(configs=FMA_CONFIGS, key=["I", "H"])(_down_fma_ker
 
 
 def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
-                   config: FmaConfig | None = None) -> torch.Tensor:
-    """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``."""
+                   config: FmaConfig | None = None, down_config: FmaConfig | None = None) -> torch.Tensor:
+    """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``.
+
+    ``config`` / ``down_config``: launch configs of gate_up / down (default: autotuned on
+    CUDA, ``fma_default`` elsewhere; ``down_config`` defaults to ``config``). No host
+    synchronisation and no data-dependent sizes, so it can be captured in a CUDA graph.
+    """
     t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     pairs = t * k
-    cfg = config if config is not None or use_autotune() else fma_default(i_dim, w.glu.k_padded // 8, device_sms(x))
+    kw_h, kw_i = w.glu.k_padded // 8, w.down.k_padded // 8
+    sms = device_sms(x)
+    tuned = config is None and down_config is None and use_autotune()
+    if not tuned:
+        cfg_gu = config or fma_default(pairs * i_dim, kw_h, sms)
+        cfg_dn = down_config or config or fma_default(t * h_dim, k * kw_i, sms)
+    else:
+        cfg_gu = cfg_dn = None
     act = torch.empty((pairs, i_dim), dtype=torch.bfloat16, device=x.device)
     y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
-    kw_h, kw_i = w.glu.k_padded // 8, w.down.k_padded // 8
-    part_g = torch.empty((max_slices(kw_h, cfg), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
-    part_d = torch.empty((k * max_slices(kw_i, cfg), t, h_dim), dtype=torch.float32, device=x.device)
-    cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg), t * max_chunks(h_dim, cfg)))
+    part_g = torch.empty((max_slices(kw_h, cfg_gu), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
+    part_d = torch.empty((k * max_slices(kw_i, cfg_dn), t, h_dim), dtype=torch.float32, device=x.device)
+    cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu), t * max_chunks(h_dim, cfg_dn)))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
@@ -142,16 +165,17 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     def down_grid(meta: dict) -> tuple[int, int, int]:
         return triton.cdiv(triton.cdiv(h_dim, meta["BN"]), meta["CHUNKS"]), k * triton.cdiv(kw_i, meta["KW"]), t
 
-    if cfg is None:
-        _gate_up_tuned[gu_grid](*gu_args, **common)
+    if cfg_gu is None:
+        _gate_up_tuned[gu_grid](*gu_args, EVEN_K=h_dim % 8 == 0, **common)
     else:
-        _gate_up_fma_kernel[gu_grid(cfg.meta())](*gu_args, **common, **cfg.meta(), num_warps=cfg.num_warps,
-                                                 num_stages=cfg.num_stages)
+        _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, **common, **cfg_gu.meta(),
+                                                    num_warps=cfg_gu.num_warps, num_stages=cfg_gu.num_stages)
     down_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d, cnt,
                  i_dim, h_dim, w.down.k_padded // 32)
-    if cfg is None:
-        _down_tuned[down_grid](*down_args, TOPK=k, **common)
+    if cfg_dn is None:
+        _down_tuned[down_grid](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, **common)
     else:
-        _down_fma_kernel[down_grid(cfg.meta())](*down_args, TOPK=k, **common, **cfg.meta(),
-                                                num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        _down_fma_kernel[down_grid(cfg_dn.meta())](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, **common,
+                                                   **cfg_dn.meta(), num_warps=cfg_dn.num_warps,
+                                                   num_stages=cfg_dn.num_stages)
     return y

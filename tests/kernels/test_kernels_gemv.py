@@ -36,17 +36,28 @@ def test_tensor_core_variants(variant: str, m: int, n: int, k: int, split: int, 
 
 
 @pytest.mark.parametrize("m,n,k,cfg", [
-    (1, 70, 448, FmaConfig(bn=32, kw=64, chunks=1)),  # one K slice, a ragged last row chunk
+    (1, 70, 448, FmaConfig(bn=32, kw=64, chunks=1)),  # one K slice (no split-K), a ragged last row chunk
     (1, 70, 448, FmaConfig(bn=16, kw=16, chunks=2)),  # several K slices and row chunks a program
     (2, 96, 512, FmaConfig(bn=32, kw=32, chunks=4)),  # more chunks per program than rows need
-    (4, 33, 200, FmaConfig(bn=16, kw=16, chunks=1)),  # K padded to 224, a ragged K slice
-    (16, 40, 256, FmaConfig(bn=16, kw=32, chunks=2)),
+    (3, 33, 200, FmaConfig(bn=16, kw=16, chunks=1)),  # K padded to 224, a ragged K slice, a padded row
+    (4, 40, 256, FmaConfig(bn=16, kw=8, chunks=2)),
+    (4, 24, 75, FmaConfig(bn=8, kw=4, chunks=1)),  # K not a multiple of 8: activations masked per element
 ])
 def test_fma_variant(m: int, n: int, k: int, cfg: FmaConfig, device, gen) -> None:
     x, w, b = make(m, n, k, device, gen, bias=True)
     ref, mag = oracle(x, w, b)
     for _ in range(2):  # the second call proves the fix-up left its counters at zero
         assert_bf16_close(mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma", config=cfg), ref, mag)
+
+
+def test_fma_rows_see_only_their_activations(device, gen) -> None:
+    """Each of four rows gets its own product: a row of zeros stays exactly the bias."""
+    x, w, b = make(4, 48, 320, device, gen, bias=True)
+    x[2] = 0
+    out = mxfp4_gemv(x, to_layout(w, "fma8"), b, variant="fma", config=FmaConfig(bn=16, kw=32, chunks=2))
+    assert torch.equal(out[2], b)
+    ref, mag = oracle(x, w, b)
+    assert_bf16_close(out, ref, mag)
 
 
 def test_fma_every_code_and_extreme_scales(device, gen) -> None:
@@ -126,5 +137,9 @@ def test_shape_errors_are_clear(device, gen) -> None:
         mxfp4_gemv(x[:2], w, variant="fma")
     with pytest.raises(ValueError, match="ocp layout"):
         mxfp4_gemv(x[:2], to_layout(w, "fma8"), variant="dot_scaled")
+    with pytest.raises(ValueError, match="at most 4 rows"):
+        mxfp4_gemv(x[:5], to_layout(w, "fma8"), variant="fma")
+    with pytest.raises(ValueError, match="power of two"):
+        FmaConfig(kw=12)
     with pytest.raises(TypeError, match="FmaConfig"):
         mxfp4_gemv(x[:2], to_layout(w, "fma8"), variant="fma", config=MatmulConfig(bm=16, bn=16, bk=64))
