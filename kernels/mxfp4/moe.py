@@ -18,7 +18,8 @@ For each token ``t`` and each of its top-k experts ``e`` with routing weight ``w
   y (deterministic, no atomics). Memory-bound: each weight tile is read and decoded once
   per row tile, so the tiles grow with the pairs per expert.
 * dense (long prompts, ``moe_dense.py``): the experts dequantized to bf16 once per call,
-  then grouped bf16 GEMMs; compute-bound, so the per-tile decode is the cost to remove.
+  then grouped bf16 GEMMs (``torch._grouped_mm`` by default, or Triton); compute-bound, so
+  the per-tile decode is the cost to remove.
 
 All paths group on the device into fixed-size buffers (no host sync): graph-capturable.
 """
@@ -45,8 +46,10 @@ __all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedT
            "mxfp4_moe_triton", "route_torch"]
 
 MOE_DECODE_MAX_PAIRS = 64
-# From this many (token, expert) pairs the bf16-dequantized experts win (see docs/PERFORMANCE.md,
-# "MoE grouped path"); below it the in-register grouped tiles.
+# From this many (token, expert) pairs "dense_cublas" wins. H100, one gpt-oss-20b layer: at 1024
+# pairs the in-register tiles took 0.72 ms and dense_cublas 1.69 ms (1.03 ms of it the bf16
+# dequantization); at 8192 pairs 3.34 ms against 2.09 ms. Between, not measured: 4096 splits them
+# (docs/PERFORMANCE.md, "MoE grouped path").
 MOE_DENSE_MIN_PAIRS = 4096
 MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
@@ -219,7 +222,7 @@ def mxfp4_moe_triton(
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
     ``path``: "auto" picks by the number of (token, expert) pairs: "decode" up to
-    ``MOE_DECODE_MAX_PAIRS``, "dense" from ``MOE_DENSE_MIN_PAIRS``, "grouped" between.
+    ``MOE_DECODE_MAX_PAIRS``, "dense_cublas" from ``MOE_DENSE_MIN_PAIRS``, "grouped" between.
     "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
     the same with ``torch._grouped_mm``. ``mode`` (decode and grouped): how MXFP4 tiles
     multiply; by default "fma" for decode on fma8 weights, else the tensor cores
@@ -232,7 +235,8 @@ def mxfp4_moe_triton(
         raise ValueError(f"path must be one of {MOE_PATHS}, got {path!r}")
     if path == "auto":
         pairs = t * k
-        path = "decode" if pairs <= MOE_DECODE_MAX_PAIRS else "dense" if pairs >= MOE_DENSE_MIN_PAIRS else "grouped"
+        path = ("decode" if pairs <= MOE_DECODE_MAX_PAIRS else
+                "dense_cublas" if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
     if path.startswith("dense"):
         if mode is not None:
             raise ValueError(f"mode {mode!r} applies to the decode and grouped paths; {path!r} multiplies bf16")
