@@ -6,30 +6,15 @@ measurements); change them only with a new measurement.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import torch
+from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
+
+__all__ = ["DecodeConfig", "PrefillConfig", "can_launch", "decode_config", "device_sms", "is_interpreter",
+           "prefill_config"]
 
 #: Most splits of one sequence in the decode kernel: the combine step reads all of them.
 MAX_SPLITS = 64
-
-
-def is_interpreter() -> bool:
-    """True when Triton kernels execute in the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def can_launch(t: torch.Tensor) -> bool:
-    """Whether the kernels can take this tensor: on CUDA, or on the CPU under the interpreter."""
-    return t.is_cuda or (t.device.type == "cpu" and is_interpreter())
-
-
-def num_sms(t: torch.Tensor) -> int:
-    """Streaming multiprocessors of the tensor's GPU; a nominal 4 under the interpreter (small test grids)."""
-    if not t.is_cuda:
-        return 4
-    return torch.cuda.get_device_properties(t.device).multi_processor_count
 
 
 def pow2_at_least(n: int, floor: int = 16) -> int:

@@ -16,7 +16,14 @@ import triton
 import triton.language as tl
 
 from kernels.attention._common import LOG2E, NO_MAX, check_pool, online_softmax_step
-from kernels.attention._launch import DecodeConfig, can_launch, decode_config, is_interpreter, num_sms, pow2_at_least
+from kernels.attention._launch import (
+    DecodeConfig,
+    can_launch,
+    decode_config,
+    device_sms,
+    is_interpreter,
+    pow2_at_least,
+)
 
 __all__ = ["paged_decode"]
 
@@ -133,7 +140,7 @@ def paged_decode(
         raise ValueError(f"need block_tables [{batch}, width] (unit column stride) and seq_lens [{batch}], got "
                          f"{tuple(block_tables.shape)} and {tuple(seq_lens.shape)}")
     groups = heads // kv_heads
-    cfg = config or decode_config(batch, kv_heads, block_tables.shape[1], block_size, num_sms(q))
+    cfg = config or decode_config(batch, kv_heads, block_tables.shape[1], block_size, device_sms(q))
     d_pad = pow2_at_least(dim)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     splits = cfg.num_splits

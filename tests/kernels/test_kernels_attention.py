@@ -30,9 +30,8 @@ def make_pool(seq_lens: list[int], kv_heads: int, dim: int, dtype: torch.dtype, 
     for i, (n, count) in enumerate(zip(seq_lens, counts)):
         blocks = [order.pop(0) for _ in range(count)]
         tables[i, :count] = torch.tensor(blocks, device=device)
-        flat = torch.tensor(blocks, device=device).repeat_interleave(BLOCK) * BLOCK + torch.arange(count * BLOCK,
-                                                                                                     device=device) % BLOCK
-        slots = flat[:n]
+        offsets = torch.arange(n, device=device)
+        slots = torch.tensor(blocks, device=device)[offsets // BLOCK] * BLOCK + offsets % BLOCK
         k.view(-1, kv_heads, dim)[slots] = torch.randn(n, kv_heads, dim, generator=gen, device=device).to(dtype)
         v.view(-1, kv_heads, dim)[slots] = torch.randn(n, kv_heads, dim, generator=gen, device=device).to(dtype)
     return k, v, tables
@@ -128,12 +127,12 @@ def test_decode_replays_in_a_cuda_graph_with_new_lengths(device, gen) -> None:
     lens = torch.full((batch,), 3, dtype=torch.long, device=device)
     static_tables = tables[:, :width].clone()
     for window in (None, 128):
-        run = lambda: paged_decode(q, k, v, static_tables, lens, scale=0.125, sliding_window=window, sinks=sinks)  # noqa: E731
-        run()
+        args = (q, k, v, static_tables, lens)
+        paged_decode(*args, scale=0.125, sliding_window=window, sinks=sinks)  # compile outside the capture
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            out = run()
+            out = paged_decode(*args, scale=0.125, sliding_window=window, sinks=sinks)
         for new_lens in ([1, 200, 256, 17], [256, 1, 1, 129]):
             lens.copy_(torch.tensor(new_lens))
             static_tables.copy_(tables[torch.randperm(batch, generator=gen, device=device), :width])
