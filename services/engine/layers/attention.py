@@ -108,11 +108,15 @@ class Attention(nn.Module):
         v: torch.Tensor,
         meta: AttentionMetadata,
         sinks: torch.Tensor | None = None,
+        *,
+        kv_written: bool = False,
     ) -> torch.Tensor:
+        """``kv_written``: the caller already stored k/v at ``meta.slot_mapping`` (a fused RoPE kernel did)."""
         if self.k_cache is None or self.v_cache is None:
             raise RuntimeError("no KV cache bound to this attention layer; the runner binds one (KVCache.bind)")
-        self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
-        self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
+        if not kv_written:
+            self.k_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, k)
+            self.v_cache.view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, meta.slot_mapping, v)
         if self._uses_triton(q):
             return self._forward_triton(q, meta, sinks).view(q.shape[0], self.num_heads * self.head_dim)
         if meta.num_prefills == 0:  # the common decode step: no scatter into an output buffer

@@ -200,9 +200,11 @@ class GptOssAttention(nn.Module):
     def forward(self, x: torch.Tensor, rope: Rope, meta: AttentionMetadata) -> torch.Tensor:
         tokens = x.shape[0]
         qkv = self.qkv_proj(x)
-        if rope.cos is None:  # fused: split, rotate (fp32) and lay out q/k/v in one kernel
-            q, k, v = rope_qkv(qkv, rope.positions, rope.inv_freq, rope.scale, self.num_heads, self.num_kv_heads)
-            return self.o_proj(self.attn(q, k, v, meta, sinks=self.sinks))
+        if rope.cos is None:  # fused: split, rotate (fp32), lay out q/k/v and store k/v in the pool, one kernel
+            attn = self.attn
+            q, k, v = rope_qkv(qkv, rope.positions, rope.inv_freq, rope.scale, self.num_heads, self.num_kv_heads,
+                               k_cache=attn.k_cache, v_cache=attn.v_cache, slots=meta.slot_mapping)  # fmt: skip
+            return self.o_proj(attn(q, k, v, meta, sinks=self.sinks, kv_written=attn.k_cache is not None))
         q = qkv[:, : self.q_size].view(tokens, self.num_heads, self.head_dim)
         k = qkv[:, self.q_size : self.q_size + self.kv_size].view(tokens, self.num_kv_heads, self.head_dim)
         v = qkv[:, self.q_size + self.kv_size :].view(tokens, self.num_kv_heads, self.head_dim)
