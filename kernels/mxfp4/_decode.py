@@ -47,15 +47,21 @@ def load_x_blocks(x_row, b, K, KB: tl.constexpr, EVEN_K: tl.constexpr):
 
 
 @triton.jit
-def load_word_tile(w_ptr, ws_ptr, rows, n_ok, b, b_ok, KP_BLOCKS):
-    """Codes ``[BN, KB, 4]`` int32 and scales ``[BN, KB]`` uint8 of weight rows ``rows`` and blocks ``b``.
+def load_word_tile(w_ptr, ws_ptr, rows, n_ok, b0, KP_BLOCKS, KB: tl.constexpr):
+    """Codes ``[BN, KB, 4]`` int32 and scales ``[BN, KB]`` uint8 of weight rows ``rows``, blocks ``b0 .. b0 + KB``.
 
     The mask is constant over a block's four words, so each thread's block is one 16-byte load.
     """
     r = rows.to(tl.int64)
-    ok = n_ok[:, None] & b_ok[None, :]
-    ptr = w_ptr + (r * (KP_BLOCKS * 4))[:, None, None] + (b * 4)[None, :, None] + tl.arange(0, 4)[None, None, :]
-    w = tl.load(ptr, mask=ok[:, :, None], other=0, eviction_policy="evict_first")
+    b = b0 + tl.arange(0, KB)
+    ok = n_ok[:, None] & (b < KP_BLOCKS)[None, :]
+    # Loaded as [BN, 4 * KB] and reshaped: a 3-D pointer tensor let Triton 3.6 spread a warp
+    # over 32 rows instead of along K. ``c // 4 < KP_BLOCKS`` is constant over a block's four
+    # words, so the load stays one 16-byte vector a block.
+    c = b0 * 4 + tl.arange(0, 4 * KB)
+    ok_w = n_ok[:, None] & (c // 4 < KP_BLOCKS)[None, :]
+    w = tl.load(w_ptr + (r * (KP_BLOCKS * 4))[:, None] + c[None, :], mask=ok_w, other=0, eviction_policy="evict_first")
+    w = w.reshape(rows.shape[0], KB, 4)
     # Declared non-contiguous so the compiler loads scales one byte a thread, in the codes'
     # own layout: a vectorized scale load would send every block sum through shared memory.
     offs = tl.max_contiguous((r * KP_BLOCKS)[:, None] + b[None, :], [1, 1])

@@ -40,23 +40,27 @@ class FmaConfig:
         return {"BN": self.bn, "KW": self.kw, "CHUNKS": self.chunks}
 
 
-# (BN, KW, CHUNKS, warps, stages): a warp spans 32 blocks (KW 128) or fewer along K; few and
-# many row chunks a program.
-_GRID = [(32, 128, 4, 4, 1), (32, 128, 8, 4, 1), (16, 128, 8, 4, 1), (64, 128, 4, 8, 1), (32, 256, 4, 8, 1),
-         (16, 128, 2, 4, 1), (32, 64, 4, 4, 1), (16, 64, 4, 2, 1), (8, 128, 4, 4, 1), (32, 128, 2, 4, 1)]
+# (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. First H100
+# sweep (docs/PERFORMANCE.md): on 2880-wide layers one K slice of the whole row (KW 512, no
+# split-K) with 4 to 8 rows a program won; large layers want several row chunks a program.
+_GRID = [(32, 128, 4, 4, 1), (16, 128, 8, 4, 1), (16, 128, 4, 2, 1), (32, 128, 8, 4, 1), (64, 128, 4, 8, 1),
+         (32, 64, 8, 4, 1), (8, 512, 8, 4, 1), (4, 512, 1, 4, 1), (8, 512, 1, 4, 1), (16, 64, 1, 2, 1),
+         (16, 128, 1, 4, 1), (8, 128, 2, 4, 1)]
 FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, num_stages=st)
                for bn, kw, ch, w, st in _GRID]
 
 
 def fma_default(n_rows: int, k_words: int, sms: int, m: int = 1) -> FmaConfig:
-    """A fixed choice: 128-word (32-block) K slices, ``bn`` rows a chunk, chunks per program for
-    about 4 programs an SM. Narrower slices when K is short so small layers still fill the chip."""
-    kw = 128 if k_words >= 256 else max(4, triton.next_power_of_2(k_words) // 2 if k_words >= 8 else 4)
-    bn = 32 if m == 1 else 16
-    slices = triton.cdiv(k_words, kw)
-    chunks = triton.cdiv(n_rows, bn)
+    """A fixed choice (no autotuning). Rows up to 512 words (4096 weights) take one K slice, so
+    no split-K, with 8 rows a chunk; longer rows take 128-word (32-block) slices, 16 rows a
+    chunk, and enough chunks a program for about 4 programs an SM."""
+    if k_words <= 512:
+        return FmaConfig(bn=8, kw=max(4, triton.next_power_of_2(k_words)), chunks=1)
+    slices = triton.cdiv(k_words, 128)
+    chunks = triton.cdiv(n_rows, 16)
     per_program = max(1, min(16, chunks * slices // (4 * sms)))
-    return FmaConfig(bn=bn, kw=kw, chunks=triton.next_power_of_2(per_program) if per_program > 1 else 1)
+    return FmaConfig(bn=16, kw=128, chunks=triton.next_power_of_2(per_program) if per_program > 1 else 1,
+                     num_warps=4)
 
 
 def fma_grid(n_rows: int, k_words: int, extra: int = 1):

@@ -48,7 +48,6 @@ def _gemv_fma_kernel(
     offs_m = tl.arange(0, BM)
     m_ok = offs_m < M
     b = pid_s * KB + tl.arange(0, KB)
-    b_ok = b < KP_BLOCKS
     # Each row's K slice stays in registers for all of this program's row chunks.
     x_a = load_x_blocks(x_ptr, b, K, KB, EVEN_K)
     if BM > 1:
@@ -64,7 +63,7 @@ def _gemv_fma_kernel(
         chunk = pid_r * CHUNKS + i
         offs_n = chunk * BN + tl.arange(0, BN)
         n_ok = offs_n < N
-        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, b, b_ok, KP_BLOCKS)
+        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, pid_s * KB, KP_BLOCKS, KB)
         acc_a = tl.sum(block_dot(w, s, x_a), axis=1)
         if BM == 1:
             acc = acc_a[:, None]

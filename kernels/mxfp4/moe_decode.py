@@ -52,7 +52,6 @@ def _gate_up_fma_kernel(
     n_split = tl.num_programs(1)
     e = tl.load(ids_ptr + p).to(tl.int64)
     b = pid_s * KB + tl.arange(0, KB)
-    b_ok = b < KP_BLOCKS
     xs = load_x_blocks(x_ptr + (p // TOPK).to(tl.int64) * stride_x, b, H, KB, EVEN_K)
     n_chunks = tl.cdiv(I, BN)
     stride_split = tl.num_programs(2) * 2 * I
@@ -61,8 +60,8 @@ def _gate_up_fma_kernel(
         offs_n = chunk * BN + tl.arange(0, BN)
         n_ok = offs_n < I
         rows = e * I + offs_n
-        wg, sg = load_word_tile(gq_ptr, gs_ptr, rows, n_ok, b, b_ok, KP_BLOCKS)
-        wl, sl = load_word_tile(lq_ptr, ls_ptr, rows, n_ok, b, b_ok, KP_BLOCKS)
+        wg, sg = load_word_tile(gq_ptr, gs_ptr, rows, n_ok, pid_s * KB, KP_BLOCKS, KB)
+        wl, sl = load_word_tile(lq_ptr, ls_ptr, rows, n_ok, pid_s * KB, KP_BLOCKS, KB)
         acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
         acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
         if chunk < n_chunks:
@@ -99,7 +98,6 @@ def _down_fma_kernel(
     e = tl.load(ids_ptr + p).to(tl.int64)
     weight = tl.load(wts_ptr + p).to(tl.float32)
     b = (q % SLICES) * KB + tl.arange(0, KB)
-    b_ok = b < KP_BLOCKS
     xs = load_x_blocks(act_ptr + p.to(tl.int64) * I, b, I, KB, EVEN_K)
     n_chunks = tl.cdiv(H, BN)
     stride_split = tl.num_programs(2) * H
@@ -107,7 +105,7 @@ def _down_fma_kernel(
         chunk = pid_r * CHUNKS + i
         offs_n = chunk * BN + tl.arange(0, BN)
         n_ok = offs_n < H
-        w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, n_ok, b, b_ok, KP_BLOCKS)
+        w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, n_ok, (q % SLICES) * KB, KP_BLOCKS, KB)
         acc = tl.sum(block_dot(w, s, xs), axis=1) * weight
         if chunk < n_chunks:
             base = t * H + offs_n  # workspace [slices, T, H]
