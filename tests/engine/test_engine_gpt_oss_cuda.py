@@ -1,15 +1,20 @@
 """gpt-oss on CUDA as the engine serves it, against the CPU fp32 model on a tiny random checkpoint.
 
-The CUDA path is a different program from the CPU one: bf16 activations, MXFP4 dense
-linears (the checkpoint's dense weights sit on the MXFP4 grid, so quantizing them at
-load is lossless), the fused norm / RoPE / router kernels, the Triton MoE and
-attention kernels, and decode replayed from CUDA graphs. These tests need a GPU and
-are skipped without one; ``tests/engine/test_engine_gpt_oss_oracle.py`` ties the
-CPU model to transformers.
+The CUDA path is a different program from the CPU one: the fused norm / RoPE /
+router kernels, the Triton MoE and paged-attention kernels, MXFP4 dense linears
+(the checkpoint's dense weights sit on the MXFP4 grid, so quantizing them at load
+is lossless), and decode and prefill replayed from CUDA graphs. These tests need a
+GPU and are skipped without one; ``tests/engine/test_engine_gpt_oss_oracle.py``
+ties the CPU model to transformers.
 
-Tolerances: bf16 activations through 4 layers move logits (which span about +-3) by
-a few hundredths; the bound below is loose enough for that and far below what a
-wrong rotation, norm, routing or KV layout produces (those move logits by O(1)).
+Tolerances, as measured on an H100 (2026-11-26):
+
+* in fp32 the CUDA program matches the CPU model to 2e-4 on logits that span about
+  +-3, so a strict bound there checks every kernel's arithmetic;
+* in bf16 (how it serves) most positions are within 0.05, but a few move by 0.4 to
+  2.3: a token whose router logits nearly tie picks another expert after bf16
+  rounding, and the MoE is discontinuous there. The bf16 checks are therefore on the
+  typical position and the greedy choice, not the worst one.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 BLOCK = 4
 NUM_BLOCKS = 64
-LOGIT_ATOL = 0.15
+FP32_ATOL = 2e-3
+BF16_TYPICAL = 0.1  # bound on the median position's worst logit error
 
 
 def prompt(seed: int, length: int) -> list[int]:
@@ -50,16 +56,27 @@ def cpu_model(checkpoint: Path):
     return model
 
 
-@pytest.fixture(scope="module")
-def cuda_model(checkpoint: Path):
+def load_cuda(checkpoint: Path, dtype: torch.dtype):
+    """fp32 keeps dense linears dense; bf16 quantizes them to MXFP4 at load, as serving does."""
     config = json.loads((checkpoint / "config.json").read_text())
-    model = load_model_dir(checkpoint, config, device="cuda", dtype=torch.bfloat16, weight_format="mxfp4")
+    weight_format = "mxfp4" if dtype == torch.bfloat16 else "bf16"
+    model = load_model_dir(checkpoint, config, device="cuda", dtype=dtype, weight_format=weight_format)
     for module in model.modules():
         if hasattr(module, "k_cache") and hasattr(module, "num_kv_heads"):
             module.k_cache = torch.zeros(NUM_BLOCKS, BLOCK, module.num_kv_heads, module.head_dim, device="cuda",
-                                         dtype=torch.bfloat16)  # fmt: skip
+                                         dtype=dtype)  # fmt: skip
             module.v_cache = torch.zeros_like(module.k_cache)
     return model
+
+
+@pytest.fixture(scope="module")
+def cuda_fp32(checkpoint: Path):
+    return load_cuda(checkpoint, torch.float32)
+
+
+@pytest.fixture(scope="module")
+def cuda_bf16(checkpoint: Path):
+    return load_cuda(checkpoint, torch.bfloat16)
 
 
 def logits_of(model, tokens: list[int], meta: AttentionMetadata) -> torch.Tensor:
@@ -72,18 +89,27 @@ def build(device: str, **kwargs) -> AttentionMetadata:
     return AttentionMetadata.build(block_size=BLOCK, device=device, **kwargs)
 
 
-@pytest.mark.parametrize("length", [5, 20, 37])
-def test_prompt_logits_on_cuda_match_the_cpu_model(cpu_model, cuda_model, length: int) -> None:
+def prompt_logits(model, cpu_model, length: int, device: str = "cuda") -> tuple[torch.Tensor, torch.Tensor]:
     tokens = prompt(length, length)
     table = [list(range(NUM_BLOCKS - 1, 0, -3))[: -(-length // BLOCK)]]
     kwargs = dict(query_lens=[length], seq_lens=[length], block_tables=table)
-    mine = logits_of(cuda_model, tokens, build("cuda", **kwargs))
-    ref = logits_of(cpu_model, tokens, build("cpu", **kwargs))
-    assert (mine - ref).abs().max().item() < LOGIT_ATOL
-    assert (mine.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9
+    return logits_of(model, tokens, build(device, **kwargs)), logits_of(cpu_model, tokens, build("cpu", **kwargs))
 
 
-def test_batched_decode_on_cuda_follows_the_cpu_model(cpu_model, cuda_model) -> None:
+@pytest.mark.parametrize("length", [5, 20, 37])
+def test_fp32_prompt_logits_on_cuda_match_the_cpu_model(cpu_model, cuda_fp32, length: int) -> None:
+    mine, ref = prompt_logits(cuda_fp32, cpu_model, length)
+    assert (mine - ref).abs().max().item() < FP32_ATOL
+
+
+@pytest.mark.parametrize("length", [5, 20, 37])
+def test_bf16_prompt_logits_on_cuda_track_the_cpu_model(cpu_model, cuda_bf16, length: int) -> None:
+    mine, ref = prompt_logits(cuda_bf16, cpu_model, length)
+    assert (mine - ref).abs().max(-1).values.median().item() < BF16_TYPICAL
+    assert (mine.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.75
+
+
+def test_fp32_batched_decode_on_cuda_follows_the_cpu_model(cpu_model, cuda_fp32) -> None:
     """Two prompts prefill together, then 12 decode steps as a batch; logits compared at every step."""
     prompts = [prompt(1, 19), prompt(2, 11)]
     tables = [list(range(0, 40, 2))[:10], list(range(1, 40, 2))[:8]]
@@ -91,14 +117,14 @@ def test_batched_decode_on_cuda_follows_the_cpu_model(cpu_model, cuda_model) -> 
     kwargs = dict(query_lens=lengths, seq_lens=lengths, block_tables=tables)
     meta = build("cpu", **kwargs)
     ref = logits_of(cpu_model, prompts[0] + prompts[1], meta)[meta.last_token_indices()]
-    mine = logits_of(cuda_model, prompts[0] + prompts[1], build("cuda", **kwargs))[meta.last_token_indices()]
+    mine = logits_of(cuda_fp32, prompts[0] + prompts[1], build("cuda", **kwargs))[meta.last_token_indices()]
     for _ in range(12):
-        assert (mine - ref).abs().max().item() < LOGIT_ATOL
-        chosen = ref.argmax(-1).tolist()  # both sides take the CPU model's tokens, so they never drift apart
+        assert (mine - ref).abs().max().item() < FP32_ATOL
+        chosen = ref.argmax(-1).tolist()
         lengths = [n + 1 for n in lengths]
         kwargs = dict(query_lens=[1, 1], seq_lens=lengths, block_tables=tables)
         ref = logits_of(cpu_model, chosen, build("cpu", **kwargs))
-        mine = logits_of(cuda_model, chosen, build("cuda", **kwargs))
+        mine = logits_of(cuda_fp32, chosen, build("cuda", **kwargs))
 
 
 def test_decode_replayed_from_cuda_graphs_matches_eager(checkpoint: Path) -> None:
