@@ -15,7 +15,10 @@ MoE's expert grouping) is remembered and runs eagerly from then on.
 ``capture_all`` captures every shape a context length can need up front (largest
 batch first, so later graphs reuse the pool's memory), which keeps capture time out
 of serving. ``min_width`` floors the gather width: fewer graphs, at the price of
-gathering a few padding blocks for short sequences.
+gathering a few padding blocks for short sequences. ``fixed_width`` gives one width
+for every step: the Triton paged attention reads only the blocks each sequence
+has (its loop bounds come from the lengths on the device), so with it one graph per
+batch bucket serves every context length.
 
 ENGINE_CUDA_GRAPHS=1 turns it on; it is ignored on CPU. CI has no GPU: the
 static-buffer path (padding, fixed width, scratch block) is tested on CPU with
@@ -45,10 +48,18 @@ def batch_buckets(max_batch: int) -> list[int]:
 
 class DecodeGraphs:
     def __init__(
-        self, model: nn.Module, cache: KVCache, *, max_batch: int, capture: bool = True, min_width: int = 1
+        self,
+        model: nn.Module,
+        cache: KVCache,
+        *,
+        max_batch: int,
+        capture: bool = True,
+        min_width: int = 1,
+        fixed_width: int | None = None,
     ) -> None:
         self.model = model
         self.min_width = min_width
+        self.fixed_width = fixed_width
         self.cache = cache
         self.block_size = cache.block_size
         self.scratch_block = cache.num_blocks - 1  # reserved: the runner reports one block fewer
@@ -80,6 +91,8 @@ class DecodeGraphs:
         return bucket, width
 
     def _width(self, blocks: int) -> int:
+        if self.fixed_width is not None:
+            return min(self.fixed_width, self.max_blocks)
         return min(max(self.min_width, 1 << (blocks - 1).bit_length()), self.max_blocks)
 
     def capture_all(self, max_len: int) -> int:

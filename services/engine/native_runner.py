@@ -18,7 +18,7 @@ from torch import nn
 
 from services.engine.cuda_graphs import DecodeGraphs
 from services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
-from services.engine.layers.attention import AttentionMetadata
+from services.engine.layers.attention import AttentionMetadata, attention_backend
 from services.engine.model_runner import (
     DTYPES,
     KVLayout,
@@ -61,9 +61,13 @@ class NativeRunner(ModelRunner):
         """
         if min_width is None:
             min_width = 16 if capture else 1
+        fixed_width = None
+        if self._device.type == "cuda" and attention_backend() != "torch":  # in-kernel loop bounds: one width
+            fixed_width = -(-self.info.context_length // self.cache.block_size)
         self._graphs = DecodeGraphs(
-            self.model, self.cache, max_batch=self.max_num_seqs, capture=capture, min_width=min_width
-        )
+            self.model, self.cache, max_batch=self.max_num_seqs, capture=capture, min_width=min_width,
+            fixed_width=fixed_width,
+        )  # fmt: skip
         max_tokens = min(PREFILL_GRAPH_MAX_TOKENS, (self.cache.num_blocks - 1) * self.cache.block_size)
         self._prefill = PrefillGraphs(self.model, self.cache, scratch_block=self._graphs.scratch_block,
                                       max_tokens=max_tokens, pool=self._graphs.pool, capture=capture)  # fmt: skip
