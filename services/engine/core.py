@@ -79,6 +79,9 @@ class EngineCore:
             weight_format=settings.weight_format,
         )
         runner = create_runner(settings.backend, model_dir, options)
+        warm_up = getattr(runner, "warm_up", None)
+        if warm_up is not None:  # capture CUDA graphs now, not on the first requests (no-op without them)
+            warm_up(runner.info.context_length)
         scheduler = SchedulerConfig(
             max_num_seqs=settings.max_num_seqs,
             max_num_batched_tokens=settings.resolved_max_num_batched_tokens(device),

@@ -80,6 +80,8 @@ class NativeRunner(ModelRunner):
         """Capture the decode graphs sequences of up to ``max_len`` tokens need, now; how many were captured."""
         if self._graphs is None or self._prefill is None:
             return 0
+        if self._graphs.fixed_width is None:  # a graph per width (torch attention): the rest capture on demand
+            max_len = min(max_len, PREFILL_GRAPH_MAX_TOKENS)
         return self._prefill.capture_all() + self._graphs.capture_all(max_len)
 
     @classmethod

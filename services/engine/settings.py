@@ -82,8 +82,9 @@ class EngineSettings(ServiceSettings):
     priority_aging_seconds: float = Field(
         default=5.0, gt=0.0, validation_alias=AliasChoices("ENGINE_PRIORITY_AGING_SECONDS", "priority_aging_seconds")
     )
-    # Decode through CUDA graphs (captured per batch-size bucket); CUDA only, ignored on CPU.
-    cuda_graphs: bool = Field(default=False, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
+    # Decode (per batch-size bucket) and lone prompts up to 2048 tokens (per length bucket) through CUDA
+    # graphs, captured at start-up; CUDA only, ignored on CPU. Off: every step runs eagerly (debugging).
+    cuda_graphs: bool = Field(default=True, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
     # Dense linear weights: mxfp4 (quantized at load, the MXFP4 kernels) or bf16 (dense, in ENGINE_DTYPE);
     # int8 (CPU): per-channel int8 weights, the fast CPU decode (docs/PERFORMANCE.md states its error).
     # auto = mxfp4 on CUDA; on CPU int8 for the dense Llama family, dense for gpt-oss. gpt-oss experts are
