@@ -40,10 +40,10 @@ class FmaConfig:
         return {"BN": self.bn, "KW": self.kw, "CHUNKS": self.chunks}
 
 
-# (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. First H100
-# sweep (docs/PERFORMANCE.md): on 2880-wide layers one K slice of the whole row (KW 512, no
-# split-K) with 4 to 8 rows a program won; large layers want several row chunks a program.
-_GRID = [(32, 128, 4, 4, 1), (16, 128, 8, 4, 1), (16, 128, 4, 2, 1), (32, 128, 8, 4, 1), (64, 128, 4, 8, 1),
+# (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. H100 sweeps
+# (docs/PERFORMANCE.md): on 2880-wide layers one K slice of the whole row (KW 512, no split-K)
+# with 4 to 8 rows a program won; 28672x8192 liked 64-row chunks, two a program (75.8 us).
+_GRID = [(64, 128, 2, 4, 1), (32, 128, 4, 4, 1), (16, 128, 8, 4, 1), (16, 128, 4, 2, 1), (32, 128, 8, 4, 1), (64, 128, 4, 8, 1),
          (32, 64, 8, 4, 1), (8, 512, 8, 4, 1), (4, 512, 1, 4, 1), (8, 512, 1, 4, 1), (16, 64, 1, 2, 1),
          (16, 128, 1, 4, 1), (8, 128, 2, 4, 1)]
 FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, num_stages=st)

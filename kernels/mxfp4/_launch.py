@@ -18,8 +18,10 @@ MODES = {"dot_scaled": 0, "dequant_dot": 1}
 DECODE_MAX_M = 16
 # Rows the CUDA-core ("fma") GEMV kernel takes in one launch (each row's K slice lives in registers).
 FMA_ROWS = 4
-# The CUDA-core decode pays one FMA per weight and row; past this many rows the tensor cores won
-# (H100, 28672x8192 and gpt-oss shapes at M = 4: see docs/PERFORMANCE.md).
+# The CUDA-core decode pays one FMA per weight and row (and is issue-bound already at one row);
+# from two rows on the tensor cores won (H100 sweep, 2026-11-26: 28672x8192 at M = 2, 202 vs
+# 143 us; at M = 4, 344 vs 142 us; 5760x2880 at M = 2, 20.4 vs 17.6 us; only 2880x2880 at
+# M = 2 favoured the CUDA cores, 12.2 vs 18.4 us). See docs/PERFORMANCE.md.
 FMA_MAX_M = 1
 
 
