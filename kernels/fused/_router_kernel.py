@@ -1,4 +1,11 @@
-"""The Triton kernel of ``router.route``'s top-k and softmax: one program per token."""
+"""The Triton kernels of ``router.route``: a split-K router GEMV for a few tokens, and the top-k/softmax.
+
+For a decode batch the router's weight (32 x 2880 in gpt-oss, 184 KB) is read by many
+programs at once, each over one slice of the features, writing fp32 partial logits;
+the top-k kernel sums the slices (a fixed order: deterministic), adds the bias,
+rounds to the model dtype as a GEMM's output would be, then ranks. For many tokens
+the logits come from cuBLAS and the same top-k kernel reads them with one slice.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,40 @@ import torch
 import triton
 import triton.language as tl
 
+#: Features per program of the split-K router GEMV.
+SLICE = 128
+
 
 @triton.jit
-def _topk_softmax_kernel(logits_ptr, ids_ptr, wts_ptr, E, stride_t, K: tl.constexpr, BE: tl.constexpr,
-                         BK: tl.constexpr):
+def _router_partial_kernel(x_ptr, w_ptr, part_ptr, T, E, H, stride_x, BE: tl.constexpr, BH: tl.constexpr):
+    t = tl.program_id(0)
+    s = tl.program_id(1)
+    e = tl.arange(0, BE)
+    h = s * BH + tl.arange(0, BH)
+    h_ok = h < H
+    xv = tl.load(x_ptr + t.to(tl.int64) * stride_x + h, mask=h_ok, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + e[:, None] * H + h[None, :], mask=(e < E)[:, None] & h_ok[None, :], other=0.0)
+    acc = tl.sum(w.to(tl.float32) * xv[None, :], axis=1)
+    tl.store(part_ptr + (s * T + t) * BE + e, acc)
+
+
+@triton.jit
+def _topk_softmax_kernel(
+    logits_ptr, bias_ptr, ids_ptr, wts_ptr, T, E, stride_s, stride_t, SLICES,
+    K: tl.constexpr, BE: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr, ROUND: tl.constexpr,
+    OUT_DTYPE: tl.constexpr,
+):
     t = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BE)
     e_ok = e < E
-    logits = tl.load(logits_ptr + t * stride_t + e, mask=e_ok, other=float("-inf")).to(tl.float32)
+    acc = tl.zeros((BE,), tl.float32)
+    for s in range(SLICES):
+        acc += tl.load(logits_ptr + s * stride_s + t * stride_t + e, mask=e_ok, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
+    if ROUND:  # a GEMM would have handed back logits in the model dtype: rank what it would rank
+        acc = acc.to(OUT_DTYPE).to(tl.float32)
+    logits = tl.where(e_ok, acc, float("-inf"))
     slot = tl.arange(0, BK)
     top = tl.full((BK,), float("-inf"), tl.float32)
     for i in tl.static_range(K):
@@ -28,13 +61,45 @@ def _topk_softmax_kernel(logits_ptr, ids_ptr, wts_ptr, E, stride_t, K: tl.conste
     tl.store(wts_ptr + t * K + slot, p, mask=slot < K)
 
 
+_TL_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+
+
+def _outputs(t: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.empty((t, k), dtype=torch.int32, device=device),
+            torch.empty((t, k), dtype=torch.float32, device=device))  # fmt: skip
+
+
 def launch_topk_softmax(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits`` [T, E] -> (ids int32 [T, k], weights fp32 [T, k])."""
+    """``logits`` [T, E] (bias already in) -> (ids int32 [T, k], weights fp32 [T, k])."""
     t, e = logits.shape
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
-    ids = torch.empty((t, k), dtype=torch.int32, device=logits.device)
-    wts = torch.empty((t, k), dtype=torch.float32, device=logits.device)
-    _topk_softmax_kernel[(t,)](logits, ids, wts, e, logits.stride(0), K=k, BE=triton.next_power_of_2(e),
-                               BK=triton.next_power_of_2(k), num_warps=1)  # fmt: skip
+    ids, wts = _outputs(t, k, logits.device)
+    _topk_softmax_kernel[(t,)](
+        logits, logits, ids, wts, t, e, 0, logits.stride(0), 1,
+        K=k, BE=triton.next_power_of_2(e), BK=triton.next_power_of_2(k), HAS_BIAS=False, ROUND=False,
+        OUT_DTYPE=tl.float32, num_warps=1,
+    )  # fmt: skip
+    return ids, wts
+
+
+def launch_route_splitk(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [T, H] @ weight [E, H]^T (+ bias), top-k, softmax: two launches, no cuBLAS."""
+    t, h = x.shape
+    e = weight.shape[0]
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    weight = weight.contiguous()
+    be = triton.next_power_of_2(e)
+    slices = triton.cdiv(h, SLICE)
+    part = torch.empty((slices, t, be), dtype=torch.float32, device=x.device)
+    _router_partial_kernel[(t, slices)](x, weight, part, t, e, h, x.stride(0), BE=be, BH=SLICE, num_warps=4)
+    ids, wts = _outputs(t, k, x.device)
+    _topk_softmax_kernel[(t,)](
+        part, bias if bias is not None else part, ids, wts, t, e, t * be, be, slices,
+        K=k, BE=be, BK=triton.next_power_of_2(k), HAS_BIAS=bias is not None, ROUND=x.dtype != torch.float32,
+        OUT_DTYPE=_TL_DTYPES[x.dtype], num_warps=1,
+    )  # fmt: skip
     return ids, wts

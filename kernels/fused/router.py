@@ -1,11 +1,12 @@
 """A small router: ``logits = x W^T + b``, the top ``k`` experts per token, softmax over those k.
 
-gpt-oss routes with 32 experts over 2880 features. The logits come from one cuBLAS
-call (a kernel that reads the 184 KB router weight from a single program per token
-took 44 us on an H100, against a few for cuBLAS, which spreads the read over the
-chip); the top-k and the softmax, three torch launches, are one small kernel here:
-per token, k passes of max-and-mask over the logits as the GEMM returned them in the
-model dtype (ties go to the lower expert id), then the softmax in fp32. Returns
+gpt-oss routes with 32 experts over 2880 features. For a decode batch (up to
+``SPLITK_MAX_TOKENS`` tokens) the 184 KB router weight is read by one program per
+128-feature slice (a kernel with one program per token took 44 us on an H100;
+cuBLAS took 6 us in two launches), and a second kernel sums the slices, rounds the
+logits to the model dtype as a GEMM's output would be, and ranks them; for more
+tokens cuBLAS computes the logits and the same kernel ranks. Ranking is k passes of
+max-and-mask (ties go to the lower expert id), then the softmax in fp32. Returns
 ``(ids int32 [T, k], weights fp32 [T, k])``, ids sorted by logit, highest first,
 like ``torch.topk``.
 """
@@ -16,6 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from kernels.fused._launch import use_triton
+
+
+#: Up to this many tokens the router GEMV is split over features in Triton; past it, one cuBLAS GEMM.
+SPLITK_MAX_TOKENS = 64
 
 
 def topk_softmax_torch(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,9 +41,10 @@ def route(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: i
         raise ValueError(f"x [T, H] and weight [E, H] must share H, got {tuple(x.shape)} and {tuple(weight.shape)}")
     if not 0 < k <= weight.shape[0]:
         raise ValueError(f"k must be between 1 and {weight.shape[0]}, got {k}")
-    logits = F.linear(x, weight, bias)
     if not use_triton(x) or x.shape[0] == 0:
-        return topk_softmax_torch(logits, k)
-    from kernels.fused._router_kernel import launch_topk_softmax
+        return route_torch(x, weight, bias, k)
+    from kernels.fused._router_kernel import launch_route_splitk, launch_topk_softmax
 
-    return launch_topk_softmax(logits, k)
+    if x.shape[0] <= SPLITK_MAX_TOKENS:
+        return launch_route_splitk(x, weight, bias, k)
+    return launch_topk_softmax(F.linear(x, weight, bias), k)

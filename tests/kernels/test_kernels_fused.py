@@ -8,7 +8,7 @@ import torch
 from kernels.fused import add_rmsnorm, add_rmsnorm_torch, rope_qkv, rope_qkv_torch, route, route_torch
 from kernels.fused._norm_kernel import launch_add_rmsnorm
 from kernels.fused._rope_kernel import launch_rope_qkv
-from kernels.fused._router_kernel import launch_topk_softmax
+from kernels.fused._router_kernel import launch_route_splitk, launch_topk_softmax
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
@@ -74,7 +74,7 @@ def test_rope_qkv_rotation_keeps_norms_and_position_zero_is_identity(device) -> 
     torch.testing.assert_close(q[1].norm(dim=-1), qkv[1, : heads * dim].view(heads, dim).norm(dim=-1))
 
 
-@pytest.mark.parametrize("tokens,experts,k", [(1, 8, 2), (5, 32, 4)])
+@pytest.mark.parametrize("tokens,experts,k", [(1, 8, 2), (5, 32, 4), (3, 20, 3)])
 def test_route_matches_reference(device, tokens: int, experts: int, k: int) -> None:
     g = torch.Generator().manual_seed(tokens * experts)
     hidden = 96
@@ -87,6 +87,21 @@ def test_route_matches_reference(device, tokens: int, experts: int, k: int) -> N
     assert torch.equal(ids.cpu(), ids_ref.cpu())
     torch.testing.assert_close(wts, wts_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(wts.sum(-1), torch.ones(tokens, device=device))
+
+
+@pytest.mark.parametrize("tokens,hidden", [(1, 300), (4, 2 * 128)])
+def test_split_k_route_matches_reference(device, tokens: int, hidden: int) -> None:
+    """The decode-batch router: feature slices of 128 (the last one partial at 300), summed in the top-k kernel."""
+    g = torch.Generator().manual_seed(tokens + hidden)
+    x = torch.randn(tokens, hidden, generator=g).to(device)
+    weight = (torch.randn(32, hidden, generator=g) * 0.1).to(device)
+    bias = torch.randn(32, generator=g).to(device)
+    ids, wts = launch_route_splitk(x, weight, bias, 4)
+    ids_ref, wts_ref = route_torch(x, weight, bias, 4)
+    assert torch.equal(ids.cpu(), ids_ref.cpu())
+    torch.testing.assert_close(wts, wts_ref, atol=1e-5, rtol=1e-5)
+    ids_nb, _ = launch_route_splitk(x, weight, None, 4)
+    assert torch.equal(ids_nb.cpu(), route_torch(x, weight, None, 4)[0].cpu())
 
 
 def test_route_ties_go_to_the_lower_expert(device) -> None:
