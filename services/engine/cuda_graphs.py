@@ -30,15 +30,44 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from services.engine.kv_cache import KVCache
 from services.engine.layers.attention import AttentionMetadata
+from services.engine.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
+
+
+class Staging:
+    """Host integers to the device in one copy: a pinned buffer, reused once the last copy out of it finished.
+
+    A decode step's inputs (ids, positions, slots, lengths, block tables) used to take five synchronous
+    host-to-device copies; one asynchronous copy from pinned memory replaces them.
+    """
+
+    def __init__(self, capacity: int, device: torch.device) -> None:
+        self.device = device
+        self.on_cuda = device.type == "cuda"
+        self._host = torch.zeros(capacity, dtype=torch.long, pin_memory=self.on_cuda)
+        self._device = torch.zeros(capacity, dtype=torch.long, device=device)
+        self._done = torch.cuda.Event() if self.on_cuda else None
+
+    def upload(self, values: list[int]) -> torch.Tensor:
+        n = len(values)
+        if n > self._host.numel():  # grow (rare: a longer table than seen before)
+            self.__init__(2 * n, self.device)
+        if self._done is not None:
+            self._done.synchronize()  # the previous copy out of the host buffer has finished
+        self._host[:n] = torch.tensor(values, dtype=torch.long)
+        out = self._device[:n]
+        out.copy_(self._host[:n], non_blocking=True)
+        if self._done is not None:
+            self._done.record()
+        return out
 
 
 def batch_buckets(max_batch: int) -> list[int]:
@@ -73,20 +102,17 @@ class DecodeGraphs:
         self._slots = torch.zeros(size, dtype=torch.long, device=device)
         self._seq_lens = torch.ones(size, dtype=torch.long, device=device)
         self._tables = torch.full((size, self.max_blocks), self.scratch_block, dtype=torch.long, device=device)
+        self._staging = Staging(4 * size + 16 * size, device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[tuple[int, int]] = set()
         self.pool = torch.cuda.graph_pool_handle() if capture else None
 
-    def fits(self, meta: AttentionMetadata) -> bool:
-        key = self._key(meta)
-        return meta.num_prefills == 0 and key is not None and key not in self._failed
-
-    def _key(self, meta: AttentionMetadata) -> tuple[int, int] | None:
-        batch = meta.num_seqs
+    def _key(self, batch: int, max_len: int) -> tuple[int, int] | None:
+        """(batch bucket, width) for a decode step, or None when no graph can take it."""
         bucket = next((b for b in self.buckets if b >= batch), None)
-        blocks = -(-max(meta.seq_lens) // self.block_size)
+        blocks = -(-max_len // self.block_size)
         width = self._width(blocks)
-        if bucket is None or blocks > width:
+        if bucket is None or blocks > width or (bucket, width) in self._failed:
             return None
         return bucket, width
 
@@ -118,13 +144,15 @@ class DecodeGraphs:
         log.info("decode graphs captured", extra={"graphs": count, "seconds": round(time.perf_counter() - started, 2)})
         return count
 
-    def run(self, input_ids: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        """Logits [B, V] for a decode-only step (check ``fits`` first)."""
-        key = self._key(meta)
-        assert key is not None
+    def run(self, batch_items: Sequence[ScheduledSequence]) -> torch.Tensor | None:
+        """fp32 logits [B, V] for a step of one-token decodes, or None when no graph fits it (run it eagerly)."""
+        lens = [item.start + 1 for item in batch_items]
+        key = self._key(len(lens), max(lens))
+        if key is None:
+            return None
         bucket, width = key
-        batch = meta.num_seqs
-        self._load(input_ids, meta, bucket)
+        batch = len(lens)
+        self._load(batch_items, lens, bucket)
         if not self.capture:  # CPU tests: the same static buffers and fixed width, run eagerly
             return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
         entry = self._graphs.get(key)
@@ -141,15 +169,27 @@ class DecodeGraphs:
         graph.replay()
         return _owned_float(logits[:batch])
 
-    def _load(self, input_ids: torch.Tensor, meta: AttentionMetadata, bucket: int) -> None:
-        batch = meta.num_seqs
-        self._input_ids[:batch].copy_(input_ids)
-        self._positions[:batch].copy_(meta.positions)
-        self._slots[:batch].copy_(meta.slot_mapping)
-        self._seq_lens[:batch].copy_(meta.seq_lens_tensor)
-        columns = meta.block_tables.shape[1]
-        self._tables[:batch, :columns].copy_(meta.block_tables)
-        self._tables[:batch, columns:].fill_(self.scratch_block)
+    def _load(self, batch_items: Sequence[ScheduledSequence], lens: list[int], bucket: int) -> None:
+        """The step's inputs into the static buffers: one host-to-device copy, then device-side copies."""
+        size, batch = self.block_size, len(lens)
+        columns = -(-max(lens) // size)
+        ids, positions, slots, tables = [], [], [], []
+        for item, length in zip(batch_items, lens):
+            seq, p = item.sequence, length - 1
+            table = seq.block_table[:columns]
+            ids.append(seq.token_ids[p])
+            positions.append(p)
+            slots.append(table[p // size] * size + p % size)
+            tables += table
+            tables += [self.scratch_block] * (columns - len(table))
+        flat = self._staging.upload(ids + positions + slots + lens + tables)
+        self._input_ids[:batch].copy_(flat[:batch])
+        self._positions[:batch].copy_(flat[batch : 2 * batch])
+        self._slots[:batch].copy_(flat[2 * batch : 3 * batch])
+        self._seq_lens[:batch].copy_(flat[3 * batch : 4 * batch])
+        self._tables[:batch, :columns].copy_(flat[4 * batch :].view(batch, columns))
+        if self.fixed_width is None:  # the torch gather reads every column up to the width: keep them valid
+            self._tables[:batch, columns:].fill_(self.scratch_block)
         self._pad(batch, bucket)
 
     def _pad(self, batch: int, bucket: int) -> None:

@@ -133,6 +133,10 @@ class NativeRunner(ModelRunner):
             item = batch[0]
             if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(len(ids)):
                 return self._prefill.run(ids, item.sequence.block_table)
+        if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
+            logits = self._graphs.run(batch)
+            if logits is not None:
+                return logits
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],
@@ -141,8 +145,6 @@ class NativeRunner(ModelRunner):
             device=self._device,
         )
         input_ids = torch.tensor(ids, dtype=torch.long, device=self._device)
-        if self._graphs is not None and meta.num_prefills == 0 and self._graphs.fits(meta):
-            return self._graphs.run(input_ids, meta)
         with torch.inference_mode():
             hidden = self.model(input_ids, meta.positions, meta)
             rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]

@@ -25,7 +25,7 @@ import time
 import torch
 from torch import nn
 
-from services.engine.cuda_graphs import capture_graph
+from services.engine.cuda_graphs import Staging, capture_graph
 from services.engine.kv_cache import KVCache
 from services.engine.layers.attention import AttentionMetadata
 
@@ -57,6 +57,7 @@ class PrefillGraphs:
         self._table = torch.full((1, size // self.block_size), scratch_block, dtype=torch.long, device=device)
         self._seq_lens = torch.zeros(1, dtype=torch.long, device=device)
         self._last = torch.zeros(1, dtype=torch.long, device=device)
+        self._staging = Staging(3 * size + 2, device)
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[int] = set()
 
@@ -115,9 +116,7 @@ class PrefillGraphs:
         slots = [table[p // size] * size + p % size for p in range(n)]
         slots += [self.scratch_block * size + p % size for p in range(n, bucket)]
         # seq_lens says ``bucket``, as the Python lengths do: the pads are part of the step's one "prompt".
-        host = torch.tensor([*token_ids, *([0] * (bucket - n)), *slots, *table, bucket, n - 1], dtype=torch.long)
-        staged = host.pin_memory() if self._input_ids.is_cuda else host
-        device = staged.to(self._input_ids.device, non_blocking=True)
+        device = self._staging.upload([*token_ids, *([0] * (bucket - n)), *slots, *table, bucket, n - 1])
         self._input_ids[:bucket].copy_(device[:bucket])
         self._slots[:bucket].copy_(device[bucket : 2 * bucket])
         self._table[0, :width].copy_(device[2 * bucket : 2 * bucket + width])
