@@ -39,10 +39,11 @@ from kernels.mxfp4._swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair
 from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_dense import DenseConfig, moe_dense
+from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config, moe_grouped
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
-__all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedTiles", "mxfp4_moe_torch",
+__all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedConfig", "GroupedTiles", "mxfp4_moe_torch",
            "mxfp4_moe_triton", "route_torch"]
 
 MOE_DECODE_MAX_PAIRS = 64
@@ -217,7 +218,7 @@ def mxfp4_moe_triton(
     limit: float = SWIGLU_LIMIT,
     path: str = "auto",
     mode: str | None = None,
-    config: GroupedTiles | DenseConfig | None = None,
+    config: GroupedConfig | GroupedTiles | DenseConfig | None = None,
 ) -> torch.Tensor:
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
@@ -226,8 +227,10 @@ def mxfp4_moe_triton(
     "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
     the same with ``torch._grouped_mm``. ``mode`` (decode and grouped): how MXFP4 tiles
     multiply; by default "fma" for decode on fma8 weights, else the tensor cores
-    ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: a ``GroupedTiles`` for
-    "grouped", a ``DenseConfig`` for "dense" (defaults by pair count).
+    ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for "grouped" a ``GroupedConfig``
+    (``moe_grouped.py``: the default, tiles decoded in registers) or a ``GroupedTiles`` (the
+    earlier tiles, also the default where ``mode="dot_scaled"`` is named); a ``DenseConfig``
+    for "dense" (defaults by pair count).
     """
     _check(x, ids, weights, w)
     t, k = ids.shape
@@ -253,11 +256,18 @@ def mxfp4_moe_triton(
             raise TypeError(f"path {path!r} takes a DenseConfig, got {type(config).__name__}")
         return moe_dense(x, ids32, wts, w, alpha, limit, "cublas" if path == "dense_cublas" else "triton", config)
     if path == "grouped":
-        if config is not None and not isinstance(config, GroupedTiles):
-            raise TypeError(f"path 'grouped' takes GroupedTiles, got {type(config).__name__}")
-        tiles = config or grouped_tiles(t * k, w.num_experts)
-        groups = group_by_expert(ids32, w.num_experts, tiles.block)
-        return _grouped(x, groups, wts, w, k, alpha, limit, tiles, m)
+        if config is not None and not isinstance(config, (GroupedConfig, GroupedTiles)):
+            raise TypeError(f"path 'grouped' takes GroupedConfig or GroupedTiles, got {type(config).__name__}")
+        named_scaled = mode is not None and m == MODES["dot_scaled"]
+        if config is None:
+            # dot_scaled asked for by name runs on the earlier tiles; the new ones decode in registers.
+            config = grouped_tiles(t * k, w.num_experts) if named_scaled else grouped_config(t * k, w.num_experts)
+        if isinstance(config, GroupedConfig) and named_scaled:
+            raise ValueError(f"GroupedConfig tiles decode in registers (mode 'dequant_dot'), not {mode!r}")
+        groups = group_by_expert(ids32, w.num_experts, config.block)
+        if isinstance(config, GroupedTiles):
+            return _grouped(x, groups, wts, w, k, alpha, limit, config, m)
+        return moe_grouped(x, groups, wts, w, k, alpha, limit, config)
     if m == _FMA:
         return moe_decode_fma(x, ids32, wts, w, alpha, limit)
     return _decode_dot(x, ids32, wts, w, alpha, limit, m)

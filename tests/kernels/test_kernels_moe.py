@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernels.mxfp4.format import dequantize_torch, quantize_torch
-from kernels.mxfp4.moe import GroupedTiles, mxfp4_moe_triton
+from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
 from kernels.mxfp4.moe_dense import DenseConfig
 from kernels.mxfp4.moe_layout import MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
@@ -219,3 +219,59 @@ def test_grouped_and_dense_paths_replay_in_a_cuda_graph(device, gen) -> None:
         graph.replay()
         torch.cuda.synchronize()
         assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
+
+
+# The grouped path's register-decoded tiles (moe_grouped.py): both operand orientations, the
+# unmasked K steps with and without a peeled tail (H = 96 is 64 + 32), and routings that leave
+# experts empty, give one expert every token (several tiles of one expert), or spread evenly.
+def _routing(kind: str, tokens: int, device, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = torch.randn(tokens, E, device=device, generator=gen)
+    if kind == "one_expert_all_rows":
+        logits[:, 3] += 100.0
+    elif kind == "half_experts_empty":
+        logits[:, E // 2:] -= 100.0
+    return route_torch(logits, TOPK)
+
+
+GROUPED_CONFIGS = [
+    ("fma8", GroupedConfig(block=16)),
+    ("ocp", GroupedConfig(block=32, bn=32, bn_down=32, w_left=False)),
+    ("fma8", GroupedConfig(block=16, bk=128, w_left=False, num_warps=8)),
+]
+
+
+@pytest.mark.parametrize("layout,config", GROUPED_CONFIGS)
+@pytest.mark.parametrize("kind", ["spread", "one_expert_all_rows", "half_experts_empty"])
+def test_grouped_config_tiles_match_reference(layout: str, config: GroupedConfig, kind: str, device, gen) -> None:
+    gate_up, down, gub, db = make_layer(device, gen, bias=kind != "spread")
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout(layout)
+    x = torch.randn(37, H, device=device, generator=gen).bfloat16()
+    ids, wts = _routing(kind, 37, device, gen)
+    counts = torch.bincount(ids.reshape(-1).long(), minlength=E)
+    assert (kind == "spread") or (counts == 0).any() or counts.max() == 37
+    out = mxfp4_moe_triton(x, ids, wts, w, path="grouped", config=config)
+    assert out.shape == (37, H) and out.dtype == torch.bfloat16
+    assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
+
+
+def test_grouped_config_gives_most_experts_one_tile(device, gen) -> None:
+    """The default block covers the busiest expert of a random routing at the decode batch sizes,
+    so each expert's weights are decoded once (a spill costs a second decode of that expert)."""
+    from kernels.mxfp4.moe_grouped import grouped_config
+
+    experts, k = 32, 4
+    for tokens in (16, 64, 128, 256):
+        block = grouped_config(tokens * k, experts).block
+        ids, _ = route_torch(torch.randn(tokens, experts, device=device, generator=gen), k)
+        groups = group_by_expert(ids, experts, block)
+        busy = int((groups.tile_end > groups.tile_start).sum())
+        used = int((torch.bincount(ids.reshape(-1).long(), minlength=experts) > 0).sum())
+        assert busy <= used + 2, f"{tokens} tokens, block {block}: {busy} tiles for {used} experts"
+    with pytest.raises(ValueError, match="power of two"):
+        GroupedConfig(block=24)
+    gate_up, down, _, _ = make_layer(device, gen, bias=False)
+    x = torch.randn(2, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(2, E, device=device, generator=gen), TOPK)
+    with pytest.raises(ValueError, match="mode 'dequant_dot'"):
+        mxfp4_moe_triton(x, ids, wts, MoEWeights.from_gate_up(gate_up, down), path="grouped", mode="dot_scaled",
+                         config=GroupedConfig(block=16))

@@ -1,0 +1,235 @@
+"""MoE grouped path for decode batches (64-4096 pairs): expert tiles over short, unmasked K steps.
+
+Same grouping as before (``group_by_expert``: sorted pairs cut into tiles of ``block`` rows
+of one expert; empty tiles skipped), so it stays graph-safe: fixed grid, no host sync.
+What changed, and why (the earlier kernel, ``moe.py``'s ``_gate_up_kernel``):
+
+* The earlier tiles decoded ``BN x 256`` codes per K step for each of two weights: about
+  256 fp32 registers a thread at 4 warps before the dot's own, and its K mask (2880 is not
+  a multiple of 256) made every code load scalar. Here K steps are ``BK`` = 64 by default
+  (2880 = 45 x 64), unmasked so codes and activations load as vectors, with a peeled masked
+  step only where K needs one.
+* ``block`` follows the expected busiest expert (``grouped_config``), so at 1024 pairs
+  nearly every expert is one tile and each weight is read and decoded once.
+* ``w_left`` picks the orientation of the tile product: the weight as the left operand
+  (``acc[BN, BM]``, the decoded tile feeds the tensor cores from registers, and ``BN`` of
+  64 fills Hopper's 64-row warpgroup MMA at any row count), or as the right one
+  (``acc[BM, BN]``, the decoded tile goes through shared memory as the MMA's B).
+
+Down writes each pair's routing-weighted fp32 row; the k slots are summed after, in a
+fixed order (no atomics on data: deterministic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._env import is_interpreter
+from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._swiglu import swiglu
+from kernels.mxfp4._tile import cast_out, dequant_tile, load_codes
+from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedConfig:
+    """Tiles of the grouped path: ``block`` sorted pairs x ``bn`` (gate_up) / ``bn_down`` weight
+    rows x ``bk`` codes along K per step; ``w_left``: the weight is the MMA's left operand."""
+
+    block: int
+    bn: int = 64
+    bn_down: int = 64
+    bk: int = 64
+    w_left: bool = True
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("block", "bn", "bn_down", "bk"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"{name}={value} must be a power of two >= 16")
+        if self.bk < 64:
+            raise ValueError("bk must be at least 64 (two MX blocks)")
+
+
+def grouped_config(pairs: int, experts: int) -> GroupedConfig:
+    """``block``: a power of two (16 to 64) over the expected busiest expert's rows, mean + 3
+    standard deviations of a binomial count, so one tile per expert is the common case."""
+    mean = pairs / max(1, experts)
+    busiest = mean + 3.0 * (mean * (1.0 - 1.0 / max(1, experts))) ** 0.5
+    block = 16
+    while block < busiest and block < 64:
+        block *= 2
+    return GroupedConfig(block=block)
+
+
+@triton.jit
+def _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr):
+    start = tl.load(tile_start_ptr + pid_m)
+    end = tl.load(tile_end_ptr + pid_m)
+    rows = start + tl.arange(0, BM)
+    ok = rows < end
+    return start < end, rows, tl.load(order_ptr + rows, mask=ok, other=0), ok
+
+
+@triton.jit
+def _weight(q_rows, s_rows, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, MASKED: tl.constexpr,
+            SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of a weight, decoded: bf16 ``[BN, BK]`` (fp32 in the interpreter: no bf16 math there)."""
+    wq, ws = load_codes(q_rows, s_rows, n_ok, t, KP_BLOCKS, BK, not MASKED, SWIZZLED)
+    w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
+    if INTERPRET:
+        return w
+    return w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
+
+
+@triton.jit
+def _acts(x_rows, m_ok, t, K, BK: tl.constexpr, MASKED: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of the activation rows ``[BM]`` (pointers to each row's start): ``[BM, BK]``."""
+    kx = t * BK + tl.arange(0, BK)
+    if MASKED:
+        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None] & (kx < K)[None, :], other=0.0)
+    else:
+        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None], other=0.0)
+    if INTERPRET:
+        return xt.to(tl.float32)
+    return xt.to(tl.bfloat16)
+
+
+@triton.jit
+def _mma(acc, w, xt, W_LEFT: tl.constexpr):
+    if W_LEFT:
+        return tl.dot(w, tl.trans(xt), acc)  # [BN, BM]
+    return tl.dot(xt, tl.trans(w), acc)  # [BM, BN]
+
+
+@triton.jit
+def _cols(v, W_LEFT: tl.constexpr):
+    """A ``[BN]`` vector shaped to broadcast along the accumulator's weight-row axis."""
+    if W_LEFT:
+        return v[:, None]
+    return v[None, :]
+
+
+@triton.jit
+def _gate_up_kernel(
+    x_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
+    gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
+    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    busy, rows, pair, m_ok = _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
+    if busy:
+        e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
+        offs_n = pid_n * BN + tl.arange(0, BN)
+        n_ok = offs_n < I
+        x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
+        w_row = e * I + offs_n[:, None]
+        row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+        gq, gs = gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS
+        lq, ls = lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS
+        if W_LEFT:
+            acc_g = tl.zeros((BN, BM), tl.float32)
+            acc_l = tl.zeros((BN, BM), tl.float32)
+        else:
+            acc_g = tl.zeros((BM, BN), tl.float32)
+            acc_l = tl.zeros((BM, BN), tl.float32)
+        full = H // BK
+        for t in range(0, full):
+            xt = _acts(x_rows, m_ok, t, H, BK, False, INTERPRET)
+            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
+        if TAIL:
+            xt = _acts(x_rows, m_ok, full, H, BK, True, INTERPRET)
+            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
+        if HAS_BIAS:
+            acc_g += _cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+            acc_l += _cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+        act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
+        if W_LEFT:
+            tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
+                     mask=n_ok[:, None] & m_ok[None, :])
+        else:
+            tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
+                     mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _down_kernel(
+    act_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, wts_ptr,
+    dq_ptr, ds_ptr, db_ptr, out_ptr,
+    I, H, KP_BLOCKS,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    busy, rows, pair, m_ok = _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
+    if busy:
+        e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
+        offs_n = pid_n * BN + tl.arange(0, BN)
+        n_ok = offs_n < H
+        a_rows = act_ptr + rows.to(tl.int64) * I  # gate_up wrote the activations in sorted-row order
+        w_row = e * H + offs_n[:, None]
+        dq = dq_ptr + w_row * (KP_BLOCKS * (4 if SWIZZLED else 16))
+        ds = ds_ptr + w_row * KP_BLOCKS
+        if W_LEFT:
+            acc = tl.zeros((BN, BM), tl.float32)
+        else:
+            acc = tl.zeros((BM, BN), tl.float32)
+        full = I // BK
+        for t in range(0, full):
+            at = _acts(a_rows, m_ok, t, I, BK, False, INTERPRET)
+            acc = _mma(acc, _weight(dq, ds, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), at, W_LEFT)
+        if TAIL:
+            at = _acts(a_rows, m_ok, full, I, BK, True, INTERPRET)
+            acc = _mma(acc, _weight(dq, ds, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), at, W_LEFT)
+        if HAS_BIAS:
+            acc += _cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
+        wt = tl.load(wts_ptr + pair, mask=m_ok, other=0.0)
+        if W_LEFT:
+            acc *= wt[None, :]
+            tl.store(out_ptr + pair[None, :].to(tl.int64) * H + offs_n[:, None], acc,
+                     mask=n_ok[:, None] & m_ok[None, :])
+        else:
+            acc *= wt[:, None]
+            tl.store(out_ptr + pair[:, None].to(tl.int64) * H + offs_n[None, :], acc,
+                     mask=m_ok[:, None] & n_ok[None, :])
+
+
+def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWeights, k: int, alpha: float,
+                limit: float, cfg: GroupedConfig) -> torch.Tensor:
+    """Both launches over ``groups`` (cut with ``cfg.block`` rows a tile); -> ``[T, H]`` in x's dtype.
+
+    ``x`` ``[T, H]`` contiguous, ``wts`` fp32 ``[T, k]``.
+    """
+    if groups.block != cfg.block:
+        raise ValueError(f"groups were cut into {groups.block}-row tiles, the config wants {cfg.block}")
+    i_dim, h_dim = w.intermediate, w.hidden
+    act = torch.empty((x.shape[0] * k, i_dim), dtype=torch.bfloat16, device=x.device)
+    tiles = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
+    bias = lambda b: act if b is None else b  # noqa: E731
+    common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
+                  INTERPRET=is_interpreter(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    _gate_up_kernel[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
+        x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
+        bias(w.glu_bias), bias(w.linear_bias), act,
+        i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
+        BN=cfg.bn, TAIL=h_dim % cfg.bk != 0, **common,
+    )
+    out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
+    _down_kernel[(triton.cdiv(h_dim, cfg.bn_down), groups.num_tiles)](
+        act, *tiles, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
+        i_dim, h_dim, w.down.k_padded // 32,
+        BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, **common,
+    )
+    return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)
