@@ -78,10 +78,11 @@ def _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr)
 
 
 @triton.jit
-def _weight(q_rows, s_rows, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, MASKED: tl.constexpr,
+def _weight(q_rows, s_rows, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
             SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
-    """K step ``t`` of a weight, decoded: bf16 ``[BN, BK]`` (fp32 in the interpreter: no bf16 math there)."""
-    wq, ws = load_codes(q_rows, s_rows, n_ok, t, KP_BLOCKS, BK, not MASKED, SWIZZLED)
+    """K step ``t`` of a weight, decoded: bf16 ``[BN, BK]`` (fp32 in the interpreter: no bf16 math there).
+    ``EVEN_K``: the step lies inside K, so no K mask and the code loads stay vectors."""
+    wq, ws = load_codes(q_rows, s_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED)
     w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
     if INTERPRET:
         return w
@@ -89,13 +90,13 @@ def _weight(q_rows, s_rows, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constex
 
 
 @triton.jit
-def _acts(x_rows, m_ok, t, K, BK: tl.constexpr, MASKED: tl.constexpr, INTERPRET: tl.constexpr):
+def _acts(x_rows, m_ok, t, K, BK: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr):
     """K step ``t`` of the activation rows ``[BM]`` (pointers to each row's start): ``[BM, BK]``."""
     kx = t * BK + tl.arange(0, BK)
-    if MASKED:
-        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None] & (kx < K)[None, :], other=0.0)
-    else:
+    if EVEN_K:
         xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None], other=0.0)
+    else:
+        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None] & (kx < K)[None, :], other=0.0)
     if INTERPRET:
         return xt.to(tl.float32)
     return xt.to(tl.bfloat16)
@@ -144,13 +145,13 @@ def _gate_up_kernel(
             acc_l = tl.zeros((BM, BN), tl.float32)
         full = H // BK
         for t in range(0, full):
-            xt = _acts(x_rows, m_ok, t, H, BK, False, INTERPRET)
-            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
+            xt = _acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
+            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
         if TAIL:
-            xt = _acts(x_rows, m_ok, full, H, BK, True, INTERPRET)
-            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
+            xt = _acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
+            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
         if HAS_BIAS:
             acc_g += _cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
             acc_l += _cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
@@ -188,11 +189,11 @@ def _down_kernel(
             acc = tl.zeros((BM, BN), tl.float32)
         full = I // BK
         for t in range(0, full):
-            at = _acts(a_rows, m_ok, t, I, BK, False, INTERPRET)
-            acc = _mma(acc, _weight(dq, ds, n_ok, t, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), at, W_LEFT)
+            at = _acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
+            acc = _mma(acc, _weight(dq, ds, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), at, W_LEFT)
         if TAIL:
-            at = _acts(a_rows, m_ok, full, I, BK, True, INTERPRET)
-            acc = _mma(acc, _weight(dq, ds, n_ok, full, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), at, W_LEFT)
+            at = _acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
+            acc = _mma(acc, _weight(dq, ds, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), at, W_LEFT)
         if HAS_BIAS:
             acc += _cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
         wt = tl.load(wts_ptr + pair, mask=m_ok, other=0.0)

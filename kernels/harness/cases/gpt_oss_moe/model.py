@@ -10,11 +10,7 @@ from kernels.harness.models.moe import MoEModel
 
 class Model(MoEModel):
     def variants(self, m: int) -> dict[str, Forward]:
-        from kernels.mxfp4.moe import GroupedTiles, mxfp4_moe_triton
-
-        # In-register decode of 128-row tiles: fewer decodes per weight than the default's 16-64
-        # rows once experts get hundreds of pairs; 8 warps for the two BN x BM accumulators.
-        wide = GroupedTiles(block=128, bn=64, bn_down=64, bk_h=128, bk_i=128, num_warps=8, num_stages=3)
+        from kernels.mxfp4.moe import grouped_tiles, mxfp4_moe_triton
 
         def forced(path: str, config: object = None) -> Forward:
             def forward(inp: Inputs):
@@ -23,8 +19,9 @@ class Model(MoEModel):
 
         return {
             **super().variants(m),  # moe_fma8, moe_ocp: the dispatcher's choice at this m
-            "grouped": forced("grouped"),
-            "grouped_bm128": forced("grouped", wide),
+            "grouped": forced("grouped"),  # moe_grouped.py's tiles, block from the pair count
+            # The earlier in-register tiles (BK 256, masked K), kept to measure against.
+            "grouped_v1": forced("grouped", grouped_tiles(m * self.top_k, self.e)),
             "dense": forced("dense"),
             "dense_cublas": forced("dense_cublas"),
         }

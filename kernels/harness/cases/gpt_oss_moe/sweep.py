@@ -1,0 +1,119 @@
+"""Tile sweep of the MoE grouped path at decode-batch sizes, against its peers, in one GPU run.
+
+    python3 -m kernels.harness.cases.gpt_oss_moe.sweep [--m 256,128,16,64,512,1024] [--budget-s 100]
+
+One gpt-oss-20b layer's experts (the ``gpt_oss_moe`` case's weights), fma8 codes as the
+engine loads them. Every row is the median of CUDA-graph replays (``timing.time_calls``)
+rotating over 4 token/routing sets, its error against torch bf16 on the same inputs, and
+the floor: the used experts' MXFP4 bytes over the copy bandwidth measured in the same run.
+The first ``m`` runs every tile config; later ones run the best two of it plus the default,
+so the compile time (the run's main cost) stays inside ``--budget-s``. Writes ``sweep.txt``
+to ``$OUT`` when set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from kernels.harness import load_case, measure_ceilings
+from kernels.harness.timing import time_calls
+from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, grouped_tiles, mxfp4_moe_triton
+from kernels.mxfp4.moe_grouped import grouped_config
+
+SETS = 4
+
+
+def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
+    block = grouped_config(pairs, experts).block
+    return {
+        "new_default": GroupedConfig(block=block),
+        "new_bn128_w8": GroupedConfig(block=block, bn=128, bn_down=128, num_warps=8),
+        "new_wright": GroupedConfig(block=block, w_left=False),
+        "new_wright_bn128_w8": GroupedConfig(block=block, bn=128, bn_down=128, w_left=False, num_warps=8),
+        "new_bk128": GroupedConfig(block=block, bk=128),
+        "new_half_block": GroupedConfig(block=max(16, block // 2)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--m", default="256,128,16,64,512,1024", help="tokens per call (pairs = 4 x m)")
+    parser.add_argument("--budget-s", type=float, default=100.0)
+    parser.add_argument("--samples", type=int, default=10)
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the CPU: a smoke run, interpreted
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,"
+                              "clocks.max.mem", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        smi = "no nvidia-smi"
+    ceil = measure_ceilings(device)
+    lines = [f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {smi}; torch {torch.__version__}",
+             f"copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s",
+             f"{'m':>5} {'pairs':>5} {'variant':<22} {'us':>8} {'floor':>7} {'x floor':>7} {'rel err':>8}"]
+    print("\n".join(lines), flush=True)
+
+    case = load_case("gpt_oss_moe")
+    model = case.model
+    gen = torch.Generator(device=device)
+    gen.manual_seed(case.manifest.seed)
+    base = model.prepare({**model.make_weights(gen, device), **model.make_activations(1, gen, device)})
+    keep: list[str] = []
+    for step, m in enumerate(int(v) for v in args.m.split(",") if v):
+        pairs = m * model.top_k
+        shaped = {**base, "x": base["x"].new_empty((m, model.h)), "logits": base["logits"].new_empty((m, model.e))}
+        sets = [model.rotate(shaped, 100 * m + i) for i in range(SETS)]
+        _, bf16 = model.baseline(m)
+        refs = [bf16(s).float() for s in sets]
+
+        def run(fn: Callable[[dict], torch.Tensor]) -> tuple[float, float]:
+            err = max(((fn(s).float() - r).norm() / r.norm()).item() for s, r in zip(sets, refs))
+            return time_calls([lambda s=s: fn(s) for s in sets], samples=args.samples).median_us, err
+
+        def call(path: str, config: object = None) -> Callable[[dict], torch.Tensor]:
+            return lambda s: mxfp4_moe_triton(s["x"], s["ids"], s["weights"], s["fma8"], path=path, config=config)
+
+        variants: dict[str, Callable[[dict], torch.Tensor]] = {"torch_bf16": bf16}
+        if pairs <= 256:
+            variants["decode"] = call("decode")
+        if pairs >= 512:
+            variants["dense_cublas"] = call("dense_cublas")
+        old = grouped_tiles(pairs, model.e)
+        variants["old_grouped"] = call("grouped", old)
+        variants["old_grouped_bk64"] = call("grouped", GroupedTiles(block=old.block, bk_h=64, bk_i=64))
+        configs = _configs(pairs, model.e)
+        names = list(configs) if step == 0 else ["new_default", *[n for n in keep if n != "new_default"]]
+        variants |= {name: call("grouped", configs[name]) for name in names}
+        floor = case.model.floor_us(m, ceil)
+        timed: dict[str, float] = {}
+        for name, fn in variants.items():
+            if time.monotonic() - began > args.budget_s:
+                lines.append(f"{m:>5} {pairs:>5} {name:<22} skipped: past the {args.budget_s:.0f} s budget")
+                print(lines[-1], flush=True)
+                continue
+            try:
+                us, err = run(fn)
+                timed[name] = us
+                row = f"{m:>5} {pairs:>5} {name:<22} {us:8.1f} {floor:7.1f} {us / floor:7.2f} {err:8.1e}"
+            except Exception as exc:  # a config the compiler rejects is a data point, not a crash
+                row = f"{m:>5} {pairs:>5} {name:<22} error: {type(exc).__name__}: {str(exc)[:160]}"
+            lines.append(row)
+            print(row, flush=True)
+        if step == 0:
+            keep = sorted((n for n in timed if n.startswith("new_")), key=timed.get)[:2]
+        torch.cuda.empty_cache()
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "sweep.txt").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
