@@ -105,6 +105,7 @@ class DecodeGraphs:
         self._staging = Staging(4 * size + 16 * size, device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[tuple[int, int]] = set()
+        self._metas: dict[tuple[int, int], AttentionMetadata] = {}
         self.pool = torch.cuda.graph_pool_handle() if capture else None
 
     def _key(self, batch: int, max_len: int) -> tuple[int, int] | None:
@@ -221,7 +222,8 @@ class DecodeGraphs:
             return self.model.compute_logits(hidden)
 
     def _capture(self, bucket: int, width: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        meta = self._meta(bucket, width)
+        # Kept as long as the graph: whatever a layer caches on the metadata, the captured kernels read.
+        meta = self._metas.setdefault((bucket, width), self._meta(bucket, width))
         entry = capture_graph(lambda: self._forward(meta, bucket), self.pool)
         log.info("decode graph captured", extra={"batch_bucket": bucket, "width_blocks": width})
         return entry

@@ -60,6 +60,7 @@ class PrefillGraphs:
         self._staging = Staging(3 * size + 2, device)
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[int] = set()
+        self._metas: dict[int, AttentionMetadata] = {}
 
     def bucket_for(self, num_tokens: int) -> int | None:
         bucket = next((b for b in self.buckets if b >= num_tokens), None)
@@ -96,7 +97,10 @@ class PrefillGraphs:
         return count
 
     def _capture_or_fail(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor] | None:
-        meta = self._meta(bucket)
+        # Kept for the graph's lifetime: layers cache device tensors on it during warm-up (the Triton
+        # prefill's tile plan) that the captured kernels read; freeing them left replays reading freed
+        # memory (an illegal-address fault on the H100).
+        meta = self._metas.setdefault(bucket, self._meta(bucket))
         try:
             entry = capture_graph(lambda: self._forward(meta, bucket), self._pool)
         except Exception:  # noqa: BLE001 - that length runs eagerly from now on
