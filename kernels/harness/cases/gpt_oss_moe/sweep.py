@@ -33,12 +33,13 @@ SETS = 4
 def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     block = grouped_config(pairs, experts).block
     return {
-        "new_default": GroupedConfig(block=block),
+        "new_default": grouped_config(pairs, experts),
+        "new_w4": GroupedConfig(block=block, num_warps=4),
+        "new_w8": GroupedConfig(block=block, num_warps=8),
         "new_bn128_w8": GroupedConfig(block=block, bn=128, bn_down=128, num_warps=8),
-        "new_wright": GroupedConfig(block=block, w_left=False),
-        "new_wright_bn128_w8": GroupedConfig(block=block, bn=128, bn_down=128, w_left=False, num_warps=8),
-        "new_bk128": GroupedConfig(block=block, bk=128),
-        "new_half_block": GroupedConfig(block=max(16, block // 2)),
+        "new_wright_w4": GroupedConfig(block=block, w_left=False, num_warps=4),
+        "new_wright_w8": GroupedConfig(block=block, w_left=False, num_warps=8),
+        "new_half_block": GroupedConfig(block=max(16, block // 2), num_warps=4),
     }
 
 
