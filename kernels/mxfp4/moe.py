@@ -46,12 +46,15 @@ from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 __all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedConfig", "GroupedTiles", "mxfp4_moe_torch",
            "mxfp4_moe_triton", "route_torch"]
 
-MOE_DECODE_MAX_PAIRS = 64
-# From this many (token, expert) pairs "dense_cublas" wins. H100, one gpt-oss-20b layer: at 1024
-# pairs the in-register tiles took 0.72 ms and dense_cublas 1.69 ms (1.03 ms of it the bf16
-# dequantization); at 8192 pairs 3.34 ms against 2.09 ms. Between, not measured: 4096 splits them
-# (docs/PERFORMANCE.md, "MoE grouped path").
-MOE_DENSE_MIN_PAIRS = 4096
+# H100, one gpt-oss-20b layer (docs/PERFORMANCE.md, "MoE grouped path"): at 64 pairs (16 tokens)
+# the grouped tiles took 351 us and the decode path 423 us; at 32 pairs and below not measured,
+# decode kept there.
+MOE_DECODE_MAX_PAIRS = 32
+# From this many (token, expert) pairs "dense_cublas" wins. Same sweep: at 4096 pairs grouped
+# 1161 us against dense_cublas 1883 us; at 8192 pairs the earlier run had dense_cublas at 2087 us
+# and the earlier grouped tiles at 3343 us (the current ones not measured there; 4097-8191 not
+# measured).
+MOE_DENSE_MIN_PAIRS = 8192
 MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 

@@ -4,17 +4,19 @@ Same grouping as before (``group_by_expert``: sorted pairs cut into tiles of ``b
 of one expert; empty tiles skipped), so it stays graph-safe: fixed grid, no host sync.
 What changed, and why (the earlier kernel, ``moe.py``'s ``_gate_up_kernel``):
 
-* The earlier tiles decoded ``BN x 256`` codes per K step for each of two weights: about
-  256 fp32 registers a thread at 4 warps before the dot's own, and its K mask (2880 is not
-  a multiple of 256) made every code load scalar. Here K steps are ``BK`` = 64 by default
-  (2880 = 45 x 64), unmasked so codes and activations load as vectors, with a peeled masked
-  step only where K needs one.
-* ``block`` follows the expected busiest expert (``grouped_config``), so at 1024 pairs
-  nearly every expert is one tile and each weight is read and decoded once.
+* The earlier tiles decoded ``BN x 256`` codes per K step for each of two weights: ptxas
+  gives them 255 registers and 100-500 bytes of spills, and the K mask (2880 is not a
+  multiple of 256) made every code load scalar. Here K steps are ``BK`` = 64 (2880 = 45 x
+  64), unmasked so codes and activations load as vectors, with a peeled masked step only
+  where K needs one. Most of the gain measured on the H100 came from the short K step (the
+  earlier kernel at BK 64 got most of it too; docs/PERFORMANCE.md, "MoE grouped path").
+* ``block`` follows the expected busiest expert (``grouped_config``), so most experts are
+  one tile and each weight is read and decoded once.
 * ``w_left`` picks the orientation of the tile product: the weight as the left operand
-  (``acc[BN, BM]``, the decoded tile feeds the tensor cores from registers, and ``BN`` of
-  64 fills Hopper's 64-row warpgroup MMA at any row count), or as the right one
-  (``acc[BM, BN]``, the decoded tile goes through shared memory as the MMA's B).
+  (``acc[BN, BM]``, the decoded tile feeds the tensor cores from registers) or the right one
+  (``acc[BM, BN]``, the decoded tile goes through shared memory as the MMA's B; below 64
+  rows the compiler picks Ampere-style MMAs). Right was as fast or faster at every size
+  measured (351 against 391 us at 64 pairs), so it is the default.
 
 Down writes each pair's routing-weighted fp32 row; the k slots are summed after, in a
 fixed order (no atomics on data: deterministic).
@@ -44,7 +46,7 @@ class GroupedConfig:
     bn: int = 64
     bn_down: int = 64
     bk: int = 64
-    w_left: bool = True
+    w_left: bool = False
     num_warps: int = 4
     num_stages: int = 3
 
@@ -58,15 +60,20 @@ class GroupedConfig:
 
 
 def grouped_config(pairs: int, experts: int) -> GroupedConfig:
-    """``block``: a power of two (16 to 64) over the expected busiest expert's rows, mean + 3
+    """``block``: a power of two (16 to 64) over the expected busiest expert's rows, mean + 2
     standard deviations of a binomial count, so one tile per expert is the common case.
-    Eight warps at 64 rows: with four, ptxas (sm_90a) gives gate_up 255 registers and spills."""
+
+    H100 sweep (docs/PERFORMANCE.md): 64-row tiles beat 32 at 1024 pairs (584 against 619 us);
+    at 256 pairs 16-row tiles (the earlier kernel at BK 64, 442 us) beat 32 (475 us), hence 2
+    deviations, not 3. Four warps: eight were slower at 64 rows (748 against 584 us) though
+    ptxas spills a few bytes at four.
+    """
     mean = pairs / max(1, experts)
-    busiest = mean + 3.0 * (mean * (1.0 - 1.0 / max(1, experts))) ** 0.5
+    busiest = mean + 2.0 * (mean * (1.0 - 1.0 / max(1, experts))) ** 0.5
     block = 16
     while block < busiest and block < 64:
         block *= 2
-    return GroupedConfig(block=block, num_warps=8 if block >= 64 else 4)
+    return GroupedConfig(block=block)
 
 
 @triton.jit

@@ -235,8 +235,8 @@ def _routing(kind: str, tokens: int, device, gen) -> tuple[torch.Tensor, torch.T
 
 GROUPED_CONFIGS = [
     ("fma8", GroupedConfig(block=16)),
-    ("ocp", GroupedConfig(block=32, bn=32, bn_down=32, w_left=False)),
-    ("fma8", GroupedConfig(block=16, bk=128, w_left=False, num_warps=8)),
+    ("ocp", GroupedConfig(block=32, bn=32, bn_down=32, w_left=True)),
+    ("fma8", GroupedConfig(block=16, bk=128, num_warps=8)),
 ]
 
 
@@ -266,7 +266,7 @@ def test_grouped_config_gives_most_experts_one_tile(device, gen) -> None:
         groups = group_by_expert(ids, experts, block)
         busy = int((groups.tile_end > groups.tile_start).sum())
         used = int((torch.bincount(ids.reshape(-1).long(), minlength=experts) > 0).sum())
-        assert busy <= used + 2, f"{tokens} tokens, block {block}: {busy} tiles for {used} experts"
+        assert busy <= used + 3, f"{tokens} tokens, block {block}: {busy} tiles for {used} experts"
     with pytest.raises(ValueError, match="power of two"):
         GroupedConfig(block=24)
     gate_up, down, _, _ = make_layer(device, gen, bias=False)
