@@ -15,8 +15,10 @@ For each token ``t`` and each of its top-k experts ``e`` with routing weight ``w
 * grouped (decode batches, short prompts): pairs sorted by expert (``group_by_expert``),
   tiles of ``BM`` rows sharing one expert's MXFP4 weight tile, dequantized in registers for
   the tensor cores; down writes each pair's weighted row, and a sum over the k slots gives
-  y (deterministic, no atomics). Memory-bound: each weight tile is read and decoded once
-  per row tile, so the tiles grow with the pairs per expert.
+  y (deterministic, no atomics). Each weight tile is read and decoded once per row tile, so
+  the tiles grow with the pairs per expert. The default tiles are ``moe_grouped.py``'s
+  (``GroupedConfig``); this file's ``GroupedTiles`` kernels are the earlier ones, kept for
+  ``dot_scaled`` and as the benchmark's comparison.
 * dense (long prompts, ``moe_dense.py``): the experts dequantized to bf16 once per call,
   then grouped bf16 GEMMs (``torch._grouped_mm`` by default, or Triton); compute-bound, so
   the per-tile decode is the cost to remove.
