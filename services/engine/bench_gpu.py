@@ -204,14 +204,49 @@ async def stream(core, prompt: tuple[int, ...], new_tokens: int, started: float 
     return Run(first - started, decode, tokens, last)
 
 
-async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float) -> None:
+class _StepProfiler:
+    """cProfile of the engine worker's steps during the batch-1 decode row (``--profile-steps``): where the
+    CPU time between two GPU steps goes. Printed, not recorded."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        from services.engine import engine_loop
+
+        self.module, self.profile = engine_loop, cProfile.Profile()
+        self.original = engine_loop.EngineLoop._step
+
+    def start(self) -> None:
+        profile, original = self.profile, self.original
+
+        def step(loop, output):  # noqa: ANN001, ANN202 - a wrapper with the wrapped method's signature
+            profile.enable()
+            try:
+                return original(loop, output)
+            finally:
+                profile.disable()
+
+        self.module.EngineLoop._step = step
+
+    def stop(self) -> None:
+        import pstats
+
+        self.module.EngineLoop._step = self.original
+        pstats.Stats(self.profile).sort_stats("tottime").print_stats(20)
+
+
+async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float,
+                  profile_steps: bool = False) -> None:  # fmt: skip
     """The engine's rows, most important first; what would start past ``deadline`` is recorded as skipped."""
     seed = iter(range(1_000_000))
     # Warm-up: every kernel path and shape class once (Triton compiles on first use).
     await stream(core, random_prompt(work.decode_prompt, next(seed)), 8)
     for n in work.ttft_prompts:
         await stream(core, random_prompt(n, next(seed)), 2)
-    await asyncio.gather(*(stream(core, random_prompt(64, next(seed)), 4) for _ in range(max(work.concurrency))))
+    # The concurrent rows' shapes too (full-budget mixed prefill + decode steps), so no compile lands in them.
+    await asyncio.gather(
+        *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), 3) for _ in range(max(work.concurrency)))
+    )
 
     def late(metric: str) -> bool:
         if time.perf_counter() < deadline:
@@ -219,7 +254,12 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
         record.add(stage=tag, metric=metric, skipped="past the --deadline-s budget")
         return True
 
+    profiler = _StepProfiler() if profile_steps else None
+    if profiler:
+        profiler.start()
     run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
+    if profiler:
+        profiler.stop()
     record.add(stage=tag, metric="decode_bs1", tokens_per_second=run.decode_tps, ttft_s=run.ttft,
                prompt=work.decode_prompt, new_tokens=run.tokens)  # fmt: skip
     for n in work.ttft_prompts:
@@ -319,7 +359,7 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
                build_s=time.perf_counter() - started)  # fmt: skip
     del model
     try:
-        asyncio.run(measure(core, work, record, tag, args.deadline))
+        asyncio.run(measure(core, work, record, tag, args.deadline, getattr(args, "profile_steps", False) and tag == "full"))
     finally:
         asyncio.run(core.close())
         del core
@@ -386,6 +426,8 @@ def main() -> int:
                         help="decode eagerly (default: through CUDA graphs captured before measuring)")
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers baseline")
     parser.add_argument("--smoke-only", action="store_true")
+    parser.add_argument("--profile-steps", action="store_true",
+                        help="print a cProfile of the engine worker's steps during the batch-1 decode row")
     parser.add_argument(
         "--deadline-s", type=float, default=0, help="skip measurements that would start later (0: none)"
     )
