@@ -97,12 +97,11 @@ class DecodeGraphs:
         self.capture = capture
         device = cache.device
         size = self.buckets[-1]
-        self._input_ids = torch.zeros(size, dtype=torch.long, device=device)
-        self._positions = torch.zeros(size, dtype=torch.long, device=device)
-        self._slots = torch.zeros(size, dtype=torch.long, device=device)
-        self._seq_lens = torch.ones(size, dtype=torch.long, device=device)
+        # ids, positions, slots and lengths of a bucket-``b`` step live at [0, 4b) of one buffer (see
+        # ``_rows``), so the host fills them, padding included, and one copy moves them.
+        self._packed = torch.zeros(4 * size, dtype=torch.long, device=device)
         self._tables = torch.full((size, self.max_blocks), self.scratch_block, dtype=torch.long, device=device)
-        self._staging = Staging(4 * size + 16 * size, device)
+        self._staging = Staging(4 * size + 64 * size, device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._failed: set[tuple[int, int]] = set()
         self._metas: dict[tuple[int, int], AttentionMetadata] = {}
@@ -170,9 +169,15 @@ class DecodeGraphs:
         graph.replay()
         return _owned_float(logits[:batch])
 
+    def _rows(self, bucket: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bucket's static (ids, positions, slots, lengths): consecutive slices of one buffer."""
+        p = self._packed
+        return p[:bucket], p[bucket : 2 * bucket], p[2 * bucket : 3 * bucket], p[3 * bucket : 4 * bucket]
+
     def _load(self, batch_items: Sequence[ScheduledSequence], lens: list[int], bucket: int) -> None:
-        """The step's inputs into the static buffers: one host-to-device copy, then device-side copies."""
-        size, batch = self.block_size, len(lens)
+        """The step's inputs, padding rows included, into the static buffers: one host-to-device copy, two
+        device copies. Padding rows decode token 0 at position 0 into the scratch block's first slot."""
+        size, batch, pad = self.block_size, len(lens), bucket - len(lens)
         columns = -(-max(lens) // size)
         ids, positions, slots, tables = [], [], [], []
         for item, length in zip(batch_items, lens):
@@ -183,42 +188,44 @@ class DecodeGraphs:
             slots.append(table[p // size] * size + p % size)
             tables += table
             tables += [self.scratch_block] * (columns - len(table))
-        flat = self._staging.upload(ids + positions + slots + lens + tables)
-        self._input_ids[:batch].copy_(flat[:batch])
-        self._positions[:batch].copy_(flat[batch : 2 * batch])
-        self._slots[:batch].copy_(flat[2 * batch : 3 * batch])
-        self._seq_lens[:batch].copy_(flat[3 * batch : 4 * batch])
-        self._tables[:batch, :columns].copy_(flat[4 * batch :].view(batch, columns))
+        scratch = self.scratch_block
+        flat = self._staging.upload(
+            ids + [0] * pad + positions + [0] * pad + slots + [scratch * size] * pad + lens + [1] * pad
+            + tables + [scratch] * (pad * columns)
+        )  # fmt: skip
+        self._packed[: 4 * bucket].copy_(flat[: 4 * bucket])
+        self._tables[:bucket, :columns].copy_(flat[4 * bucket :].view(bucket, columns))
         if self.fixed_width is None:  # the torch gather reads every column up to the width: keep them valid
-            self._tables[:batch, columns:].fill_(self.scratch_block)
-        self._pad(batch, bucket)
+            self._tables[:bucket, columns:].fill_(scratch)
 
     def _pad(self, batch: int, bucket: int) -> None:
-        """Padding rows: token 0 at position 0, written to the scratch block's first slot."""
-        self._input_ids[batch:bucket].zero_()
-        self._positions[batch:bucket].zero_()
-        self._slots[batch:bucket].fill_(self.scratch_block * self.block_size)
-        self._seq_lens[batch:bucket].fill_(1)
+        """Rows [batch, bucket) as padding (``capture_all`` captures with every row so)."""
+        ids, positions, slots, lens = self._rows(bucket)
+        ids[batch:].zero_()
+        positions[batch:].zero_()
+        slots[batch:].fill_(self.scratch_block * self.block_size)
+        lens[batch:].fill_(1)
         self._tables[batch:bucket].fill_(self.scratch_block)
 
     def _meta(self, bucket: int, width: int) -> AttentionMetadata:
         """Metadata over the static buffers; its Python lengths fix the gather width at ``width`` blocks."""
+        _, positions, slots, lens = self._rows(bucket)
         return AttentionMetadata(
             block_size=self.block_size,
             num_prefills=0,
             query_lens=[1] * bucket,
             seq_lens=[width * self.block_size] * bucket,
             query_starts=list(range(bucket)),
-            positions=self._positions[:bucket],
-            slot_mapping=self._slots[:bucket],
+            positions=positions,
+            slot_mapping=slots,
             block_tables=self._tables[:bucket, :width],
-            seq_lens_tensor=self._seq_lens[:bucket],
+            seq_lens_tensor=lens,
         )
 
     def _forward(self, meta: AttentionMetadata, bucket: int) -> torch.Tensor:
         meta._masks.clear()  # masks derive from the buffers' current lengths
         with torch.inference_mode():
-            hidden = self.model(self._input_ids[:bucket], meta.positions, meta)
+            hidden = self.model(self._rows(bucket)[0], meta.positions, meta)
             return self.model.compute_logits(hidden)
 
     def _capture(self, bucket: int, width: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
