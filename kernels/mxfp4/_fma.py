@@ -50,6 +50,30 @@ FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, nu
                for bn, kw, ch, w, st in _GRID]
 
 
+# The MoE decode kernels (moe_decode.py) at gpt-oss shapes (2880-wide, 4 experts a token): the
+# autotuner's candidates, the best of the H100 sweep at 1 to 8 tokens (docs/PERFORMANCE.md,
+# run E: every config there was within 0.9-1.2x of these).
+MOE_GATE_UP_GRID = [(4, 512, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 1, 4, 1), (64, 128, 1, 8, 1), (32, 128, 1, 4, 1)]
+MOE_DOWN_GRID = [(16, 128, 1, 4, 1), (32, 128, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 2, 4, 1), (8, 512, 1, 4, 1)]
+MOE_GRID = sorted(set(MOE_GATE_UP_GRID + MOE_DOWN_GRID))  # what the sweep tries for both kernels
+
+
+def as_configs(grid: list[tuple[int, int, int, int, int]]) -> list[triton.Config]:
+    return [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, num_stages=st) for bn, kw, ch, w, st in grid]
+
+
+def moe_fma_defaults(tokens: int, k_words_h: int, k_words_i: int) -> tuple[FmaConfig, FmaConfig]:
+    """Fixed (gate_up, down) configs of the MoE decode when autotuning is off (the engine's
+    default). H100 sweep, gpt-oss-20b (run E): one token liked whole-row K slices of 4 rows
+    for gate_up (no split-K); more tokens 16-row, 16-block slices. Down liked 16 rows of
+    32-block slices up to 2 tokens and 32 rows from 4. The whole-row slice is sized to K so
+    small test shapes stay small."""
+    whole = max(4, min(512, triton.next_power_of_2(k_words_h)))
+    gate_up = FmaConfig(bn=4, kw=whole, chunks=1) if tokens == 1 else FmaConfig(bn=16, kw=64, chunks=1, num_warps=2)
+    down = FmaConfig(bn=16 if tokens <= 2 else 32, kw=min(128, max(4, triton.next_power_of_2(k_words_i))), chunks=1)
+    return gate_up, down
+
+
 def fma_default(n_rows: int, k_words: int, sms: int, m: int = 1) -> FmaConfig:
     """A fixed choice (no autotuning). Rows up to 512 words (4096 weights) take one K slice, so
     no split-K, with 8 rows a chunk; longer rows take 128-word (32-block) slices, 16 rows a
@@ -71,15 +95,16 @@ def fma_grid(n_rows: int, k_words: int, extra: int = 1):
     return grid
 
 
-def max_slices(k_words: int, cfg: FmaConfig | None = None) -> int:
-    """K slices of ``cfg``, or the most over every autotuned config (sizes the split-K workspace)."""
-    kw = cfg.kw if cfg is not None else min(kw for _, kw, _, _, _ in _GRID)
+def max_slices(k_words: int, cfg: FmaConfig | None = None, grid: list | None = None) -> int:
+    """K slices of ``cfg``, or the most over every autotuned config of ``grid`` (default: the
+    GEMV's; sizes the split-K workspace)."""
+    kw = cfg.kw if cfg is not None else min(kw for _, kw, _, _, _ in (grid or _GRID))
     return triton.cdiv(k_words, kw)
 
 
-def max_chunks(n_rows: int, cfg: FmaConfig | None = None) -> int:
-    """Row chunks of ``cfg``, or the most over every autotuned config (sizes the counters)."""
-    bn = cfg.bn if cfg is not None else min(bn for bn, _, _, _, _ in _GRID)
+def max_chunks(n_rows: int, cfg: FmaConfig | None = None, grid: list | None = None) -> int:
+    """Row chunks of ``cfg``, or the most over every autotuned config of ``grid`` (sizes the counters)."""
+    bn = cfg.bn if cfg is not None else min(bn for bn, _, _, _, _ in (grid or _GRID))
     return triton.cdiv(n_rows, bn)
 
 

@@ -17,9 +17,10 @@ import triton
 import triton.language as tl
 
 from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
-from kernels.mxfp4._env import device_sms, is_interpreter
-from kernels.mxfp4._epilogue import arrive, gather, release
-from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, max_chunks, max_slices, use_autotune
+from kernels.mxfp4._env import is_interpreter
+from kernels.mxfp4._epilogue import arrive, gather_tile, release
+from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, FmaConfig, as_configs, max_chunks, max_slices,
+                                moe_fma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
@@ -38,12 +39,22 @@ def _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha,
     tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
 
 
-@triton.jit
+def _split_p2(nargs: dict) -> int:
+    """Power of two covering the split-K slices of gate_up (the fix-up loads them as one tile)."""
+    return triton.next_power_of_2(triton.cdiv(nargs["KP_BLOCKS"] * 4, nargs["KW"]))
+
+
+def _down_split_p2(nargs: dict) -> int:
+    return triton.next_power_of_2(nargs["TOPK"] * triton.cdiv(nargs["KP_BLOCKS"] * 4, nargs["KW"]))
+
+
+@triton.heuristics({"SPLIT_P2": _split_p2})
+@triton.jit(do_not_specialize=["T"])  # T only keys the autotuner
 def _gate_up_fma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
-    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
+    I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
-    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
     pid_r = tl.program_id(0)
@@ -51,42 +62,54 @@ def _gate_up_fma_kernel(
     p = tl.program_id(2)
     n_split = tl.num_programs(1)
     e = tl.load(ids_ptr + p).to(tl.int64)
-    b = pid_s * KB + tl.arange(0, KB)
-    xs = load_x_blocks(x_ptr + (p // TOPK).to(tl.int64) * stride_x, b, H, KB, EVEN_K)
-    n_chunks = tl.cdiv(I, BN)
+    b0 = pid_s * KB
+    xs = load_x_blocks(x_ptr + (p // TOPK).to(tl.int64) * stride_x, b0 + tl.arange(0, KB), H, KB, EVEN_K)
     stride_split = tl.num_programs(2) * 2 * I
+    first = pid_r * CHUNKS * BN
+    offs_n = first + tl.arange(0, BN)
+    wg, sg = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB)
+    wl, sl = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB)
     for i in range(CHUNKS):
-        chunk = pid_r * CHUNKS + i
-        offs_n = chunk * BN + tl.arange(0, BN)
+        offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < I
-        rows = e * I + offs_n
-        wg, sg = load_word_tile(gq_ptr, gs_ptr, rows, n_ok, pid_s * KB, KP_BLOCKS, KB)
-        wl, sl = load_word_tile(lq_ptr, ls_ptr, rows, n_ok, pid_s * KB, KP_BLOCKS, KB)
+        # The next chunk's codes are requested before this chunk's math, so each thread keeps
+        # a chunk of DRAM reads in flight (ptxas otherwise issues each load just before its use).
+        nxt_ok = (offs_n + BN < I) & (i + 1 < CHUNKS)
+        wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
+        wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
         acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
         acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
-        if chunk < n_chunks:
-            if n_split == 1:
-                _swiglu_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+        if n_split == 1:
+            _swiglu_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                          HAS_BIAS, INTERPRET)
+        else:
+            base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
+            tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=n_ok)
+            tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=n_ok)
+        wg, sg, wl, sl = wg_n, sg_n, wl_n, sl_n
+    if n_split > 1:
+        # One arrival per program (not per chunk): the last of the row group's K slices
+        # finishes all its chunks.
+        group = p * tl.num_programs(0) + pid_r
+        if arrive(cnt_ptr, group, n_split):
+            for i in range(CHUNKS):
+                offs_n = first + i * BN + tl.arange(0, BN)
+                n_ok = offs_n < I
+                base = p * 2 * I + offs_n
+                g = gather_tile(part_ptr, base, n_ok, stride_split, n_split, SPLIT_P2)
+                lin = gather_tile(part_ptr, base + I, n_ok, stride_split, n_split, SPLIT_P2)
+                _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
                               HAS_BIAS, INTERPRET)
-            else:
-                base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
-                tl.store(part_ptr + pid_s * stride_split + base, acc_g, mask=n_ok)
-                tl.store(part_ptr + pid_s * stride_split + base + I, acc_l, mask=n_ok)
-                tile = p * n_chunks + chunk
-                if arrive(cnt_ptr, tile, n_split):
-                    g = gather(part_ptr, base, n_ok, stride_split, n_split, acc_g)
-                    lin = gather(part_ptr, base + I, n_ok, stride_split, n_split, acc_l)
-                    _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
-                                  HAS_BIAS, INTERPRET)
-                    release(cnt_ptr, tile)
+            release(cnt_ptr, group)
 
 
-@triton.jit
+@triton.heuristics({"SPLIT_P2": _down_split_p2})
+@triton.jit(do_not_specialize=["T"])
 def _down_fma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
-    I, H, KP_BLOCKS, TOPK: tl.constexpr,
+    I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
-    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
+    BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
     pid_r = tl.program_id(0)
@@ -97,34 +120,39 @@ def _down_fma_kernel(
     p = t * TOPK + q // SLICES
     e = tl.load(ids_ptr + p).to(tl.int64)
     weight = tl.load(wts_ptr + p).to(tl.float32)
-    b = (q % SLICES) * KB + tl.arange(0, KB)
-    xs = load_x_blocks(act_ptr + p.to(tl.int64) * I, b, I, KB, EVEN_K)
-    n_chunks = tl.cdiv(H, BN)
+    b0 = (q % SLICES) * KB
+    xs = load_x_blocks(act_ptr + p.to(tl.int64) * I, b0 + tl.arange(0, KB), I, KB, EVEN_K)
     stride_split = tl.num_programs(2) * H
+    first = pid_r * CHUNKS * BN
+    offs_n = first + tl.arange(0, BN)
+    w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, offs_n < H, b0, KP_BLOCKS, KB)
     for i in range(CHUNKS):
-        chunk = pid_r * CHUNKS + i
-        offs_n = chunk * BN + tl.arange(0, BN)
+        offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < H
-        w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, n_ok, (q % SLICES) * KB, KP_BLOCKS, KB)
+        nxt_ok = (offs_n + BN < H) & (i + 1 < CHUNKS)
+        w_n, s_n = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
         acc = tl.sum(block_dot(w, s, xs), axis=1) * weight
-        if chunk < n_chunks:
-            base = t * H + offs_n  # workspace [slices, T, H]
-            tl.store(part_ptr + q * stride_split + base, acc, mask=n_ok)
-            tile = t * n_chunks + chunk
-            if arrive(cnt_ptr, tile, n_split):
-                y = gather(part_ptr, base, n_ok, stride_split, n_split, acc)
-                if HAS_BIAS:
-                    for j in tl.static_range(TOPK):
-                        ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
-                        wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
-                        y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
-                tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET),
-                         mask=n_ok)
-                release(cnt_ptr, tile)
+        tl.store(part_ptr + q * stride_split + t * H + offs_n, acc, mask=n_ok)  # workspace [slices, T, H]
+        w, s = w_n, s_n
+    group = t * tl.num_programs(0) + pid_r
+    if arrive(cnt_ptr, group, n_split):
+        # Slices are summed in a fixed order whoever arrives last: deterministic.
+        for i in range(CHUNKS):
+            offs_n = first + i * BN + tl.arange(0, BN)
+            n_ok = offs_n < H
+            y = gather_tile(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, SPLIT_P2)
+            if HAS_BIAS:
+                for j in tl.static_range(TOPK):
+                    ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
+                    wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
+                    y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
+            tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
+        release(cnt_ptr, group)
 
 
-_gate_up_tuned = triton.autotune(configs=FMA_CONFIGS, key=["I", "H"])(_gate_up_fma_kernel)
-_down_tuned = triton.autotune(configs=FMA_CONFIGS, key=["I", "H"])(_down_fma_kernel)
+# Keyed on the token count too: 1 and 8 tokens want different grids.
+_gate_up_tuned = triton.autotune(configs=as_configs(MOE_GATE_UP_GRID), key=["I", "H", "T"])(_gate_up_fma_kernel)
+_down_tuned = triton.autotune(configs=as_configs(MOE_DOWN_GRID), key=["I", "H", "T"])(_down_fma_kernel)
 
 
 def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
@@ -132,30 +160,31 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``.
 
     ``config`` / ``down_config``: launch configs of gate_up / down (default: autotuned on
-    CUDA, ``fma_default`` elsewhere; ``down_config`` defaults to ``config``). No host
+    CUDA, else ``moe_fma_defaults``; ``down_config`` defaults to ``config``). No host
     synchronisation and no data-dependent sizes, so it can be captured in a CUDA graph.
     """
     t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     pairs = t * k
     kw_h, kw_i = w.glu.k_padded // 8, w.down.k_padded // 8
-    sms = device_sms(x)
     tuned = config is None and down_config is None and use_autotune()
     if not tuned:
-        cfg_gu = config or fma_default(pairs * i_dim, kw_h, sms)
-        cfg_dn = down_config or config or fma_default(t * h_dim, k * kw_i, sms)
+        fixed_gu, fixed_dn = moe_fma_defaults(t, kw_h, kw_i)
+        cfg_gu = config or fixed_gu
+        cfg_dn = down_config or config or fixed_dn
     else:
         cfg_gu = cfg_dn = None
     act = torch.empty((pairs, i_dim), dtype=torch.bfloat16, device=x.device)
     y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
-    part_g = torch.empty((max_slices(kw_h, cfg_gu), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
-    part_d = torch.empty((k * max_slices(kw_i, cfg_dn), t, h_dim), dtype=torch.float32, device=x.device)
-    cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu), t * max_chunks(h_dim, cfg_dn)))
+    part_g = torch.empty((max_slices(kw_h, cfg_gu, MOE_GATE_UP_GRID), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
+    part_d = torch.empty((k * max_slices(kw_i, cfg_dn, MOE_DOWN_GRID), t, h_dim), dtype=torch.float32, device=x.device)
+    cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu, MOE_GATE_UP_GRID),
+                                         t * max_chunks(h_dim, cfg_dn, MOE_DOWN_GRID)))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
                bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
-               i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)
+               i_dim, h_dim, t, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)
 
     def gu_grid(meta: dict) -> tuple[int, int, int]:
         return triton.cdiv(triton.cdiv(i_dim, meta["BN"]), meta["CHUNKS"]), triton.cdiv(kw_h, meta["KW"]), pairs
@@ -169,7 +198,7 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
         _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, **common, **cfg_gu.meta(),
                                                     num_warps=cfg_gu.num_warps, num_stages=cfg_gu.num_stages)
     down_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d, cnt,
-                 i_dim, h_dim, w.down.k_padded // 32)
+                 i_dim, h_dim, t, w.down.k_padded // 32)
     if cfg_dn is None:
         _down_tuned[down_grid](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, **common)
     else:
