@@ -242,6 +242,12 @@ def compare_moe(device: torch.device, tokens: Sequence[int], before: str | None,
     device time of each kernel of the fixed-default launch at one token (torch.profiler)."""
     import importlib
 
+    from kernels.mxfp4._fma import MOE_DOWN_GRID, MOE_GATE_UP_GRID, moe_fma_defaults
+
+    defaults = [moe_fma_defaults(t, dims[1] // 8, dims[2] // 8) for t in tokens]
+    as_tuple = lambda c: (c.bn, c.kw, c.chunks, c.num_warps, c.num_stages)  # noqa: E731
+    _precompile(list(zip(MOE_GATE_UP_GRID, MOE_DOWN_GRID)) + list(extra)
+                + [(as_tuple(g), as_tuple(d)) for g, d in defaults], dims)
     old = importlib.import_module(before) if before else None
     w, gen, dense = _moe_layer(device, dims, with_bf16=True)
     lines = [_MOE_HEADER]
