@@ -1,12 +1,17 @@
-"""Launch-config sweep of the CUDA-core decode kernels (how ``_fma.fma_default`` was chosen).
+"""Launch-config sweep of the CUDA-core decode kernels (how ``_fma.fma_default`` and
+``_fma.moe_fma_defaults`` were chosen).
 
     python -m kernels.harness.sweep [--shapes 28672x8192,2880x2880] [--m 1,2,4] [--moe] [--out DIR]
+    python -m kernels.harness.sweep --shapes "" --moe [--tokens 1,2,4,8]
+    python -m kernels.harness.sweep --shapes "" --moe-compare [--before MODULE] [--extra "GU;DN ..."]
 
 Each (shape, m, config) row is timed with CUDA-graph replay (``timing.time_calls``) while
 rotating over enough weight copies (at least twice the L2 size) that the codes come from
 DRAM, as in the engine where a layer's weights are long gone from L2 when it runs again.
 Every row also checks its output against torch bf16 on the dequantized weight (BAD marks a
-miss). torch bf16 at the same shape is timed the same way, with rotated weights.
+miss). torch bf16 at the same shape is timed the same way, with rotated weights. The MoE
+rows rotate over eight routings of one gpt-oss-20b layer and compare with the bytes of the
+distinct experts they touch over the copy bandwidth measured in the same run.
 """
 
 from __future__ import annotations
@@ -139,7 +144,8 @@ def _compile_one(cg: tuple, cd: tuple, dims: tuple[int, int, int, int]) -> None:
 
 
 def _routings(t: int, dims: tuple[int, int, int, int], gen: torch.Generator, device: torch.device) -> list:
-    """Eight routings of ``t`` tokens, rotated: different experts each call (a layer's experts are far larger than L2)."""
+    """Eight routings of ``t`` tokens, to rotate over: different experts each call (a layer's
+    experts are far larger than L2)."""
     from kernels.mxfp4.reference import route_torch
 
     e, h, _, top_k = dims
@@ -338,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens = [int(v) for v in args.tokens.split(",")]
         if args.moe_compare:
             extra = [tuple(tuple(int(v) for v in c.split(",")) for c in p.split(";")) for p in args.extra.split()]
-            lines += [f"copy bandwidth {copy:.0f} GB/s"] + compare_moe(device, tokens, args.before, extra, copy_gbps=copy)
+            lines += [f"copy bandwidth {copy:.0f} GB/s"]
+            lines += compare_moe(device, tokens, args.before, extra, copy_gbps=copy)
         else:
             lines += [f"copy bandwidth {copy:.0f} GB/s"] + sweep_moe(device, tokens, copy_gbps=copy)
     if args.out:

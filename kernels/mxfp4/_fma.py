@@ -7,7 +7,8 @@ chunk's partial is published for the split-K fix-up (the last of a chunk's K sli
 finishes it), or stored directly when K is one slice.
 
 On CUDA, ``triton.autotune`` picks among ``FMA_CONFIGS`` once per (M, N, K) on first use
-(warm up before capturing CUDA graphs); the interpreter uses ``fma_default``.
+(warm up before capturing CUDA graphs); the interpreter uses ``fma_default``. The MoE decode
+(``moe_decode.py``) has its own candidates and fixed defaults (``moe_fma_defaults``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, nu
 # The MoE decode kernels (moe_decode.py) at gpt-oss shapes (2880-wide, 4 experts a token): the
 # autotuner's candidates, the best of the H100 sweep at 1 to 8 tokens (docs/PERFORMANCE.md,
 # run E: every config there was within 0.9-1.2x of these).
-MOE_GATE_UP_GRID = [(4, 512, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 1, 4, 1), (64, 128, 1, 8, 1), (32, 128, 1, 4, 1)]
+MOE_GATE_UP_GRID = [(4, 512, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 1, 4, 1), (64, 128, 1, 8, 1),
+                    (32, 128, 1, 4, 1)]
 MOE_DOWN_GRID = [(16, 128, 1, 4, 1), (32, 128, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 2, 4, 1), (8, 512, 1, 4, 1)]
 MOE_GRID = sorted(set(MOE_GATE_UP_GRID + MOE_DOWN_GRID))  # what the sweep tries for both kernels
 

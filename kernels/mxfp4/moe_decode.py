@@ -1,13 +1,18 @@
 """MoE decode on CUDA cores ("fma8" experts): the GEMV loop of ``_fma.py`` with fused epilogues.
 
 gate_up: a program holds one K slice of a (token, expert) pair's activations and streams
-row chunks of that expert's glu and linear weights; the split-K fix-up of a chunk adds
-the biases and applies the clamped SwiGLU, writing bf16 activations.
+row chunks of that expert's glu and linear weights. With one K slice it adds the biases,
+applies the clamped SwiGLU and writes bf16 activations itself; with several, each program
+publishes its chunks' partials and arrives once on its row group's counter, and the last
+arrival finishes every chunk of the group.
 
 down: the k experts of a token become more K slices: slice ``q`` is expert ``q // S`` over
 K range ``q % S``, already multiplied by its routing weight, so the fix-up's sum *is* the
 weighted sum over experts; it adds ``sum_j w_j * bias[e_j]`` and writes y. Two launches
-a layer, no sorting, no atomics on data, deterministic.
+a layer, no sorting, no atomics on data (the slices are summed in a fixed order whoever
+arrives last), counters reset in the kernel: deterministic and graph-safe.
+
+Launch configs: ``_fma.moe_fma_defaults`` by token count, or autotuned per (I, H, T).
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ def _gate_up_fma_kernel(
     for i in range(CHUNKS):
         offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < I
-        # The next chunk's codes are requested before this chunk's math, so each thread keeps
-        # a chunk of DRAM reads in flight (ptxas otherwise issues each load just before its use).
+        # The next chunk's codes are requested before this chunk's math. ptxas still sinks them
+        # below the FFMAs, but they stay in flight through the reduction, the stores and the
+        # loop's back edge, where loads inside one iteration were waited for one by one.
         nxt_ok = (offs_n + BN < I) & (i + 1 < CHUNKS)
         wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
         wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
@@ -176,7 +182,8 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
         cfg_gu = cfg_dn = None
     act = torch.empty((pairs, i_dim), dtype=torch.bfloat16, device=x.device)
     y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
-    part_g = torch.empty((max_slices(kw_h, cfg_gu, MOE_GATE_UP_GRID), pairs, 2, i_dim), dtype=torch.float32, device=x.device)
+    part_g = torch.empty((max_slices(kw_h, cfg_gu, MOE_GATE_UP_GRID), pairs, 2, i_dim), dtype=torch.float32,
+                         device=x.device)
     part_d = torch.empty((k * max_slices(kw_i, cfg_dn, MOE_DOWN_GRID), t, h_dim), dtype=torch.float32, device=x.device)
     cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu, MOE_GATE_UP_GRID),
                                          t * max_chunks(h_dim, cfg_dn, MOE_DOWN_GRID)))
