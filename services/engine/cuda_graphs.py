@@ -53,6 +53,7 @@ class Staging:
         self.device = device
         self.on_cuda = device.type == "cuda"
         self._host = torch.zeros(capacity, dtype=torch.long, pin_memory=self.on_cuda)
+        self._host_array = self._host.numpy()  # the same memory: numpy fills it from a list without a tensor
         self._device = torch.zeros(capacity, dtype=torch.long, device=device)
         self._done = torch.cuda.Event() if self.on_cuda else None
 
@@ -62,7 +63,7 @@ class Staging:
             self.__init__(2 * n, self.device)
         if self._done is not None:
             self._done.synchronize()  # the previous copy out of the host buffer has finished
-        self._host[:n] = torch.tensor(values, dtype=torch.long)
+        self._host_array[:n] = values
         out = self._device[:n]
         out.copy_(self._host[:n], non_blocking=True)
         if self._done is not None:
