@@ -50,6 +50,7 @@ class NativeRunner(ModelRunner):
         self._vocab_size = info.vocab_size
         self._graphs: DecodeGraphs | None = None
         self._prefill: PrefillGraphs | None = None
+        self._step_done = torch.cuda.Event() if self._device.type == "cuda" else None
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
@@ -132,11 +133,11 @@ class NativeRunner(ModelRunner):
         if self._prefill is not None and len(batch) == 1:
             item = batch[0]
             if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(len(ids)):
-                return self._prefill.run(ids, item.sequence.block_table)
+                return self._ready(self._prefill.run(ids, item.sequence.block_table))
         if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
             logits = self._graphs.run(batch)
             if logits is not None:
-                return logits
+                return self._ready(logits)
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],
@@ -150,7 +151,15 @@ class NativeRunner(ModelRunner):
             rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]
             if len(rows) != hidden.shape[0]:
                 hidden = hidden[torch.tensor(rows, dtype=torch.long, device=self._device)]
-            return self.model.compute_logits(hidden).float()
+            return self._ready(self.model.compute_logits(hidden).float())
+
+    def _ready(self, logits: torch.Tensor) -> torch.Tensor:
+        """Wait for the step on CUDA with the GIL released (``Event.synchronize`` drops it; the sampler's
+        ``tolist`` would wait holding it), so the event-loop thread streams the last tokens meanwhile."""
+        if self._step_done is not None:
+            self._step_done.record()
+            self._step_done.synchronize()
+        return logits
 
     def prompt_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of one prompt [T, V], written to blocks 0.. (parity checks; not while serving)."""
