@@ -33,14 +33,24 @@ import triton.language as tl
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._swiglu import swiglu
-from kernels.mxfp4._tile import cast_out, dequant_tile, load_codes
+from kernels.mxfp4._bf16x2 import fma8_bf16_tile
+from kernels.mxfp4._tile import cast_out, dequant_tile
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
+
+
+# How a weight tile becomes bf16 MMA operands: "f32" (``_tile.dequant_tile``, then a conversion)
+# or "bf16x2" (``_bf16x2.py``: two weights per instruction, fma8 codes only; the interpreter
+# runs the f32 decode for it, the values being the same).
+DECODES = ("f32", "bf16x2")
 
 
 @dataclass(frozen=True, slots=True)
 class GroupedConfig:
     """Tiles of the grouped path: ``block`` sorted pairs x ``bn`` (gate_up) / ``bn_down`` weight
-    rows x ``bk`` codes along K per step; ``w_left``: the weight is the MMA's left operand."""
+    rows x ``bk`` codes along K per step; ``w_left``: the weight is the MMA's left operand;
+    ``decode``: one of ``DECODES``; ``prefetch_scales``: load step t+1's scale bytes during step t
+    (one byte a thread, too narrow for the compiler's asynchronous-copy pipeline, so otherwise
+    each step waits a global-load latency for them)."""
 
     block: int
     bn: int = 64
@@ -49,6 +59,8 @@ class GroupedConfig:
     w_left: bool = False
     num_warps: int = 4
     num_stages: int = 3
+    decode: str = "f32"
+    prefetch_scales: bool = False
 
     def __post_init__(self) -> None:
         for name in ("block", "bn", "bn_down", "bk"):
@@ -57,6 +69,8 @@ class GroupedConfig:
                 raise ValueError(f"{name}={value} must be a power of two >= 16")
         if self.bk < 64:
             raise ValueError("bk must be at least 64 (two MX blocks)")
+        if self.decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
 
 
 def grouped_config(pairs: int, experts: int) -> GroupedConfig:
@@ -86,14 +100,32 @@ def _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr)
 
 
 @triton.jit
-def _weight(q_rows, s_rows, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
-            SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
-    """K step ``t`` of a weight, decoded: bf16 ``[BN, BK]`` (fp32 in the interpreter: no bf16 math there).
-    ``EVEN_K``: the step lies inside K, so no K mask and the code loads stay vectors."""
-    wq, ws = load_codes(q_rows, s_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED)
-    w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
-    if not INTERPRET:
-        w = w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
+def _scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
+    """K step ``t``'s E8M0 bytes ``[BN, BK/32]`` (zero past K, so a prefetch past the end is harmless)."""
+    ks = t * (BK // 32) + tl.arange(0, BK // 32)
+    return tl.load(s_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
+
+
+@triton.jit
+def _weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
+            SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
+    interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
+    code loads stay vectors."""
+    per_word: tl.constexpr = 8 if SWIZZLED else 2
+    kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
+    if EVEN_K:
+        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None], other=0)
+    else:
+        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
+                     other=0)
+    if BF16X2 and not INTERPRET:
+        tl.static_assert(SWIZZLED, "the bf16x2 decode reads fma8 codes")
+        w = fma8_bf16_tile(wq, ws, BN, BK)
+    else:
+        w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
+        if not INTERPRET:
+            w = w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
     return w
 
 
@@ -138,7 +170,8 @@ def _gate_up_kernel(
     gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
     I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -159,14 +192,29 @@ def _gate_up_kernel(
             acc_g = tl.zeros((BM, BN), tl.float32)
             acc_l = tl.zeros((BM, BN), tl.float32)
         full = H // BK
+        sg = _scales(gs, n_ok, 0, KP_BLOCKS, BK)
+        sl = _scales(ls, n_ok, 0, KP_BLOCKS, BK)
         for t in range(0, full):
+            if PREFETCH:
+                sg_t, sl_t = sg, sl
+                sg = _scales(gs, n_ok, t + 1, KP_BLOCKS, BK)
+                sl = _scales(ls, n_ok, t + 1, KP_BLOCKS, BK)
+            else:
+                sg_t = _scales(gs, n_ok, t, KP_BLOCKS, BK)
+                sl_t = _scales(ls, n_ok, t, KP_BLOCKS, BK)
             xt = _acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), xt, W_LEFT)
+            acc_g = _mma(acc_g, _weight(gq, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), xt,
+                         W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), xt,
+                         W_LEFT)
         if TAIL:
             xt = _acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
-            acc_g = _mma(acc_g, _weight(gq, gs, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, ls, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), xt, W_LEFT)
+            sg_t = _scales(gs, n_ok, full, KP_BLOCKS, BK)
+            sl_t = _scales(ls, n_ok, full, KP_BLOCKS, BK)
+            acc_g = _mma(acc_g, _weight(gq, sg_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET),
+                         xt, W_LEFT)
+            acc_l = _mma(acc_l, _weight(lq, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET),
+                         xt, W_LEFT)
         if HAS_BIAS:
             acc_g += _cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
             acc_l += _cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
@@ -185,7 +233,8 @@ def _down_kernel(
     dq_ptr, ds_ptr, db_ptr, out_ptr,
     I, H, KP_BLOCKS,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -203,12 +252,21 @@ def _down_kernel(
         else:
             acc = tl.zeros((BM, BN), tl.float32)
         full = I // BK
+        sd = _scales(ds, n_ok, 0, KP_BLOCKS, BK)
         for t in range(0, full):
+            if PREFETCH:
+                sd_t = sd
+                sd = _scales(ds, n_ok, t + 1, KP_BLOCKS, BK)
+            else:
+                sd_t = _scales(ds, n_ok, t, KP_BLOCKS, BK)
             at = _acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
-            acc = _mma(acc, _weight(dq, ds, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, INTERPRET), at, W_LEFT)
+            acc = _mma(acc, _weight(dq, sd_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), at,
+                       W_LEFT)
         if TAIL:
             at = _acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
-            acc = _mma(acc, _weight(dq, ds, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, INTERPRET), at, W_LEFT)
+            sd_t = _scales(ds, n_ok, full, KP_BLOCKS, BK)
+            acc = _mma(acc, _weight(dq, sd_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET), at,
+                       W_LEFT)
         if HAS_BIAS:
             acc += _cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
         wt = tl.load(wts_ptr + pair, mask=m_ok, other=0.0)
@@ -234,8 +292,11 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     act = torch.empty((x.shape[0] * k, i_dim), dtype=torch.bfloat16, device=x.device)
     tiles = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
+    if cfg.decode == "bf16x2" and w.layout != "fma8":
+        raise ValueError(f"decode 'bf16x2' reads fma8 codes, the experts are {w.layout!r}")
     common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
-                  INTERPRET=is_interpreter(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                  BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
+                  num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     _gate_up_kernel[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
         x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,

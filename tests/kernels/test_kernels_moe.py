@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
+from kernels.mxfp4._bf16x2 import e8m0_bf16_pair
+from kernels.mxfp4._tile import e8m0_to_f32
 from kernels.mxfp4.format import dequantize_torch, quantize_torch
 from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
 from kernels.mxfp4.moe_dense import DenseConfig
@@ -237,6 +241,10 @@ GROUPED_CONFIGS = [
     ("fma8", GroupedConfig(block=16)),
     ("ocp", GroupedConfig(block=32, bn=32, bn_down=32, w_left=True)),
     ("fma8", GroupedConfig(block=16, bk=128, num_warps=8)),
+    # The bf16x2 decode (PTX on CUDA; the interpreter runs the f32 decode in its place) with
+    # next-step scale prefetch, in both orientations, with and without a peeled tail.
+    ("fma8", GroupedConfig(block=16, decode="bf16x2", prefetch_scales=True)),
+    ("fma8", GroupedConfig(block=32, bk=128, w_left=True, decode="bf16x2", prefetch_scales=True)),
 ]
 
 
@@ -275,3 +283,32 @@ def test_grouped_config_gives_most_experts_one_tile(device, gen) -> None:
     with pytest.raises(ValueError, match="mode 'dequant_dot'"):
         mxfp4_moe_triton(x, ids, wts, MoEWeights.from_gate_up(gate_up, down), path="grouped", mode="dot_scaled",
                          config=GroupedConfig(block=16))
+
+
+@triton.jit
+def _pairs(s_ptr, pair_ptr, f32_ptr):
+    s = tl.load(s_ptr + tl.arange(0, 256))
+    tl.store(pair_ptr + tl.arange(0, 256), e8m0_bf16_pair(s))
+    tl.store(f32_ptr + tl.arange(0, 256), e8m0_to_f32(s))
+
+
+def test_bf16_scale_pairs_match_the_fp32_scales_for_every_byte(device) -> None:
+    """The bf16x2 decode's E8M0 -> bf16 pair: both halves are the top half of the fp32 scale
+    (2**(s-127) is exact in bf16, 0 the subnormal 2**-127, 255 NaN)."""
+    scales = torch.arange(256, device=device, dtype=torch.int32).to(torch.uint8)
+    pair = torch.empty(256, dtype=torch.int32, device=device)
+    f32 = torch.empty(256, dtype=torch.float32, device=device)
+    _pairs[(1,)](scales, pair, f32)
+    top = (f32.view(torch.int32).long() >> 16) & 0xFFFF
+    assert torch.equal(pair.long() & 0xFFFF, top) and torch.equal((pair.long() >> 16) & 0xFFFF, top)
+
+
+def test_grouped_config_decode_is_checked(device, gen) -> None:
+    with pytest.raises(ValueError, match="decode must be"):
+        GroupedConfig(block=16, decode="fp4")
+    gate_up, down, _, _ = make_layer(device, gen, bias=False)
+    x = torch.randn(2, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(2, E, device=device, generator=gen), TOPK)
+    with pytest.raises(ValueError, match="reads fma8 codes"):
+        mxfp4_moe_triton(x, ids, wts, MoEWeights.from_gate_up(gate_up, down), path="grouped",
+                         config=GroupedConfig(block=16, decode="bf16x2"))

@@ -1,19 +1,20 @@
 """Tile sweep of the MoE grouped path at decode-batch sizes, against its peers, in one GPU run.
 
-    python3 -m kernels.harness.cases.gpt_oss_moe.sweep [--m 256,128,16,64,512,1024] [--budget-s 100]
+    python3 -m kernels.harness.cases.gpt_oss_moe.sweep [--m 256,64,1024,16,512] [--budget-s 100] [--peers]
 
 One gpt-oss-20b layer's experts (the ``gpt_oss_moe`` case's weights), fma8 codes as the
 engine loads them. Every row is the median of CUDA-graph replays (``timing.time_calls``)
 rotating over 4 token/routing sets, its error against torch bf16 on the same inputs, and
 the floor: the used experts' MXFP4 bytes over the copy bandwidth measured in the same run.
-The first ``m`` runs every tile config; later ones run the best two of it plus the default,
-so the compile time (the run's main cost) stays inside ``--budget-s``. Writes ``sweep.txt``
-to ``$OUT`` when set.
+Every ``m`` runs torch bf16 and every candidate of ``_configs``; ``--peers`` adds the other
+paths. Rows past ``--budget-s`` are skipped (compiling is the run's main cost). Writes
+``sweep.txt`` to ``$OUT`` when set.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import time
@@ -31,21 +32,20 @@ SETS = 4
 
 
 def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
-    block = grouped_config(pairs, experts).block
+    """Run 3's candidates against run 2's default tiles (``grouped_f32``), same rows per tile."""
+    base = dataclasses.replace(grouped_config(pairs, experts), decode="f32", prefetch_scales=False)
     return {
-        "new_default": grouped_config(pairs, experts),
-        "new_w4": GroupedConfig(block=block, num_warps=4),
-        "new_w8": GroupedConfig(block=block, num_warps=8),
-        "new_bn128_w8": GroupedConfig(block=block, bn=128, bn_down=128, num_warps=8),
-        "new_wright_w4": GroupedConfig(block=block, w_left=False, num_warps=4),
-        "new_wright_w8": GroupedConfig(block=block, w_left=False, num_warps=8),
-        "new_half_block": GroupedConfig(block=max(16, block // 2), num_warps=4),
+        "grouped_f32": base,
+        "bf16x2": dataclasses.replace(base, decode="bf16x2"),
+        "bf16x2_pf": dataclasses.replace(base, decode="bf16x2", prefetch_scales=True),
+        "bf16x2_pf_bk128": dataclasses.replace(base, decode="bf16x2", prefetch_scales=True, bk=128),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--m", default="256,128,16,64,512,1024", help="tokens per call (pairs = 4 x m)")
+    parser.add_argument("--m", default="256,64,1024,16,512", help="tokens per call (pairs = 4 x m)")
+    parser.add_argument("--peers", action="store_true", help="also the earlier tiles, decode and dense_cublas")
     parser.add_argument("--budget-s", type=float, default=100.0)
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args(argv)
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator(device=device)
     gen.manual_seed(case.manifest.seed)
     base = model.prepare({**model.make_weights(gen, device), **model.make_activations(1, gen, device)})
-    keep: list[str] = []
-    for step, m in enumerate(int(v) for v in args.m.split(",") if v):
+    for m in (int(v) for v in args.m.split(",") if v):
         pairs = m * model.top_k
         shaped = {**base, "x": base["x"].new_empty((m, model.h)), "logits": base["logits"].new_empty((m, model.e))}
         sets = [model.rotate(shaped, 100 * m + i) for i in range(SETS)]
@@ -83,18 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             return lambda s: mxfp4_moe_triton(s["x"], s["ids"], s["weights"], s["fma8"], path=path, config=config)
 
         variants: dict[str, Callable[[dict], torch.Tensor]] = {"torch_bf16": bf16}
-        if pairs <= 256:
-            variants["decode"] = call("decode")
-        if pairs >= 512:
-            variants["dense_cublas"] = call("dense_cublas")
-        old = grouped_tiles(pairs, model.e)
-        variants["old_grouped"] = call("grouped", old)
-        variants["old_grouped_bk64"] = call("grouped", GroupedTiles(block=old.block, bk_h=64, bk_i=64))
-        configs = _configs(pairs, model.e)
-        names = list(configs) if step == 0 else ["new_default", *[n for n in keep if n != "new_default"]]
-        variants |= {name: call("grouped", configs[name]) for name in names}
+        if args.peers:
+            if pairs <= 256:
+                variants["decode"] = call("decode")
+            if pairs >= 512:
+                variants["dense_cublas"] = call("dense_cublas")
+            old = grouped_tiles(pairs, model.e)
+            variants["old_grouped_bk64"] = call("grouped", GroupedTiles(block=old.block, bk_h=64, bk_i=64))
+        variants |= {name: call("grouped", config) for name, config in _configs(pairs, model.e).items()}
         floor = case.model.floor_us(m, ceil)
-        timed: dict[str, float] = {}
         for name, fn in variants.items():
             if time.monotonic() - began > args.budget_s:
                 lines.append(f"{m:>5} {pairs:>5} {name:<22} skipped: past the {args.budget_s:.0f} s budget")
@@ -102,14 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 us, err = run(fn)
-                timed[name] = us
                 row = f"{m:>5} {pairs:>5} {name:<22} {us:8.1f} {floor:7.1f} {us / floor:7.2f} {err:8.1e}"
             except Exception as exc:  # a config the compiler rejects is a data point, not a crash
                 row = f"{m:>5} {pairs:>5} {name:<22} error: {type(exc).__name__}: {str(exc)[:160]}"
             lines.append(row)
             print(row, flush=True)
-        if step == 0:
-            keep = sorted((n for n in timed if n.startswith("new_")), key=timed.get)[:2]
         torch.cuda.empty_cache()
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "sweep.txt").write_text("\n".join(lines) + "\n")
