@@ -33,8 +33,8 @@ import triton.language as tl
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._swiglu import swiglu
-from kernels.mxfp4._bf16x2 import fma8_bf16_tile
-from kernels.mxfp4._tile import cast_out, dequant_tile
+from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
+from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
 
 
@@ -50,7 +50,9 @@ class GroupedConfig:
     rows x ``bk`` codes along K per step; ``w_left``: the weight is the MMA's left operand;
     ``decode``: one of ``DECODES``; ``prefetch_scales``: load step t+1's scale bytes during step t
     (one byte a thread, too narrow for the compiler's asynchronous-copy pipeline, so otherwise
-    each step waits a global-load latency for them)."""
+    each step waits a global-load latency for them); ``pair_rows``: gate_up decodes gate and up
+    rows interleaved in one ``2 bn``-row tile, so each K step has one decode, one barrier and
+    one wider MMA instead of two of each (weight as the right operand only)."""
 
     block: int
     bn: int = 64
@@ -61,6 +63,7 @@ class GroupedConfig:
     num_stages: int = 3
     decode: str = "f32"
     prefetch_scales: bool = False
+    pair_rows: bool = False
 
     def __post_init__(self) -> None:
         for name in ("block", "bn", "bn_down", "bk"):
@@ -69,6 +72,8 @@ class GroupedConfig:
                 raise ValueError(f"{name}={value} must be a power of two >= 16")
         if self.bk < 64:
             raise ValueError("bk must be at least 64 (two MX blocks)")
+        if self.pair_rows and self.w_left:
+            raise ValueError("pair_rows takes the weight as the right operand (w_left=False)")
         if self.decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
 
@@ -91,80 +96,6 @@ def grouped_config(pairs: int, experts: int) -> GroupedConfig:
 
 
 @triton.jit
-def _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr):
-    start = tl.load(tile_start_ptr + pid_m)
-    end = tl.load(tile_end_ptr + pid_m)
-    rows = start + tl.arange(0, BM)
-    ok = rows < end
-    return start < end, rows, tl.load(order_ptr + rows, mask=ok, other=0), ok
-
-
-@triton.jit
-def _scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
-    """K step ``t``'s E8M0 bytes ``[BN, BK/32]`` (zero past K, so a prefetch past the end is harmless)."""
-    ks = t * (BK // 32) + tl.arange(0, BK // 32)
-    return tl.load(s_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
-
-
-@triton.jit
-def _weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
-            SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
-    """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
-    interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
-    code loads stay vectors."""
-    per_word: tl.constexpr = 8 if SWIZZLED else 2
-    kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
-    if EVEN_K:
-        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None], other=0)
-    else:
-        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
-                     other=0)
-    if BF16X2 and not INTERPRET:
-        tl.static_assert(SWIZZLED, "the bf16x2 decode reads fma8 codes")
-        w = fma8_bf16_tile(wq, ws, BN, BK)
-    else:
-        w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
-        if not INTERPRET:
-            w = w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
-    return w
-
-
-@triton.jit
-def _acts(x_rows, m_ok, t, K, BK: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr):
-    """K step ``t`` of the activation rows ``[BM]`` (pointers to each row's start): ``[BM, BK]``."""
-    kx = t * BK + tl.arange(0, BK)
-    if EVEN_K:
-        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None], other=0.0)
-    else:
-        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None] & (kx < K)[None, :], other=0.0)
-    # One return statement per helper: the compiler checks every return's type, taken branch or not.
-    if INTERPRET:
-        xt = xt.to(tl.float32)
-    else:
-        xt = xt.to(tl.bfloat16)
-    return xt
-
-
-@triton.jit
-def _mma(acc, w, xt, W_LEFT: tl.constexpr):
-    if W_LEFT:
-        acc = tl.dot(w, tl.trans(xt), acc)  # [BN, BM]
-    else:
-        acc = tl.dot(xt, tl.trans(w), acc)  # [BM, BN]
-    return acc
-
-
-@triton.jit
-def _cols(v, W_LEFT: tl.constexpr):
-    """A ``[BN]`` vector shaped to broadcast along the accumulator's weight-row axis."""
-    if W_LEFT:
-        r = v[:, None]
-    else:
-        r = v[None, :]
-    return r
-
-
-@triton.jit
 def _gate_up_kernel(
     x_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
     gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
@@ -175,7 +106,7 @@ def _gate_up_kernel(
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
-    busy, rows, pair, m_ok = _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
+    busy, rows, pair, m_ok = tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
     if busy:
         e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
         offs_n = pid_n * BN + tl.arange(0, BN)
@@ -192,32 +123,32 @@ def _gate_up_kernel(
             acc_g = tl.zeros((BM, BN), tl.float32)
             acc_l = tl.zeros((BM, BN), tl.float32)
         full = H // BK
-        sg = _scales(gs, n_ok, 0, KP_BLOCKS, BK)
-        sl = _scales(ls, n_ok, 0, KP_BLOCKS, BK)
+        sg = step_scales(gs, n_ok, 0, KP_BLOCKS, BK)
+        sl = step_scales(ls, n_ok, 0, KP_BLOCKS, BK)
         for t in range(0, full):
             if PREFETCH:
                 sg_t, sl_t = sg, sl
-                sg = _scales(gs, n_ok, t + 1, KP_BLOCKS, BK)
-                sl = _scales(ls, n_ok, t + 1, KP_BLOCKS, BK)
+                sg = step_scales(gs, n_ok, t + 1, KP_BLOCKS, BK)
+                sl = step_scales(ls, n_ok, t + 1, KP_BLOCKS, BK)
             else:
-                sg_t = _scales(gs, n_ok, t, KP_BLOCKS, BK)
-                sl_t = _scales(ls, n_ok, t, KP_BLOCKS, BK)
-            xt = _acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            acc_g = _mma(acc_g, _weight(gq, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), xt,
-                         W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), xt,
-                         W_LEFT)
+                sg_t = step_scales(gs, n_ok, t, KP_BLOCKS, BK)
+                sl_t = step_scales(ls, n_ok, t, KP_BLOCKS, BK)
+            xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
+            wg = step_weight(gq, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
+            wl = step_weight(lq, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
         if TAIL:
-            xt = _acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
-            sg_t = _scales(gs, n_ok, full, KP_BLOCKS, BK)
-            sl_t = _scales(ls, n_ok, full, KP_BLOCKS, BK)
-            acc_g = _mma(acc_g, _weight(gq, sg_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET),
-                         xt, W_LEFT)
-            acc_l = _mma(acc_l, _weight(lq, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET),
-                         xt, W_LEFT)
+            xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
+            sg_t = step_scales(gs, n_ok, full, KP_BLOCKS, BK)
+            sl_t = step_scales(ls, n_ok, full, KP_BLOCKS, BK)
+            wg = step_weight(gq, sg_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
+            wl = step_weight(lq, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
         if HAS_BIAS:
-            acc_g += _cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-            acc_l += _cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+            acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+            acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
         act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
         if W_LEFT:
             tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
@@ -225,6 +156,58 @@ def _gate_up_kernel(
         else:
             tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
                      mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _gate_up_paired_kernel(
+    x_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
+    gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
+    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
+    INTERPRET: tl.constexpr,
+):
+    """``_gate_up_kernel`` on one ``[2 BN, BK]`` tile a step: row ``2j`` is gate row ``j``, row
+    ``2j + 1`` up row ``j``, so the accumulator's neighbouring columns (held by one thread in
+    the MMA layout) split into gate and up without a shuffle."""
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    busy, rows, pair, m_ok = tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
+    if busy:
+        e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
+        j = tl.arange(0, 2 * BN)
+        w_ok = pid_n * BN + j // 2 < I
+        w_row = (e * I + pid_n * BN + j // 2)[:, None]
+        gate = (j % 2 == 0)[:, None]
+        row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+        q = tl.where(gate, gq_ptr + w_row * row_q, lq_ptr + w_row * row_q)
+        s = tl.where(gate, gs_ptr + w_row * KP_BLOCKS, ls_ptr + w_row * KP_BLOCKS)
+        x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
+        acc = tl.zeros((BM, 2 * BN), tl.float32)
+        full = H // BK
+        sc = step_scales(s, w_ok, 0, KP_BLOCKS, BK)
+        for t in range(0, full):
+            if PREFETCH:
+                sc_t = sc
+                sc = step_scales(s, w_ok, t + 1, KP_BLOCKS, BK)
+            else:
+                sc_t = step_scales(s, w_ok, t, KP_BLOCKS, BK)
+            xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
+            w = step_weight(q, sc_t, w_ok, t, KP_BLOCKS, 2 * BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            acc = tl.dot(xt, tl.trans(w), acc)
+        if TAIL:
+            xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
+            sc_t = step_scales(s, w_ok, full, KP_BLOCKS, BK)
+            w = step_weight(q, sc_t, w_ok, full, KP_BLOCKS, 2 * BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            acc = tl.dot(xt, tl.trans(w), acc)
+        acc_g, acc_l = tl.split(acc.reshape(BM, BN, 2))
+        offs_n = pid_n * BN + tl.arange(0, BN)
+        n_ok = offs_n < I
+        if HAS_BIAS:
+            acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[None, :]
+            acc_l += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[None, :]
+        act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
+        tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act, mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -238,7 +221,7 @@ def _down_kernel(
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
-    busy, rows, pair, m_ok = _tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
+    busy, rows, pair, m_ok = tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
     if busy:
         e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
         offs_n = pid_n * BN + tl.arange(0, BN)
@@ -252,23 +235,23 @@ def _down_kernel(
         else:
             acc = tl.zeros((BM, BN), tl.float32)
         full = I // BK
-        sd = _scales(ds, n_ok, 0, KP_BLOCKS, BK)
+        sd = step_scales(ds, n_ok, 0, KP_BLOCKS, BK)
         for t in range(0, full):
             if PREFETCH:
                 sd_t = sd
-                sd = _scales(ds, n_ok, t + 1, KP_BLOCKS, BK)
+                sd = step_scales(ds, n_ok, t + 1, KP_BLOCKS, BK)
             else:
-                sd_t = _scales(ds, n_ok, t, KP_BLOCKS, BK)
-            at = _acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
-            acc = _mma(acc, _weight(dq, sd_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET), at,
-                       W_LEFT)
+                sd_t = step_scales(ds, n_ok, t, KP_BLOCKS, BK)
+            at = step_acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
+            wd = step_weight(dq, sd_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            acc = tile_mma(acc, wd, at, W_LEFT)
         if TAIL:
-            at = _acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
-            sd_t = _scales(ds, n_ok, full, KP_BLOCKS, BK)
-            acc = _mma(acc, _weight(dq, sd_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET), at,
-                       W_LEFT)
+            at = step_acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
+            sd_t = step_scales(ds, n_ok, full, KP_BLOCKS, BK)
+            wd = step_weight(dq, sd_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            acc = tile_mma(acc, wd, at, W_LEFT)
         if HAS_BIAS:
-            acc += _cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
+            acc += acc_cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
         wt = tl.load(wts_ptr + pair, mask=m_ok, other=0.0)
         if W_LEFT:
             acc *= wt[None, :]
@@ -297,7 +280,8 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
                   BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
                   num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    _gate_up_kernel[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
+    gate_up = _gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
+    gate_up[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
         x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,

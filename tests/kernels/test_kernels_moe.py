@@ -195,7 +195,8 @@ def test_every_path_repeats_bit_for_bit_and_sees_skewed_routing(device, gen) -> 
     logits[:, 5] += 50.0
     ids, wts = route_torch(logits, TOPK)
     ref = mxfp4_moe_torch(x, ids, wts, w)
-    for path, config in (("grouped", None), ("dense", SMALL_DENSE), ("dense_cublas", None)):
+    bf16x2 = GroupedConfig(block=16, decode="bf16x2", prefetch_scales=True)
+    for path, config in (("grouped", None), ("grouped", bf16x2), ("dense", SMALL_DENSE), ("dense_cublas", None)):
         first = mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)
         assert torch.equal(first, mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)), path
         if path != "dense_cublas":
@@ -210,12 +211,13 @@ def test_grouped_and_dense_paths_replay_in_a_cuda_graph(device, gen) -> None:
     w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
     x = torch.randn(70, H, device=device, generator=gen).bfloat16()
     ids, wts = route_torch(torch.randn(70, E, device=device, generator=gen), TOPK)
-    for path in ("grouped", "dense"):
-        mxfp4_moe_triton(x, ids, wts, w, path=path)  # compile outside the capture
+    bf16x2 = GroupedConfig(block=32, decode="bf16x2", prefetch_scales=True)
+    for path, config in (("grouped", None), ("grouped", bf16x2), ("dense", None)):
+        mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)  # compile outside the capture
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            out = mxfp4_moe_triton(x, ids, wts, w, path=path)
+            out = mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)
         x.copy_(torch.randn(x.shape, device=device, generator=gen).bfloat16())
         new_ids, new_wts = route_torch(torch.randn(70, E, device=device, generator=gen), TOPK)
         ids.copy_(new_ids)
@@ -245,6 +247,9 @@ GROUPED_CONFIGS = [
     # next-step scale prefetch, in both orientations, with and without a peeled tail.
     ("fma8", GroupedConfig(block=16, decode="bf16x2", prefetch_scales=True)),
     ("fma8", GroupedConfig(block=32, bk=128, w_left=True, decode="bf16x2", prefetch_scales=True)),
+    # Gate and up rows interleaved in one tile of 2 bn rows.
+    ("fma8", GroupedConfig(block=16, bn=64, decode="bf16x2", prefetch_scales=True, pair_rows=True)),
+    ("ocp", GroupedConfig(block=32, bn=16, bk=128, pair_rows=True)),
 ]
 
 
@@ -306,6 +311,8 @@ def test_bf16_scale_pairs_match_the_fp32_scales_for_every_byte(device) -> None:
 def test_grouped_config_decode_is_checked(device, gen) -> None:
     with pytest.raises(ValueError, match="decode must be"):
         GroupedConfig(block=16, decode="fp4")
+    with pytest.raises(ValueError, match="right operand"):
+        GroupedConfig(block=16, pair_rows=True, w_left=True)
     gate_up, down, _, _ = make_layer(device, gen, bias=False)
     x = torch.randn(2, H, device=device, generator=gen).bfloat16()
     ids, wts = route_torch(torch.randn(2, E, device=device, generator=gen), TOPK)

@@ -1,6 +1,6 @@
 """Tile sweep of the MoE grouped path at decode-batch sizes, against its peers, in one GPU run.
 
-    python3 -m kernels.harness.cases.gpt_oss_moe.sweep [--m 256,64,1024,16,512] [--budget-s 100] [--peers]
+    python3 -m kernels.harness.cases.gpt_oss_moe.sweep [--m 256,64,1024] [--budget-s 100] [--peers]
 
 One gpt-oss-20b layer's experts (the ``gpt_oss_moe`` case's weights), fma8 codes as the
 engine loads them. Every row is the median of CUDA-graph replays (``timing.time_calls``)
@@ -34,17 +34,18 @@ SETS = 4
 def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     """Run 3's candidates against run 2's default tiles (``grouped_f32``), same rows per tile."""
     base = dataclasses.replace(grouped_config(pairs, experts), decode="f32", prefetch_scales=False)
+    fast = dataclasses.replace(base, decode="bf16x2", prefetch_scales=True)
     return {
         "grouped_f32": base,
-        "bf16x2": dataclasses.replace(base, decode="bf16x2"),
-        "bf16x2_pf": dataclasses.replace(base, decode="bf16x2", prefetch_scales=True),
-        "bf16x2_pf_bk128": dataclasses.replace(base, decode="bf16x2", prefetch_scales=True, bk=128),
+        "bf16x2_pf": fast,
+        "bf16x2_pf_pair": dataclasses.replace(fast, pair_rows=True),
+        "bf16x2_pf_bk128": dataclasses.replace(fast, bk=128),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--m", default="256,64,1024,16,512", help="tokens per call (pairs = 4 x m)")
+    parser.add_argument("--m", default="256,64,1024", help="tokens per call (pairs = 4 x m)")
     parser.add_argument("--peers", action="store_true", help="also the earlier tiles, decode and dense_cublas")
     parser.add_argument("--budget-s", type=float, default=100.0)
     parser.add_argument("--samples", type=int, default=10)

@@ -1,0 +1,84 @@
+"""Per-step pieces of the grouped MoE kernels (``moe_grouped.py``): a tile's rows, one K step's
+activations, scales and decoded weights, and the tile product in either operand orientation."""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._bf16x2 import fma8_bf16_tile
+from kernels.mxfp4._tile import dequant_tile
+
+
+@triton.jit
+def tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr):
+    start = tl.load(tile_start_ptr + pid_m)
+    end = tl.load(tile_end_ptr + pid_m)
+    rows = start + tl.arange(0, BM)
+    ok = rows < end
+    return start < end, rows, tl.load(order_ptr + rows, mask=ok, other=0), ok
+
+
+@triton.jit
+def step_scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
+    """K step ``t``'s E8M0 bytes ``[BN, BK/32]`` (zero past K, so a prefetch past the end is harmless)."""
+    ks = t * (BK // 32) + tl.arange(0, BK // 32)
+    return tl.load(s_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
+
+
+@triton.jit
+def step_weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
+            SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
+    interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
+    code loads stay vectors."""
+    per_word: tl.constexpr = 8 if SWIZZLED else 2
+    kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
+    if EVEN_K:
+        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None], other=0)
+    else:
+        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
+                     other=0)
+    if BF16X2 and not INTERPRET:
+        tl.static_assert(SWIZZLED, "the bf16x2 decode reads fma8 codes")
+        w = fma8_bf16_tile(wq, ws, BN, BK)
+    else:
+        w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
+        if not INTERPRET:
+            w = w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
+    return w
+
+
+@triton.jit
+def step_acts(x_rows, m_ok, t, K, BK: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of the activation rows ``[BM]`` (pointers to each row's start): ``[BM, BK]``."""
+    kx = t * BK + tl.arange(0, BK)
+    if EVEN_K:
+        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None], other=0.0)
+    else:
+        xt = tl.load(x_rows[:, None] + kx[None, :], mask=m_ok[:, None] & (kx < K)[None, :], other=0.0)
+    # One return statement per helper: the compiler checks every return's type, taken branch or not.
+    if INTERPRET:
+        xt = xt.to(tl.float32)
+    else:
+        xt = xt.to(tl.bfloat16)
+    return xt
+
+
+@triton.jit
+def tile_mma(acc, w, xt, W_LEFT: tl.constexpr):
+    if W_LEFT:
+        acc = tl.dot(w, tl.trans(xt), acc)  # [BN, BM]
+    else:
+        acc = tl.dot(xt, tl.trans(w), acc)  # [BM, BN]
+    return acc
+
+
+@triton.jit
+def acc_cols(v, W_LEFT: tl.constexpr):
+    """A ``[BN]`` vector shaped to broadcast along the accumulator's weight-row axis."""
+    if W_LEFT:
+        r = v[:, None]
+    else:
+        r = v[None, :]
+    return r
