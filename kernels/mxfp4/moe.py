@@ -266,7 +266,8 @@ def mxfp4_moe_triton(
         named_scaled = mode is not None and m == MODES["dot_scaled"]
         if config is None:
             # dot_scaled asked for by name runs on the earlier tiles; the new ones decode in registers.
-            config = grouped_tiles(t * k, w.num_experts) if named_scaled else grouped_config(t * k, w.num_experts)
+            config = (grouped_tiles(t * k, w.num_experts) if named_scaled
+                      else grouped_config(t * k, w.num_experts, w.layout))
         if isinstance(config, GroupedConfig) and named_scaled:
             raise ValueError(f"GroupedConfig tiles decode in registers (mode 'dequant_dot'), not {mode!r}")
         groups = group_by_expert(ids32, w.num_experts, config.block)

@@ -78,20 +78,29 @@ class GroupedConfig:
             raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
 
 
-def grouped_config(pairs: int, experts: int) -> GroupedConfig:
+# From this many pairs, fma8 experts run the bf16x2 decode with prefetched scales and gate and
+# up paired in one tile. H100, run 3 (docs/PERFORMANCE.md): 389 against 398 us at 256 pairs,
+# 415 against 570 at 1024, 814 against 1144 at 4096; below 256 pairs not measured.
+PAIRED_MIN_PAIRS = 256
+
+
+def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedConfig:
     """``block``: a power of two (16 to 64) over the expected busiest expert's rows, mean + 2
     standard deviations of a binomial count, so one tile per expert is the common case.
 
     H100 sweep (docs/PERFORMANCE.md): 64-row tiles beat 32 at 1024 pairs (584 against 619 us);
     at 256 pairs 16-row tiles (the earlier kernel at BK 64, 442 us) beat 32 (475 us), hence 2
     deviations, not 3. Four warps: eight were slower at 64 rows (748 against 584 us) though
-    ptxas spills a few bytes at four.
+    ptxas spills a few bytes at four. From ``PAIRED_MIN_PAIRS`` on fma8 codes: ``decode``
+    "bf16x2", ``prefetch_scales`` and ``pair_rows``.
     """
     mean = pairs / max(1, experts)
     busiest = mean + 2.0 * (mean * (1.0 - 1.0 / max(1, experts))) ** 0.5
     block = 16
     while block < busiest and block < 64:
         block *= 2
+    if layout == "fma8" and pairs >= PAIRED_MIN_PAIRS:
+        return GroupedConfig(block=block, decode="bf16x2", prefetch_scales=True, pair_rows=True)
     return GroupedConfig(block=block)
 
 

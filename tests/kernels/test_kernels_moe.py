@@ -319,3 +319,20 @@ def test_grouped_config_decode_is_checked(device, gen) -> None:
     with pytest.raises(ValueError, match="reads fma8 codes"):
         mxfp4_moe_triton(x, ids, wts, MoEWeights.from_gate_up(gate_up, down), path="grouped",
                          config=GroupedConfig(block=16, decode="bf16x2"))
+
+
+def test_default_grouped_tiles_switch_to_paired_bf16x2_on_fma8(device, gen) -> None:
+    """From ``PAIRED_MIN_PAIRS`` the default tiles of fma8 experts are the paired bf16x2 ones
+    (ocp experts keep the f32 decode, which reads either layout); the default path runs them."""
+    from kernels.mxfp4.moe_grouped import PAIRED_MIN_PAIRS, grouped_config
+
+    paired = grouped_config(PAIRED_MIN_PAIRS, E)
+    assert (paired.decode, paired.prefetch_scales, paired.pair_rows) == ("bf16x2", True, True)
+    assert grouped_config(PAIRED_MIN_PAIRS, E, "ocp").decode == "f32"
+    assert not grouped_config(PAIRED_MIN_PAIRS - 1, E).pair_rows
+    gate_up, down, gub, db = make_layer(device, gen, bias=True)
+    w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
+    tokens = PAIRED_MIN_PAIRS // TOPK
+    x = torch.randn(tokens, H, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(tokens, E, device=device, generator=gen), TOPK)
+    assert_moe_close(mxfp4_moe_triton(x, ids, wts, w, path="grouped"), mxfp4_moe_torch(x, ids, wts, w))

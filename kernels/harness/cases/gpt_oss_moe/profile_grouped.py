@@ -4,9 +4,10 @@
         python3 -m kernels.harness.cases.gpt_oss_moe.profile_grouped --m 256 --calls 1
 
 The first call compiles and warms (its two launches are the ones ``--launch-skip 2`` skips);
-the profiled launches are the later calls' gate_up and down kernels. ``--decode`` and
-``--prefetch`` pick the ``GroupedConfig`` variant; ``--compare`` instead times every variant
-(CUDA events, median) and prints its largest difference from the default's output.
+the profiled launches are the later calls' gate_up and down kernels.
+``--variant`` picks the ``GroupedConfig`` variant; ``--compare`` instead times every variant
+(CUDA events around eager calls, median: the routing's own launches included, so only the
+differences mean much) and prints its largest difference from the default's output.
 ``ncu_summary.py`` prints the figures that say what bounds a kernel from a report's raw page.
 """
 
@@ -21,8 +22,12 @@ from kernels.harness import load_case
 from kernels.mxfp4.moe import mxfp4_moe_triton
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 
-VARIANTS = {"default": {}, "prefetch": {"prefetch_scales": True}, "bf16x2": {"decode": "bf16x2"},
-            "bf16x2_prefetch": {"decode": "bf16x2", "prefetch_scales": True}}
+# "default": grouped_config's choice; "run2": the tiles before run 3 (docs/PERFORMANCE.md).
+RUN2 = {"decode": "f32", "prefetch_scales": False, "pair_rows": False}
+VARIANTS = {"default": {}, "run2": RUN2, "prefetch": {**RUN2, "prefetch_scales": True},
+            "bf16x2": {**RUN2, "decode": "bf16x2"},
+            "bf16x2_prefetch": {**RUN2, "decode": "bf16x2", "prefetch_scales": True},
+            "bf16x2_prefetch_pair": {"decode": "bf16x2", "prefetch_scales": True, "pair_rows": True}}
 
 
 def _median_us(fn, reps: int = 20) -> float:

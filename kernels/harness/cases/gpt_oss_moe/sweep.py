@@ -33,7 +33,7 @@ SETS = 4
 
 def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     """Run 3's candidates against run 2's default tiles (``grouped_f32``), same rows per tile."""
-    base = dataclasses.replace(grouped_config(pairs, experts), decode="f32", prefetch_scales=False)
+    base = dataclasses.replace(grouped_config(pairs, experts), decode="f32", prefetch_scales=False, pair_rows=False)
     fast = dataclasses.replace(base, decode="bf16x2", prefetch_scales=True)
     return {
         "grouped_f32": base,
