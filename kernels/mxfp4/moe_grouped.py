@@ -18,6 +18,17 @@ What changed, and why (the earlier kernel, ``moe.py``'s ``_gate_up_kernel``):
   rows the compiler picks Ampere-style MMAs). Right was as fast or faster at every size
   measured (351 against 391 us at 64 pairs), so it is the default.
 
+Run 3 (Nsight Compute at 1024 pairs: issue-bound at half the issue slots, with too few
+warps to hide the per-step chain of scale load, decode, shared-memory store, barrier and
+MMA wait) added three options, the default from ``PAIRED_MIN_PAIRS`` on fma8 experts:
+
+* ``decode="bf16x2"`` (``_bf16x2.py``): two weights per shift, mask and multiply, no fp32
+  conversion: a third fewer instructions a weight; gate_up 356 -> 260 us under ncu.
+* ``prefetch_scales``: the scale bytes (too narrow for the asynchronous-copy pipeline) of
+  step t+1 load during step t instead of stalling step t+1.
+* ``pair_rows``: gate and up rows interleaved in one tile, one decode, one barrier and one
+  twice-as-wide MMA a step instead of two of each.
+
 Down writes each pair's routing-weighted fp32 row; the k slots are summed after, in a
 fixed order (no atomics on data: deterministic).
 """

@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import sys
 
+_TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
 _FIXED = (
-    ("time us", "gpu__time_duration.sum", 1e-3),
+    ("time us", "gpu__time_duration.sum", 1.0),
     ("dram % peak", "dram__throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
     ("sm % peak", "sm__throughput.avg.pct_of_peak_sustained_elapsed", 1.0),
     ("issue slots % active", "sm__inst_issued.avg.pct_of_peak_sustained_active", 1.0),
@@ -43,13 +44,15 @@ def _num(text: str) -> float | None:
         return None
 
 
-def summarize(rows: list[dict[str, str]]) -> list[str]:
+def summarize(rows: list[dict[str, str]], units: dict[str, str]) -> list[str]:
+    """``units``: the raw page's second line (ncu picks each metric's unit, ns to ms for times)."""
     lines = []
     for row in rows:
         lines.append(f"== {row.get('Kernel Name', '?')[:60]} (id {row.get('ID', '?')})")
         for label, key, factor in _FIXED:
             value = _num(row.get(key, ""))
             if value is not None:
+                factor *= _TO_US.get(units.get(key, ""), 1.0)
                 lines.append(f"  {label:<26} {value * factor:12.2f}")
         stalls = [(k[len(_STALL):].replace("_per_issue_active.ratio", ""), _num(v)) for k, v in row.items()
                   if k.startswith(_STALL) and k.endswith("_per_issue_active.ratio") and _num(v)]
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     # The raw page's second line holds units, not a launch.
-    print("\n".join(summarize([r for r in rows if _num(r.get("ID", "")) is not None])))
+    launches = [r for r in rows if _num(r.get("ID", "")) is not None]
+    units = next((r for r in rows if _num(r.get("ID", "")) is None), {})
+    print("\n".join(summarize(launches, units)))
     return 0
 
 
