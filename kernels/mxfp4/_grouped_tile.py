@@ -12,6 +12,7 @@ from kernels.mxfp4._tile import dequant_tile
 
 @triton.jit
 def tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr):
+    """Tile ``pid_m``: (has rows, sorted row indices ``[BM]``, their pair indices, row mask)."""
     start = tl.load(tile_start_ptr + pid_m)
     end = tl.load(tile_end_ptr + pid_m)
     rows = start + tl.arange(0, BM)
@@ -28,7 +29,7 @@ def step_scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
 
 @triton.jit
 def step_weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
-            SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
+                SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
     """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
     interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
     code loads stay vectors."""
@@ -67,6 +68,7 @@ def step_acts(x_rows, m_ok, t, K, BK: tl.constexpr, EVEN_K: tl.constexpr, INTERP
 
 @triton.jit
 def tile_mma(acc, w, xt, W_LEFT: tl.constexpr):
+    """``acc += w @ xt^T`` (``[BN, BM]``, weight as the left operand) or ``xt @ w^T`` (``[BM, BN]``)."""
     if W_LEFT:
         acc = tl.dot(w, tl.trans(xt), acc)  # [BN, BM]
     else:

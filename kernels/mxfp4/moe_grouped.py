@@ -43,11 +43,10 @@ import triton.language as tl
 
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
+from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
-
 
 # How a weight tile becomes bf16 MMA operands: "f32" (``_tile.dequant_tile``, then a conversion)
 # or "bf16x2" (``_bf16x2.py``: two weights per instruction, fma8 codes only; the interpreter
