@@ -56,6 +56,7 @@ from services.engine.events import Chunk
 from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
 from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+from services.engine.step_profiler import StepProfiler
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -204,37 +205,6 @@ async def stream(core, prompt: tuple[int, ...], new_tokens: int, started: float 
     return Run(first - started, decode, tokens, last)
 
 
-class _StepProfiler:
-    """cProfile of the engine worker's steps during the batch-1 decode row (``--profile-steps``): where the
-    CPU time between two GPU steps goes. Printed, not recorded."""
-
-    def __init__(self) -> None:
-        import cProfile
-
-        from services.engine import engine_loop
-
-        self.module, self.profile = engine_loop, cProfile.Profile()
-        self.original = engine_loop.EngineLoop._step
-
-    def start(self) -> None:
-        profile, original = self.profile, self.original
-
-        def step(loop, output):  # noqa: ANN001, ANN202 - a wrapper with the wrapped method's signature
-            profile.enable()
-            try:
-                return original(loop, output)
-            finally:
-                profile.disable()
-
-        self.module.EngineLoop._step = step
-
-    def stop(self) -> None:
-        import pstats
-
-        self.module.EngineLoop._step = self.original
-        pstats.Stats(self.profile).sort_stats("tottime").print_stats(20)
-
-
 async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float,
                   profile_steps: bool = False) -> None:  # fmt: skip
     """The engine's rows, most important first; what would start past ``deadline`` is recorded as skipped."""
@@ -254,7 +224,7 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
         record.add(stage=tag, metric=metric, skipped="past the --deadline-s budget")
         return True
 
-    profiler = _StepProfiler() if profile_steps else None
+    profiler = StepProfiler() if profile_steps else None
     if profiler:
         profiler.start()
     run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
@@ -427,7 +397,8 @@ def main() -> int:
     parser.add_argument("--skip-hf", action="store_true", help="leave out the transformers baseline")
     parser.add_argument("--smoke-only", action="store_true")
     parser.add_argument("--profile-steps", action="store_true",
-                        help="print a cProfile of the engine worker's steps during the batch-1 decode row")
+                        help="print a cProfile of the engine worker's steps during the batch-1 decode row "
+                             "(which the profiler slows: do not record that row's figure)")
     parser.add_argument(
         "--deadline-s", type=float, default=0, help="skip measurements that would start later (0: none)"
     )
