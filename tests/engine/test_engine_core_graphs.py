@@ -74,3 +74,34 @@ def test_padded_prefill_path_matches_eager_prefill_and_the_decode_after_it() -> 
         assert (eager_first - padded_first).abs().max().item() < 1e-3
         assert (eager_next - padded_next).abs().max().item() < 1e-3
     assert graphed._prefill is not None and not graphed._prefill._failed
+
+
+def test_staging_grows_past_its_capacity_and_keeps_values() -> None:
+    """A step longer than the staging buffer (a long block table) grows it instead of truncating."""
+    from services.engine.cuda_graphs import Staging
+
+    staging = Staging(4, torch.device("cpu"))
+    assert staging.upload([7, 8, 9]).tolist() == [7, 8, 9]
+    values = list(range(100, 111))
+    assert staging.upload(values).tolist() == values
+    assert staging.upload([1]).tolist() == [1]
+
+
+def test_decode_longer_than_every_graph_width_runs_eagerly_and_matches() -> None:
+    """With a fixed width smaller than a sequence's blocks, that step is refused by the graphs and runs eagerly."""
+    directory = ensure_bundled_model(quiet=True)
+    options = RunnerOptions(num_kv_blocks=40, block_size=4, max_num_seqs=2, weight_format="bf16")
+    eager = NativeRunner.load(directory, options)
+    graphed = NativeRunner.load(directory, options)
+    graphed.enable_decode_graphs(capture=False)
+    assert graphed._graphs is not None
+    graphed._graphs.fixed_width = 2  # 8 tokens: the prompt below outgrows it
+    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173]
+    rows = []
+    for runner in (eager, graphed):
+        steps = Steps(runner)
+        seq = steps.sequence(prompt)
+        steps.feed(seq, int(steps.run([(seq, None)]).argmax(-1)))
+        rows.append(steps.run([(seq, 1)]))
+    assert graphed._graphs._key(1, len(prompt) + 1) is None
+    assert (rows[0] - rows[1]).abs().max().item() < 1e-3
