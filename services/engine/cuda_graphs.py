@@ -154,18 +154,16 @@ class DecodeGraphs:
         bucket, width = key
         batch = len(lens)
         self._load(batch_items, lens, bucket)
-        if not self.capture:  # CPU tests: the same static buffers and fixed width, run eagerly
-            return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
-        entry = self._graphs.get(key)
-        if entry is None:
+        entry = self._graphs.get(key) if self.capture else None
+        if entry is None and self.capture:
             try:
-                entry = self._capture(bucket, width)
+                entry = self._graphs[key] = self._capture(bucket, width)
             except Exception:  # noqa: BLE001 - some forwards cannot be captured: run those eagerly
                 log.warning("decode graph capture failed; running this shape eagerly", extra={"bucket": bucket})
                 self._failed.add(key)
                 torch.cuda.synchronize()
-                return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
-            self._graphs[key] = entry
+        if entry is None:  # capture off (CPU tests) or failed: the same static buffers and width, eagerly
+            return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
         graph, logits = entry
         graph.replay()
         return _owned_float(logits[:batch])

@@ -127,17 +127,18 @@ class NativeRunner(ModelRunner):
     def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
         if not batch:
             return torch.empty(0, self._vocab_size)
+        if self._prefill is not None and len(batch) == 1:
+            item = batch[0]
+            n, seq = item.num_new_tokens, item.sequence
+            if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(n):
+                return self._ready(self._prefill.run(seq.token_ids[:n], seq.block_table))
+        if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
+            logits = self._graphs.run(batch)  # reads the tokens from the sequences itself
+            if logits is not None:
+                return self._ready(logits)
         ids: list[int] = []
         for item in batch:
             ids.extend(item.sequence.token_ids[item.start : item.start + item.num_new_tokens])
-        if self._prefill is not None and len(batch) == 1:
-            item = batch[0]
-            if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(len(ids)):
-                return self._ready(self._prefill.run(ids, item.sequence.block_table))
-        if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
-            logits = self._graphs.run(batch)
-            if logits is not None:
-                return self._ready(logits)
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],

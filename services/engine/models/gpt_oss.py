@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kernels import MoEWeights, load_gpt_oss_experts, mxfp4_moe, route_topk
@@ -107,15 +106,20 @@ class GptOssConfig:
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm in fp32 with an fp32 weight, cast back after the scale (HF keeps gpt-oss norms in fp32)."""
+    """RMSNorm in fp32 with an fp32 weight, cast back after the scale (HF keeps gpt-oss norms in fp32).
+
+    The layers call ``add_rmsnorm`` with this module's weight and eps (the residual add fused in);
+    ``forward`` is the same op without a residual.
+    """
 
     def __init__(self, size: int, eps: float) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size, dtype=torch.float32))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normed, new residual) of ``x`` added to ``residual``; see ``kernels.fused.add_rmsnorm``."""
+        return add_rmsnorm(x, residual, self.weight, self.eps)
 
 
 class GptOssAttention(nn.Module):
@@ -185,9 +189,9 @@ class GptOssDecoderLayer(nn.Module):
         Returns this layer's MoE output and the stream before it: the residual add is fused
         into the next norm (``add_rmsnorm``), the same sums in the same order as ``h + f(norm(h))``.
         """
-        x, residual = add_rmsnorm(h, residual, self.input_layernorm.weight, self.input_layernorm.eps)
+        x, residual = self.input_layernorm(h, residual)
         attn = self.self_attn(x, rope, meta)
-        x, residual = add_rmsnorm(attn, residual, self.post_attention_layernorm.weight, self.post_attention_layernorm.eps)
+        x, residual = self.post_attention_layernorm(attn, residual)
         return self.mlp(x), residual
 
 
@@ -211,7 +215,7 @@ class GptOssForCausalLM(nn.Module):
         residual = None
         for layer in self.layers:
             h, residual = layer(h, residual, rope, meta)
-        return add_rmsnorm(h, residual, self.norm.weight, self.norm.eps)[0]
+        return self.norm(h, residual)[0]
 
     @torch.inference_mode()
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
