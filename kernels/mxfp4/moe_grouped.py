@@ -62,7 +62,8 @@ class GroupedConfig:
     (one byte a thread, too narrow for the compiler's asynchronous-copy pipeline, so otherwise
     each step waits a global-load latency for them); ``pair_rows``: gate_up decodes gate and up
     rows interleaved in one ``2 bn``-row tile, so each K step has one decode, one barrier and
-    one wider MMA instead of two of each (weight as the right operand only)."""
+    one wider MMA instead of two of each (weight as the right operand only); ``down_warps``:
+    warps of the down launch when they differ from gate_up's ``num_warps``."""
 
     block: int
     bn: int = 64
@@ -74,6 +75,7 @@ class GroupedConfig:
     decode: str = "f32"
     prefetch_scales: bool = False
     pair_rows: bool = False
+    down_warps: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("block", "bn", "bn_down", "bk"):
@@ -298,18 +300,18 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
         raise ValueError(f"decode 'bf16x2' reads fma8 codes, the experts are {w.layout!r}")
     common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
                   BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
-                  num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                  num_stages=cfg.num_stages)
     gate_up = _gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
     gate_up[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
         x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
-        BN=cfg.bn, TAIL=h_dim % cfg.bk != 0, **common,
+        BN=cfg.bn, TAIL=h_dim % cfg.bk != 0, num_warps=cfg.num_warps, **common,
     )
     out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
     _down_kernel[(triton.cdiv(h_dim, cfg.bn_down), groups.num_tiles)](
         act, *tiles, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
         i_dim, h_dim, w.down.k_padded // 32,
-        BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, **common,
+        BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, num_warps=cfg.down_warps or cfg.num_warps, **common,
     )
     return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)

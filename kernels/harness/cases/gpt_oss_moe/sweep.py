@@ -32,15 +32,23 @@ SETS = 4
 
 
 def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
-    """Run 3's candidates against run 2's default tiles (``grouped_f32``), same rows per tile."""
-    base = dataclasses.replace(grouped_config(pairs, experts), decode="f32", prefetch_scales=False, pair_rows=False)
-    fast = dataclasses.replace(base, decode="bf16x2", prefetch_scales=True)
-    return {
-        "grouped_f32": base,
-        "bf16x2_pf": fast,
-        "bf16x2_pf_pair": dataclasses.replace(fast, pair_rows=True),
-        "bf16x2_pf_bk128": dataclasses.replace(fast, bk=128),
+    """Run 4's candidates against the default tiles (``grouped_config``): more warps a tile or
+    per SM (narrower gate_up tiles, eight warps), wider down tiles (each program re-reads its
+    activation rows from L2 once per ``bn_down`` weight rows), other pipeline depths, and at
+    the smaller sizes 64-row tiles (Hopper's warpgroup MMA wants 64 rows)."""
+    base = grouped_config(pairs, experts)
+    out = {
+        "default": base,
+        "dn128_w8": dataclasses.replace(base, bn_down=128, down_warps=8),
+        "bn32": dataclasses.replace(base, bn=32),
+        "bn128_w8": dataclasses.replace(base, bn=128, bn_down=128, num_warps=8),
     }
+    if pairs >= 1024:
+        out["st2"] = dataclasses.replace(base, num_stages=2)
+        out["st4"] = dataclasses.replace(base, num_stages=4)
+    elif base.block < 64:
+        out["blk64"] = dataclasses.replace(base, block=64)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,152 @@
+"""Kernel table of a gpt-oss-20b decode step at batch 64-256: the dense linears, then the MoE.
+
+    python3 -m kernels.harness.decode_step [--m 64,256] [--shapes qkv,o,unembed] [--moe-m 64,128,256]
+                                           [--budget-s 150] [--no-moe]
+
+Dense linears at the gpt-oss shapes (qkv 5120x2880, o 2880x4096, unembedding 201088x2880),
+fma8 codes as the engine loads them, M rows of bf16 activations. Rows per (shape, m): torch
+bf16 on the dequantized weight (the peer), the paths the dispatcher has used at these rows
+(``gemm`` ``dequant_cublas`` and ``dequant_dot``), what ``mxfp4_linear`` runs now, and the
+``gemm_skinny`` candidates. Each row is the median of CUDA-graph replays (``timing.time_calls``)
+rotating over enough weight copies (twice the L2) that codes come from DRAM, its relative L2
+error against torch bf16, and the floor: the larger of the MXFP4 bytes over the copy
+bandwidth and the flops over the bf16 matmul rate, both measured in the same run. Then the MoE
+rows of ``cases/gpt_oss_moe/sweep.py`` at ``--moe-m`` tokens (pairs = 4 x m). Writes
+``decode_step.txt`` to ``$OUT`` when set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from kernels.harness import measure_ceilings
+from kernels.harness.models.linear import quantize_random
+from kernels.harness.timing import time_calls
+from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config
+from kernels.mxfp4.layout import to_layout
+from kernels.mxfp4.ops import dequantize, mxfp4_linear
+
+SHAPES = {"qkv": (5120, 2880), "o": (2880, 4096), "unembed": (201088, 2880)}
+L2_ROTATE_BYTES = 2 * 50 * 2**20
+MAX_COPIES = 16
+
+
+def skinny_candidates(m: int) -> dict[str, SkinnyConfig]:
+    """The default tiles and the neighbours worth a row: wider and narrower N, the other operand
+    orientation, a longer K step, deeper pipelining, one tile over all 256 rows."""
+    base = skinny_config(m, 0, 0)
+    out = {
+        "skinny": base,
+        "skinny_wleft": SkinnyConfig(bm=base.bm, bn=base.bn, w_left=True, num_warps=base.num_warps),
+        "skinny_bn64": SkinnyConfig(bm=base.bm, bn=64, num_warps=4),
+        "skinny_bn256": SkinnyConfig(bm=base.bm, bn=256, num_warps=8),
+        "skinny_bk128": SkinnyConfig(bm=base.bm, bn=base.bn, bk=128, num_warps=base.num_warps),
+        "skinny_st4": SkinnyConfig(bm=base.bm, bn=base.bn, num_warps=base.num_warps, num_stages=4),
+    }
+    if m > 128:
+        out["skinny_bm256_bn64"] = SkinnyConfig(bm=256, bn=64, num_warps=8)
+        out["skinny_bm64"] = SkinnyConfig(bm=64, bn=128, num_warps=4)
+    return out
+
+
+def _smi() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,"
+                               "clocks.max.mem", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "no nvidia-smi"
+
+
+def linear_rows(shapes: list[str], ms: list[int], copy_gbps: float, tflops: float, budget_s: float,
+                began: float) -> list[str]:
+    from kernels.mxfp4.gemm import mxfp4_gemm
+
+    lines = [f"{'shape':<8} {'m':>4} {'variant':<20} {'us':>9} {'floor':>7} {'x floor':>7} {'vs cur':>6} "
+             f"{'rel err':>8}"]
+    print(lines[0], flush=True)
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(2026)
+    for name in shapes:
+        n, k = SHAPES[name]
+        q = quantize_random((n, k), gen, torch.device("cuda"))
+        w = to_layout(MXFP4Tensor(q["blocks"], q["scales"], k), "fma8")
+        copies = max(1, min(MAX_COPIES, -(-L2_ROTATE_BYTES // w.nbytes)))
+        ws = [w] + [MXFP4Tensor(w.blocks.clone(), w.scales.clone(), k, "fma8") for _ in range(copies - 1)]
+        dense = dequantize(w, torch.bfloat16)
+        bf16_copies = max(1, min(MAX_COPIES, -(-L2_ROTATE_BYTES // (dense.numel() * 2))))
+        dense_ws = [dense] + [dense.clone() for _ in range(bf16_copies - 1)]
+        for m in ms:
+            xs = [torch.randn((m, k), generator=gen, device="cuda").bfloat16() for _ in range(len(ws))]
+            ref = F.linear(xs[0], dense).float()
+            floor = max((w.nbytes + m * k * 2 + m * n * 2) / (copy_gbps * 1e3), 2 * m * n * k / (tflops * 1e6))
+            variants: dict[str, Callable[[torch.Tensor, MXFP4Tensor], torch.Tensor]] = {
+                "dequant_cublas": lambda x, w: mxfp4_gemm(x, w, variant="dequant_cublas"),
+                "gemm_dequant_dot": lambda x, w: mxfp4_gemm(x, w, variant="dequant_dot"),
+                "mxfp4_linear": mxfp4_linear,
+            }
+            variants |= {label: (lambda x, w, c=cfg: mxfp4_gemm_skinny(x, w, config=c))
+                         for label, cfg in skinny_candidates(m).items()}
+            bf16_us = time_calls([lambda i=i: F.linear(xs[i % len(xs)], dense_ws[i]) for i in range(len(dense_ws))],
+                                 samples=10).median_us
+            row = f"{name:<8} {m:>4} {'torch_bf16':<20} {bf16_us:9.1f} {floor:7.1f} {bf16_us / floor:7.2f}"
+            lines.append(row)
+            print(row, flush=True)
+            current = None
+            for label, fn in variants.items():
+                if time.monotonic() - began > budget_s:
+                    lines.append(f"{name:<8} {m:>4} {label:<20} skipped: past the {budget_s:.0f} s budget")
+                    continue
+                try:
+                    err = ((fn(xs[0], ws[0]).float() - ref).norm() / ref.norm()).item()
+                    us = time_calls([lambda i=i: fn(xs[i], ws[i]) for i in range(len(ws))], samples=10).median_us
+                    if label in ("dequant_cublas", "gemm_dequant_dot"):  # the paths used before
+                        current = us if current is None else min(current, us)
+                    vs = f"{current / us:6.2f}" if current else "      "
+                    row = f"{name:<8} {m:>4} {label:<20} {us:9.1f} {floor:7.1f} {us / floor:7.2f} {vs} {err:8.1e}"
+                except Exception as exc:  # a config the compiler rejects is a data point, not a crash
+                    row = f"{name:<8} {m:>4} {label:<20} error: {type(exc).__name__}: {str(exc)[:160]}"
+                lines.append(row)
+                print(row, flush=True)
+        del ws, dense, dense_ws
+        torch.cuda.empty_cache()
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--m", default="64,256", help="activation rows of the dense linears")
+    parser.add_argument("--shapes", default="unembed,qkv,o", help=f"any of {sorted(SHAPES)}")
+    parser.add_argument("--moe-m", default="64,128,256", help="tokens of the MoE rows (pairs = 4 x m)")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="rows past this many seconds are skipped")
+    parser.add_argument("--no-moe", action="store_true")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    if not torch.cuda.is_available():
+        raise SystemExit("decode_step times CUDA kernels; no CUDA device here")
+    ceil = measure_ceilings(torch.device("cuda"))
+    lines = [f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {_smi()}; torch {torch.__version__}",
+             f"copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s"]
+    print("\n".join(lines), flush=True)
+    lines += linear_rows([s for s in args.shapes.split(",") if s], [int(v) for v in args.m.split(",") if v],
+                         ceil.copy_gbps, ceil.matmul_tflops, args.budget_s, began)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "decode_step.txt").write_text("\n".join(lines) + "\n")
+    if not args.no_moe:
+        from kernels.harness.cases.gpt_oss_moe.sweep import main as moe_sweep
+
+        left = max(10.0, args.budget_s - (time.monotonic() - began))
+        moe_sweep(["--m", args.moe_m, "--budget-s", f"{left:.0f}", "--samples", "10"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

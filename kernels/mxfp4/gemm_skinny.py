@@ -1,0 +1,139 @@
+"""Decode-batch GEMM (about 17 to a few hundred rows): ``x[M, K] @ W[N, K]^T`` on fma8 weights.
+
+Why a kernel of its own: at decode batches (64-256 rows) the prefill paths both lose. The
+dequantize + cuBLAS path writes and re-reads the weight as bf16 (4 of every 4.25 bytes it
+moves are that copy: about 1 ms a step for gpt-oss's 201088-row unembedding), and the
+``gemm`` ``dequant_dot`` tile decodes in fp32 (23 integer operations, 16 multiplies and 4
+conversions per 8 weights) with 128-wide K steps that ptxas spills. Here each weight is read
+once as 4.25 bits and decoded in registers two per instruction (``_bf16x2.py``), over the
+short unmasked K steps that worked for the grouped MoE (``moe_grouped.py``), whose per-step
+helpers this reuses (``_grouped_tile.py``): the scale bytes of step t+1 load during step t,
+a peeled masked step covers a K tail.
+
+Programs that share a weight tile are adjacent (the M tiles of one N tile run back to back),
+so at ``bm`` < M the second read of a tile is an L2 hit. No split-K, no workspace, no host
+sync: graph-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._env import can_launch, is_interpreter
+from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma
+from kernels.mxfp4._matmul import check_operands, code_pointer
+from kernels.mxfp4._tile import cast_out
+from kernels.mxfp4.format import MXFP4Tensor
+
+__all__ = ["SkinnyConfig", "mxfp4_gemm_skinny", "skinny_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkinnyConfig:
+    """``bm`` activation rows x ``bn`` weight rows a program, ``bk`` along K a step; ``w_left``:
+    the decoded tile is the MMA's left operand (fed from registers) rather than the right one
+    (through shared memory); ``decode``: "bf16x2" (two weights an instruction) or "f32"."""
+
+    bm: int = 128
+    bn: int = 128
+    bk: int = 64
+    w_left: bool = False
+    num_warps: int = 8
+    num_stages: int = 3
+    decode: str = "bf16x2"
+
+    def __post_init__(self) -> None:
+        for name in ("bm", "bn", "bk"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"{name}={value} must be a power of two >= 16")
+        if self.bk < 64:
+            raise ValueError("bk must be at least 64 (two MX blocks)")
+        if self.decode not in ("bf16x2", "f32"):
+            raise ValueError(f"decode must be 'bf16x2' or 'f32', got {self.decode!r}")
+
+
+def skinny_config(m: int, n: int, k_padded: int) -> SkinnyConfig:
+    """Activation rows a tile: all of M up to 128 (each weight decoded once), else 128 (the
+    accumulator of a 256-row tile would take most of the register file)."""
+    bm = 16
+    while bm < m and bm < 128:
+        bm *= 2
+    return SkinnyConfig(bm=bm, bn=128, bk=64, num_warps=8 if bm >= 64 else 4)
+
+
+@triton.jit
+def _skinny_kernel(
+    x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr,
+    M, N, K, stride_xm, stride_ym, KP_BLOCKS,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BM)
+    pid_n = pid // num_m
+    pid_m = pid % num_m
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    n_ok = offs_n < N
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    m_ok = offs_m < M
+    x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm
+    q_rows = wq_ptr + offs_n[:, None].to(tl.int64) * (KP_BLOCKS * 4)  # fma8: 4 words a block
+    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
+    if W_LEFT:
+        acc = tl.zeros((BN, BM), tl.float32)
+    else:
+        acc = tl.zeros((BM, BN), tl.float32)
+    full = K // BK
+    sc = step_scales(s_rows, n_ok, 0, KP_BLOCKS, BK)
+    for t in range(0, full):
+        sc_t = sc
+        sc = step_scales(s_rows, n_ok, t + 1, KP_BLOCKS, BK)
+        xt = step_acts(x_rows, m_ok, t, K, BK, True, INTERPRET)
+        w = step_weight(q_rows, sc_t, n_ok, t, KP_BLOCKS, BN, BK, True, True, BF16X2, INTERPRET)
+        acc = tile_mma(acc, w, xt, W_LEFT)
+    if TAIL:
+        xt = step_acts(x_rows, m_ok, full, K, BK, False, INTERPRET)
+        w = step_weight(q_rows, sc, n_ok, full, KP_BLOCKS, BN, BK, False, True, BF16X2, INTERPRET)
+        acc = tile_mma(acc, w, xt, W_LEFT)
+    if HAS_BIAS:
+        acc += acc_cols(tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32), W_LEFT)
+    out = cast_out(acc, y_ptr.dtype.element_ty, INTERPRET)
+    y_rows = y_ptr + offs_m.to(tl.int64) * stride_ym
+    if W_LEFT:
+        tl.store(y_rows[None, :] + offs_n[:, None], out, mask=n_ok[:, None] & m_ok[None, :])
+    else:
+        tl.store(y_rows[:, None] + offs_n[None, :], out, mask=m_ok[:, None] & n_ok[None, :])
+
+
+def mxfp4_gemm_skinny(
+    x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None, *, config: SkinnyConfig | None = None,
+) -> torch.Tensor:
+    """``x[..., K]`` times fma8 ``w[N, K]``: ``[..., N]`` in x's dtype. Any row count works;
+    the tiles suit decode batches (``skinny_config``)."""
+    check_operands(x, w, bias)
+    if w.layout != "fma8":
+        raise ValueError(f"mxfp4_gemm_skinny reads fma8 codes (kernels.to_kernel_layout), got {w.layout!r}")
+    if not can_launch(x):
+        raise RuntimeError("mxfp4_gemm_skinny needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")
+    x2 = x.reshape(-1, w.k)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    m, n = x2.shape[0], w.n
+    y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    if m == 0 or n == 0:
+        return y.reshape(*x.shape[:-1], n)
+    cfg = config or skinny_config(m, n, w.k_padded)
+    grid = (triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm),)
+    _skinny_kernel[grid](
+        x2, code_pointer(w), w.scales, bias if bias is not None else y, y,
+        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32,
+        BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, HAS_BIAS=bias is not None,
+        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
+    return y.reshape(*x.shape[:-1], n)
