@@ -57,7 +57,9 @@ MOE_DECODE_MAX_PAIRS = 32
 # and the earlier grouped tiles at 3343 us (the current ones not measured there; 4097-8191 not
 # measured).
 MOE_DENSE_MIN_PAIRS = 8192
-MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas")
+#: The dense path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can compare).
+MOE_DENSE_PATH = "dense_cublas"
+MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas", "dense_cublas_split", "dense_cublas_expert")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 
 
@@ -228,10 +230,12 @@ def mxfp4_moe_triton(
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
     ``path``: "auto" picks by the number of (token, expert) pairs: "decode" up to
-    ``MOE_DECODE_MAX_PAIRS``, "dense_cublas" from ``MOE_DENSE_MIN_PAIRS``, "grouped" between.
+    ``MOE_DECODE_MAX_PAIRS``, ``MOE_DENSE_PATH`` from ``MOE_DENSE_MIN_PAIRS`` ("dense_cublas"
+    while a CUDA graph is being captured), "grouped" between.
     "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
-    the same with ``torch._grouped_mm``. ``mode`` (decode and grouped): how MXFP4 tiles
-    multiply; by default "fma" for decode on fma8 weights, else the tensor cores
+    the same with one ``torch._grouped_mm`` for gate and up together ("_split": two;
+    "_expert": one expert at a time through a reused buffer, not graph-capturable).
+    ``mode`` (decode and grouped): how MXFP4 tiles multiply; by default "fma" for decode on fma8 weights, else the tensor cores
     ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for "grouped" a ``GroupedConfig``
     (``moe_grouped.py``: the default, tiles decoded in registers) or a ``GroupedTiles`` (the
     earlier tiles, also the default where ``mode="dot_scaled"`` is named); a ``DenseConfig``
@@ -244,7 +248,7 @@ def mxfp4_moe_triton(
     if path == "auto":
         pairs = t * k
         path = ("decode" if pairs <= MOE_DECODE_MAX_PAIRS else
-                "dense_cublas" if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
+                _dense_path() if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
     if path.startswith("dense"):
         if mode is not None:
             raise ValueError(f"mode {mode!r} applies to the decode and grouped paths; {path!r} multiplies bf16")
@@ -259,7 +263,8 @@ def mxfp4_moe_triton(
     if path.startswith("dense"):
         if config is not None and not isinstance(config, DenseConfig):
             raise TypeError(f"path {path!r} takes a DenseConfig, got {type(config).__name__}")
-        return moe_dense(x, ids32, wts, w, alpha, limit, "cublas" if path == "dense_cublas" else "triton", config)
+        return moe_dense(x, ids32, wts, w, alpha, limit, path.removeprefix("dense_") if "_" in path else "triton",
+                         config)
     if path == "grouped":
         if config is not None and not isinstance(config, (GroupedConfig, GroupedTiles)):
             raise TypeError(f"path 'grouped' takes GroupedConfig or GroupedTiles, got {type(config).__name__}")
@@ -277,6 +282,13 @@ def mxfp4_moe_triton(
     if m == _FMA:
         return moe_decode_fma(x, ids32, wts, w, alpha, limit)
     return _decode_dot(x, ids32, wts, w, alpha, limit, m)
+
+
+def _dense_path() -> str:
+    """``MOE_DENSE_PATH``, unless a graph is being captured and it needs the host (the per-expert loop)."""
+    if MOE_DENSE_PATH == "dense_cublas_expert" and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return "dense_cublas"
+    return MOE_DENSE_PATH
 
 
 def _bk(dim: int) -> int:

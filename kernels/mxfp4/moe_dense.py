@@ -10,13 +10,13 @@ ways to multiply the sorted pairs by their experts:
 * ``backend="triton"``: grouped Triton GEMMs over ``group_by_expert``'s tiles. SwiGLU runs
   on gate_up's fp32 accumulators, the bias and routing weight in down's epilogue, which
   writes each pair's fp32 row; a sum over the k slots gives y (no atomics: deterministic).
-* ``backend="cublas"``: ``torch._grouped_mm`` (CUTLASS grouped GEMM on Hopper) on the
-  gathered rows. It returns bf16, so gate/up pre-activations and each expert's down
-  output are rounded to bf16 before SwiGLU and the weighted sum (as the bf16 model
-  does; the reference keeps them in fp32). Two small kernels do SwiGLU and the sum.
+* ``backend="cublas*"``: cuBLAS/CUTLASS GEMMs on the gathered rows, SwiGLU and the
+  weighted sum in two small kernels (``moe_dense_cublas.py``, which says how its three
+  layouts differ).
 
-Both group on the device (no host sync) into fixed-size buffers: graph-capturable. Peak
-workspace: glu and linear in bf16 (2 E I H) during gate_up, then down (E H I) alone.
+The Triton backend groups on the device (no host sync) into fixed-size buffers:
+graph-capturable. Peak workspace: glu and linear in bf16 (2 E I H) during gate_up, then
+down (E H I) alone.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.dequant import dequantize_triton
+from kernels.mxfp4.moe_dense_cublas import moe_dense_cublas
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 
-DENSE_BACKENDS = ("triton", "cublas")
+DENSE_BACKENDS = ("triton", "cublas", "cublas_split", "cublas_expert")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,50 +148,21 @@ def _down_kernel(
         tl.store(out_ptr + pair[:, None].to(tl.int64) * H + offs_n[None, :], acc, mask=m_ok[:, None] & n_ok[None, :])
 
 
-@triton.jit
-def _swiglu_rows_kernel(g_ptr, l_ptr, expert_ptr, gb_ptr, lb_ptr, act_ptr, I, alpha, limit,
-                        BN: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
-    r = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BN + tl.arange(0, BN)
-    ok = offs < I
-    g = tl.load(g_ptr + r * I + offs, mask=ok, other=0.0).to(tl.float32)
-    lin = tl.load(l_ptr + r * I + offs, mask=ok, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        e = tl.load(expert_ptr + r).to(tl.int64)
-        g += tl.load(gb_ptr + e * I + offs, mask=ok, other=0.0)
-        lin += tl.load(lb_ptr + e * I + offs, mask=ok, other=0.0)
-    act = cast_out(swiglu(g, lin, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
-    tl.store(act_ptr + r * I + offs, act, mask=ok)
-
-
-@triton.jit
-def _combine_kernel(y_ptr, row_of_pair_ptr, ids_ptr, wts_ptr, db_ptr, out_ptr, H,
-                    TOPK: tl.constexpr, BN: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
-    """``out[t] = sum_j w[t, j] * (y[row of pair (t, j)] + bias[expert])``, slots in a fixed order."""
-    t = tl.program_id(0)
-    offs = tl.program_id(1) * BN + tl.arange(0, BN)
-    ok = offs < H
-    acc = tl.zeros((BN,), tl.float32)
-    for j in tl.static_range(TOPK):
-        p = t * TOPK + j
-        r = tl.load(row_of_pair_ptr + p).to(tl.int64)
-        v = tl.load(y_ptr + r * H + offs, mask=ok, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            v += tl.load(db_ptr + tl.load(ids_ptr + p).to(tl.int64) * H + offs, mask=ok, other=0.0)
-        acc += tl.load(wts_ptr + p) * v
-    tl.store(out_ptr + t.to(tl.int64) * H + offs, cast_out(acc, out_ptr.dtype.element_ty, INTERPRET), mask=ok)
-
-
 def moe_dense(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
               backend: str = "triton", config: DenseConfig | None = None) -> torch.Tensor:
-    """The MoE on bf16-dequantized experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``; -> ``[T, H]``."""
+    """The MoE on bf16-dequantized experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``; -> ``[T, H]``.
+
+    ``backend``: "triton" (this file's grouped GEMMs), or "cublas" / "cublas_split" /
+    "cublas_expert" (``moe_dense_cublas.py``'s "fused", "split" and "expert" layouts).
+    """
     if backend not in DENSE_BACKENDS:
         raise ValueError(f"backend must be one of {DENSE_BACKENDS}, got {backend!r}")
     cfg = config or DenseConfig()
     groups = group_by_expert(ids32, w.num_experts, cfg.block)
     if backend == "triton":
         return _triton(x, ids32, wts, w, groups, alpha, limit, cfg)
-    return _cublas(x, ids32, wts, w, groups, alpha, limit)
+    layout = {"cublas": "fused", "cublas_split": "split", "cublas_expert": "expert"}[backend]
+    return moe_dense_cublas(x, ids32, wts, w, groups, alpha, limit, layout)
 
 
 def _triton(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, groups: ExpertGroups,
@@ -216,33 +188,3 @@ def _triton(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeigh
         BM=cfg.block, BN=cfg.bn_down, BK=cfg.bk, EVEN_K=i_dim % cfg.bk == 0, **launch,
     )
     return out.view(t, k, h_dim).sum(dim=1).to(x.dtype)
-
-
-def _cublas(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, groups: ExpertGroups,
-            alpha: float, limit: float) -> torch.Tensor:
-    t, k = ids32.shape
-    glu, lin = dequantize_triton(w.glu), dequantize_triton(w.linear)
-    i_dim, h_dim, interp = w.intermediate, w.hidden, is_interpreter()
-    order = groups.order.long()
-    rows = x.index_select(0, order // k).to(torch.bfloat16)
-    g = torch._grouped_mm(rows, glu.transpose(1, 2), offs=groups.expert_end)
-    up = torch._grouped_mm(rows, lin.transpose(1, 2), offs=groups.expert_end)
-    del glu, lin, rows
-    act = torch.empty((t * k, i_dim), dtype=torch.bfloat16, device=x.device)
-    bias = lambda b: act if b is None else b  # noqa: E731
-    expert_of_row = ids32.reshape(-1).index_select(0, order)
-    bn = 1024
-    _swiglu_rows_kernel[(t * k, triton.cdiv(i_dim, bn))](
-        g, up, expert_of_row, bias(w.glu_bias), bias(w.linear_bias), act, i_dim, alpha, limit,
-        BN=bn, HAS_BIAS=w.has_bias, INTERPRET=interp, num_warps=4,
-    )
-    del g, up
-    y = torch._grouped_mm(act, dequantize_triton(w.down).transpose(1, 2), offs=groups.expert_end)
-    row_of_pair = torch.empty_like(groups.order).scatter_(
-        0, order, torch.arange(t * k, dtype=torch.int32, device=x.device))
-    out = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
-    _combine_kernel[(t, triton.cdiv(h_dim, bn))](
-        y, row_of_pair, ids32, wts, bias(w.down_bias), out, h_dim,
-        TOPK=k, BN=bn, HAS_BIAS=w.has_bias, INTERPRET=interp, num_warps=4,
-    )
-    return out

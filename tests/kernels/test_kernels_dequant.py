@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4.dequant import dequantize_triton
+from kernels.mxfp4.dequant import DequantTiles, dequantize_triton
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch, quantize_torch
 from kernels.mxfp4.layout import to_layout
 
@@ -61,3 +61,18 @@ def test_rejects_other_dtypes(device) -> None:
     q = quantize_torch(torch.randn(4, 32, device=device))
     with pytest.raises(ValueError, match="bf16 or fp32"):
         dequantize_triton(q, torch.float16)
+
+
+@pytest.mark.parametrize("layout", ["ocp", "fma8"])
+def test_writes_into_a_strided_view_and_nothing_else(layout: str, device, gen) -> None:
+    """The prefill MoE dequantizes gate and up into halves of one ``[E, 2N, K]`` buffer: each
+    half bit-exact, the other half untouched, with tiles that leave partial row and K tiles."""
+    e, n, k = 3, 40, 200
+    w = to_layout(quantize_torch(torch.randn(e, n, k, device=device, generator=gen)), layout)
+    buf = torch.full((e, 2 * n, k), float("nan"), dtype=torch.bfloat16, device=device)
+    out = dequantize_triton(w, torch.bfloat16, out=buf[:, n:], tiles=DequantTiles(rows=16, cols=128, num_warps=4))
+    assert out.data_ptr() == buf[:, n:].data_ptr()
+    assert_bits_equal(buf[:, n:], dequantize_torch(w, torch.bfloat16))
+    assert torch.isnan(buf[:, :n]).all()
+    with pytest.raises(ValueError, match="view"):
+        dequantize_triton(w, torch.float32, out=buf[:, :n])

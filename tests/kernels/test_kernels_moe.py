@@ -158,18 +158,24 @@ def test_dense_path_matches_reference(layout: str, config: DenseConfig | None, b
     assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
 
 
+@pytest.mark.parametrize("path", ["dense_cublas", "dense_cublas_split", "dense_cublas_expert"])
 @pytest.mark.parametrize("bias", [False, True])
-def test_dense_cublas_path_matches_reference(bias: bool, device, gen) -> None:
-    """``torch._grouped_mm`` returns bf16: gate, up and each expert's down output are rounded
+def test_dense_cublas_path_matches_reference(path: str, bias: bool, device, gen) -> None:
+    """The cuBLAS GEMMs return bf16: gate, up and each expert's down output are rounded
     before SwiGLU and the weighted sum, three roundings of at most 2**-9 relative each that
     the reference does not make, plus the activation's rounding landing one ulp apart where
     those differ. Hence twice ``assert_moe_close``'s bound, and not looser."""
     gate_up, down, gub, db = make_layer(device, gen, bias)
     w = MoEWeights.from_gate_up(gate_up, down, gub, db)
     x = torch.randn(23, H, device=device, generator=gen).bfloat16()
-    ids, wts = route_torch(torch.randn(23, E, device=device, generator=gen), TOPK)
-    out = mxfp4_moe_triton(x, ids, wts, w, path="dense_cublas").double()
-    ref = mxfp4_moe_torch(x, ids, wts, w).double()
+    logits = torch.randn(23, E, device=device, generator=gen)
+    logits[:, 6] -= 100.0  # an expert no token picks: the per-expert loop skips it, the grouped GEMMs get an empty group
+    ids, wts = route_torch(logits, TOPK)
+    assert_cublas_close(mxfp4_moe_triton(x, ids, wts, w, path=path), mxfp4_moe_torch(x, ids, wts, w))
+
+
+def assert_cublas_close(out: torch.Tensor, ref: torch.Tensor) -> None:
+    out, ref = out.double(), ref.double()
     rel = ((out - ref).norm() / ref.norm()).item()
     worst = ((out - ref).abs().max() / ref.abs().max()).item()
     assert rel < 1e-2 and worst < 2e-2, f"rel L2 {rel:.2e}, max err / max |ref| {worst:.2e}"
@@ -212,7 +218,7 @@ def test_grouped_and_dense_paths_replay_in_a_cuda_graph(device, gen) -> None:
     x = torch.randn(70, H, device=device, generator=gen).bfloat16()
     ids, wts = route_torch(torch.randn(70, E, device=device, generator=gen), TOPK)
     bf16x2 = GroupedConfig(block=32, decode="bf16x2", prefetch_scales=True)
-    for path, config in (("grouped", None), ("grouped", bf16x2), ("dense", None)):
+    for path, config in (("grouped", None), ("grouped", bf16x2), ("dense", None), ("dense_cublas", None)):
         mxfp4_moe_triton(x, ids, wts, w, path=path, config=config)  # compile outside the capture
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
@@ -224,7 +230,7 @@ def test_grouped_and_dense_paths_replay_in_a_cuda_graph(device, gen) -> None:
         wts.copy_(new_wts)
         graph.replay()
         torch.cuda.synchronize()
-        assert_moe_close(out, mxfp4_moe_torch(x, ids, wts, w))
+        (assert_cublas_close if path == "dense_cublas" else assert_moe_close)(out, mxfp4_moe_torch(x, ids, wts, w))
 
 
 # The grouped path's register-decoded tiles (moe_grouped.py): both operand orientations, the
