@@ -58,6 +58,45 @@ def skinny_candidates(m: int) -> dict[str, SkinnyConfig]:
     return out
 
 
+def precompile(jobs: list[tuple], workers: int = 12) -> None:
+    """Compile every candidate in parallel processes (one process compiles one kernel at a time),
+    so the timed loop finds them in Triton's disk cache. A job is ``("linear", k, m, SkinnyConfig)``
+    or ``("moe", GroupedConfig)``; each runs its kernel once on a few rows with the real K (and
+    the real H and I), so the integer arguments specialize as in the timed calls."""
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        for fut in [pool.submit(_compile_one, job) for job in jobs]:
+            try:
+                fut.result()
+            except Exception as exc:  # the timed loop reports the failing config
+                print(f"precompile: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+
+
+def _compile_one(job: tuple) -> None:
+    device = torch.device("cuda")
+    codes = lambda *shape: torch.randint(0, 256, shape, dtype=torch.uint8, device=device)  # noqa: E731
+    scales = lambda *shape: torch.randint(110, 125, shape, dtype=torch.uint8, device=device)  # noqa: E731
+    if job[0] == "linear":
+        _, k, m, cfg = job
+        w = MXFP4Tensor(codes(128, k // 32, 16), scales(128, k // 32), k, "fma8")
+        mxfp4_gemm_skinny(torch.randn((m, k), device=device).bfloat16(), w, config=cfg)
+    else:
+        from kernels.mxfp4.moe import mxfp4_moe_triton
+        from kernels.mxfp4.moe_layout import MoEWeights
+        from kernels.mxfp4.reference import route_torch
+
+        cfg, e, h = job[1], 4, 2880
+        mx = lambda n: MXFP4Tensor(codes(e, n, h // 32, 16), scales(e, n, h // 32), h, "fma8")  # noqa: E731
+        bias = lambda n: torch.zeros((e, n), device=device)  # noqa: E731
+        w = MoEWeights(mx(h), mx(h), mx(h), bias(h), bias(h), bias(h))
+        ids, wts = route_torch(torch.randn((8, e), device=device), 4)
+        mxfp4_moe_triton(torch.randn((8, h), device=device).bfloat16(), ids, wts, w, path="grouped", config=cfg)
+    torch.cuda.synchronize()
+
+
 def _smi() -> str:
     try:
         return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,"
@@ -132,12 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     if not torch.cuda.is_available():
         raise SystemExit("decode_step times CUDA kernels; no CUDA device here")
+    shapes = [s for s in args.shapes.split(",") if s]
+    ms = [int(v) for v in args.m.split(",") if v]
+    jobs: list[tuple] = [("linear", SHAPES[s][1], m, cfg) for s in shapes for m in ms
+                         for cfg in skinny_candidates(m).values()]
+    if not args.no_moe:
+        from kernels.harness.cases.gpt_oss_moe.sweep import candidates
+
+        jobs += [("moe", cfg) for m in args.moe_m.split(",") if m for cfg in candidates(4 * int(m), 32).values()]
+    precompile(list(dict.fromkeys(jobs)))
+    print(f"precompiled {len(jobs)} kernels in {time.monotonic() - began:.0f} s", flush=True)
     ceil = measure_ceilings(torch.device("cuda"))
     lines = [f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {_smi()}; torch {torch.__version__}",
              f"copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s"]
     print("\n".join(lines), flush=True)
-    lines += linear_rows([s for s in args.shapes.split(",") if s], [int(v) for v in args.m.split(",") if v],
-                         ceil.copy_gbps, ceil.matmul_tflops, args.budget_s, began)
+    lines += linear_rows(shapes, ms, ceil.copy_gbps, ceil.matmul_tflops, args.budget_s, began)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "decode_step.txt").write_text("\n".join(lines) + "\n")
     if not args.no_moe:

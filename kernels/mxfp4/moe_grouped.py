@@ -61,8 +61,9 @@ class GroupedConfig:
     ``decode``: one of ``DECODES``; ``prefetch_scales``: load step t+1's scale bytes during step t
     (one byte a thread, too narrow for the compiler's asynchronous-copy pipeline, so otherwise
     each step waits a global-load latency for them); ``pair_rows``: gate_up decodes gate and up
-    rows interleaved in one ``2 bn``-row tile, so each K step has one decode, one barrier and
-    one wider MMA instead of two of each (weight as the right operand only); ``down_warps``:
+    rows in one ``2 bn``-row tile, so each K step has one decode, one barrier and one wider MMA
+    instead of two of each (interleaved rows with the weight as the right operand, stacked
+    rows, gate then up, as the left one); ``down_warps``:
     warps of the down launch when they differ from gate_up's ``num_warps``."""
 
     block: int
@@ -84,8 +85,6 @@ class GroupedConfig:
                 raise ValueError(f"{name}={value} must be a power of two >= 16")
         if self.bk < 64:
             raise ValueError("bk must be at least 64 (two MX blocks)")
-        if self.pair_rows and self.w_left:
-            raise ValueError("pair_rows takes the weight as the right operand (w_left=False)")
         if self.decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {self.decode!r}")
 
@@ -188,23 +187,33 @@ def _gate_up_paired_kernel(
     HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
     INTERPRET: tl.constexpr,
 ):
-    """``_gate_up_kernel`` on one ``[2 BN, BK]`` tile a step: row ``2j`` is gate row ``j``, row
-    ``2j + 1`` up row ``j``, so the accumulator's neighbouring columns (held by one thread in
-    the MMA layout) split into gate and up without a shuffle."""
+    """``_gate_up_kernel`` on one ``[2 BN, BK]`` tile a step. Weight on the right: row ``2j`` is
+    gate row ``j``, row ``2j + 1`` up row ``j``, so the accumulator's neighbouring columns (held
+    by one thread in the MMA layout) split into gate and up without a shuffle. Weight on the
+    left (``W_LEFT``, the decoded tile feeds the MMA from registers, no shared-memory trip or
+    barrier for it): rows ``[0, BN)`` are gate, ``[BN, 2 BN)`` up, split once after the loop."""
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     busy, rows, pair, m_ok = tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
     if busy:
         e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
         j = tl.arange(0, 2 * BN)
-        w_ok = pid_n * BN + j // 2 < I
-        w_row = (e * I + pid_n * BN + j // 2)[:, None]
-        gate = (j % 2 == 0)[:, None]
+        if W_LEFT:
+            r = j % BN
+            gate = (j < BN)[:, None]
+        else:
+            r = j // 2
+            gate = (j % 2 == 0)[:, None]
+        w_ok = pid_n * BN + r < I
+        w_row = (e * I + pid_n * BN + r)[:, None]
         row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
         q = tl.where(gate, gq_ptr + w_row * row_q, lq_ptr + w_row * row_q)
         s = tl.where(gate, gs_ptr + w_row * KP_BLOCKS, ls_ptr + w_row * KP_BLOCKS)
         x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
-        acc = tl.zeros((BM, 2 * BN), tl.float32)
+        if W_LEFT:
+            acc = tl.zeros((2 * BN, BM), tl.float32)
+        else:
+            acc = tl.zeros((BM, 2 * BN), tl.float32)
         full = H // BK
         sc = step_scales(s, w_ok, 0, KP_BLOCKS, BK)
         for t in range(0, full):
@@ -215,20 +224,28 @@ def _gate_up_paired_kernel(
                 sc_t = step_scales(s, w_ok, t, KP_BLOCKS, BK)
             xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
             w = step_weight(q, sc_t, w_ok, t, KP_BLOCKS, 2 * BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
-            acc = tl.dot(xt, tl.trans(w), acc)
+            acc = tile_mma(acc, w, xt, W_LEFT)
         if TAIL:
             xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
             sc_t = step_scales(s, w_ok, full, KP_BLOCKS, BK)
             w = step_weight(q, sc_t, w_ok, full, KP_BLOCKS, 2 * BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
-            acc = tl.dot(xt, tl.trans(w), acc)
-        acc_g, acc_l = tl.split(acc.reshape(BM, BN, 2))
+            acc = tile_mma(acc, w, xt, W_LEFT)
+        if W_LEFT:
+            acc_g, acc_l = tl.split(tl.permute(acc.reshape(2, BN, BM), (1, 2, 0)))
+        else:
+            acc_g, acc_l = tl.split(acc.reshape(BM, BN, 2))
         offs_n = pid_n * BN + tl.arange(0, BN)
         n_ok = offs_n < I
         if HAS_BIAS:
-            acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[None, :]
-            acc_l += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[None, :]
+            acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+            acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
         act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
-        tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act, mask=m_ok[:, None] & n_ok[None, :])
+        if W_LEFT:
+            tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
+                     mask=n_ok[:, None] & m_ok[None, :])
+        else:
+            tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
+                     mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit

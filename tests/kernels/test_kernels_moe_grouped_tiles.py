@@ -1,5 +1,6 @@
 """Grouped MoE tiles added for decode batches (issue 4): down with its own warp count and
-wider tiles than gate_up, 64-row tiles at few pairs, against the torch reference.
+wider tiles than gate_up, 64-row tiles at few pairs, gate and up stacked with the weight
+as the left operand, against the torch reference.
 
 The layer, routings and tolerance are ``test_kernels_moe.py``'s (H = I = 96/64: K tails
 against 64-wide K steps)."""
@@ -18,6 +19,9 @@ CONFIGS = [
     GroupedConfig(block=16, bn=32, bn_down=128, down_warps=8, decode="bf16x2", prefetch_scales=True, pair_rows=True),
     GroupedConfig(block=64, bn=128, bn_down=128, num_warps=8, decode="bf16x2", prefetch_scales=True, pair_rows=True,
                   num_stages=4),
+    # Gate and up stacked in one tile with the weight as the MMA's left operand.
+    GroupedConfig(block=32, bn=32, bn_down=64, w_left=True, decode="bf16x2", prefetch_scales=True, pair_rows=True),
+    GroupedConfig(block=16, bn=16, bk=128, w_left=True, pair_rows=True),
 ]
 
 

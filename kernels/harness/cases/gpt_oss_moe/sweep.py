@@ -6,7 +6,7 @@ One gpt-oss-20b layer's experts (the ``gpt_oss_moe`` case's weights), fma8 codes
 engine loads them. Every row is the median of CUDA-graph replays (``timing.time_calls``)
 rotating over 4 token/routing sets, its error against torch bf16 on the same inputs, and
 the floor: the used experts' MXFP4 bytes over the copy bandwidth measured in the same run.
-Every ``m`` runs torch bf16 and every candidate of ``_configs``; ``--peers`` adds the other
+Every ``m`` runs torch bf16 and every candidate of ``candidates``; ``--peers`` adds the other
 paths. Rows past ``--budget-s`` are skipped (compiling is the run's main cost). Writes
 ``sweep.txt`` to ``$OUT`` when set.
 """
@@ -31,7 +31,7 @@ from kernels.mxfp4.moe_grouped import grouped_config
 SETS = 4
 
 
-def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
+def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     """Run 4's candidates against the default tiles (``grouped_config``): more warps a tile or
     per SM (narrower gate_up tiles, eight warps), wider down tiles (each program re-reads its
     activation rows from L2 once per ``bn_down`` weight rows), other pipeline depths, and at
@@ -42,10 +42,12 @@ def _configs(pairs: int, experts: int) -> dict[str, GroupedConfig]:
         "dn128_w8": dataclasses.replace(base, bn_down=128, down_warps=8),
         "bn32": dataclasses.replace(base, bn=32),
         "bn128_w8": dataclasses.replace(base, bn=128, bn_down=128, num_warps=8),
+        "wleft": dataclasses.replace(base, w_left=True),
     }
     if pairs >= 1024:
         out["st2"] = dataclasses.replace(base, num_stages=2)
         out["st4"] = dataclasses.replace(base, num_stages=4)
+        out["wleft_bn128_w8"] = dataclasses.replace(base, w_left=True, bn=128, bn_down=128, num_warps=8)
     elif base.block < 64:
         out["blk64"] = dataclasses.replace(base, block=64)
     return out
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 variants["dense_cublas"] = call("dense_cublas")
             old = grouped_tiles(pairs, model.e)
             variants["old_grouped_bk64"] = call("grouped", GroupedTiles(block=old.block, bk_h=64, bk_i=64))
-        variants |= {name: call("grouped", config) for name, config in _configs(pairs, model.e).items()}
+        variants |= {name: call("grouped", config) for name, config in candidates(pairs, model.e).items()}
         floor = case.model.floor_us(m, ceil)
         for name, fn in variants.items():
             if time.monotonic() - began > args.budget_s:
