@@ -179,7 +179,8 @@ def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_gr
     scheduler = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=8192 if device == "cuda" else 512,
                                 max_waiting=1024)  # fmt: skip
     return EngineCore(model_id="random/gpt-oss-20b-shapes", tokenizer=HarmonyTokenizer.load(None), runner=runner,
-                      scheduler=scheduler, num_threads=torch.get_num_threads()), model  # fmt: skip
+                      scheduler=scheduler, num_threads=torch.get_num_threads(),
+                      async_scheduling=device == "cuda"), model  # fmt: skip
 
 
 def random_prompt(length: int, seed: int) -> tuple[int, ...]:
@@ -206,7 +207,7 @@ async def stream(core, prompt: tuple[int, ...], new_tokens: int, started: float 
 
 
 async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float,
-                  profile_steps: bool = False) -> None:  # fmt: skip
+                  profile_steps: bool = False, compare_sync: bool = False) -> None:  # fmt: skip
     """The engine's rows, most important first; what would start past ``deadline`` is recorded as skipped."""
     seed = iter(range(1_000_000))
     # Warm-up: every kernel path and shape class once (Triton compiles on first use).
@@ -249,6 +250,14 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
         record.add(stage=tag, metric=f"aggregate_{n}", tokens_per_second=sum(r.tokens for r in runs) / wall,
                    wall_s=wall, median_ttft_s=statistics.median(r.ttft for r in runs),
                    median_decode_tps=statistics.median(r.decode_tps for r in runs), requests=n)  # fmt: skip
+    if compare_sync and core.async_scheduling and not late("decode_bs1_sync"):
+        core.async_scheduling = False  # the same engine and graphs, each step read before the next is scheduled
+        try:
+            run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
+            record.add(stage=tag, metric="decode_bs1_sync", tokens_per_second=run.decode_tps, ttft_s=run.ttft,
+                       prompt=work.decode_prompt, new_tokens=run.tokens)  # fmt: skip
+        finally:
+            core.async_scheduling = True
 
 
 def hf_decode(config: GptOssConfig, work: Workload, device: str, record: Recorder, tag: str) -> None:
@@ -329,7 +338,9 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
                build_s=time.perf_counter() - started)  # fmt: skip
     del model
     try:
-        asyncio.run(measure(core, work, record, tag, args.deadline, getattr(args, "profile_steps", False) and tag == "full"))
+        asyncio.run(measure(core, work, record, tag, args.deadline,
+                            getattr(args, "profile_steps", False) and tag == "full",
+                            getattr(args, "compare_sync", False) and tag == "full"))  # fmt: skip
     finally:
         asyncio.run(core.close())
         del core
@@ -359,6 +370,7 @@ def table(rows: list[dict], tag: str) -> str:
                 lines.append(f"| {name.format(**r)} | {fmt.format(value)} | {target} |")
 
     row("Decode, batch 1 ({prompt}-token prompt, {new_tokens} new)", "decode_bs1", "{:.0f} tok/s", ">= 500 tok/s")
+    row("Decode, batch 1, asynchronous scheduling off (same engine)", "decode_bs1_sync", "{:.0f} tok/s", "")
     row(
         "HF transformers bf16 generate, batch 1, {prompt}-token prompt",
         "hf_decode_bs1",
@@ -399,6 +411,8 @@ def main() -> int:
     parser.add_argument("--profile-steps", action="store_true",
                         help="print a cProfile of the engine worker's steps during the batch-1 decode row "
                              "(which the profiler slows: do not record that row's figure)")
+    parser.add_argument("--compare-sync", action="store_true",
+                        help="also measure batch-1 decode with asynchronous scheduling off, last")
     parser.add_argument(
         "--deadline-s", type=float, default=0, help="skip measurements that would start later (0: none)"
     )

@@ -43,6 +43,7 @@ class EngineCore:
         scheduler: SchedulerConfig,
         num_threads: int,
         metrics_port: int = 0,
+        async_scheduling: bool = False,
     ) -> None:
         self.model_id = model_id
         self.tokenizer = tokenizer
@@ -50,7 +51,10 @@ class EngineCore:
         info = runner.info
         self.limits = ModelLimits(model_id, info.vocab_size, info.context_length, runner.max_num_seqs)
         self.metrics = EngineMetrics()
-        self._loop = EngineLoop(runner, tokenizer, scheduler, num_threads=num_threads, metrics=self.metrics)
+        self._loop = EngineLoop(
+            runner, tokenizer, scheduler, num_threads=num_threads, metrics=self.metrics,
+            async_scheduling=async_scheduling,
+        )  # fmt: skip
         self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
         self._seq_lock = threading.Lock()
         self._next_seq_id = 0
@@ -106,7 +110,17 @@ class EngineCore:
             scheduler=scheduler,
             num_threads=num_threads,
             metrics_port=settings.metrics_port,
+            async_scheduling=settings.resolved_async_scheduling(device),
         )
+
+    @property
+    def async_scheduling(self) -> bool:
+        """Whether steps overlap (ENGINE_ASYNC_SCHEDULING); settable between requests (benchmarks compare both)."""
+        return self._loop.async_scheduling
+
+    @async_scheduling.setter
+    def async_scheduling(self, value: bool) -> None:
+        self._loop.async_scheduling = value and self.runner.supports_pending_tokens
 
     async def close(self) -> None:
         """Abort what is in flight and stop the worker thread."""

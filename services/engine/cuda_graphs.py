@@ -37,6 +37,7 @@ from torch import nn
 
 from services.engine.kv_cache import KVCache
 from services.engine.layers.attention import AttentionMetadata
+from services.engine.pending_inputs import PendingInputs
 from services.engine.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
@@ -145,15 +146,27 @@ class DecodeGraphs:
         log.info("decode graphs captured", extra={"graphs": count, "seconds": round(time.perf_counter() - started, 2)})
         return count
 
-    def run(self, batch_items: Sequence[ScheduledSequence]) -> torch.Tensor | None:
-        """fp32 logits [B, V] for a step of one-token decodes, or None when no graph fits it (run it eagerly)."""
+    def run(
+        self,
+        batch_items: Sequence[ScheduledSequence],
+        pending: PendingInputs | None = None,
+        prev_tokens: torch.Tensor | None = None,
+        *,
+        owned: bool = True,
+    ) -> torch.Tensor | None:
+        """Logits [B, V] for a step of one-token decodes, or None when no graph fits it (run it eagerly).
+
+        ``pending``: inputs that are ``prev_tokens`` rows (a step in flight picked them on the device).
+        ``owned``: fp32 logits the caller keeps; otherwise a view of the graph's output buffer, valid
+        until the next replay (device-side consumers queued before it read it safely).
+        """
         lens = [item.start + 1 for item in batch_items]
         key = self._key(len(lens), max(lens))
         if key is None:
             return None
         bucket, width = key
         batch = len(lens)
-        self._load(batch_items, lens, bucket)
+        self._load(batch_items, lens, bucket, pending or PendingInputs(), prev_tokens)
         entry = self._graphs.get(key) if self.capture else None
         if entry is None and self.capture:
             try:
@@ -163,26 +176,35 @@ class DecodeGraphs:
                 self._failed.add(key)
                 torch.cuda.synchronize()
         if entry is None:  # capture off (CPU tests) or failed: the same static buffers and width, eagerly
-            return _owned_float(self._forward(self._meta(bucket, width), bucket)[:batch])
-        graph, logits = entry
-        graph.replay()
-        return _owned_float(logits[:batch])
+            logits = self._forward(self._meta(bucket, width), bucket)
+        else:
+            graph, logits = entry
+            graph.replay()
+        return _owned_float(logits[:batch]) if owned else logits[:batch]
 
     def _rows(self, bucket: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The bucket's static (ids, positions, slots, lengths): consecutive slices of one buffer."""
         p = self._packed
         return p[:bucket], p[bucket : 2 * bucket], p[2 * bucket : 3 * bucket], p[3 * bucket : 4 * bucket]
 
-    def _load(self, batch_items: Sequence[ScheduledSequence], lens: list[int], bucket: int) -> None:
+    def _load(
+        self,
+        batch_items: Sequence[ScheduledSequence],
+        lens: list[int],
+        bucket: int,
+        pending: PendingInputs,
+        prev_tokens: torch.Tensor | None,
+    ) -> None:
         """The step's inputs, padding rows included, into the static buffers: one host-to-device copy, two
-        device copies. Padding rows decode token 0 at position 0 into the scratch block's first slot."""
+        device copies (two more gather the pending tokens). Padding rows decode token 0 at position 0 into
+        the scratch block's first slot."""
         size, batch, pad = self.block_size, len(lens), bucket - len(lens)
         columns = -(-max(lens) // size)
         ids, positions, slots, tables = [], [], [], []
         for item, length in zip(batch_items, lens):
             seq, p = item.sequence, length - 1
             table = seq.block_table[:columns]
-            ids.append(seq.token_ids[p])
+            ids.append(seq.token_ids[p] if p < len(seq.token_ids) else 0)  # pending: gathered below
             positions.append(p)
             slots.append(table[p // size] * size + p % size)
             tables += table
@@ -190,10 +212,16 @@ class DecodeGraphs:
         scratch = self.scratch_block
         flat = self._staging.upload(
             ids + [0] * pad + positions + [0] * pad + slots + [scratch * size] * pad + lens + [1] * pad
-            + tables + [scratch] * (pad * columns)
+            + tables + [scratch] * (pad * columns) + pending.dst + pending.src
         )  # fmt: skip
         self._packed[: 4 * bucket].copy_(flat[: 4 * bucket])
-        self._tables[:bucket, :columns].copy_(flat[4 * bucket :].view(bucket, columns))
+        end = 4 * bucket + bucket * columns
+        self._tables[:bucket, :columns].copy_(flat[4 * bucket : end].view(bucket, columns))
+        if pending.dst:
+            if prev_tokens is None:
+                raise RuntimeError("a decode step reads pending tokens but the step in flight kept none")
+            k = len(pending.dst)
+            self._packed[:bucket].index_copy_(0, flat[end : end + k], prev_tokens.index_select(0, flat[end + k :]))
         if self.fixed_width is None:  # the torch gather reads every column up to the width: keep them valid
             self._tables[:bucket, columns:].fill_(scratch)
 

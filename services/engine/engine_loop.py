@@ -6,6 +6,16 @@ and the sequences whose chunk reached their last token sample a next token,
 detokenize it and hand events to their request's sink. Aborts are flags
 checked at the top of every step, so a cancelled request stops within one step.
 
+Asynchronous scheduling (on by default on CUDA): when every row of a step takes
+its argmax, the device picks the tokens, and the loop launches the next step
+before reading them: the sequences that go on decode from the tokens still on
+the device (``pending_inputs.py``), while the host streams the previous step's
+tokens. The GPU then never waits for the host's scheduling, detokenization and
+streaming. What it costs: a sequence that stops (an EOS, a stop string) has one
+step computed past its end, which is discarded; a sequence at ``max_tokens``
+is not scheduled again. A step with any other row (sampling, penalties,
+logprobs, a grammar) is read before the next one is scheduled, as before.
+
 Why a thread and not an asyncio task: torch releases the GIL inside kernels,
 so one thread keeps the cores busy, and callers on any event loop (the gRPC
 server's, a test's, an in-process gateway's) can submit work and receive
@@ -17,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -24,14 +35,26 @@ from services.common.errors import InvalidArgument, Unavailable
 from services.engine.block_manager import BlockManager
 from services.engine.events import Complete, ErrorEvent, PositionLogprobs, TokenLogprob
 from services.engine.metrics import EngineMetrics
-from services.engine.model_runner import ModelRunner
+from services.engine.model_runner import LaunchedStep, ModelRunner
 from services.engine.output_parser import typed_chunks
-from services.engine.sampler import SampledToken, SamplingRow, new_generator, sample
+from services.engine.sampler import SampledToken, SamplingRow, is_argmax_only, new_generator, sample
 from services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from services.engine.sequence import RequestState, Sequence
 from services.engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Step:
+    """A launched step and what reading its results needs."""
+
+    output: SchedulerOutput
+    launched: LaunchedStep
+    sampled: list[Sequence]  # the sequences that get a token, in row order
+    requests: list[RequestState]
+    on_device: bool  # every row's token is its argmax, picked on the device
+    overlapped: bool  # the next step may launch before this one is read
 
 
 class EngineLoop:
@@ -43,8 +66,10 @@ class EngineLoop:
         *,
         num_threads: int,
         metrics: EngineMetrics | None = None,
+        async_scheduling: bool = False,
     ) -> None:
         self.runner = runner
+        self.async_scheduling = async_scheduling and runner.supports_pending_tokens
         self.tokenizer = tokenizer
         self.num_threads = num_threads
         layout = runner.kv_layout
@@ -109,30 +134,47 @@ class EngineLoop:
 
     def _run(self) -> None:
         torch.set_num_threads(self.num_threads)
+        in_flight: _Step | None = None
         while True:
             with self._wakeup:
-                while not self._stopping and not self._requests:
+                while not self._stopping and not self._requests and in_flight is None:
                     self._wakeup.wait()
-                if self._stopping and not self._requests:
+                if self._stopping and not self._requests and in_flight is None:
                     return
                 try:
                     self._handle_aborts()
                     output = self.scheduler.schedule()
-                    if output.is_empty and self._requests and not self.scheduler.running:
+                    if output.is_empty and self._requests and not self.scheduler.running and in_flight is None:
                         self._fail_unschedulable()
                 except Exception:  # noqa: BLE001 - the worker must outlive any one request
                     log.exception("engine bookkeeping failed")
                     self._fail_running("the engine's scheduler failed; see the engine log")
                     output = SchedulerOutput()
+            step = None
             if not output.is_empty:
                 try:
-                    self._step(output)
+                    step = self._launch(output, in_flight)
                 except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving
                     self._fail_step(output, error)
+            if in_flight is not None:  # read the previous step while the device runs this one
+                self._read(in_flight)
+                in_flight = None
+            if step is not None:
+                try:
+                    with self._wakeup:
+                        self.scheduler.update(output)
+                except Exception as error:  # noqa: BLE001
+                    self._fail_step(output, error)
+                    step = None
+            if step is not None:
+                if step.overlapped:
+                    in_flight = step
+                else:
+                    self._read(step)
             self._retire_finished()
             self.metrics.observe_step(self.scheduler, self.block_manager)
 
-    def _step(self, output: SchedulerOutput) -> None:
+    def _launch(self, output: SchedulerOutput, in_flight: _Step | None) -> _Step:
         now = time.perf_counter()
         for sequence in output.preempted:
             self.runner.release(sequence.seq_id)
@@ -145,19 +187,40 @@ class EngineLoop:
         for item in output.scheduled:  # grammar bitmasks fill on the CPU while the forward pass runs
             if item.needs_logits and item.sequence.constraint is not None:
                 item.sequence.constraint.prepare()
-        logits = self.runner.execute(output.scheduled)
-        with self._wakeup:
-            self.scheduler.update(output)
-        self.metrics.prompt_tokens.inc(sum(i.num_new_tokens for i in output.scheduled if i.is_prefill))
         sampled = [item.sequence for item in output.scheduled if item.needs_logits]
-        if not sampled:
-            return
         requests = [self._request_of[s.seq_id] for s in sampled]
         for sequence, request in zip(sampled, requests):
             if sequence.seq_id not in self._generators:
                 self._generators[sequence.seq_id] = new_generator(request.sampling.seed, sequence.index)
-        for request, sequence, token in zip(requests, sampled, self._sample(sampled, requests, logits)):
-            self._advance(request, sequence, token)
+        on_device = all(is_argmax_only(r.sampling, s.constraint) for s, r in zip(sampled, requests))
+        prev = None if in_flight is None else in_flight.launched
+        launched = self.runner.launch(output.scheduled, greedy=on_device, prev=prev)
+        overlapped = on_device and self.async_scheduling
+        if overlapped:
+            for sequence in sampled:
+                sequence.num_pending_tokens += 1
+        self.metrics.prompt_tokens.inc(sum(i.num_new_tokens for i in output.scheduled if i.is_prefill))
+        self.metrics.steps.labels(overlapped="true" if overlapped else "false").inc()
+        return _Step(output, launched, sampled, requests, on_device, overlapped)
+
+    def _read(self, step: _Step) -> None:
+        """Wait for a step's tokens (sampling on the host where needed) and hand them to their sequences."""
+        if step.overlapped:
+            for sequence in step.sampled:
+                sequence.num_pending_tokens -= 1
+        if not step.sampled:
+            step.launched.wait()
+            return
+        try:
+            if step.on_device:
+                tokens = [SampledToken(t) for t in step.launched.token_ids()]
+            else:
+                tokens = self._sample(step.sampled, step.requests, step.launched.logits())
+            for request, sequence, token in zip(step.requests, step.sampled, tokens):
+                if not sequence.is_finished:  # aborted, or stopped a step ago (that step ran past its end)
+                    self._advance(request, sequence, token)
+        except Exception as error:  # noqa: BLE001 - fail this step's requests, keep serving
+            self._fail_step(step.output, error)
 
     def _fail_step(self, output: SchedulerOutput, error: Exception) -> None:
         """A failed forward pass, sampling or bookkeeping step fails the requests in it, never the worker."""

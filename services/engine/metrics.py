@@ -49,6 +49,10 @@ class EngineMetrics:
         self.prompt_tokens = counter("prompt_tokens", "Prompt tokens computed (prefix-cache hits excluded)")
         self.generation_tokens = counter("generation_tokens", "Output tokens sampled")
         self.requests = counter("requests", "Finished requests", ("finish_reason",))
+        self.steps = counter(
+            "steps", "Steps launched; overlapped: the next one launched before this one's tokens were read",
+            ("overlapped",),
+        )  # fmt: skip
         self.preemptions = counter("preemptions", "Sequences preempted for KV blocks (recomputed later)")
         self.num_running = gauge("num_requests_running", "Requests with a sequence running")
         self.num_waiting = gauge("num_requests_waiting", "Requests with a sequence waiting")

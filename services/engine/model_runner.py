@@ -58,12 +58,60 @@ class RunnerOptions:
     weight_format: str = "auto"  # ENGINE_WEIGHT_FORMAT: dense linears as mxfp4 or bf16 (models/loader.py)
 
 
+class LaunchedStep:
+    """A step the device may still be computing: its rows' next-token logits, or their argmax tokens.
+
+    ``rows`` maps each sequence that needs a next token to its row. A step launched with
+    ``greedy=True`` picks its tokens on the device (``device_tokens``), so the next step can
+    read them there without a round trip to the host (asynchronous scheduling).
+    """
+
+    def __init__(
+        self,
+        rows: dict[int, int],
+        *,
+        logits: torch.Tensor | None = None,
+        device_tokens: torch.Tensor | None = None,
+        host_tokens: torch.Tensor | None = None,
+        done: torch.cuda.Event | None = None,
+    ) -> None:
+        self.rows = rows
+        self.device_tokens = device_tokens
+        self._logits = logits
+        self._host_tokens = host_tokens
+        self._done = done
+
+    def wait(self) -> None:
+        """Block until the device finished the step; ``Event.synchronize`` releases the GIL meanwhile."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._done = None
+
+    def logits(self) -> torch.Tensor:
+        """fp32 logits [N, V] of the rows, in row order (only for steps launched without ``greedy``)."""
+        if self._logits is None:
+            raise RuntimeError("this step picked its tokens on the device; it kept no logits")
+        self.wait()
+        return self._logits
+
+    def token_ids(self) -> list[int]:
+        """The argmax token of each row, in row order."""
+        self.wait()
+        if self._host_tokens is not None:
+            return self._host_tokens.tolist()
+        if self.device_tokens is not None:
+            return self.device_tokens.tolist()
+        return self.logits().argmax(dim=-1).tolist()
+
+
 class ModelRunner(ABC):
     """Compute scheduled tokens into the paged KV cache; return next-token logits."""
 
     info: RunnerInfo
     max_num_seqs: int
     kv_layout: KVLayout
+    #: ``launch`` takes ``prev``: inputs may be tokens a step still in flight picks on the device.
+    supports_pending_tokens: bool = False
 
     @abstractmethod
     def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
@@ -71,6 +119,19 @@ class ModelRunner(ABC):
 
         Items come multi-token chunks first, then one-token decodes (the scheduler's order).
         """
+
+    def launch(
+        self, batch: Sequence[ScheduledSequence], *, greedy: bool = False, prev: LaunchedStep | None = None
+    ) -> LaunchedStep:
+        """Start a step; its results come from the returned handle (by default: ``execute``, finished).
+
+        ``greedy``: every row takes its argmax. ``prev``: the step in flight whose device tokens some of
+        this step's inputs are (only where ``supports_pending_tokens``).
+        """
+        if prev is not None:
+            raise RuntimeError(f"the {self.info.backend} backend cannot read tokens of a step in flight")
+        rows = {item.sequence.seq_id: i for i, item in enumerate(item for item in batch if item.needs_logits)}
+        return LaunchedStep(rows, logits=self.execute(batch))
 
     def release(self, seq_id: int) -> None:
         """A sequence finished or was preempted: drop any state kept outside the block pool (default: none)."""

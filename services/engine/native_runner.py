@@ -22,6 +22,7 @@ from services.engine.layers.attention import AttentionMetadata, attention_backen
 from services.engine.model_runner import (
     DTYPES,
     KVLayout,
+    LaunchedStep,
     ModelRunner,
     RunnerInfo,
     RunnerOptions,
@@ -30,6 +31,7 @@ from services.engine.model_runner import (
 )
 from services.engine.models.loader import load_model_dir
 from services.engine.models.registry import model_type_of
+from services.engine.pending_inputs import PendingInputs, host_input_ids, pending_inputs
 from services.engine.prefill_graphs import PrefillGraphs
 from services.engine.scheduler import ScheduledSequence
 
@@ -40,6 +42,8 @@ PREFILL_GRAPH_MAX_TOKENS = 2048
 
 
 class NativeRunner(ModelRunner):
+    supports_pending_tokens = True
+
     def __init__(self, model: nn.Module, cache: KVCache, info: RunnerInfo, options: RunnerOptions) -> None:
         self.model = model
         self.cache = cache
@@ -50,7 +54,11 @@ class NativeRunner(ModelRunner):
         self._vocab_size = info.vocab_size
         self._graphs: DecodeGraphs | None = None
         self._prefill: PrefillGraphs | None = None
-        self._step_done = torch.cuda.Event() if self._device.type == "cuda" else None
+        # Pinned host buffers the argmax tokens of a step land in: two, since one step can be in flight
+        # while the previous one's tokens are read.
+        on_cuda = self._device.type == "cuda"
+        self._token_hosts = [torch.zeros(self.max_num_seqs, dtype=torch.long, pin_memory=on_cuda) for _ in range(2)]
+        self._token_ring = 0
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
@@ -127,18 +135,54 @@ class NativeRunner(ModelRunner):
     def execute(self, batch: Sequence[ScheduledSequence]) -> torch.Tensor:
         if not batch:
             return torch.empty(0, self._vocab_size)
-        if self._prefill is not None and len(batch) == 1:
+        return self.launch(batch).logits()
+
+    def launch(
+        self, batch: Sequence[ScheduledSequence], *, greedy: bool = False, prev: LaunchedStep | None = None
+    ) -> LaunchedStep:
+        """Queue the step on the device and return at once (on CUDA); ``greedy`` picks tokens there too."""
+        rows = {item.sequence.seq_id: i for i, item in enumerate(item for item in batch if item.needs_logits)}
+        pending = pending_inputs(batch, prev)
+        # A greedy step reads the graph's output buffer on the device before the next replay can overwrite it;
+        # logits for the host are copied out of it.
+        logits = self._forward(batch, pending, None if prev is None else prev.device_tokens, owned=not greedy)
+        done = torch.cuda.Event() if self._device.type == "cuda" else None
+        if not greedy:
+            logits = logits.float() if logits.dtype != torch.float32 else logits
+            if done is not None:
+                done.record()
+            return LaunchedStep(rows, logits=logits, done=done)
+        tokens = logits.argmax(dim=-1)
+        host = None
+        if done is not None:  # one pinned buffer per step in flight: two alternate
+            self._token_ring = 1 - self._token_ring
+            if self._token_hosts[self._token_ring].numel() < tokens.numel():
+                self._token_hosts[self._token_ring] = torch.zeros(tokens.numel(), dtype=torch.long, pin_memory=True)
+            host = self._token_hosts[self._token_ring][: tokens.numel()]
+            host.copy_(tokens, non_blocking=True)
+            done.record()
+        return LaunchedStep(rows, device_tokens=tokens, host_tokens=host, done=done)
+
+    def _forward(
+        self,
+        batch: Sequence[ScheduledSequence],
+        pending: PendingInputs,
+        prev_tokens: torch.Tensor | None,
+        *,
+        owned: bool,
+    ) -> torch.Tensor:
+        """Logits [rows, V] (model dtype, or a graph's static buffer) for the items with ``needs_logits``."""
+        if not batch:
+            return torch.empty(0, self._vocab_size, device=self._device)
+        if self._prefill is not None and len(batch) == 1 and not pending.dst:
             item = batch[0]
             n, seq = item.num_new_tokens, item.sequence
             if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(n):
-                return self._ready(self._prefill.run(seq.token_ids[:n], seq.block_table))
+                return self._prefill.run(seq.token_ids[:n], seq.block_table)
         if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
-            logits = self._graphs.run(batch)  # reads the tokens from the sequences itself
+            logits = self._graphs.run(batch, pending, prev_tokens, owned=owned)  # reads the sequences' tokens itself
             if logits is not None:
-                return self._ready(logits)
-        ids: list[int] = []
-        for item in batch:
-            ids.extend(item.sequence.token_ids[item.start : item.start + item.num_new_tokens])
+                return logits
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],
@@ -146,21 +190,14 @@ class NativeRunner(ModelRunner):
             block_size=self.cache.block_size,
             device=self._device,
         )
-        input_ids = torch.tensor(ids, dtype=torch.long, device=self._device)
+        input_ids = torch.tensor(host_input_ids(batch), dtype=torch.long, device=self._device)
+        pending.fill(input_ids, prev_tokens)
         with torch.inference_mode():
             hidden = self.model(input_ids, meta.positions, meta)
             rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]
             if len(rows) != hidden.shape[0]:
                 hidden = hidden[torch.tensor(rows, dtype=torch.long, device=self._device)]
-            return self._ready(self.model.compute_logits(hidden).float())
-
-    def _ready(self, logits: torch.Tensor) -> torch.Tensor:
-        """Wait for the step on CUDA with the GIL released (``Event.synchronize`` drops it; the sampler's
-        ``tolist`` would wait holding it), so the event-loop thread streams the last tokens meanwhile."""
-        if self._step_done is not None:
-            self._step_done.record()
-            self._step_done.synchronize()
-        return logits
+            return self.model.compute_logits(hidden)
 
     def prompt_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of one prompt [T, V], written to blocks 0.. (parity checks; not while serving)."""

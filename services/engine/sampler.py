@@ -57,6 +57,11 @@ def is_greedy(params: SamplingParams) -> bool:
     return params.temperature == 0
 
 
+def is_argmax_only(params: SamplingParams, constraint: TokenMask | None) -> bool:
+    """The row's token is its logits' argmax, nothing else: the device can pick it (no host sampling)."""
+    return constraint is None and is_greedy(params) and not _needs_shaping(params) and not params.logprobs
+
+
 def _needs_shaping(params: SamplingParams) -> bool:
     return bool(
         params.logit_bias

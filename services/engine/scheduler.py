@@ -30,6 +30,12 @@ KV block and none is free, the worst-ranked running sequence (lowest
 priority, newest) gives all its blocks back and returns to the waiting queue
 with its tokens so far; when readmitted it prefills prompt + output again
 (mostly prefix-cache hits) and carries on, invisible to the client.
+
+Pending tokens (asynchronous scheduling, ``engine_loop.py``): the next step is
+scheduled while the device still computes the last one, so a sequence may
+count a token whose id is not known yet (``Sequence.num_pending_tokens``). It
+decodes from it like any other token; only a sequence whose pending token is
+its last allowed one (``max_tokens``) sits the step out.
 """
 
 from __future__ import annotations
@@ -144,6 +150,8 @@ class Scheduler:
         for decoding in (True, False):
             for seq in list(self.running):
                 if seq.status is not SequenceStatus.RUNNING or (seq.num_uncomputed_tokens == 1) != decoding:
+                    continue
+                if seq.awaits_last_token:  # its final token is in flight; the step that brings it ends it
                     continue
                 num_new = min(seq.num_uncomputed_tokens, budget)
                 if num_new == 0:

@@ -64,6 +64,9 @@ class Sequence:
     block_hashes: list[int] = field(default_factory=list)  # prefix-cache hashes of full blocks (block_manager.py)
     num_preemptions: int = 0
     has_yielded_seat: bool = False  # gave its seat to higher-priority work once; never again
+    # Tokens chosen on the device by a step still in flight (asynchronous scheduling, engine_loop.py):
+    # they count as tokens for scheduling (the next step decodes from them) before their ids are known.
+    num_pending_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not self.token_ids:
@@ -75,12 +78,17 @@ class Sequence:
 
     @property
     def num_tokens(self) -> int:
-        return len(self.token_ids)
+        return len(self.token_ids) + self.num_pending_tokens
+
+    @property
+    def awaits_last_token(self) -> bool:
+        """Its pending tokens reach ``max_tokens``: running it again would compute a token nobody may get."""
+        return self.num_pending_tokens > 0 and len(self.output_ids) + self.num_pending_tokens >= self.max_tokens
 
     @property
     def num_uncomputed_tokens(self) -> int:
         """Tokens still to run through the model: 1 while decoding, more while (re)prefilling."""
-        return len(self.token_ids) - self.num_computed_tokens
+        return self.num_tokens - self.num_computed_tokens
 
     @property
     def last_token_id(self) -> int:

@@ -36,7 +36,7 @@ class EngineSettings(ServiceSettings):
     """Environment: MODEL_ID, ENGINE, ENGINE_LISTEN, ENGINE_DEVICE, ENGINE_DTYPE, ENGINE_MAX_MODEL_LEN,
     ENGINE_NUM_THREADS, ENGINE_MAX_NUM_SEQS, ENGINE_MAX_WAITING, ENGINE_MAX_NUM_BATCHED_TOKENS, ENGINE_BLOCK_SIZE,
     ENGINE_KV_CACHE_BLOCKS, GPU_MEMORY_UTILIZATION, ENGINE_ENABLE_PREFIX_CACHING, ENGINE_PRIORITY_AGING_SECONDS,
-    ENGINE_CUDA_GRAPHS, ENGINE_METRICS_PORT, ENGINE_WEIGHT_FORMAT."""
+    ENGINE_CUDA_GRAPHS, ENGINE_ASYNC_SCHEDULING, ENGINE_METRICS_PORT, ENGINE_WEIGHT_FORMAT."""
 
     model_id: str = Field(default=BUNDLED_MODEL_ID, validation_alias=AliasChoices("MODEL_ID", "model_id"))
     backend: str = Field(default="native", validation_alias=AliasChoices("ENGINE", "backend"))
@@ -85,6 +85,12 @@ class EngineSettings(ServiceSettings):
     # Decode (per batch-size bucket) and lone prompts up to 2048 tokens (per length bucket) through CUDA
     # graphs, captured at start-up; CUDA only, ignored on CPU. Off: every step runs eagerly (debugging).
     cuda_graphs: bool = Field(default=True, validation_alias=AliasChoices("ENGINE_CUDA_GRAPHS", "cuda_graphs"))
+    # Launch each step before reading the last one's tokens, when every row takes its argmax (engine_loop.py).
+    # Unset: on with CUDA, where it hides the host's per-step work behind the GPU's; off on CPU, where the
+    # forward pass runs on the same cores as the host's work and only the wasted step past a stop would show.
+    async_scheduling: bool | None = Field(
+        default=None, validation_alias=AliasChoices("ENGINE_ASYNC_SCHEDULING", "async_scheduling")
+    )
     # Dense linear weights: mxfp4 (quantized at load, the MXFP4 kernels) or bf16 (dense, in ENGINE_DTYPE);
     # int8 (CPU): per-channel int8 weights, the fast CPU decode (docs/PERFORMANCE.md states its error).
     # auto = mxfp4 on CUDA; on CPU int8 for the dense Llama family, dense for gpt-oss. gpt-oss experts are
@@ -129,6 +135,9 @@ class EngineSettings(ServiceSettings):
         if self.dtype != "auto":
             return self.dtype
         return "bfloat16" if device.startswith("cuda") else "float32"
+
+    def resolved_async_scheduling(self, device: str) -> bool:
+        return device.startswith("cuda") if self.async_scheduling is None else self.async_scheduling
 
     def resolved_num_threads(self) -> int:
         return self.num_threads or physical_cores()
