@@ -1,7 +1,7 @@
 """Kernel table of a gpt-oss-20b decode step at batch 64-256: the dense linears, then the MoE.
 
     python3 -m kernels.harness.decode_step [--m 64,256] [--shapes qkv,o,unembed] [--moe-m 64,128,256]
-                                           [--budget-s 150] [--no-moe]
+                                           [--budget-s 150] [--no-moe] [--compile first|only|skip]
 
 Dense linears at the gpt-oss shapes (qkv 5120x2880, o 2880x4096, unembedding 201088x2880),
 fma8 codes as the engine loads them, M rows of bf16 activations. Rows per (shape, m): torch
@@ -18,6 +18,7 @@ rows of ``cases/gpt_oss_moe/sweep.py`` at ``--moe-m`` tokens (pairs = 4 x m). Wr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import time
@@ -31,7 +32,7 @@ from kernels.harness import measure_ceilings
 from kernels.harness.models.linear import quantize_random
 from kernels.harness.timing import time_calls
 from kernels.mxfp4.format import MXFP4Tensor
-from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config
+from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config, split_for
 from kernels.mxfp4.layout import to_layout
 from kernels.mxfp4.ops import dequantize, mxfp4_linear
 
@@ -40,22 +41,30 @@ L2_ROTATE_BYTES = 2 * 50 * 2**20
 MAX_COPIES = 16
 
 
-def skinny_candidates(m: int) -> dict[str, SkinnyConfig]:
-    """The default tiles and the neighbours worth a row: wider and narrower N, the other operand
-    orientation, a longer K step, deeper pipelining, one tile over all 256 rows."""
-    base = skinny_config(m, 0, 0)
+def skinny_candidates(m: int, n: int, k: int, sms: int = 132) -> dict[str, SkinnyConfig]:
+    """The default tiles and the neighbours worth a row: narrower and wider N, the other operand
+    orientation, a longer K step, deeper pipelining, no split-K, one tile over all 256 rows.
+    Every one splits K by ``split_for`` unless its name says otherwise."""
+    base = skinny_config(m, n, k, sms)
+
+    def cfg(**kw: object) -> SkinnyConfig:
+        c = dataclasses.replace(base, **kw)
+        return dataclasses.replace(c, split_k=split_for(m, n, k, sms, c.bm, c.bn, c.bk))
+
     out = {
         "skinny": base,
-        "skinny_wleft": SkinnyConfig(bm=base.bm, bn=base.bn, w_left=True, num_warps=base.num_warps),
-        "skinny_bn64": SkinnyConfig(bm=base.bm, bn=64, num_warps=4),
-        "skinny_bn256": SkinnyConfig(bm=base.bm, bn=256, num_warps=8),
-        "skinny_bk128": SkinnyConfig(bm=base.bm, bn=base.bn, bk=128, num_warps=base.num_warps),
-        "skinny_st4": SkinnyConfig(bm=base.bm, bn=base.bn, num_warps=base.num_warps, num_stages=4),
+        "skinny_nosplit": dataclasses.replace(base, split_k=1),
+        "skinny_wleft": cfg(w_left=True),
+        "skinny_bn64": cfg(bn=64, num_warps=4),
+        "skinny_bn256": cfg(bn=256, num_warps=8),
+        "skinny_bk128": cfg(bk=128),
+        "skinny_st4": cfg(num_stages=4),
     }
     if m > 128:
-        out["skinny_bm256_bn64"] = SkinnyConfig(bm=256, bn=64, num_warps=8)
-        out["skinny_bm64"] = SkinnyConfig(bm=64, bn=128, num_warps=4)
-    return out
+        out["skinny_bm256_bn64"] = cfg(bm=256, bn=64, num_warps=8)
+        out["skinny_bm64"] = cfg(bm=64, num_warps=4)
+    firsts = {c: label for label, c in reversed(out.items())}  # a config measured once, under its first name
+    return {label: c for label, c in out.items() if firsts[c] == label}
 
 
 def precompile(jobs: list[tuple], workers: int = 12) -> None:
@@ -133,7 +142,7 @@ def linear_rows(shapes: list[str], ms: list[int], copy_gbps: float, tflops: floa
                 "mxfp4_linear": mxfp4_linear,
             }
             variants |= {label: (lambda x, w, c=cfg: mxfp4_gemm_skinny(x, w, config=c))
-                         for label, cfg in skinny_candidates(m).items()}
+                         for label, cfg in skinny_candidates(m, n, w.k_padded).items()}
             bf16_us = time_calls([lambda i=i: F.linear(xs[i % len(xs)], dense_ws[i]) for i in range(len(dense_ws))],
                                  samples=10).median_us
             row = f"{name:<8} {m:>4} {'torch_bf16':<20} {bf16_us:9.1f} {floor:7.1f} {bf16_us / floor:7.2f}"
@@ -167,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moe-m", default="64,128,256", help="tokens of the MoE rows (pairs = 4 x m)")
     parser.add_argument("--budget-s", type=float, default=150.0, help="rows past this many seconds are skipped")
     parser.add_argument("--no-moe", action="store_true")
+    parser.add_argument("--compile", choices=("first", "only", "skip"), default="first",
+                        help="compile the candidates in parallel first (default), only that, or not at all")
     args = parser.parse_args(argv)
     began = time.monotonic()
     if not torch.cuda.is_available():
@@ -174,13 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [s for s in args.shapes.split(",") if s]
     ms = [int(v) for v in args.m.split(",") if v]
     jobs: list[tuple] = [("linear", SHAPES[s][1], m, cfg) for s in shapes for m in ms
-                         for cfg in skinny_candidates(m).values()]
+                         for cfg in skinny_candidates(m, *SHAPES[s]).values()]
     if not args.no_moe:
         from kernels.harness.cases.gpt_oss_moe.sweep import candidates
 
         jobs += [("moe", cfg) for m in args.moe_m.split(",") if m for cfg in candidates(4 * int(m), 32).values()]
-    precompile(list(dict.fromkeys(jobs)))
-    print(f"precompiled {len(jobs)} kernels in {time.monotonic() - began:.0f} s", flush=True)
+    if args.compile != "skip":
+        precompile(list(dict.fromkeys(jobs)))
+        print(f"precompiled {len(jobs)} kernels in {time.monotonic() - began:.0f} s", flush=True)
+    if args.compile == "only":
+        return 0
     ceil = measure_ceilings(torch.device("cuda"))
     lines = [f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {_smi()}; torch {torch.__version__}",
              f"copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s"]

@@ -11,8 +11,11 @@ helpers this reuses (``_grouped_tile.py``): the scale bytes of step t+1 load dur
 a peeled masked step covers a K tail.
 
 Programs that share a weight tile are adjacent (the M tiles of one N tile run back to back),
-so at ``bm`` < M the second read of a tile is an L2 hit. No split-K, no workspace, no host
-sync: graph-safe.
+so at ``bm`` < M the second read of a tile is an L2 hit. The attention projections have too
+few weight tiles to fill the chip (qkv: 40 of 128 rows, o: 23), so K is split until about
+two programs a multiprocessor run, finished in the same launch (``_epilogue.store_or_reduce``:
+the last split to arrive sums the partials). No host sync, sizes fixed by the shapes:
+graph-safe.
 """
 
 from __future__ import annotations
@@ -23,20 +26,22 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._env import can_launch, is_interpreter
-from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma
-from kernels.mxfp4._matmul import check_operands, code_pointer
-from kernels.mxfp4._tile import cast_out
+from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
+from kernels.mxfp4._epilogue import store_or_reduce
+from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, tile_mma
+from kernels.mxfp4._launch import splitk_counters
+from kernels.mxfp4._matmul import check_operands, code_pointer, split_plan
 from kernels.mxfp4.format import MXFP4Tensor
 
-__all__ = ["SkinnyConfig", "mxfp4_gemm_skinny", "skinny_config"]
+__all__ = ["SkinnyConfig", "mxfp4_gemm_skinny", "skinny_config", "split_for"]
 
 
 @dataclass(frozen=True, slots=True)
 class SkinnyConfig:
     """``bm`` activation rows x ``bn`` weight rows a program, ``bk`` along K a step; ``w_left``:
     the decoded tile is the MMA's left operand (fed from registers) rather than the right one
-    (through shared memory); ``decode``: "bf16x2" (two weights an instruction) or "f32"."""
+    (through shared memory); ``decode``: "bf16x2" (two weights an instruction) or "f32";
+    ``split_k``: programs along K."""
 
     bm: int = 128
     bn: int = 128
@@ -45,6 +50,7 @@ class SkinnyConfig:
     num_warps: int = 8
     num_stages: int = 3
     decode: str = "bf16x2"
+    split_k: int = 1
 
     def __post_init__(self) -> None:
         for name in ("bm", "bn", "bk"):
@@ -55,25 +61,40 @@ class SkinnyConfig:
             raise ValueError("bk must be at least 64 (two MX blocks)")
         if self.decode not in ("bf16x2", "f32"):
             raise ValueError(f"decode must be 'bf16x2' or 'f32', got {self.decode!r}")
+        if self.split_k < 1:
+            raise ValueError("split_k must be >= 1")
 
 
-def skinny_config(m: int, n: int, k_padded: int) -> SkinnyConfig:
+def skinny_config(m: int, n: int, k_padded: int, sms: int, bn: int = 128) -> SkinnyConfig:
     """Activation rows a tile: all of M up to 128 (each weight decoded once), else 128 (the
-    accumulator of a 256-row tile would take most of the register file)."""
+    accumulator of a 256-row tile would take most of the register file); ``split_k``: doubled
+    while the grid is under two programs a multiprocessor and each split keeps 4 K steps."""
     bm = 16
     while bm < m and bm < 128:
         bm *= 2
-    return SkinnyConfig(bm=bm, bn=128, bk=64, num_warps=8 if bm >= 64 else 4)
+    return SkinnyConfig(bm=bm, bn=bn, bk=64, num_warps=8 if bm >= 64 and bn >= 128 else 4,
+                        split_k=split_for(m, n, k_padded, sms, bm, bn, 64))
+
+
+def split_for(m: int, n: int, k_padded: int, sms: int, bm: int, bn: int, bk: int) -> int:
+    """K splits that bring ``[bm, bn]`` tiles up to two programs a multiprocessor (at most 8)."""
+    tiles = triton.cdiv(max(1, n), bn) * triton.cdiv(max(1, m), bm)
+    k_tiles = triton.cdiv(max(1, k_padded), bk)
+    split = 1
+    while tiles * split < 2 * sms and split * 2 <= min(8, k_tiles // 4):
+        split *= 2
+    return split
 
 
 @triton.jit
 def _skinny_kernel(
-    x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr,
-    M, N, K, stride_xm, stride_ym, KP_BLOCKS,
+    x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
+    M, N, K, stride_xm, stride_ym, KP_BLOCKS, TILES_PER_SPLIT, N_SPLIT,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
-    HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr,
+    SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    pid_s = tl.program_id(1)
     num_m = tl.cdiv(M, BM)
     pid_n = pid // num_m
     pid_m = pid % num_m
@@ -88,26 +109,25 @@ def _skinny_kernel(
         acc = tl.zeros((BN, BM), tl.float32)
     else:
         acc = tl.zeros((BM, BN), tl.float32)
-    full = K // BK
-    sc = step_scales(s_rows, n_ok, 0, KP_BLOCKS, BK)
-    for t in range(0, full):
+    full = K // BK  # steps inside K; step ``full`` (if TAIL) is the masked one
+    t0 = pid_s * TILES_PER_SPLIT
+    t1 = t0 + TILES_PER_SPLIT
+    sc = step_scales(s_rows, n_ok, t0, KP_BLOCKS, BK)
+    for t in range(t0, tl.minimum(t1, full)):
         sc_t = sc
         sc = step_scales(s_rows, n_ok, t + 1, KP_BLOCKS, BK)
         xt = step_acts(x_rows, m_ok, t, K, BK, True, INTERPRET)
         w = step_weight(q_rows, sc_t, n_ok, t, KP_BLOCKS, BN, BK, True, True, BF16X2, INTERPRET)
         acc = tile_mma(acc, w, xt, W_LEFT)
     if TAIL:
-        xt = step_acts(x_rows, m_ok, full, K, BK, False, INTERPRET)
-        w = step_weight(q_rows, sc, n_ok, full, KP_BLOCKS, BN, BK, False, True, BF16X2, INTERPRET)
-        acc = tile_mma(acc, w, xt, W_LEFT)
-    if HAS_BIAS:
-        acc += acc_cols(tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32), W_LEFT)
-    out = cast_out(acc, y_ptr.dtype.element_ty, INTERPRET)
-    y_rows = y_ptr + offs_m.to(tl.int64) * stride_ym
-    if W_LEFT:
-        tl.store(y_rows[None, :] + offs_n[:, None], out, mask=n_ok[:, None] & m_ok[None, :])
-    else:
-        tl.store(y_rows[:, None] + offs_n[None, :], out, mask=m_ok[:, None] & n_ok[None, :])
+        if t1 > full:  # this split owns the tail step, and its scales are the last prefetched
+            xt = step_acts(x_rows, m_ok, full, K, BK, False, INTERPRET)
+            w = step_weight(q_rows, sc, n_ok, full, KP_BLOCKS, BN, BK, False, True, BF16X2, INTERPRET)
+            acc = tile_mma(acc, w, xt, W_LEFT)
+    if not W_LEFT:
+        acc = tl.trans(acc)  # the epilogue stores [BN, BM]; once per program
+    store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
+                    pid, pid_s, N_SPLIT, SPLIT, HAS_BIAS, INTERPRET)
 
 
 def mxfp4_gemm_skinny(
@@ -127,12 +147,19 @@ def mxfp4_gemm_skinny(
     y = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
     if m == 0 or n == 0:
         return y.reshape(*x.shape[:-1], n)
-    cfg = config or skinny_config(m, n, w.k_padded)
-    grid = (triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm),)
-    _skinny_kernel[grid](
-        x2, code_pointer(w), w.scales, bias if bias is not None else y, y,
-        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32,
-        BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, HAS_BIAS=bias is not None,
+    cfg = config or skinny_config(m, n, w.k_padded, device_sms(x))
+    split, per_split = split_plan(w.k_padded, cfg.bk, cfg.split_k)
+    num_tiles = triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm)
+    if split > 1:
+        part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
+        cnt = splitk_counters(x2.device, num_tiles)
+    else:
+        part, cnt = y, y  # unused
+    _skinny_kernel[(num_tiles, split)](
+        x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
+        m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split, split,
+        BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, SPLIT=split > 1,
+        HAS_BIAS=bias is not None,
         BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

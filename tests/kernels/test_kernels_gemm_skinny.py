@@ -1,5 +1,6 @@
 """Decode-batch GEMM (``gemm_skinny``) against the float64 oracle: both operand orientations,
-M not a multiple of the tile, N tails, K tails (K not a multiple of BK, nor of 32)."""
+M not a multiple of the tile, N tails, K tails (K not a multiple of BK, nor of 32), split-K
+(a split that owns only the masked tail step included)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from tests.kernels.kernel_checks import assert_bf16_close, oracle
 
 
 @pytest.mark.parametrize("w_left", [False, True])
-@pytest.mark.parametrize("m,n,k,bm", [(17, 48, 200, 32), (70, 100, 256, 32), (33, 64, 96, 16)])
-def test_matches_oracle(w_left: bool, m: int, n: int, k: int, bm: int, device, gen) -> None:
+@pytest.mark.parametrize("m,n,k,bm,split", [(17, 48, 200, 32, 1), (70, 100, 256, 32, 1), (33, 64, 96, 16, 1),
+                                            (17, 48, 200, 32, 4), (40, 40, 520, 16, 3)])
+def test_matches_oracle(w_left: bool, m: int, n: int, k: int, bm: int, split: int, device, gen) -> None:
     w = to_layout(quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.05), "fma8")
     x = torch.randn(m, k, device=device, generator=gen).to(torch.bfloat16)
     b = torch.randn(n, device=device, generator=gen).to(torch.bfloat16) if m % 2 else None
-    cfg = SkinnyConfig(bm=bm, bn=32, bk=64, w_left=w_left, num_warps=4)
+    cfg = SkinnyConfig(bm=bm, bn=32, bk=64, w_left=w_left, num_warps=4, split_k=split)
     ref, mag = oracle(x, w, b)
     assert_bf16_close(mxfp4_gemm_skinny(x, w, b, config=cfg), ref, mag)
 
@@ -38,9 +40,11 @@ def test_rejects_ocp_codes(device, gen) -> None:
         mxfp4_gemm_skinny(torch.zeros(20, 64, device=device, dtype=torch.bfloat16), w)
 
 
-def test_config_covers_rows_up_to_128() -> None:
-    assert skinny_config(64, 2880, 2880).bm == 64
-    assert skinny_config(100, 2880, 2880).bm == 128
-    assert skinny_config(256, 2880, 2880).bm == 128
+def test_config_covers_rows_up_to_128_and_splits_small_grids() -> None:
+    assert skinny_config(64, 2880, 2880, 132).bm == 64
+    assert skinny_config(100, 2880, 2880, 132).bm == 128
+    unembed, qkv = skinny_config(256, 201088, 2880, 132), skinny_config(256, 5120, 2880, 132)
+    assert (unembed.bm, unembed.split_k) == (128, 1)
+    assert qkv.split_k > 1 and 5120 // qkv.bn * 2 * qkv.split_k >= 2 * 132
     with pytest.raises(ValueError):
         SkinnyConfig(bk=32)
