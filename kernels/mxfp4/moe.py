@@ -57,9 +57,11 @@ MOE_DECODE_MAX_PAIRS = 32
 # and the earlier grouped tiles at 3343 us (the current ones not measured there; 4097-8191 not
 # measured).
 MOE_DENSE_MIN_PAIRS = 8192
-#: The dense path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can compare).
+#: The path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can compare):
+#: a dense one, or "grouped" with MOE_PREFILL_GROUPED's tiles (decoded in registers, no bf16 copy).
 MOE_DENSE_PATH = "dense_cublas"
-MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas", "dense_cublas_split", "dense_cublas_expert")
+MOE_PREFILL_GROUPED = GroupedConfig(block=128, decode="bf16x2", prefetch_scales=True, pair_rows=True, num_warps=8)
+MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas", "dense_cublas_split")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 
 
@@ -230,13 +232,11 @@ def mxfp4_moe_triton(
     """MoE experts for tokens ``x[T, H]`` routed to ``ids[T, k]`` with ``weights[T, k]``: ``[T, H]`` in x's dtype.
 
     ``path``: "auto" picks by the number of (token, expert) pairs: "decode" up to
-    ``MOE_DECODE_MAX_PAIRS``, ``MOE_DENSE_PATH`` from ``MOE_DENSE_MIN_PAIRS`` ("dense_cublas"
-    while a CUDA graph is being captured), "grouped" between.
+    ``MOE_DECODE_MAX_PAIRS``, ``MOE_DENSE_PATH`` from ``MOE_DENSE_MIN_PAIRS``, "grouped" between.
     "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
-    the same with one ``torch._grouped_mm`` for gate and up together ("_split": two;
-    "_expert": one expert at a time through a reused buffer, not graph-capturable).
-    ``mode`` (decode and grouped): how MXFP4 tiles multiply; by default "fma" for decode on fma8 weights, else the tensor cores
-    ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for "grouped" a ``GroupedConfig``
+    the same with one ``torch._grouped_mm`` for gate and up together ("_split": two).
+    ``mode`` (decode and grouped): how MXFP4 tiles multiply; by default "fma" for decode on fma8
+    weights, else the tensor cores ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for "grouped" a ``GroupedConfig``
     (``moe_grouped.py``: the default, tiles decoded in registers) or a ``GroupedTiles`` (the
     earlier tiles, also the default where ``mode="dot_scaled"`` is named); a ``DenseConfig``
     for "dense" (defaults by pair count).
@@ -248,7 +248,9 @@ def mxfp4_moe_triton(
     if path == "auto":
         pairs = t * k
         path = ("decode" if pairs <= MOE_DECODE_MAX_PAIRS else
-                _dense_path() if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
+                MOE_DENSE_PATH if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
+        if path == "grouped" and pairs >= MOE_DENSE_MIN_PAIRS and config is None and w.layout == "fma8":
+            config = MOE_PREFILL_GROUPED
     if path.startswith("dense"):
         if mode is not None:
             raise ValueError(f"mode {mode!r} applies to the decode and grouped paths; {path!r} multiplies bf16")
@@ -282,13 +284,6 @@ def mxfp4_moe_triton(
     if m == _FMA:
         return moe_decode_fma(x, ids32, wts, w, alpha, limit)
     return _decode_dot(x, ids32, wts, w, alpha, limit, m)
-
-
-def _dense_path() -> str:
-    """``MOE_DENSE_PATH``, unless a graph is being captured and it needs the host (the per-expert loop)."""
-    if MOE_DENSE_PATH == "dense_cublas_expert" and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
-        return "dense_cublas"
-    return MOE_DENSE_PATH
 
 
 def _bk(dim: int) -> int:

@@ -34,7 +34,7 @@ from kernels.mxfp4.dequant import dequantize_triton
 from kernels.mxfp4.moe_dense_cublas import moe_dense_cublas
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 
-DENSE_BACKENDS = ("triton", "cublas", "cublas_split", "cublas_expert")
+DENSE_BACKENDS = ("triton", "cublas", "cublas_split")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +152,8 @@ def moe_dense(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWei
               backend: str = "triton", config: DenseConfig | None = None) -> torch.Tensor:
     """The MoE on bf16-dequantized experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``; -> ``[T, H]``.
 
-    ``backend``: "triton" (this file's grouped GEMMs), or "cublas" / "cublas_split" /
-    "cublas_expert" (``moe_dense_cublas.py``'s "fused", "split" and "expert" layouts).
+    ``backend``: "triton" (this file's grouped GEMMs), or "cublas" / "cublas_split"
+    (``moe_dense_cublas.py``'s "fused" and "split" layouts).
     """
     if backend not in DENSE_BACKENDS:
         raise ValueError(f"backend must be one of {DENSE_BACKENDS}, got {backend!r}")
@@ -161,7 +161,7 @@ def moe_dense(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWei
     groups = group_by_expert(ids32, w.num_experts, cfg.block)
     if backend == "triton":
         return _triton(x, ids32, wts, w, groups, alpha, limit, cfg)
-    layout = {"cublas": "fused", "cublas_split": "split", "cublas_expert": "expert"}[backend]
+    layout = {"cublas": "fused", "cublas_split": "split"}[backend]
     return moe_dense_cublas(x, ids32, wts, w, groups, alpha, limit, layout)
 
 

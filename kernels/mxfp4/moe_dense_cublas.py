@@ -5,18 +5,18 @@ by each expert's bf16 weights; two small kernels do SwiGLU (biases and clamps) a
 routing-weighted sum over each token's k slots (down bias included, fixed slot order, no
 atomics: deterministic). The GEMMs return bf16, so gate/up pre-activations and each
 expert's down output are rounded to bf16 before SwiGLU and the weighted sum (as the bf16
-model does; the reference keeps them in fp32). Three ways to lay the work out:
+model does; the reference keeps them in fp32). Two ways to lay the work out:
 
 * ``"split"``: gate and up dequantized to two ``[E, I, H]`` tensors, three grouped GEMMs
   (``torch._grouped_mm``, CUTLASS on Hopper). The first version; kept as the peer.
 * ``"fused"``: gate and up dequantized into the halves of one ``[E, 2I, H]`` buffer, so
   one grouped GEMM of N = 2I does both (one launch, one pass over the gathered rows).
-* ``"expert"``: one expert at a time through a reused ``[2I, H]`` bf16 buffer (33 MB for
-  gpt-oss-20b, within the H100's 50 MB L2, so the GEMM may read what the dequantization
-  just wrote from L2); ``torch.mm`` per expert. It needs the group sizes on the host (one
-  sync per layer), so it cannot be captured in a CUDA graph; the eager prefill step can.
+Measured and dropped (H100, docs/PERFORMANCE.md "Prefill step"): one expert at a time through
+a reused ``[2I, H]`` buffer (33 MB, L2-sized) with ``torch.mm`` per expert. Its kernels took
+as long as the grouped GEMMs (the dequantization gained nothing from L2), but it needs the
+group sizes on the host and launched ~200 kernels a layer: the eager step took 2.1x longer.
 
-``"split"`` and ``"fused"`` group on the device into fixed-size buffers: graph-capturable.
+Both group on the device into fixed-size buffers: graph-capturable.
 Weights stay MXFP4 in memory; only transient bf16 copies exist during the call.
 """
 
@@ -32,7 +32,7 @@ from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.dequant import DequantTiles, dequantize_triton
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
 
-CUBLAS_LAYOUTS = ("split", "fused", "expert")
+CUBLAS_LAYOUTS = ("split", "fused")
 _BN = 1024  # columns a program of the two row kernels
 
 
@@ -90,7 +90,7 @@ def moe_dense_cublas(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w:
         act = _swiglu(g, up, i_dim, ids32, order, w, alpha, limit)
         del g, up
         y = torch._grouped_mm(act, dequantize_triton(w.down, tiles=tiles).transpose(1, 2), offs=ends)
-    elif layout == "fused":
+    else:
         gate_up = torch.empty((w.num_experts, 2 * i_dim, h_dim), dtype=torch.bfloat16, device=x.device)
         dequantize_triton(w.glu, out=gate_up[:, :i_dim], tiles=tiles)
         dequantize_triton(w.linear, out=gate_up[:, i_dim:], tiles=tiles)
@@ -99,8 +99,6 @@ def moe_dense_cublas(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w:
         act = _swiglu(gu, gu[:, i_dim:], 2 * i_dim, ids32, order, w, alpha, limit)
         del gu
         y = torch._grouped_mm(act, dequantize_triton(w.down, tiles=tiles).transpose(1, 2), offs=ends)
-    else:
-        y = _per_expert(rows, ends, ids32, order, w, alpha, limit, tiles)
     row_of_pair = torch.empty_like(groups.order).scatter_(
         0, order, torch.arange(t * k, dtype=torch.int32, device=x.device))
     out = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
@@ -126,25 +124,3 @@ def _swiglu(g: torch.Tensor, up: torch.Tensor, stride_in: int, ids32: torch.Tens
         BN=_BN, HAS_BIAS=w.has_bias, INTERPRET=is_interpreter(), num_warps=4,
     )
     return act
-
-
-def _per_expert(rows: torch.Tensor, ends: torch.Tensor, ids32: torch.Tensor, order: torch.Tensor, w: MoEWeights,
-                alpha: float, limit: float, tiles: DequantTiles | None) -> torch.Tensor:
-    """Each pair's down output (sorted rows), each expert dequantized once into a reused buffer, right before its GEMM."""
-    i_dim, h_dim, pairs = w.intermediate, w.hidden, rows.shape[0]
-    bounds = [0, *ends.tolist()]  # the one host sync: group sizes decide the GEMM shapes
-    busy = [(e, s, t) for e, (s, t) in enumerate(zip(bounds, bounds[1:])) if t > s]
-    buf = torch.empty((2 * i_dim, h_dim), dtype=torch.bfloat16, device=rows.device)
-    gu = torch.empty((pairs, 2 * i_dim), dtype=torch.bfloat16, device=rows.device)
-    for e, s, t in busy:
-        dequantize_triton(w.glu[e], out=buf[:i_dim], tiles=tiles)
-        dequantize_triton(w.linear[e], out=buf[i_dim:], tiles=tiles)
-        torch.mm(rows[s:t], buf.t(), out=gu[s:t])
-    act = _swiglu(gu, gu[:, i_dim:], 2 * i_dim, ids32, order, w, alpha, limit)
-    del gu
-    down = buf.view(-1)[: h_dim * i_dim].view(h_dim, i_dim)  # the same memory, now [H, I]
-    y = torch.empty((pairs, h_dim), dtype=torch.bfloat16, device=rows.device)
-    for e, s, t in busy:
-        dequantize_triton(w.down[e], out=down, tiles=tiles)
-        torch.mm(act[s:t], down.t(), out=y[s:t])
-    return y

@@ -1,13 +1,13 @@
 """Step benchmark: one eager mixed prefill step of the aggregate benchmark, at gpt-oss-20b shapes.
 
-    python -m services.engine.bench_step [--out DIR] [--layers 24] [--seqs 8,16] [--prompt 1024]
-                                         [--variants baseline,fused,expert] [--repeats 5]
+    python -m services.engine.bench_step [--out DIR] [--layers 24] [--seqs 8,16] [--prompt 1024] [--repeats 5]
 
 ``bench_gpu``'s 256-concurrent row prefills 256 random 1024-token prompts in steps of
 ``max_num_batched_tokens`` = 8192 tokens: eight whole prompts a step, run eagerly (no
 graph). This times that step alone: the real ``NativeRunner.execute`` on sequences laid
 out by the real block manager, the model built by ``bench_gpu.build_core`` (random MXFP4
-weights, dense linears MXFP4), CUDA events around each step, median of ``--repeats``.
+weights, dense linears MXFP4), CUDA events around each step, median of ``--repeats``,
+the variants timed in turns (the card's clock drifts under sustained load).
 
 Beside each step time: a ``torch.profiler`` table of the top kernels of one step, the
 step's FLOPs over 650 TFLOP/s and over torch's bf16 matmul measured in the same run
@@ -15,16 +15,18 @@ step's FLOPs over 650 TFLOP/s and over torch's bf16 matmul measured in the same 
 in-register grouped tile, and the expert dequantization pass per tile shape (bytes moved
 over the measured copy bandwidth is its floor). ``--seqs 16`` is the 16384-token budget.
 
-Variants set the MoE's dense path (``kernels.mxfp4.moe.MOE_DENSE_PATH``): ``baseline``
-the split gate/up GEMMs of the last engine run, ``fused`` one GEMM for gate and up,
-``expert`` one expert at a time through a reused buffer. Same wheels and invocation as
-``bench_gpu`` (see its docstring).
+Variants set the MoE path of long steps (``kernels.mxfp4.moe.MOE_DENSE_PATH`` and the
+dequantization tiles): ``baseline`` the split gate/up GEMMs of the last engine run,
+``fused`` one GEMM for gate and up, the same with the fastest dequantization tiles of the
+sweep, and ``grouped`` the in-register tiles (no bf16 copy) that were fastest on one layer.
+Same wheels and invocation as ``bench_gpu`` (see its docstring).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 from collections.abc import Callable
@@ -43,24 +45,54 @@ from services.engine.scheduler import ScheduledSequence
 from services.engine.sequence import new_sequences
 
 PEAK_TFLOPS = 650.0  # the brief's round figure for dense bf16 on an H100 SXM
-VARIANTS = {"baseline": "dense_cublas_split", "fused": "dense_cublas", "expert": "dense_cublas_expert"}
-DEQUANT_TILES = (dequant.DequantTiles(32, 256, 4), dequant.DequantTiles(16, 512, 4), dequant.DequantTiles(64, 256, 8),
-                 dequant.DequantTiles(32, 512, 8), dequant.DequantTiles(8, 1024, 4))  # fmt: skip
+_PAIRED = dict(decode="bf16x2", prefetch_scales=True, pair_rows=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Variant:
+    """The MoE settings one step runs with (``kernels.mxfp4.moe`` / ``dequant`` module settings)."""
+
+    path: str
+    tiles: dequant.DequantTiles = dequant.DequantTiles()
+    grouped: GroupedConfig = moe.MOE_PREFILL_GROUPED
+
+    def apply(self) -> None:
+        moe.MOE_DENSE_PATH, dequant.DEQUANT_TILES, moe.MOE_PREFILL_GROUPED = self.path, self.tiles, self.grouped
+
+
+VARIANTS = {"baseline": Variant("dense_cublas_split"), "fused": Variant("dense_cublas"),
+            "grouped": Variant("grouped")}  # fmt: skip
+DEQUANT_TILES = tuple(dequant.DequantTiles(*t) for t in ((32, 256, 4), (8, 1024, 4), (4, 2048, 4), (16, 1024, 8),
+                                                          (8, 2048, 8), (4, 1024, 2), (2, 2048, 2)))  # fmt: skip
+GROUPED_TILES = {  # in-register candidates for 4 x 8192 pairs (about 1024 rows an expert)
+    "128 rows, 8 warps": GroupedConfig(block=128, num_warps=8, **_PAIRED),
+    "128 rows, 8 warps, W left": GroupedConfig(block=128, num_warps=8, w_left=True, bn_down=128, **_PAIRED),
+    "256 rows, bn 32, 8 warps": GroupedConfig(block=256, bn=32, num_warps=8, **_PAIRED),
+    "128 rows, bn 128, 8 warps": GroupedConfig(block=128, bn=128, bn_down=128, num_warps=8, **_PAIRED),
+}
 
 
 def cuda_ms(fn: Callable[[], object], repeats: int, warm: int = 2) -> float:
     """Median milliseconds of ``fn`` between CUDA events."""
-    for _ in range(warm):
-        fn()
-    times = []
+    return interleaved({"": fn}, repeats, warm)[""]
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warm: int = 1) -> dict[str, float]:
+    """Median ms of each ``fn``, timed in turns (a, b, c, a, b, c, ...) so that the card's clock
+    drifting under sustained load (seen between rows of the first run) weighs on all alike."""
+    for fn in fns.values():
+        for _ in range(warm):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            stop.record()
+            torch.cuda.synchronize()
+            times[name].append(start.elapsed_time(stop))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_tflops(m: int = 8192, k: int = 2880, n: int = 5760) -> float:
@@ -117,27 +149,28 @@ def moe_layer(layer, tokens: int, repeats: int) -> dict[str, float]:
     w, c = layer.mlp.experts, layer.mlp
     x = torch.randn(tokens, w.hidden, device="cuda", dtype=torch.bfloat16)
     ids, wts = route_torch(torch.randn(tokens, w.num_experts, device="cuda"), c.top_k)
-    pairs = ids.numel()
-    paths: dict[str, dict] = {name: {"path": path} for name, path in VARIANTS.items()}
-    paths["grouped (default tiles)"] = {"path": "grouped", "config": grouped_config(pairs, w.num_experts, w.layout)}
-    paths["grouped 128 rows, 8 warps"] = {"path": "grouped", "config": GroupedConfig(
-        block=128, decode="bf16x2", prefetch_scales=True, pair_rows=True, num_warps=8)}
-    out = {}
+    paths = {"baseline (split)": {"path": "dense_cublas_split"}, "fused": {"path": "dense_cublas"},
+             "grouped, default tiles": {"path": "grouped", "config": grouped_config(ids.numel(), w.num_experts)}}
+    paths.update({f"grouped, {name}": {"path": "grouped", "config": cfg} for name, cfg in GROUPED_TILES.items()})
+    fns = {}
     for name, kw in paths.items():
+        fn = lambda kw=kw: moe.mxfp4_moe_triton(x, ids, wts, w, alpha=c.alpha, limit=c.limit, **kw)  # noqa: E731
         try:
-            out[name] = cuda_ms(lambda: moe.mxfp4_moe_triton(x, ids, wts, w, alpha=c.alpha, limit=c.limit, **kw),
-                                repeats)
-        except Exception as error:  # noqa: BLE001 - a candidate that fails to compile is reported, not fatal
-            out[name] = float("nan")
+            fn()  # compiles; a candidate that fails is reported, not fatal
+            fns[name] = fn
+        except Exception as error:  # noqa: BLE001
             print(json.dumps({"moe_error": name, "error": f"{type(error).__name__}: {error}"[:300]}))
-    return out
+    return interleaved(fns, repeats)
 
 
-def dequant_sweep(layer, repeats: int) -> dict[str, float]:
+def dequant_sweep(layer, repeats: int) -> dict[dequant.DequantTiles, float]:
     """ms to dequantize one layer's gate weights [E, I, H] per tile shape."""
     w = layer.mlp.experts.glu
-    return {f"{t.rows}x{t.cols}, {t.num_warps} warps": cuda_ms(lambda t=t: dequant.dequantize_triton(w, tiles=t),
-                                                              repeats) for t in DEQUANT_TILES}
+    return interleaved({t: lambda t=t: dequant.dequantize_triton(w, tiles=t) for t in DEQUANT_TILES}, repeats)
+
+
+def _name(t: dequant.DequantTiles) -> str:
+    return f"{t.rows}x{t.cols}, {t.num_warps} warps"
 
 
 def main() -> int:
@@ -146,7 +179,6 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--seqs", default="8,16", help="prompts a step, comma-separated (8 = the 8192 budget)")
     parser.add_argument("--prompt", type=int, default=1024)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top", type=int, default=14, help="kernels in the profile table")
     args = parser.parse_args()
@@ -156,66 +188,82 @@ def main() -> int:
     counts = [int(s) for s in args.seqs.split(",")]
     core, model = build_core(config, device="cuda", weight_format="mxfp4", cuda_graphs=False,
                              max_num_seqs=max(counts), kv_tokens=max(counts) * args.prompt + 1024)  # fmt: skip
-    runner, report = core.runner, {"device": torch.cuda.get_device_name(), "layers": args.layers}
-    report["matmul_tflops"] = matmul_tflops()
-    report["copy_gbs"] = copy_bandwidth(torch.device("cuda")) / 1e9
-    lines = [f"Device: {report['device']}; torch bf16 matmul 8192x2880x5760: {report['matmul_tflops']:.0f} TFLOP/s; "
-             f"copy {report['copy_gbs']:.0f} GB/s", ""]  # fmt: skip
-    lines += ["| step | variant | ms (median) | tok/s | floor @650 | floor @measured | step / floor@measured | "
-              "logits vs first variant (rel. L2) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    profiles, best = {}, {}
+    runner, layer = core.runner, model.layers[0]
+    report = {"device": torch.cuda.get_device_name(), "layers": args.layers, "matmul_tflops": matmul_tflops(),
+              "copy_gbs": copy_bandwidth(torch.device("cuda")) / 1e9}  # fmt: skip
     try:
-        for seqs in counts:
-            batch = prefill_batch(runner, seqs, args.prompt, seed=1000 * seqs)
-            flops = step_flops(config, seqs, args.prompt)
-            floor, floor_m = flops / PEAK_TFLOPS / 1e9, flops / report["matmul_tflops"] / 1e9
-            first = None
-            for name in args.variants.split(","):
-                moe.MOE_DENSE_PATH = VARIANTS[name]
-                logits = runner.execute(batch)
-                first = logits if first is None else first
-                rel = ((logits - first).norm() / first.norm()).item()
-                ms = cuda_ms(lambda: runner.execute(batch), args.repeats)
-                best[seqs] = min(best.get(seqs, (name, ms)), (name, ms), key=lambda b: b[1])
-                lines.append(f"| {seqs} x {args.prompt} | {name} | {ms:.1f} | {seqs * args.prompt / ms * 1e3:.0f} | "
-                             f"{floor:.1f} | {floor_m:.1f} | {ms / floor_m:.2f} | {rel:.1e} |")  # fmt: skip
-                print(lines[-1], flush=True)
-                if seqs == counts[0]:
-                    profiles[name] = top_kernels(lambda: runner.execute(batch), args.top)
-        layer = model.layers[0]
-        moe_ms = moe_layer(layer, counts[0] * args.prompt, args.repeats)
         dq = dequant_sweep(layer, args.repeats)
-        tiles = min(DEQUANT_TILES, key=lambda t: dq[f"{t.rows}x{t.cols}, {t.num_warps} warps"])
-        if tiles != dequant.DEQUANT_TILES:  # the best step variant again with the fastest dequant tiles
-            dequant.DEQUANT_TILES, (name, _) = tiles, best[counts[0]]
-            moe.MOE_DENSE_PATH = VARIANTS[name]
-            batch = prefill_batch(runner, counts[0], args.prompt, seed=1000 * counts[0])
-            ms = cuda_ms(lambda: runner.execute(batch), args.repeats)
-            lines.append(f"| {counts[0]} x {args.prompt} | {name} + dequant {tiles.rows}x{tiles.cols}/"
-                         f"{tiles.num_warps}w | {ms:.1f} | {counts[0] * args.prompt / ms * 1e3:.0f} | | | | |")
+        moe_ms = moe_layer(layer, counts[0] * args.prompt, args.repeats)
+        variants = dict(VARIANTS)
+        fastest = min(dq, key=dq.get)
+        variants[f"fused, dequant {_name(fastest)}"] = Variant("dense_cublas", tiles=fastest)
+        grouped = {k: v for k, v in moe_ms.items() if k.removeprefix("grouped, ") in GROUPED_TILES}
+        if grouped:
+            variants["grouped"] = Variant("grouped", grouped=GROUPED_TILES[min(grouped, key=grouped.get)[9:]])
+        steps, profiles = step_table(runner, config, counts, args, variants, report)
     finally:
         asyncio.run(core.close())
-    w = layer.mlp.experts.glu
-    weights = w.shape[0] * w.shape[1] * w.shape[2]
-    dq_floor = weights * (0.5 + 1 / 32 + 2) / report["copy_gbs"] / 1e6  # copy_gbs counts reads and writes
-    lines += ["", f"One MoE layer, {counts[0] * args.prompt} tokens ({4 * counts[0] * args.prompt} pairs), "
-              f"random routing: ms", "", "| path | ms |", "|---|---:|"]  # fmt: skip
-    lines += [f"| {k} | {v:.3f} |" for k, v in moe_ms.items()]
-    lines += ["", f"Dequantize one layer's gate experts ({weights / 1e6:.0f} M weights to bf16; floor "
-              f"{dq_floor:.3f} ms at the copy bandwidth)", "", "| tiles | ms | GB/s moved |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v:.3f} | {weights * (0.5 + 1 / 32 + 2) / v / 1e6:.0f} |" for k, v in dq.items()]
-    for name, (rows, gpu_ms) in profiles.items():
-        lines += ["", f"Top kernels of one {counts[0]} x {args.prompt} step, {name} ({gpu_ms:.1f} ms of kernels)",
-                  "", "| kernel | ms | calls | share |", "|---|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| `{r['kernel']}` | {r['ms']:.2f} | {r['calls']} | {r['ms'] / gpu_ms:.0%} |" for r in rows]
-    text = "\n".join(lines)
+    text = "\n".join(render(report, steps, moe_ms, dq, profiles, layer, counts[0] * args.prompt, variants))
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_step.md").write_text(text + "\n")
-        (args.out / "bench_step.json").write_text(json.dumps({**report, "moe_ms": moe_ms, "dequant_ms": dq,
-                                                              "profiles": profiles}, indent=1))  # fmt: skip
+        (args.out / "bench_step.json").write_text(json.dumps({**report, "steps": steps, "moe_ms": moe_ms,
+            "dequant_ms": {_name(t): v for t, v in dq.items()}, "profiles": profiles}, indent=1))  # fmt: skip
     return 0
+
+
+def step_table(runner, config: GptOssConfig, counts: list[int], args: argparse.Namespace,
+               variants: dict[str, Variant], report: dict) -> tuple[list[dict], dict]:  # fmt: skip
+    """Each step size with every variant, timed in turns; rel. L2 of the logits against the first variant."""
+    rows, profiles = [], {}
+    for seqs in counts:
+        batch = prefill_batch(runner, seqs, args.prompt, seed=1000 * seqs)
+        flops = step_flops(config, seqs, args.prompt)
+        fns, rel, first = {}, {}, None
+        for name, v in variants.items():
+            v.apply()
+            logits = runner.execute(batch)  # also compiles what this variant runs
+            first = logits if first is None else first
+            rel[name] = ((logits - first).norm() / first.norm()).item()
+            fns[name] = lambda v=v: (v.apply(), runner.execute(batch))
+            if seqs == counts[0]:
+                profiles[name] = top_kernels(lambda: runner.execute(batch), args.top)
+        for name, ms in interleaved(fns, args.repeats).items():
+            rows.append({"seqs": seqs, "prompt": args.prompt, "variant": name, "ms": ms, "rel_l2": rel[name],
+                         "tokens_per_s": seqs * args.prompt / ms * 1e3, "floor_650_ms": flops / PEAK_TFLOPS / 1e9,
+                         "floor_measured_ms": flops / report["matmul_tflops"] / 1e9})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    VARIANTS["fused"].apply()
+    return rows, profiles
+
+
+def render(report: dict, steps: list[dict], moe_ms: dict, dq: dict, profiles: dict, layer, tokens: int,
+           variants: dict[str, Variant]) -> list[str]:  # fmt: skip
+    lines = [f"Device: {report['device']}; torch bf16 matmul 8192x2880x5760: {report['matmul_tflops']:.0f} TFLOP/s; "
+             f"copy {report['copy_gbs']:.0f} GB/s", "",
+             "| step | variant | ms (median) | tok/s | floor @650 | floor @measured | step / floor@measured | "
+             "logits vs baseline (rel. L2) |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {r['seqs']} x {r['prompt']} | {r['variant']} | {r['ms']:.1f} | {r['tokens_per_s']:.0f} | "
+              f"{r['floor_650_ms']:.1f} | {r['floor_measured_ms']:.1f} | {r['ms'] / r['floor_measured_ms']:.2f} | "
+              f"{r['rel_l2']:.1e} |" for r in steps]  # fmt: skip
+    if "grouped" in variants:
+        lines.append(f"\n(grouped step variant: {variants['grouped'].grouped})")
+    lines += ["", f"One MoE layer, {tokens} tokens ({4 * tokens} pairs), random routing, timed in turns",
+              "", "| path | ms |", "|---|---:|"]  # fmt: skip
+    lines += [f"| {k} | {v:.3f} |" for k, v in moe_ms.items()]
+    w = layer.mlp.experts.glu
+    weights = w.shape[0] * w.shape[1] * w.shape[2]
+    moved = weights * (0.5 + 1 / 32 + 2)  # codes and scales in, bf16 out
+    lines += ["", f"Dequantize one layer's gate experts ({weights / 1e6:.0f} M weights to bf16; floor "
+              f"{moved / report['copy_gbs'] / 1e6:.3f} ms at the copy bandwidth, which counts reads and writes)", "",
+              "| tiles | ms | GB/s moved |", "|---|---:|---:|"]  # fmt: skip
+    lines += [f"| {_name(t)} | {v:.3f} | {moved / v / 1e6:.0f} |" for t, v in dq.items()]
+    for name, (rows, gpu_ms) in profiles.items():
+        lines += ["", f"Top kernels of one {steps[0]['seqs']} x {steps[0]['prompt']} step, {name} "
+                  f"({gpu_ms:.1f} ms of kernels)", "", "| kernel | ms | calls | share |", "|---|---:|---:|---:|"]
+        lines += [f"| `{r['kernel']}` | {r['ms']:.2f} | {r['calls']} | {r['ms'] / gpu_ms:.0%} |" for r in rows]
+    return lines
 
 
 if __name__ == "__main__":
