@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from services.engine.cuda_graphs import DecodeGraphs
+from services.engine.cuda_graphs import DecodeGraphs, Staging
 from services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
 from services.engine.layers.attention import AttentionMetadata, attention_backend
 from services.engine.model_runner import (
@@ -59,6 +59,7 @@ class NativeRunner(ModelRunner):
         on_cuda = self._device.type == "cuda"
         self._token_hosts = [torch.zeros(self.max_num_seqs, dtype=torch.long, pin_memory=on_cuda) for _ in range(2)]
         self._token_ring = 0
+        self._eager_staging = Staging(1 << 16, self._device)
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
@@ -183,20 +184,35 @@ class NativeRunner(ModelRunner):
             logits = self._graphs.run(batch, pending, prev_tokens, owned=owned)  # reads the sequences' tokens itself
             if logits is not None:
                 return logits
+        # Input ids, the logit rows and the metadata's integers go up in one pinned, non-blocking copy, so
+        # launching this step never waits for the one before it to finish on the device.
+        ids = host_input_ids(batch)
+        rows, ends = [], 0
+        for item in batch:
+            ends += item.num_new_tokens
+            if item.needs_logits:
+                rows.append(ends - 1)
+        head = ids + rows
+        uploaded: list[torch.Tensor] = []
+
+        def upload(values: list[int]) -> torch.Tensor:
+            uploaded.append(self._eager_staging.upload(head + values))
+            return uploaded[0][len(head) :]
+
         meta = AttentionMetadata.build(
             query_lens=[item.num_new_tokens for item in batch],
             seq_lens=[item.start + item.num_new_tokens for item in batch],
             block_tables=[item.sequence.block_table for item in batch],
             block_size=self.cache.block_size,
             device=self._device,
+            upload=upload,
         )
-        input_ids = torch.tensor(host_input_ids(batch), dtype=torch.long, device=self._device)
-        pending.fill(input_ids, prev_tokens)
+        input_ids, row_index = uploaded[0][: len(ids)], uploaded[0][len(ids) : len(head)]
+        pending.fill(input_ids, prev_tokens)  # in the staging buffer: the next upload is queued after this step
         with torch.inference_mode():
             hidden = self.model(input_ids, meta.positions, meta)
-            rows = [row for item, row in zip(batch, meta.last_token_indices()) if item.needs_logits]
             if len(rows) != hidden.shape[0]:
-                hidden = hidden[torch.tensor(rows, dtype=torch.long, device=self._device)]
+                hidden = hidden.index_select(0, row_index)
             return self.model.compute_logits(hidden)
 
     def prompt_logits(self, token_ids: Sequence[int]) -> torch.Tensor:

@@ -5,7 +5,7 @@ See ``attention.py`` for the interface it is part of; it is re-exported there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +56,14 @@ class AttentionMetadata:
         block_tables: Sequence[Sequence[int]],
         block_size: int,
         device: torch.device | str = "cpu",
+        upload: Callable[[list[int]], torch.Tensor] | None = None,
     ) -> AttentionMetadata:
-        """Lay out a step; sequences with more than one new token must come before those with one."""
+        """Lay out a step; sequences with more than one new token must come before those with one.
+
+        The integer tensors travel to ``device`` in one copy: ``upload`` (host ints -> a device int64
+        tensor) lets the runner use a pinned, non-blocking one. A plain ``torch.tensor`` copy to a GPU
+        waits for the stream, so it would stall a step launched while the previous one still runs.
+        """
         query_lens, seq_lens = list(query_lens), list(seq_lens)
         if not (len(query_lens) == len(seq_lens) == len(block_tables)) or not query_lens:
             raise ValueError("query_lens, seq_lens and block_tables need one entry per sequence, at least one")
@@ -75,17 +81,23 @@ class AttentionMetadata:
                 positions.append(p)
                 slots.append(table[p // block_size] * block_size + p % block_size)
         width = max(len(t) for t in block_tables)
-        padded = [list(t) + [0] * (width - len(t)) for t in block_tables]
+        flat = positions + slots
+        for table in block_tables:
+            flat += table
+            flat += [0] * (width - len(table))
+        flat += seq_lens
+        values = upload(flat) if upload is not None else torch.tensor(flat, dtype=torch.long, device=device)
+        tables_end = 2 * total + len(block_tables) * width
         return cls(
             block_size=block_size,
             num_prefills=num_prefills,
             query_lens=query_lens,
             seq_lens=seq_lens,
             query_starts=starts,
-            positions=torch.tensor(positions, dtype=torch.long, device=device),
-            slot_mapping=torch.tensor(slots, dtype=torch.long, device=device),
-            block_tables=torch.tensor(padded, dtype=torch.long, device=device),
-            seq_lens_tensor=torch.tensor(seq_lens, dtype=torch.long, device=device),
+            positions=values[:total],
+            slot_mapping=values[total : 2 * total],
+            block_tables=values[2 * total : tables_end].view(len(block_tables), width),
+            seq_lens_tensor=values[tables_end:],
         )
 
     @classmethod
