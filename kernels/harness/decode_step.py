@@ -1,10 +1,11 @@
 """Kernel table of a gpt-oss-20b decode step at batch 64-256: the dense linears, then the MoE.
 
-    python3 -m kernels.harness.decode_step [--m 64,256] [--shapes qkv,o,unembed] [--moe-m 64,128,256]
-                                           [--budget-s 150] [--no-moe] [--compile first|only|skip]
+    python3 -m kernels.harness.decode_step [--m 64,256] [--wide-m 512,1024] [--shapes qkv,o,unembed]
+                                           [--moe-m 64,128,256] [--budget-s 150] [--no-moe]
+                                           [--compile first|only|skip]
 
-Dense linears at the gpt-oss shapes (qkv 5120x2880, o 2880x4096, unembedding 201088x2880),
-fma8 codes as the engine loads them, M rows of bf16 activations. Rows per (shape, m): torch
+Dense linears at the gpt-oss shapes (qkv 5120x2880, o 2880x4096, unembedding 201088x2880,
+also at ``--wide-m`` rows), fma8 codes as the engine loads them, M rows of bf16 activations. Rows per (shape, m): torch
 bf16 on the dequantized weight (the peer), the paths the dispatcher has used at these rows
 (``gemm`` ``dequant_cublas`` and ``dequant_dot``), what ``mxfp4_linear`` runs now, and the
 ``gemm_skinny`` candidates. Each row is the median of CUDA-graph replays (``timing.time_calls``)
@@ -33,6 +34,7 @@ from kernels.harness.models.linear import quantize_random
 from kernels.harness.timing import time_calls
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config, split_for
+from kernels.mxfp4._launch import SKINNY_WIDE_MIN_N
 from kernels.mxfp4.layout import to_layout
 from kernels.mxfp4.ops import dequantize, mxfp4_linear
 
@@ -42,9 +44,8 @@ MAX_COPIES = 16
 
 
 def skinny_candidates(m: int, n: int, k: int, sms: int = 132) -> dict[str, SkinnyConfig]:
-    """The default tiles and the neighbours worth a row: narrower and wider N, the other operand
-    orientation, a longer K step, deeper pipelining, no split-K, one tile over all 256 rows.
-    Every one splits K by ``split_for`` unless its name says otherwise."""
+    """The default tiles (``skinny_config``) and their neighbours: the other operand orientation,
+    the other weight-tile height, 64 activation rows a tile. Each splits K by ``split_for``."""
     base = skinny_config(m, n, k, sms)
 
     def cfg(**kw: object) -> SkinnyConfig:
@@ -53,18 +54,12 @@ def skinny_candidates(m: int, n: int, k: int, sms: int = 132) -> dict[str, Skinn
 
     out = {
         "skinny": base,
-        "skinny_nosplit": dataclasses.replace(base, split_k=1),
-        "skinny_wleft": cfg(w_left=True),
-        "skinny_bn64": cfg(bn=64, num_warps=4),
-        "skinny_bn256": cfg(bn=256, num_warps=8),
-        "skinny_bk128": cfg(bk=128),
-        "skinny_st4": cfg(num_stages=4),
+        "skinny_wleft" if not base.w_left else "skinny_wright": cfg(w_left=not base.w_left),
+        "skinny_bn64" if base.bn == 128 else "skinny_bn128": cfg(bn=192 - base.bn, num_warps=12 - base.num_warps),
     }
-    if m > 128:
-        out["skinny_bm256_bn64"] = cfg(bm=256, bn=64, num_warps=8)
-        out["skinny_bm64"] = cfg(bm=64, num_warps=4)
-    firsts = {c: label for label, c in reversed(out.items())}  # a config measured once, under its first name
-    return {label: c for label, c in out.items() if firsts[c] == label}
+    if base.bm == 128:
+        out["skinny_bm64"] = cfg(bm=64, w_left=False, num_warps=4)
+    return out
 
 
 def precompile(jobs: list[tuple], workers: int = 12) -> None:
@@ -114,7 +109,7 @@ def _smi() -> str:
         return "no nvidia-smi"
 
 
-def linear_rows(shapes: list[str], ms: list[int], copy_gbps: float, tflops: float, budget_s: float,
+def linear_rows(shape_ms: dict[str, list[int]], copy_gbps: float, tflops: float, budget_s: float,
                 began: float) -> list[str]:
     from kernels.mxfp4.gemm import mxfp4_gemm
 
@@ -123,7 +118,7 @@ def linear_rows(shapes: list[str], ms: list[int], copy_gbps: float, tflops: floa
     print(lines[0], flush=True)
     gen = torch.Generator(device="cuda")
     gen.manual_seed(2026)
-    for name in shapes:
+    for name, ms in shape_ms.items():
         n, k = SHAPES[name]
         q = quantize_random((n, k), gen, torch.device("cuda"))
         w = to_layout(MXFP4Tensor(q["blocks"], q["scales"], k), "fma8")
@@ -173,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--m", default="64,256", help="activation rows of the dense linears")
     parser.add_argument("--shapes", default="unembed,qkv,o", help=f"any of {sorted(SHAPES)}")
+    parser.add_argument("--wide-m", default="512,1024", help="more rows for the unembedding alone")
     parser.add_argument("--moe-m", default="64,128,256", help="tokens of the MoE rows (pairs = 4 x m)")
     parser.add_argument("--budget-s", type=float, default=150.0, help="rows past this many seconds are skipped")
     parser.add_argument("--no-moe", action="store_true")
@@ -184,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("decode_step times CUDA kernels; no CUDA device here")
     shapes = [s for s in args.shapes.split(",") if s]
     ms = [int(v) for v in args.m.split(",") if v]
-    jobs: list[tuple] = [("linear", SHAPES[s][1], m, cfg) for s in shapes for m in ms
+    wide_ms = [int(v) for v in args.wide_m.split(",") if v]
+    shape_ms = {s: ms + (wide_ms if SHAPES[s][0] >= SKINNY_WIDE_MIN_N else []) for s in shapes}
+    jobs: list[tuple] = [("linear", SHAPES[s][1], m, cfg) for s in shapes for m in shape_ms[s]
                          for cfg in skinny_candidates(m, *SHAPES[s]).values()]
     if not args.no_moe:
         from kernels.harness.cases.gpt_oss_moe.sweep import candidates
@@ -199,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; device {_smi()}; torch {torch.__version__}",
              f"copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s"]
     print("\n".join(lines), flush=True)
-    lines += linear_rows(shapes, ms, ceil.copy_gbps, ceil.matmul_tflops, args.budget_s, began)
+    lines += linear_rows(shape_ms, ceil.copy_gbps, ceil.matmul_tflops, args.budget_s, began)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "decode_step.txt").write_text("\n".join(lines) + "\n")
     if not args.no_moe:

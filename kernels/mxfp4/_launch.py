@@ -97,7 +97,15 @@ def splitk_counters(device: torch.device, count: int) -> torch.Tensor:
         _COUNTERS[device] = buf
     return buf
 
-# From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tile: at M = 256
+# From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tiles: at M = 256
 # on five of the six H100 cases (all but the 201088-row unembedding) and at M = 2048 on all six.
-# Rows 17..255 keep the in-register dequant_dot tile (not measured between 16 and 256).
+# Below it, fma8 weights take ``gemm_skinny`` (H100, 2026-11-26, docs/PERFORMANCE.md "Dense linears
+# at M = 64-256"): at M = 64 qkv 16.1 us and o 15.3 against 24.3 / 20.8 for dequantize + cuBLAS
+# and 52 / 58 for the earlier dequant_dot tile; at M = 256 cuBLAS still won qkv (30.9 against
+# 33.5) and o (22.3 against 29.4).
 PREFILL_CUBLAS_MIN_M = 256
+# ...except for weights at least this tall (the unembedding), which take ``gemm_skinny`` up to
+# ``SKINNY_WIDE_MAX_M`` rows: the bf16 copy that the cuBLAS path writes and re-reads costs more
+# than cuBLAS's faster matmul saves (201088 x 2880 at M = 256: 598 against 1149 us).
+SKINNY_WIDE_MIN_N = 32768
+SKINNY_WIDE_MAX_M = 1024

@@ -65,14 +65,18 @@ class SkinnyConfig:
             raise ValueError("split_k must be >= 1")
 
 
-def skinny_config(m: int, n: int, k_padded: int, sms: int, bn: int = 128) -> SkinnyConfig:
-    """Activation rows a tile: all of M up to 128 (each weight decoded once), else 128 (the
-    accumulator of a 256-row tile would take most of the register file); ``split_k``: doubled
-    while the grid is under two programs a multiprocessor and each split keeps 4 K steps."""
+def skinny_config(m: int, n: int, k_padded: int, sms: int) -> SkinnyConfig:
+    """Activation rows a tile: all of M up to 128 (each weight decoded once), else 128. 128
+    weight rows and 8 warps where the grid has tiles to spare, 64 and 4 warps where it has few
+    (H100, run 1 of docs/PERFORMANCE.md "Dense linears at M = 64-256": at M = 64 qkv 16.1
+    against 21.6 us, unembedding 241 against 236). From 128 rows the weight is the MMA's left
+    operand (unembedding at M = 256: 598 against 647 us; at M = 64 it lost, 273 against 236).
+    ``split_k`` from ``split_for``."""
     bm = 16
     while bm < m and bm < 128:
         bm *= 2
-    return SkinnyConfig(bm=bm, bn=bn, bk=64, num_warps=8 if bm >= 64 and bn >= 128 else 4,
+    bn = 128 if triton.cdiv(max(1, n), 128) * triton.cdiv(max(1, m), bm) >= 4 * sms else 64
+    return SkinnyConfig(bm=bm, bn=bn, bk=64, w_left=bm >= 128, num_warps=8 if bm >= 64 and bn >= 128 else 4,
                         split_k=split_for(m, n, k_padded, sms, bm, bn, 64))
 
 

@@ -103,7 +103,11 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     at 256 pairs 16-row tiles (the earlier kernel at BK 64, 442 us) beat 32 (475 us), hence 2
     deviations, not 3. Four warps: eight were slower at 64 rows (748 against 584 us) though
     ptxas spills a few bytes at four. From ``PAIRED_MIN_PAIRS`` on fma8 codes: ``decode``
-    "bf16x2", ``prefetch_scales`` and ``pair_rows``.
+    "bf16x2", ``prefetch_scales`` and ``pair_rows``, and below 64 rows a tile ``w_left``: with
+    fewer than 64 activation rows as the MMA's M the compiler falls back to Ampere-style MMAs,
+    while the weight as the left operand keeps Hopper's warpgroup MMA (H100, run 4: 256 pairs
+    369 against 392 us, 512 pairs 401 against 460; at 1024 pairs, 64-row tiles, it lost 496
+    against 412).
     """
     mean = pairs / max(1, experts)
     busiest = mean + 2.0 * (mean * (1.0 - 1.0 / max(1, experts))) ** 0.5
@@ -111,7 +115,7 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     while block < busiest and block < 64:
         block *= 2
     if layout == "fma8" and pairs >= PAIRED_MIN_PAIRS:
-        return GroupedConfig(block=block, decode="bf16x2", prefetch_scales=True, pair_rows=True)
+        return GroupedConfig(block=block, decode="bf16x2", prefetch_scales=True, pair_rows=True, w_left=block < 64)
     return GroupedConfig(block=block)
 
 

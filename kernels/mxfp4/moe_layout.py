@@ -122,8 +122,39 @@ class ExpertGroups:
         return int(self.tile_expert.numel())
 
 
-def group_by_expert(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGroups:
-    """Sort the ``ids[T, k]`` pairs by expert and cut them into tiles of ``block`` rows."""
+# Up to this many pairs, CUDA (and interpreter) calls group in one Triton launch
+# (``moe_grouping.py``); its single program walks the pairs in chunks, so past a few thousand
+# the torch version's parallel sort wins back its launches (not measured: a guess).
+TRITON_GROUPING_MAX_PAIRS = 4096
+
+
+def max_tiles(pairs: int, num_experts: int, block: int) -> int:
+    """Tiles ``group_by_expert`` returns: every non-empty expert wastes at most one partial tile."""
+    return max(1, min(pairs, pairs // block + num_experts))
+
+
+def group_by_expert(ids: torch.Tensor, num_experts: int, block: int, *, impl: str = "auto") -> ExpertGroups:
+    """Sort the ``ids[T, k]`` pairs by expert (stable) and cut them into tiles of ``block`` rows.
+
+    ``impl``: "triton" (one launch, ``moe_grouping.py``), "torch" (``group_by_expert_torch``),
+    or "auto": Triton where it can launch, up to ``TRITON_GROUPING_MAX_PAIRS`` pairs.
+    """
+    from kernels.mxfp4._env import can_launch
+
+    if impl == "auto":
+        impl = "triton" if can_launch(ids) and ids.numel() <= TRITON_GROUPING_MAX_PAIRS else "torch"
+    if impl == "torch":
+        return group_by_expert_torch(ids, num_experts, block)
+    if impl != "triton":
+        raise ValueError(f"impl must be 'auto', 'triton' or 'torch', got {impl!r}")
+    from kernels.mxfp4.moe_grouping import group_by_expert_triton
+
+    out = group_by_expert_triton(ids, num_experts, block, max_tiles(ids.numel(), num_experts, block))
+    return ExpertGroups(*out, block)
+
+
+def group_by_expert_torch(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGroups:
+    """The reference grouping, in torch ops (any device)."""
     flat = ids.reshape(-1).long()
     pairs = flat.numel()
     order = torch.argsort(flat, stable=True)
@@ -135,8 +166,7 @@ def group_by_expert(ids: torch.Tensor, num_experts: int, block: int) -> ExpertGr
     tiles_end = torch.cumsum(tiles, 0)
     tiles_first = tiles_end - tiles
     # Every non-empty expert wastes at most one partial tile, and no tile is empty of rows.
-    max_tiles = max(1, min(pairs, pairs // block + num_experts))
-    i = torch.arange(max_tiles, device=ids.device)
+    i = torch.arange(max_tiles(pairs, num_experts, block), device=ids.device)
     expert = torch.searchsorted(tiles_end, i, right=True)
     valid = expert < num_experts
     expert = expert.clamp(max=num_experts - 1)

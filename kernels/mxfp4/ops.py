@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.mxfp4._launch import DECODE_MAX_M, PREFILL_CUBLAS_MIN_M
+from kernels.mxfp4._launch import DECODE_MAX_M, PREFILL_CUBLAS_MIN_M, SKINNY_WIDE_MAX_M, SKINNY_WIDE_MIN_N
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
@@ -29,9 +29,12 @@ def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = No
     """``x[..., K] @ W[N, K]^T (+ bias)`` -> ``[..., N]`` in x's dtype (bf16 in, bf16 out on CUDA).
 
     CUDA: up to 16 rows take the decode GEMV (CUDA cores on "fma8" weights for the first
-    rows, tensor cores after), more take the prefill GEMM (in-kernel dequantization, or a
-    bf16 dequantize + cuBLAS from ``PREFILL_CUBLAS_MIN_M`` rows, where that measured
-    faster). Weights in either layout work; ``to_kernel_layout`` gives the fast one.
+    rows, tensor cores after); decode batches on "fma8" weights the skinny GEMM (in-register
+    decode, the weight read once at 4.25 bits) below ``PREFILL_CUBLAS_MIN_M`` rows, and below
+    ``SKINNY_WIDE_MAX_M`` for weights of ``SKINNY_WIDE_MIN_N`` rows and more (the
+    unembedding); everything else the prefill GEMM (bf16 dequantize + cuBLAS from
+    ``PREFILL_CUBLAS_MIN_M`` rows, where that measured faster). Weights in either layout
+    work; ``to_kernel_layout`` gives the fast one.
     Elsewhere: ``mxfp4_linear_torch``.
     """
     if not x.is_cuda:
@@ -41,6 +44,11 @@ def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = No
         from kernels.mxfp4.gemv import mxfp4_gemv
 
         return mxfp4_gemv(x, w, bias)
+    wide = w.n >= SKINNY_WIDE_MIN_N and rows < SKINNY_WIDE_MAX_M
+    if w.layout == "fma8" and (rows < PREFILL_CUBLAS_MIN_M or wide):
+        from kernels.mxfp4.gemm_skinny import mxfp4_gemm_skinny
+
+        return mxfp4_gemm_skinny(x, w, bias)
     from kernels.mxfp4.gemm import mxfp4_gemm
 
     return mxfp4_gemm(x, w, bias, variant="dequant_cublas" if rows >= PREFILL_CUBLAS_MIN_M else None)

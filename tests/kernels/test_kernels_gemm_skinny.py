@@ -48,3 +48,15 @@ def test_config_covers_rows_up_to_128_and_splits_small_grids() -> None:
     assert qkv.split_k > 1 and 5120 // qkv.bn * 2 * qkv.split_k >= 2 * 132
     with pytest.raises(ValueError):
         SkinnyConfig(bk=32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="off CUDA mxfp4_linear runs the torch reference")
+@pytest.mark.parametrize("rows,n", [(17, 96), (200, 96), (300, 32768)])
+def test_linear_takes_it_at_decode_batches(rows: int, n: int, device, gen) -> None:
+    """``mxfp4_linear`` on fma8 weights: 17-255 rows, and tall weights past 256 rows."""
+    from kernels.mxfp4.ops import mxfp4_linear
+
+    w = to_layout(quantize_torch(torch.randn(n, 64, device=device, generator=gen) * 0.05), "fma8")
+    x = torch.randn(rows, 64, device=device, generator=gen).to(torch.bfloat16)
+    ref, mag = oracle(x, w, None)
+    assert_bf16_close(mxfp4_linear(x, w), ref, mag)
