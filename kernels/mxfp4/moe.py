@@ -57,10 +57,10 @@ MOE_DECODE_MAX_PAIRS = 32
 # and the earlier grouped tiles at 3343 us (the current ones not measured there; 4097-8191 not
 # measured).
 MOE_DENSE_MIN_PAIRS = 8192
-#: The path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can compare):
-#: a dense one, or "grouped" with MOE_PREFILL_GROUPED's tiles (decoded in registers, no bf16 copy).
+#: The dense path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can
+#: compare). H100, an 8192-token prefill step (docs/PERFORMANCE.md "Prefill step"): "dense_cublas"
+#: 127.1 ms, "dense_cublas_split" 128.8, the in-register grouped tiles at 128 rows 149.4.
 MOE_DENSE_PATH = "dense_cublas"
-MOE_PREFILL_GROUPED = GroupedConfig(block=128, decode="bf16x2", prefetch_scales=True, pair_rows=True, num_warps=8)
 MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas", "dense_cublas_split")
 _FMA = -1  # MODE value of the CUDA-core loop (the tensor-core modes are in _launch.MODES)
 
@@ -249,8 +249,6 @@ def mxfp4_moe_triton(
         pairs = t * k
         path = ("decode" if pairs <= MOE_DECODE_MAX_PAIRS else
                 MOE_DENSE_PATH if pairs >= MOE_DENSE_MIN_PAIRS else "grouped")
-        if path == "grouped" and pairs >= MOE_DENSE_MIN_PAIRS and config is None and w.layout == "fma8":
-            config = MOE_PREFILL_GROUPED
     if path.startswith("dense"):
         if mode is not None:
             raise ValueError(f"mode {mode!r} applies to the decode and grouped paths; {path!r} multiplies bf16")
