@@ -78,3 +78,17 @@ def store_or_reduce(
             total = gather(part_ptr, part, mask, M * N, n_split, acc)
             store_tile(total, y_ptr, b_ptr, offs_n, n_ok, y_rows, m_ok, HAS_BIAS, INTERPRET)
             release(cnt_ptr, tile_id)
+
+
+@triton.jit
+def swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                 HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """gpt-oss's clamped SwiGLU of one (token, expert) pair's glu and linear sums (+ expert ``e``'s
+    biases), stored as row ``p`` of the activations: ``glu * sigmoid(alpha * glu) * (linear + 1)``."""
+    if HAS_BIAS:
+        g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
+        lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
+    g = tl.minimum(g, limit)
+    lin = tl.minimum(tl.maximum(lin, -limit), limit)
+    act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
+    tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET), mask=n_ok)

@@ -41,6 +41,36 @@ class FmaConfig:
         return {"BN": self.bn, "KW": self.kw, "CHUNKS": self.chunks}
 
 
+@dataclass(frozen=True, slots=True)
+class MmaConfig:
+    """Launch of the tensor-core decode (``_dec2_mma.py``): a program multiplies two tiles (lo,
+    hi) of ``rows = 8 * num_warps * rpt`` weight rows each (``rpt`` rows a thread, 1 or 2) over a
+    K slice of ``groups`` groups of 4 MX blocks."""
+
+    num_warps: int = 4
+    rpt: int = 1
+    groups: int = 4
+    num_stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_warps not in (1, 2, 4, 8):
+            raise ValueError(f"num_warps={self.num_warps} must be 1, 2, 4 or 8")
+        if self.rpt not in (1, 2):
+            raise ValueError(f"rpt={self.rpt} must be 1 or 2 (rows a thread)")
+        if self.groups < 1:
+            raise ValueError(f"groups={self.groups} must be >= 1")
+
+    @property
+    def rows(self) -> int:
+        return 8 * self.num_warps * self.rpt
+
+    def meta(self) -> dict:
+        return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups}
+
+    def slices(self, k_blocks: int) -> int:
+        return triton.cdiv(k_blocks, 4 * self.groups)
+
+
 # (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. H100 sweeps
 # (docs/PERFORMANCE.md): on 2880-wide layers one K slice of the whole row (KW 512, no split-K)
 # with 4 to 8 rows a program won; 28672x8192 liked 64-row chunks, two a program (75.8 us).
@@ -73,6 +103,15 @@ def moe_fma_defaults(tokens: int, k_words_h: int, k_words_i: int) -> tuple[FmaCo
     whole = max(4, min(512, triton.next_power_of_2(k_words_h)))
     gate_up = FmaConfig(bn=4, kw=whole, chunks=1) if tokens == 1 else FmaConfig(bn=16, kw=64, chunks=1, num_warps=2)
     down = FmaConfig(bn=16 if tokens <= 2 else 32, kw=min(128, max(4, triton.next_power_of_2(k_words_i))), chunks=1)
+    return gate_up, down
+
+
+def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int) -> tuple[MmaConfig, MmaConfig]:
+    """Fixed (gate_up, down) launches of the tensor-core MoE decode (``_dec2_moe.py``), the
+    engine's default at every token count. Provisional: K slices of 24 blocks for gate_up
+    and 32 for down, capped at the whole row so small test shapes stay small."""
+    gate_up = MmaConfig(num_warps=4, rpt=1, groups=min(6, triton.cdiv(k_blocks_h, 4)))
+    down = MmaConfig(num_warps=2, rpt=1, groups=min(8, triton.cdiv(k_blocks_i, 4)))
     return gate_up, down
 
 

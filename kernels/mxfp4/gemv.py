@@ -7,6 +7,9 @@ Variants (all fp32 accumulation, split-K fixed up in the same launch):
   slice of the activations in registers and streams row chunks through it, one 16-byte
   MX block per thread and load (``_fma.py``, ``_decode.py``). Up to ``FMA_ROWS`` (4)
   rows: the weights are decoded once and multiplied into each row.
+* ``mma`` (one row, "fma8"): two weights decoded an instruction and ``mma.sync`` as the
+  multiply-add (``_dec2_mma.py``, ``_dec2_gemv.py``); about half the instructions of ``fma``.
+  Its bf16 weights make it exact for scale bytes 2..253 (as the tensor-core variants).
 * ``dot_scaled`` ("ocp" layout) / ``dequant_dot`` (either layout): the tensor-core
   kernel in ``_matmul.py`` with a 16-row activation tile; the unused rows cost nothing.
 """
@@ -19,18 +22,21 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._dec2_gemv import gemv_mma, gemv_mma_default
 from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
-from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, fma_default, fma_grid, max_chunks, max_slices, use_autotune
+from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, MmaConfig, fma_default, fma_grid, max_chunks, max_slices, use_autotune
 from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, FMA_ROWS, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
 from kernels.mxfp4.format import MXFP4Tensor
 from kernels.mxfp4.reference import mxfp4_linear_torch
 
-__all__ = ["GEMV_VARIANTS", "mxfp4_gemv", "mxfp4_gemv_torch"]
+__all__ = ["GEMV_VARIANTS", "ONE_ROW_VARIANTS", "mxfp4_gemv", "mxfp4_gemv_torch"]
 
 GEMV_VARIANTS = ("fma", "dot_scaled", "dequant_dot")
+# Variants that take one activation row only (the harness's M sweep skips them by this name).
+ONE_ROW_VARIANTS = ("mma",)
 
 
 @triton.jit
@@ -113,22 +119,27 @@ def mxfp4_gemv(
     bias: torch.Tensor | None = None,
     *,
     variant: str | None = None,
-    config: MatmulConfig | FmaConfig | None = None,
+    config: MatmulConfig | FmaConfig | MmaConfig | None = None,
 ) -> torch.Tensor:
     """``x[..., K]`` (at most 16 rows in all) times MXFP4 ``w[N, K]``: ``[..., N]`` in x's dtype.
 
-    ``variant`` defaults to "fma" for an "fma8" weight (up to ``FMA_MAX_M`` rows, then
-    "dequant_dot") and "dot_scaled" for an "ocp" one. ``config``: an ``FmaConfig`` for
-    "fma" (default: autotuned on CUDA), a ``MatmulConfig`` for the others.
+    ``variant`` defaults, for an "fma8" weight, to "mma" at one row, "fma" up to ``FMA_MAX_M``
+    rows, then "dequant_dot"; "dot_scaled" for an "ocp" one. ``config``: an ``FmaConfig`` for
+    "fma" (default: autotuned on CUDA), an ``MmaConfig`` for "mma" (default: fixed,
+    ``gemv_mma_default``), a ``MatmulConfig`` for the others.
     """
     check_operands(x, w, bias)
     rows = x.numel() // max(1, w.k)
     if variant is None:
-        variant = ("fma" if rows <= FMA_MAX_M else "dequant_dot") if w.layout == "fma8" else "dot_scaled"
-    if variant not in GEMV_VARIANTS:
-        raise ValueError(f"variant must be one of {GEMV_VARIANTS}, got {variant!r}")
-    if variant == "fma" and w.layout != "fma8":
-        raise ValueError("the fma variant reads the fma8 layout: convert once with kernels.mxfp4.layout.to_layout")
+        if w.layout != "fma8":
+            variant = "dot_scaled"
+        else:
+            variant = "mma" if rows == 1 else "fma" if rows <= FMA_MAX_M else "dequant_dot"
+    if variant not in GEMV_VARIANTS + ONE_ROW_VARIANTS:
+        raise ValueError(f"variant must be one of {GEMV_VARIANTS + ONE_ROW_VARIANTS}, got {variant!r}")
+    if variant in ("fma", "mma") and w.layout != "fma8":
+        raise ValueError(f"the {variant} variant reads the fma8 layout: convert once with "
+                         "kernels.mxfp4.layout.to_layout")
     if not can_launch(x):
         raise RuntimeError("mxfp4_gemv needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU); use mxfp4_linear")
     x2 = x.reshape(-1, w.k)
@@ -137,7 +148,13 @@ def mxfp4_gemv(
         raise ValueError(f"mxfp4_gemv takes at most {DECODE_MAX_M} rows, got {m}; use mxfp4_gemm")
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
-    if variant == "fma":
+    if variant == "mma":
+        if m != 1:
+            raise ValueError(f"the mma variant takes one row, got {m}; use fma or dequant_dot")
+        if config is not None and not isinstance(config, MmaConfig):
+            raise TypeError("the mma variant takes an MmaConfig")
+        y = gemv_mma(x2, w, bias, config or gemv_mma_default(w.n, w.k_padded // 32, device_sms(x)))
+    elif variant == "fma":
         if m > FMA_ROWS:
             raise ValueError(f"the fma variant takes at most {FMA_ROWS} rows, got {m}; use dequant_dot")
         if config is not None and not isinstance(config, FmaConfig):

@@ -1,4 +1,6 @@
-"""MoE decode on CUDA cores ("fma8" experts): the GEMV loop of ``_fma.py`` with fused epilogues.
+"""MoE decode on "fma8" experts: the entry point (``moe_decode_fma``), by default the tensor-core
+decode of ``_dec2_moe.py``; below, the CUDA-core kernels (the GEMV loop of ``_fma.py`` with
+fused epilogues), kept for their wider precision contract and as the measured baseline.
 
 gate_up: a program holds one K slice of a (token, expert) pair's activations and streams
 row chunks of that expert's glu and linear weights. With one K slice it adds the biases,
@@ -12,7 +14,7 @@ weighted sum over experts; it adds ``sum_j w_j * bias[e_j]`` and writes y. Two l
 a layer, no sorting, no atomics on data (the slices are summed in a fixed order whoever
 arrives last), counters reset in the kernel: deterministic and graph-safe.
 
-Launch configs: ``_fma.moe_fma_defaults`` by token count, or autotuned per (I, H, T).
+CUDA-core launch configs: ``_fma.moe_fma_defaults`` by token count, or autotuned per (I, H, T).
 """
 
 from __future__ import annotations
@@ -23,25 +25,14 @@ import triton.language as tl
 
 from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import is_interpreter
-from kernels.mxfp4._epilogue import arrive, gather_tile, release
-from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, FmaConfig, as_configs, max_chunks, max_slices,
-                                moe_fma_defaults, use_autotune)
+from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
+from kernels.mxfp4._dec2_moe import moe_decode_mma
+from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, FmaConfig, MmaConfig, as_configs, max_chunks,
+                                max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import MoEWeights
-
-
-@triton.jit
-def _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
-                  HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
-    if HAS_BIAS:
-        g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
-        lin += tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0)
-    g = tl.minimum(g, limit)
-    lin = tl.minimum(tl.maximum(lin, -limit), limit)
-    act = g * tl.sigmoid(alpha * g) * (lin + 1.0)
-    tl.store(act_ptr + p.to(tl.int64) * I + offs_n, cast_out(act, act_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
 
 
 def _split_p2(nargs: dict) -> int:
@@ -86,7 +77,7 @@ def _gate_up_fma_kernel(
         acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
         acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
         if n_split == 1:
-            _swiglu_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+            swiglu_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
                           HAS_BIAS, INTERPRET)
         else:
             base = p * 2 * I + offs_n  # workspace [slices, pairs, 2, I]
@@ -104,7 +95,7 @@ def _gate_up_fma_kernel(
                 base = p * 2 * I + offs_n
                 g = gather_tile(part_ptr, base, n_ok, stride_split, n_split, SPLIT_P2)
                 lin = gather_tile(part_ptr, base + I, n_ok, stride_split, n_split, SPLIT_P2)
-                _swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
+                swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, limit,
                               HAS_BIAS, INTERPRET)
             release(cnt_ptr, group)
 
@@ -162,13 +153,29 @@ _down_tuned = triton.autotune(configs=as_configs(MOE_DOWN_GRID), key=["I", "H", 
 
 
 def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float, limit: float,
-                   config: FmaConfig | None = None, down_config: FmaConfig | None = None) -> torch.Tensor:
+                   config: FmaConfig | MmaConfig | None = None, down_config: FmaConfig | MmaConfig | None = None,
+                   *, cuda_cores: bool = False) -> torch.Tensor:
     """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``.
 
-    ``config`` / ``down_config``: launch configs of gate_up / down (default: autotuned on
-    CUDA, else ``moe_fma_defaults``; ``down_config`` defaults to ``config``). No host
+    By default the tensor-core decode (``_dec2_moe.py``) with fixed ``moe_mma_defaults``
+    (autotuning or not), or the given ``MmaConfig`` launches. ``cuda_cores=True`` or
+    ``FmaConfig`` launches run the CUDA-core kernels here (``down_config`` defaults to
+    ``config``; with neither, autotuned on CUDA, else ``moe_fma_defaults``), as does an I
+    that is not a multiple of 32. No host
     synchronisation and no data-dependent sizes, so it can be captured in a CUDA graph.
     """
+    given = [c for c in (config, down_config) if c is not None]
+    ragged = w.intermediate % 32  # the tensor-core decode reads the activations between launches in whole blocks
+    if cuda_cores or ragged or any(isinstance(c, FmaConfig) for c in given):
+        if not all(isinstance(c, FmaConfig) for c in given):
+            raise TypeError("the CUDA-core decode takes FmaConfig launches (both, or one for both)")
+        return _moe_decode_cuda_cores(x, ids32, wts, w, alpha, limit, config, down_config)
+    gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32)
+    return moe_decode_mma(x, ids32, wts, w, alpha, limit, config or gu, down_config or dn)
+
+
+def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,
+                           limit: float, config: FmaConfig | None, down_config: FmaConfig | None) -> torch.Tensor:
     t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     pairs = t * k

@@ -1,0 +1,100 @@
+"""Decode GEMV at one activation row on the tensor cores (``_dec2_mma.py``): ``y = x @ W^T``.
+
+A program multiplies two tiles of ``BR`` consecutive rows (lo, hi: one ``mma`` serves both)
+over one K slice of ``4 * GROUPS`` MX blocks. One K slice stores y directly; several publish
+fp32 partials and the last arrival of a row group sums them in a fixed order
+(``_epilogue``): deterministic, one launch, counters reset in the kernel (graph-safe).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.mxfp4._dec2_mma import group_mma
+from kernels.mxfp4._env import is_interpreter
+from kernels.mxfp4._epilogue import arrive, gather_tile, release
+from kernels.mxfp4._fma import MmaConfig
+from kernels.mxfp4._launch import splitk_counters
+from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._tile import cast_out
+from kernels.mxfp4.format import MXFP4Tensor
+
+
+@triton.jit
+def _finish(y, y_ptr, b_ptr, rows, n_ok, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    if HAS_BIAS:
+        y += tl.load(b_ptr + rows, mask=n_ok, other=0.0).to(tl.float32)
+    tl.store(y_ptr + rows, cast_out(y, y_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
+
+
+@triton.jit
+def _publish(y, rows, N, part_ptr, pid_s, n_split: tl.constexpr, y_ptr, b_ptr, HAS_BIAS: tl.constexpr,
+             INTERPRET: tl.constexpr):
+    """One K slice: store. Several: the slice's partial (workspace ``[slices, N]``)."""
+    if n_split == 1:
+        _finish(y, y_ptr, b_ptr, rows, rows < N, HAS_BIAS, INTERPRET)
+    else:
+        tl.store(part_ptr + pid_s * N + rows, y, mask=rows < N)
+
+
+@triton.jit
+def _gemv_mma_kernel(
+    x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
+    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
+    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, SPLIT_P2: tl.constexpr,
+):
+    BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
+    pid_r = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    r0 = pid_r * 2 * BR
+    wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
+    sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
+    zero = tl.zeros((32 * NW,), tl.float32)
+    accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
+    g = tl.zeros((32 * NW,), tl.int32)
+    for j in tl.static_range(GROUPS):
+        accs, g = group_mma(accs, wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
+                            (pid_s * GROUPS + j) * 4, K, KP_BLOCKS, NW, RPT, INTERPRET)
+    # Each thread's rows come back from group_mma (the four lanes of a quad store the same sum).
+    _publish(accs[0], r0 + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
+    _publish(accs[1], r0 + BR + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
+    if RPT == 2:
+        _publish(accs[2], r0 + 8 * NW + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
+        _publish(accs[3], r0 + BR + 8 * NW + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
+    if N_SPLIT > 1:
+        if arrive(cnt_ptr, pid_r, N_SPLIT):
+            rows = r0 + tl.arange(0, 2 * BR)
+            _finish(gather_tile(part_ptr, rows, rows < N, N, N_SPLIT, SPLIT_P2), y_ptr, b_ptr, rows, rows < N,
+                    HAS_BIAS, INTERPRET)
+            release(cnt_ptr, pid_r)
+
+
+def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: MmaConfig) -> torch.Tensor:
+    """One row ``x[1, K]`` (read as bf16) times fma8 ``w[N, K]``: ``[1, N]`` in x's dtype."""
+    n, k_blocks = w.n, w.k_padded // 32
+    # Whole zero-padded blocks of bf16, 16-byte aligned: the PTX reads a block's 64 bytes at once.
+    xb = torch.nn.functional.pad(x.reshape(-1).to(torch.bfloat16), (0, k_blocks * 32 - w.k))
+    if xb.data_ptr() % 16:
+        xb = xb.clone()
+    y = torch.empty((1, n), dtype=x.dtype, device=x.device)
+    slices = cfg.slices(k_blocks)
+    row_groups = triton.cdiv(n, 2 * cfg.rows)
+    part = torch.empty((slices, n), dtype=torch.float32, device=x.device)
+    cnt = splitk_counters(x.device, row_groups)
+    _gemv_mma_kernel[(row_groups, slices)](
+        xb, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt, n, w.k, k_blocks,
+        HAS_BIAS=bias is not None, INTERPRET=is_interpreter(), N_SPLIT=slices,
+        SPLIT_P2=triton.next_power_of_2(slices), **cfg.meta(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return y
+
+
+def gemv_mma_default(n: int, k_blocks: int, sms: int) -> MmaConfig:
+    """Fixed launch (no autotuning): 32-row tiles (64 rows a program), K slices of whole rows
+    unless the grid would cover the SMs less than about four times, then halved.
+    Provisional until the H100 sweep (docs/PERFORMANCE.md, run F) picks it."""
+    groups = triton.cdiv(k_blocks, 4)
+    while triton.cdiv(n, 64) * triton.cdiv(k_blocks, 4 * groups) < 4 * sms and groups > 4:
+        groups = triton.cdiv(groups, 2)
+    return MmaConfig(num_warps=4, rpt=1, groups=groups)
