@@ -44,21 +44,21 @@ MAX_COPIES = 16
 
 
 def skinny_candidates(m: int, n: int, k: int, sms: int = 132) -> dict[str, SkinnyConfig]:
-    """The default tiles (``skinny_config``) and their neighbours: the other operand orientation,
-    the other weight-tile height, 64 activation rows a tile. Each splits K by ``split_for``."""
+    """The default tiles (``skinny_config``) and their neighbours: the other operand orientation;
+    for tall weights from 128 rows a deeper pipeline and 256 activation rows a tile (the weight
+    decoded once, not twice). Each splits K by ``split_for``. Run 5's other neighbours (the
+    other tile sizes) lost everywhere (docs/PERFORMANCE.md)."""
     base = skinny_config(m, n, k, sms)
 
     def cfg(**kw: object) -> SkinnyConfig:
         c = dataclasses.replace(base, **kw)
         return dataclasses.replace(c, split_k=split_for(m, n, k, sms, c.bm, c.bn, c.bk))
 
-    out = {
-        "skinny": base,
-        "skinny_wleft" if not base.w_left else "skinny_wright": cfg(w_left=not base.w_left),
-        "skinny_bn64" if base.bn == 128 else "skinny_bn128": cfg(bn=192 - base.bn, num_warps=12 - base.num_warps),
-    }
+    out = {"skinny": base, "skinny_wleft" if not base.w_left else "skinny_wright": cfg(w_left=not base.w_left)}
     if base.bm == 128:
-        out["skinny_bm64"] = cfg(bm=64, w_left=False, num_warps=4)
+        out["skinny_st4"] = cfg(num_stages=4)
+        if m > 128:
+            out["skinny_bm256"] = cfg(bm=256, bn=64, num_warps=8)
     return out
 
 

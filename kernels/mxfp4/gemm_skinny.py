@@ -66,16 +66,22 @@ class SkinnyConfig:
 
 
 def skinny_config(m: int, n: int, k_padded: int, sms: int) -> SkinnyConfig:
-    """Activation rows a tile: all of M up to 128 (each weight decoded once), else 128. 128
-    weight rows and 8 warps where the grid has tiles to spare, 64 and 4 warps where it has few
-    (H100, run 1 of docs/PERFORMANCE.md "Dense linears at M = 64-256": at M = 64 qkv 16.1
-    against 21.6 us, unembedding 241 against 236). From 128 rows the weight is the MMA's left
-    operand (unembedding at M = 256: 598 against 647 us; at M = 64 it lost, 273 against 236).
-    ``split_k`` from ``split_for``."""
+    """Tall weights (at least four 128 x 128 tiles a multiprocessor: the unembedding): 128
+    activation rows a tile (all of M up to 128, so each weight is decoded once), 128 weight
+    rows, 8 warps, and from 128 rows the weight as the MMA's left operand. Short ones (the
+    attention projections): at most 64 activation rows and 64 weight rows, 4 warps, so the
+    grid has programs enough; ``split_k`` from ``split_for``.
+
+    H100, docs/PERFORMANCE.md "Dense linears at M = 64-256": unembedding at M = 256 598 us
+    with the weight on the left against 647 on the right (at M = 64, 273 against 236: right);
+    qkv at M = 64 16.1 us with 64-row weight tiles against 21.6 with 128; qkv and o at M = 128
+    22.0 and 19.5 us with 64-row activation tiles against 28.4 and 30.5 with 128.
+    """
+    tall = triton.cdiv(max(1, n), 128) * triton.cdiv(max(1, m), 128) >= 4 * sms
     bm = 16
-    while bm < m and bm < 128:
+    while bm < m and bm < (128 if tall else 64):
         bm *= 2
-    bn = 128 if triton.cdiv(max(1, n), 128) * triton.cdiv(max(1, m), bm) >= 4 * sms else 64
+    bn = 128 if tall else 64
     return SkinnyConfig(bm=bm, bn=bn, bk=64, w_left=bm >= 128, num_warps=8 if bm >= 64 and bn >= 128 else 4,
                         split_k=split_for(m, n, k_padded, sms, bm, bn, 64))
 

@@ -91,8 +91,9 @@ class GroupedConfig:
 
 # From this many pairs, fma8 experts run the bf16x2 decode with prefetched scales and gate and
 # up paired in one tile. H100, run 3 (docs/PERFORMANCE.md): 389 against 398 us at 256 pairs,
-# 415 against 570 at 1024, 814 against 1144 at 4096; below 256 pairs not measured.
-PAIRED_MIN_PAIRS = 256
+# 415 against 570 at 1024, 814 against 1144 at 4096; run 5, with the weight on the left: 285
+# against 324 us at 64 pairs, 312 against 346 at 128; 33-63 pairs not measured.
+PAIRED_MIN_PAIRS = 64
 
 
 def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedConfig:

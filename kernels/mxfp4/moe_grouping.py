@@ -85,11 +85,13 @@ def group_by_expert_triton(
     tile_expert, tile_start, tile_end = (torch.empty(max_tiles, dtype=torch.int32, device=dev) for _ in range(3))
     expert_end = torch.empty(num_experts, dtype=torch.int32, device=dev)
     ep = triton.next_power_of_2(num_experts)
-    # Chunks fixed by the expert count alone, so one compile serves every batch size.
+    # Chunks fixed by the expert count alone, so one compile serves every batch size; a decode
+    # batch has few tiles (48 at 1024 pairs of 32 experts), so their chunk is short.
     chunk = max(16, min(4096, _ONE_HOT // ep))
+    tchunk = max(16, min(128, _ONE_HOT // ep))
     _group_kernel[(1,)](
         flat, order, tile_expert, tile_start, tile_end, expert_end,
         pairs, num_experts, max_tiles, block,
-        EP=ep, CHUNK=chunk, TCHUNK=chunk, num_warps=8,
+        EP=ep, CHUNK=chunk, TCHUNK=tchunk, num_warps=8,
     )
     return order, tile_expert, tile_start, tile_end, expert_end

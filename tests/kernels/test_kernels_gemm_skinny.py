@@ -40,12 +40,11 @@ def test_rejects_ocp_codes(device, gen) -> None:
         mxfp4_gemm_skinny(torch.zeros(20, 64, device=device, dtype=torch.bfloat16), w)
 
 
-def test_config_covers_rows_up_to_128_and_splits_small_grids() -> None:
-    assert skinny_config(64, 2880, 2880, 132).bm == 64
-    assert skinny_config(100, 2880, 2880, 132).bm == 128
-    unembed, qkv = skinny_config(256, 201088, 2880, 132), skinny_config(256, 5120, 2880, 132)
-    assert (unembed.bm, unembed.split_k) == (128, 1)
-    assert qkv.split_k > 1 and 5120 // qkv.bn * 2 * qkv.split_k >= 2 * 132
+def test_config_tall_weights_take_128_rows_short_ones_split_k() -> None:
+    assert skinny_config(100, 201088, 2880, 132).bm == 128 and skinny_config(64, 201088, 2880, 132).bm == 64
+    unembed, qkv = skinny_config(256, 201088, 2880, 132), skinny_config(64, 5120, 2880, 132)
+    assert (unembed.bm, unembed.bn, unembed.w_left, unembed.split_k) == (128, 128, True, 1)
+    assert qkv.bm == 64 and qkv.split_k > 1 and 5120 // qkv.bn * qkv.split_k >= 2 * 132
     with pytest.raises(ValueError):
         SkinnyConfig(bk=32)
 

@@ -26,27 +26,23 @@ import torch
 from kernels.harness import load_case, measure_ceilings
 from kernels.harness.timing import time_calls
 from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, grouped_tiles, mxfp4_moe_triton
-from kernels.mxfp4.moe_grouped import PAIRED_MIN_PAIRS, grouped_config
+from kernels.mxfp4.moe_grouped import grouped_config
 from kernels.mxfp4.moe_layout import group_by_expert
 
 SETS = 4
 
 
 def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
-    """Run 5's candidates against the default tiles (``grouped_config``): below 256 pairs the
-    paired bf16x2 tiles with the weight on the left; from 256 pairs run 3's default (weight on
-    the right) where the default now puts it on the left; at 64-row tiles eight warps, and
-    eight warps over 128-wide K steps (half the barriers and MMA waits a weight)."""
+    """The default tiles (``grouped_config``) against their neighbours: with the weight on the
+    other side, and at 64-row tiles 32-row ones with the weight on the left (the fastest tiles
+    at 512 pairs in run 5). Run 5 also had the unpaired tiles below 256 pairs, eight warps and
+    eight warps over 128-wide K steps at 1024 pairs (all slower; docs/PERFORMANCE.md)."""
     base = grouped_config(pairs, experts)
-    fast = dataclasses.replace(base, decode="bf16x2", prefetch_scales=True, pair_rows=True)
     out = {"default": base}
-    if pairs < PAIRED_MIN_PAIRS:
-        out["paired_wleft"] = dataclasses.replace(fast, w_left=True)
-    elif base.w_left:
-        out["run3_default"] = dataclasses.replace(base, w_left=False)
-    else:
-        out["w8"] = dataclasses.replace(base, num_warps=8)
-        out["bk128_w8"] = dataclasses.replace(base, bk=128, num_warps=8)
+    if base.pair_rows:
+        out["wright" if base.w_left else "wleft"] = dataclasses.replace(base, w_left=not base.w_left)
+    if base.block == 64:
+        out["blk32_wleft"] = dataclasses.replace(base, block=32, w_left=True)
     return out
 
 
