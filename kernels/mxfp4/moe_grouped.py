@@ -29,6 +29,10 @@ MMA wait) added three options, the default from ``PAIRED_MIN_PAIRS`` on fma8 exp
 * ``pair_rows``: gate and up rows interleaved in one tile, one decode, one barrier and one
   twice-as-wide MMA a step instead of two of each.
 
+Runs 4-6 (issue 4): below 64-row tiles the paired tile takes the weight as the MMA's left
+operand (gate and up rows stacked, split once after the loop), since fewer than 64 activation
+rows as the MMA's M get Ampere-style MMAs; paired tiles from 64 pairs; ``down_warps``.
+
 Down writes each pair's routing-weighted fp32 row; the k slots are summed after, in a
 fixed order (no atomics on data: deterministic).
 """
