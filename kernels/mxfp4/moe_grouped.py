@@ -47,6 +47,7 @@ import triton.language as tl
 
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
 from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
 from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
@@ -188,76 +189,6 @@ def _gate_up_kernel(
 
 
 @triton.jit
-def _gate_up_paired_kernel(
-    x_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr,
-    gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
-    I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
-    INTERPRET: tl.constexpr,
-):
-    """``_gate_up_kernel`` on one ``[2 BN, BK]`` tile a step. Weight on the right: row ``2j`` is
-    gate row ``j``, row ``2j + 1`` up row ``j``, so the accumulator's neighbouring columns (held
-    by one thread in the MMA layout) split into gate and up without a shuffle. Weight on the
-    left (``W_LEFT``, the decoded tile feeds the MMA from registers, no shared-memory trip or
-    barrier for it): rows ``[0, BN)`` are gate, ``[BN, 2 BN)`` up, split once after the loop."""
-    pid_n = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    busy, rows, pair, m_ok = tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM)
-    if busy:
-        e = tl.load(tile_expert_ptr + pid_m).to(tl.int64)
-        j = tl.arange(0, 2 * BN)
-        if W_LEFT:
-            r = j % BN
-            gate = (j < BN)[:, None]
-        else:
-            r = j // 2
-            gate = (j % 2 == 0)[:, None]
-        w_ok = pid_n * BN + r < I
-        w_row = (e * I + pid_n * BN + r)[:, None]
-        row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
-        q = tl.where(gate, gq_ptr + w_row * row_q, lq_ptr + w_row * row_q)
-        s = tl.where(gate, gs_ptr + w_row * KP_BLOCKS, ls_ptr + w_row * KP_BLOCKS)
-        x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
-        if W_LEFT:
-            acc = tl.zeros((2 * BN, BM), tl.float32)
-        else:
-            acc = tl.zeros((BM, 2 * BN), tl.float32)
-        full = H // BK
-        sc = step_scales(s, w_ok, 0, KP_BLOCKS, BK)
-        for t in range(0, full):
-            if PREFETCH:
-                sc_t = sc
-                sc = step_scales(s, w_ok, t + 1, KP_BLOCKS, BK)
-            else:
-                sc_t = step_scales(s, w_ok, t, KP_BLOCKS, BK)
-            xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            w = step_weight(q, sc_t, w_ok, t, KP_BLOCKS, 2 * BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, w, xt, W_LEFT)
-        if TAIL:
-            xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
-            sc_t = step_scales(s, w_ok, full, KP_BLOCKS, BK)
-            w = step_weight(q, sc_t, w_ok, full, KP_BLOCKS, 2 * BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, w, xt, W_LEFT)
-        if W_LEFT:
-            acc_g, acc_l = tl.split(tl.permute(acc.reshape(2, BN, BM), (1, 2, 0)))
-        else:
-            acc_g, acc_l = tl.split(acc.reshape(BM, BN, 2))
-        offs_n = pid_n * BN + tl.arange(0, BN)
-        n_ok = offs_n < I
-        if HAS_BIAS:
-            acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-            acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-        act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
-        if W_LEFT:
-            tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
-                     mask=n_ok[:, None] & m_ok[None, :])
-        else:
-            tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
-                     mask=m_ok[:, None] & n_ok[None, :])
-
-
-@triton.jit
 def _down_kernel(
     act_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, wts_ptr,
     dq_ptr, ds_ptr, db_ptr, out_ptr,
@@ -327,7 +258,7 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
                   BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
                   num_stages=cfg.num_stages)
-    gate_up = _gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
+    gate_up = gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
     gate_up[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](
         x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
