@@ -140,7 +140,12 @@ class BlockManager:
         if not self.enable_prefix_caching:
             return
         num_full = min(seq.num_computed_tokens // self.block_size, len(seq.block_table))
-        for index, block_hash in enumerate(self._hashes(seq, num_full)):
+        if num_full <= seq.num_marked_blocks:  # most steps of a decode fill no new block: nothing to do
+            return
+        hashes = self._hashes(seq, num_full)
+        first, seq.num_marked_blocks = seq.num_marked_blocks, num_full
+        for index in range(first, num_full):
+            block_hash = hashes[index]
             block = self.blocks[seq.block_table[index]]
             if block.hash is not None:
                 continue  # registered already (a hit, or marked in an earlier step)
@@ -165,6 +170,7 @@ class BlockManager:
                     self._free[block_id] = None
         seq.block_table.clear()
         seq.num_computed_tokens = 0
+        seq.num_marked_blocks = 0
 
     def _take_free(self) -> Block:
         block_id, _ = self._free.popitem(last=False)

@@ -26,6 +26,7 @@ from services.engine.model_runner import ModelRunner, RunnerOptions, create_runn
 from services.engine.request import ChatInput, GenerateRequest, TextInput
 from services.engine.scheduler import SchedulerConfig
 from services.engine.sequence import RequestState, new_sequences
+from services.engine.sinks import QueueSink
 from services.engine.settings import EngineSettings
 from services.engine.tokenizer import PreparedPrompt, Tokenizer
 from services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
@@ -149,12 +150,7 @@ class EngineCore:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
-        def sink(event: Event) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:  # the caller's loop is gone; the abort below already ran or will
-                pass
-
+        sink = QueueSink(loop, queue)
         state = RequestState(
             request_id=request_id,
             prompt_ids=prompt_ids,

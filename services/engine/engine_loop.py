@@ -40,6 +40,7 @@ from services.engine.output_parser import typed_chunks
 from services.engine.sampler import SampledToken, SamplingRow, is_argmax_only, new_generator, sample
 from services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from services.engine.sequence import RequestState, Sequence
+from services.engine.sinks import Outbox
 from services.engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class EngineLoop:
         self._requests: dict[str, RequestState] = {}
         self._request_of: dict[int, RequestState] = {}  # seq_id -> its request
         self._generators: dict[int, torch.Generator] = {}
+        self._outbox = Outbox()  # a step's events, handed to the callers' event loops together
         # Reentrant: a step's bookkeeping (finishing sequences) runs both inside and outside the abort handling.
         self._wakeup = threading.Condition(threading.RLock())
         self._stopping = False
@@ -140,6 +142,7 @@ class EngineLoop:
                 while not self._stopping and not self._requests and in_flight is None:
                     self._wakeup.wait()
                 if self._stopping and not self._requests and in_flight is None:
+                    self._outbox.flush()
                     return
                 try:
                     self._handle_aborts()
@@ -159,6 +162,7 @@ class EngineLoop:
             if in_flight is not None:  # read the previous step while the device runs this one
                 self._read(in_flight)
                 in_flight = None
+                self._outbox.flush()  # stream its tokens now, not after this step's bookkeeping
             if step is not None:
                 try:
                     with self._wakeup:
@@ -171,6 +175,7 @@ class EngineLoop:
                     in_flight = step
                 else:
                     self._read(step)
+            self._outbox.flush()
             self._retire_finished()
             self.metrics.observe_step(self.scheduler, self.block_manager)
 
@@ -276,7 +281,7 @@ class EngineLoop:
             finish_reason=sequence.finish_reason,
         )
         for chunk in chunks:
-            request.sink(chunk)
+            self._outbox.put(request.sink, chunk)
         if sequence.is_finished:
             self._release(sequence)
             if request.is_finished:
@@ -301,7 +306,9 @@ class EngineLoop:
         for sequence in request.sequences:
             assert sequence.finish_reason is not None
             timings = request.timings(sequence, now)
-            request.sink(Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop))
+            self._outbox.put(
+                request.sink, Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop)
+            )
         self.metrics.requests.labels(finish_reason=request.sequences[0].finish_reason.value).inc()
         log.info(
             "generate done",
@@ -324,7 +331,7 @@ class EngineLoop:
                 sequence.fail()
             self._release(sequence)
         self.metrics.requests.labels(finish_reason="error").inc()
-        request.sink(ErrorEvent("INTERNAL", message))
+        self._outbox.put(request.sink, ErrorEvent("INTERNAL", message))
 
     def _fail_running(self, message: str) -> None:
         for request in {id(r): r for r in (self._request_of[s.seq_id] for s in self.scheduler.running)}.values():

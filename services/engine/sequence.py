@@ -62,6 +62,7 @@ class Sequence:
     num_computed_tokens: int = 0  # leading tokens whose KV is in the cache
     block_table: list[int] = field(default_factory=list)
     block_hashes: list[int] = field(default_factory=list)  # prefix-cache hashes of full blocks (block_manager.py)
+    num_marked_blocks: int = 0  # leading blocks mark_computed has looked at since the last allocation
     num_preemptions: int = 0
     has_yielded_seat: bool = False  # gave its seat to higher-priority work once; never again
     # Tokens chosen on the device by a step still in flight (asynchronous scheduling, engine_loop.py):
