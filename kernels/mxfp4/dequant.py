@@ -7,9 +7,7 @@ Either code layout ("ocp" or "fma8") is read.
 ``out`` may be a strided view of a larger buffer (``buf[:, :I]`` of a ``[E, 2I, H]``
 gate_up), so the prefill MoE writes gate and up into one matrix for a single GEMM
 without a copy. The pass moves 0.53 B in and 2 B out per weight: it is bound by the
-writes, so its tiles (``DequantTiles``) are a bandwidth question measured on the GPU
-(H100, docs/PERFORMANCE.md "Prefill step": 4 x 2048 tiles 0.335 ms for 265 M weights,
-the earlier 32 x 256 ones 0.395 ms).
+writes, so its tiles (``DequantTiles``) are a bandwidth question measured on the GPU.
 """
 
 from __future__ import annotations
@@ -34,15 +32,15 @@ _OUT_DTYPES = (torch.float32, torch.bfloat16)
 class DequantTiles:
     """``rows`` weight rows x ``cols`` weights a program (powers of two, ``cols`` >= 64).
 
-    ``flat``: read the weight as one run of 32-value blocks (its rows are contiguous and K has
-    no padding), ``rows x cols`` values a program, so no lane idles on a partial K tile (2880
-    is 2048 + 832); a weight with padded K takes the 2-D tiles.
+    H100 (docs/PERFORMANCE.md "Prefill step"), a layer's gate experts (265 M weights): 4 x 2048
+    0.331-0.335 ms, the earlier 32 x 256 0.395-0.398 ms. A flat variant over 32-value blocks
+    (no lane idle on the 832-wide tail of a 2880-wide row) measured 0.321 ms alone and the
+    same within a step, so it was not kept.
     """
 
     rows: int = 4
     cols: int = 2048
     num_warps: int = 4
-    flat: bool = False
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.rows & (self.rows - 1) or self.cols < 64 or self.cols & (self.cols - 1):
@@ -73,24 +71,6 @@ def _dequant_kernel(
              mask=row_ok[:, None] & (cols < K)[None, :])
 
 
-@triton.jit
-def _dequant_flat_kernel(
-    wq_ptr, ws_ptr, out_ptr, NUM_BLOCKS, KP_BLOCKS, ROWS_PER_GROUP, GROUP_STRIDE, ROW_STRIDE,
-    BB: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
-):
-    """``BB`` consecutive 32-value blocks: [BB, 4] fma8 words (or [BB, 16] bytes) and BB scales."""
-    b = tl.program_id(0).to(tl.int64) * BB + tl.arange(0, BB)
-    ok = b < NUM_BLOCKS
-    per_block: tl.constexpr = 4 if SWIZZLED else 16
-    wq = tl.load(wq_ptr + b[:, None] * per_block + tl.arange(0, per_block)[None, :], mask=ok[:, None], other=0)
-    ws = tl.load(ws_ptr + b[:, None], mask=ok[:, None], other=0)
-    w = dequant_tile(wq, ws, BB, 32, SWIZZLED)
-    row = b // KP_BLOCKS
-    dst = (row // ROWS_PER_GROUP) * GROUP_STRIDE + (row % ROWS_PER_GROUP) * ROW_STRIDE + (b % KP_BLOCKS) * 32
-    tl.store(out_ptr + dst[:, None] + tl.arange(0, 32)[None, :], cast_out(w, out_ptr.dtype.element_ty, INTERPRET),
-             mask=ok[:, None])
-
-
 def dequantize_triton(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16, *, out: torch.Tensor | None = None,
                       tiles: DequantTiles | None = None) -> torch.Tensor:
     """MXFP4 ``[..., N, k]`` -> dense ``[..., N, k]`` in ``dtype`` (bf16 or fp32), on the kernel.
@@ -114,14 +94,12 @@ def dequantize_triton(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16, *, ou
     per_group = w.shape[-2]
     group_stride = out.stride(0) if out.dim() == 3 else 0
     t = tiles or DEQUANT_TILES
-    if t.flat and w.k == w.k_padded:
-        blocks, bb = w.scales.numel(), t.rows * t.cols // 32
-        _dequant_flat_kernel[(triton.cdiv(blocks, bb),)](
-            code_pointer(w), w.scales, out, blocks, w.k_padded // 32, per_group, group_stride, out.stride(-2),
-            BB=bb, SWIZZLED=w.layout == "fma8", INTERPRET=is_interpreter(), num_warps=t.num_warps)
-        return out
-    grid = (triton.cdiv(rows, t.rows), triton.cdiv(w.k_padded, t.cols))
+    # Rows narrower than the tile: trade columns for rows, so no program is mostly masked lanes
+    # (gpt-oss's K of 2880 and 4096 keep the measured 4 x 2048).
+    bk = max(64, min(t.cols, triton.next_power_of_2(w.k_padded)))
+    br = t.rows * (t.cols // bk)
+    grid = (triton.cdiv(rows, br), triton.cdiv(w.k_padded, bk))
     _dequant_kernel[grid](code_pointer(w), w.scales, out, rows, w.k, w.k_padded // 32, per_group, group_stride,
-                          out.stride(-2), BR=t.rows, BK=t.cols, SWIZZLED=w.layout == "fma8",
+                          out.stride(-2), BR=br, BK=bk, SWIZZLED=w.layout == "fma8",
                           INTERPRET=is_interpreter(), num_warps=t.num_warps)
     return out

@@ -236,10 +236,10 @@ def mxfp4_moe_triton(
     "dense" dequantizes the experts to bf16 and runs grouped Triton GEMMs; "dense_cublas"
     the same with one ``torch._grouped_mm`` for gate and up together ("_split": two).
     ``mode`` (decode and grouped): how MXFP4 tiles multiply; by default "fma" for decode on fma8
-    weights, else the tensor cores ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for "grouped" a ``GroupedConfig``
-    (``moe_grouped.py``: the default, tiles decoded in registers) or a ``GroupedTiles`` (the
-    earlier tiles, also the default where ``mode="dot_scaled"`` is named); a ``DenseConfig``
-    for "dense" (defaults by pair count).
+    weights, else the tensor cores ("dequant_dot" on fma8, "dot_scaled" on ocp). ``config``: for
+    "grouped" a ``GroupedConfig`` (``moe_grouped.py``: the default, tiles decoded in registers)
+    or a ``GroupedTiles`` (the earlier tiles, also the default where ``mode="dot_scaled"`` is
+    named); a ``DenseConfig`` for "dense" (defaults by pair count).
     """
     _check(x, ids, weights, w)
     t, k = ids.shape
