@@ -57,6 +57,7 @@ from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
 from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from services.engine.step_profiler import StepProfiler
+from services.engine.step_timer import summarize
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -143,7 +144,7 @@ def decode_bytes_per_token(model: torch.nn.Module) -> int:
 
 
 def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_graphs: bool, max_num_seqs: int,
-               kv_tokens: int, warm_up_len: int = 0):  # fmt: skip
+               kv_tokens: int, warm_up_len: int = 0, max_num_batched_tokens: int = 0):  # fmt: skip
     """EngineCore over the native runner and a random-weight gpt-oss: everything real but the weights.
 
     ``warm_up_len``: capture the decode graphs for sequences up to this long before serving (as a server
@@ -176,8 +177,8 @@ def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_gr
         started = time.perf_counter()
         graphs = runner.warm_up(warm_up_len)
         print(json.dumps({"decode_graphs_captured": graphs, "seconds": round(time.perf_counter() - started, 2)}))
-    scheduler = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=8192 if device == "cuda" else 512,
-                                max_waiting=1024)  # fmt: skip
+    budget = max_num_batched_tokens or (8192 if device == "cuda" else 512)  # the engine's defaults
+    scheduler = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=budget, max_waiting=1024)
     return EngineCore(model_id="random/gpt-oss-20b-shapes", tokenizer=HarmonyTokenizer.load(None), runner=runner,
                       scheduler=scheduler, num_threads=torch.get_num_threads(),
                       async_scheduling=device == "cuda"), model  # fmt: skip
@@ -241,12 +242,19 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
     for n in work.concurrency:
         if late(f"aggregate_{n}"):
             continue
+        timed = getattr(core.runner, "step_timings", False) is None and torch.cuda.is_available()
+        if timed:  # every step's GPU time, to tell a GPU-bound row from a host-bound one
+            core.runner.step_timings = []
         started = time.perf_counter()
         runs = await asyncio.gather(
             *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), work.concurrent_tokens, started)
               for _ in range(n))
         )  # fmt: skip
         wall = max(r.end for r in runs) - started
+        if timed:
+            steps = summarize(core.runner.step_timings, min_decode_rows=n * 3 // 4)
+            core.runner.step_timings = None
+            record.add(stage=tag, metric=f"steps_{n}", requests=n, **steps)
         record.add(stage=tag, metric=f"aggregate_{n}", tokens_per_second=sum(r.tokens for r in runs) / wall,
                    wall_s=wall, median_ttft_s=statistics.median(r.ttft for r in runs),
                    median_decode_tps=statistics.median(r.decode_tps for r in runs), requests=n)  # fmt: skip
@@ -328,6 +336,7 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
         kv_tokens=kv_tokens,
         warm_up_len=max(work.concurrent_prompt + work.concurrent_tokens, work.decode_prompt + work.decode_tokens,
                         *work.ttft_prompts) if args.cuda_graphs else 0,
+        max_num_batched_tokens=getattr(args, "max_num_batched_tokens", 0),
     )
     bandwidth = copy_bandwidth(torch.device(args.device))
     per_token = decode_bytes_per_token(model)
@@ -389,6 +398,16 @@ def table(rows: list[dict], tag: str) -> str:
             "{:.0f} tok/s",
             ">= 8,000 tok/s" if n == 256 else "",
         )
+    for key in sorted((k for k in by if k.startswith("steps_")), key=lambda k: int(k.split("_")[1])):
+        r, n = by[key], int(key.split("_")[1])
+        if "decode_graph_gpu_ms_median" in r:
+            lines.append(f"| {n} concurrent: decode step of >= {n * 3 // 4} rows, GPU time / launch-to-launch "
+                         f"(median) | {r['decode_graph_gpu_ms_median']:.1f} / "
+                         f"{r.get('decode_graph_wall_ms_median', float('nan')):.1f} ms | |")  # fmt: skip
+        if "eager_steps" in r:
+            lines.append(f"| {n} concurrent: eager (mixed prefill) steps, GPU time median / total "
+                         f"| {r['eager_steps']:.0f} steps, {r['eager_gpu_ms_median']:.0f} ms / "
+                         f"{r['eager_gpu_s_total']:.2f} s | |")  # fmt: skip
     for key in sorted(k for k in by if k.endswith("_error")):
         lines.append(f"| {key.removesuffix('_error')} failed | {by[key]['error'][:200]} | |")
     if setup:
@@ -411,6 +430,8 @@ def main() -> int:
     parser.add_argument("--profile-steps", action="store_true",
                         help="print a cProfile of the engine worker's steps during the batch-1 decode row "
                              "(which the profiler slows: do not record that row's figure)")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=0,
+                        help="tokens a step may compute (ENGINE_MAX_NUM_BATCHED_TOKENS); 0: the engine's default")
     parser.add_argument("--compare-sync", action="store_true",
                         help="also measure batch-1 decode with asynchronous scheduling off, last")
     parser.add_argument(

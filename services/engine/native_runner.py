@@ -34,6 +34,7 @@ from services.engine.models.registry import model_type_of
 from services.engine.pending_inputs import PendingInputs, host_input_ids, pending_inputs
 from services.engine.prefill_graphs import PrefillGraphs
 from services.engine.scheduler import ScheduledSequence
+from services.engine.step_timer import StepTiming
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class NativeRunner(ModelRunner):
         self._token_hosts = [torch.zeros(self.max_num_seqs, dtype=torch.long, pin_memory=on_cuda) for _ in range(2)]
         self._token_ring = 0
         self._eager_staging = Staging(1 << 16, self._device)
+        # Benchmarks set a list here to get every step's GPU time (step_timer.py); CUDA only.
+        self.step_timings: list[StepTiming] | None = None
+        self._path = "eager"  # the path _forward took last (for step_timings)
         if options.cuda_graphs and self._device.type == "cuda":
             self.enable_decode_graphs()
 
@@ -143,10 +147,18 @@ class NativeRunner(ModelRunner):
     ) -> LaunchedStep:
         """Queue the step on the device and return at once (on CUDA); ``greedy`` picks tokens there too."""
         rows = {item.sequence.seq_id: i for i, item in enumerate(item for item in batch if item.needs_logits)}
+        timing = None
+        if self.step_timings is not None and self._device.type == "cuda":
+            timing = StepTiming("", sum(item.num_new_tokens for item in batch))
+            timing.start.record()
         pending = pending_inputs(batch, prev)
         # A greedy step reads the graph's output buffer on the device before the next replay can overwrite it;
         # logits for the host are copied out of it.
         logits = self._forward(batch, pending, None if prev is None else prev.device_tokens, owned=not greedy)
+        if timing is not None:
+            timing.path = self._path
+            timing.end.record()
+            self.step_timings.append(timing)
         done = torch.cuda.Event() if self._device.type == "cuda" else None
         if not greedy:
             logits = logits.float() if logits.dtype != torch.float32 else logits
@@ -179,11 +191,14 @@ class NativeRunner(ModelRunner):
             item = batch[0]
             n, seq = item.num_new_tokens, item.sequence
             if item.start == 0 and item.needs_logits and item.is_prefill and self._prefill.bucket_for(n):
+                self._path = "prefill_graph"
                 return self._prefill.run(seq.token_ids[:n], seq.block_table)
         if self._graphs is not None and all(item.num_new_tokens == 1 and item.needs_logits for item in batch):
             logits = self._graphs.run(batch, pending, prev_tokens, owned=owned)  # reads the sequences' tokens itself
             if logits is not None:
+                self._path = "decode_graph"
                 return logits
+        self._path = "eager"
         # Input ids, the logit rows and the metadata's integers go up in one pinned, non-blocking copy, so
         # launching this step never waits for the one before it to finish on the device.
         ids = host_input_ids(batch)

@@ -17,23 +17,29 @@ class StepProfiler:
 
         from services.engine import engine_loop
 
-        self.module, self.profile = engine_loop, cProfile.Profile()
-        self.original = engine_loop.EngineLoop._step
+        self.loop_class, self.profile = engine_loop.EngineLoop, cProfile.Profile()
+        # A step's host work: launching it, and reading the one before it (asynchronous scheduling).
+        self.originals = {name: getattr(self.loop_class, name) for name in ("_launch", "_read")}
 
     def start(self) -> None:
-        profile, original = self.profile, self.original
+        profile = self.profile
 
-        def step(loop, output):  # noqa: ANN001, ANN202 - a wrapper with the wrapped method's signature
-            profile.enable()
-            try:
-                return original(loop, output)
-            finally:
-                profile.disable()
+        def profiled(original):  # noqa: ANN001, ANN202 - a wrapper with the wrapped method's signature
+            def method(loop, *args):  # noqa: ANN001, ANN202
+                profile.enable()
+                try:
+                    return original(loop, *args)
+                finally:
+                    profile.disable()
 
-        self.module.EngineLoop._step = step
+            return method
+
+        for name, original in self.originals.items():
+            setattr(self.loop_class, name, profiled(original))
 
     def stop(self) -> None:
         import pstats
 
-        self.module.EngineLoop._step = self.original
+        for name, original in self.originals.items():
+            setattr(self.loop_class, name, original)
         pstats.Stats(self.profile).sort_stats("tottime").print_stats(20)

@@ -1,0 +1,55 @@
+"""GPU time of every step the runner launches, for benchmarks: is a workload GPU- or host-bound?
+
+With asynchronous scheduling the host prepares a step while the GPU runs the one before, so a
+step's wall time is the larger of the two. CUDA events around each launch give the GPU's side;
+the host timestamps of consecutive launches give the wall side. Off unless a benchmark switches
+it on (``NativeRunner.step_timings``): events cost a few microseconds a step.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(slots=True)
+class StepTiming:
+    path: str  # "decode_graph", "prefill_graph" or "eager"
+    tokens: int
+    launched: float = field(default_factory=time.perf_counter)
+    start: torch.cuda.Event = field(default_factory=lambda: torch.cuda.Event(enable_timing=True))
+    end: torch.cuda.Event = field(default_factory=lambda: torch.cuda.Event(enable_timing=True))
+
+    def gpu_ms(self) -> float:
+        return self.start.elapsed_time(self.end)
+
+
+def summarize(timings: list[StepTiming], *, min_decode_rows: int = 1) -> dict[str, float]:
+    """Per path: steps, GPU ms (median and total); for decode graphs of at least ``min_decode_rows`` rows,
+    the median wall time from one launch to the next as well. Synchronizes the device."""
+    torch.cuda.synchronize()
+    out: dict[str, float] = {}
+    for path in ("decode_graph", "prefill_graph", "eager"):
+        chosen = [t for t in timings if t.path == path]
+        if path == "decode_graph":
+            chosen = [t for t in chosen if t.tokens >= min_decode_rows]
+        if not chosen:
+            continue
+        gpu = [t.gpu_ms() for t in chosen]
+        out[f"{path}_steps"] = len(chosen)
+        out[f"{path}_gpu_ms_median"] = statistics.median(gpu)
+        out[f"{path}_gpu_s_total"] = sum(gpu) / 1000
+    launches = [t.launched for t in timings]
+    gaps = [
+        (b - a) * 1000
+        for t, a, b in zip(timings, launches, launches[1:])
+        if t.path == "decode_graph" and t.tokens >= min_decode_rows
+    ]
+    if gaps:
+        out["decode_graph_wall_ms_median"] = statistics.median(gaps)
+    if len(launches) > 1:
+        out["wall_s"] = launches[-1] - launches[0]
+    return out
