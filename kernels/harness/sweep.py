@@ -273,8 +273,9 @@ def compare_moe(device: torch.device, tokens: Sequence[int], before: str | None,
     return lines
 
 
-def _kernel_split(inputs: list, w) -> list[str]:
-    """Median device time of each kernel of the fixed-default launch (20 eager calls, rotated)."""
+def _kernel_split(inputs: list, w, **options) -> list[str]:
+    """Median device time of each kernel of the fixed-default launch (24 eager calls, rotated);
+    ``options`` go to ``moe_decode_fma`` (``cuda_cores=True``: the CUDA-core kernels)."""
     from torch.profiler import ProfilerActivity, profile
 
     from kernels.mxfp4.moe_decode import moe_decode_fma
@@ -283,7 +284,7 @@ def _kernel_split(inputs: list, w) -> list[str]:
         return []
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for r in range(24):
-            moe_decode_fma(*inputs[r % len(inputs)], w, 1.702, 7.0)
+            moe_decode_fma(*inputs[r % len(inputs)], w, 1.702, 7.0, **options)
         torch.cuda.synchronize()
     times: dict[str, list[float]] = {}
     for ev in prof.events():
@@ -319,18 +320,23 @@ def _bf16_moe_row(inputs: list, dense: tuple, nbytes: float, floor: float) -> li
     return [line]
 
 
-# Tensor-core decode (_dec2_mma.py) candidates: (warps, rows a thread, groups of 4 blocks a K slice; 0 = whole row).
-MMA_GATE_UP = [(4, 1, 0), (4, 1, 12), (4, 1, 6), (4, 1, 3), (2, 1, 0), (2, 1, 12), (2, 1, 6), (2, 2, 6), (8, 1, 12),
-               (1, 1, 0)]
-MMA_DOWN = [(2, 1, 0), (2, 1, 12), (2, 1, 6), (4, 1, 12), (4, 1, 6), (1, 1, 0), (1, 1, 12), (2, 2, 12), (4, 1, 3)]
-MMA_LARGE = [(4, 1, 16), (4, 1, 32), (4, 1, 0), (4, 1, 8), (2, 1, 16), (4, 2, 16), (8, 1, 16), (2, 1, 32)]
-MMA_SMALL = [(1, 1, 0), (2, 1, 0), (1, 1, 12), (2, 1, 12), (2, 1, 6), (1, 1, 6), (4, 1, 6), (1, 1, 3)]
+# Tensor-core decode (_dec2_mma.py) candidates: (warps, rows a thread, groups of 4 blocks a K slice (0 = whole
+# row), groups loaded ahead, load hints[, register cap]). H100 runs F1/F2 (docs/PERFORMANCE.md): whole rows were
+# 1.7-3x slower than 8-12-block slices; two groups ahead and a register cap changed little.
+MMA_GATE_UP = [(2, 2, 3, 2, 0), (2, 2, 3, 2, 1), (4, 2, 3, 2, 1), (4, 1, 3, 2, 1), (4, 1, 2, 2, 1), (4, 2, 2, 2, 1),
+               (2, 2, 2, 2, 1), (4, 1, 6, 2, 1)]
+MMA_DOWN = [(4, 1, 3, 2, 0), (4, 1, 3, 2, 1), (4, 1, 2, 2, 1), (2, 1, 3, 2, 1), (4, 2, 3, 2, 1), (4, 1, 6, 2, 1),
+            (2, 1, 6, 2, 1)]
+MMA_LARGE = [(4, 1, 4, 2, 0), (4, 1, 4, 2, 1), (4, 1, 8, 2, 1), (4, 2, 4, 2, 1), (4, 1, 2, 2, 1), (4, 2, 8, 2, 1),
+             (4, 1, 6, 2, 1)]
+MMA_SMALL = [(2, 1, 3, 2, 0), (2, 1, 3, 2, 1), (1, 1, 3, 2, 1), (1, 1, 6, 2, 1), (2, 1, 2, 2, 1), (4, 1, 3, 2, 1)]
 
 
 def _mma(c: tuple, k_blocks: int):
     from kernels.mxfp4._fma import MmaConfig
 
-    return MmaConfig(num_warps=c[0], rpt=c[1], groups=c[2] or -(-k_blocks // 4))
+    return MmaConfig(num_warps=c[0], rpt=c[1], groups=c[2] or -(-k_blocks // 4), prefetch=c[3], hint=c[4],
+                     max_regs=c[5] if len(c) > 5 else None)
 
 
 def _compile_mma(kind: str, dims: tuple, cg: tuple, cd: tuple) -> None:
@@ -399,6 +405,7 @@ def sweep_mma_moe(device: torch.device, tokens: Sequence[int], copy_gbps: float,
             best_gu = [g for _, g in timed]
             best_dn = [best_dn[0]] + [d for _, d in timed_dn]
             lines += _bf16_moe_row(rows.inputs, dense, rows.nbytes, rows.floor)
+            lines += _kernel_split(rows.inputs, w) + _kernel_split(rows.inputs, w, cuda_cores=True)
     return lines
 
 
@@ -429,12 +436,17 @@ def sweep_mma_linear(device: torch.device, shapes: Sequence[tuple[int, int]], co
         lines.append(f"{n}x{k} torch_bf16 {bf16:.2f} us; ceiling {nbytes / copy_gbps / 1e3:.2f} us")
         print(lines[-1], flush=True)
         cands = [("fma fixed default (before)", "fma", None), ("mma default", "mma", None)]
+        if n * k >= 64 * 2**20:
+            cands.append(("fma autotuned", "fma-tuned", None))
         cands += [(f"mma {c}", "mma", _mma(c, k // 32)) for c in grids[(n, k)]]
         for label, variant, cfg in cands:
             try:
+                os.environ["QUARTET_KERNELS_AUTOTUNE"] = "1" if variant == "fma-tuned" else "0"
+                variant = "fma" if variant == "fma-tuned" else variant
                 err = _rel_err(mxfp4_gemv(x, w, variant=variant, config=cfg), ref)
                 us = time_calls([lambda wi=wi: mxfp4_gemv(x, wi, variant=variant, config=cfg) for wi in ws],
                                 samples=10).median_us
+                os.environ["QUARTET_KERNELS_AUTOTUNE"] = "0"
                 pct = 100 * nbytes / copy_gbps / 1e3 / us
                 lines.append(_row(f"{n}x{k} {label}", us, err, nbytes, bf16) + f" {pct:6.1f}")
             except Exception as exc:  # a config the compiler rejects is a data point, not a crash

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import group_mma
+from kernels.mxfp4._dec2_mma import slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release
 from kernels.mxfp4._fma import MmaConfig
@@ -43,7 +43,8 @@ def _publish(y, rows, N, part_ptr, pid_s, n_split: tl.constexpr, y_ptr, b_ptr, H
 def _gemv_mma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
-    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, SPLIT_P2: tl.constexpr,
+    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
+    SPLIT_P2: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
     pid_r = tl.program_id(0)
@@ -51,13 +52,9 @@ def _gemv_mma_kernel(
     r0 = pid_r * 2 * BR
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
-    zero = tl.zeros((32 * NW,), tl.float32)
-    accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    g = tl.zeros((32 * NW,), tl.int32)
-    for j in tl.static_range(GROUPS):
-        accs, g = group_mma(accs, wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
-                            (pid_s * GROUPS + j) * 4, K, KP_BLOCKS, NW, RPT, INTERPRET)
-    # Each thread's rows come back from group_mma (the four lanes of a quad store the same sum).
+    accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
+                         pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, INTERPRET)
+    # Each thread's rows come back from slice_sums (the four lanes of a quad store the same sum).
     _publish(accs[0], r0 + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
     _publish(accs[1], r0 + BR + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
     if RPT == 2:
@@ -86,15 +83,15 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
     _gemv_mma_kernel[(row_groups, slices)](
         xb, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt, n, w.k, k_blocks,
         HAS_BIAS=bias is not None, INTERPRET=is_interpreter(), N_SPLIT=slices,
-        SPLIT_P2=triton.next_power_of_2(slices), **cfg.meta(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        SPLIT_P2=triton.next_power_of_2(slices), **cfg.meta(), **cfg.launch_options())
     return y
 
 
 def gemv_mma_default(n: int, k_blocks: int, sms: int) -> MmaConfig:
-    """Fixed launch (no autotuning): 32-row tiles (64 rows a program), K slices of whole rows
-    unless the grid would cover the SMs less than about four times, then halved.
-    Provisional until the H100 sweep (docs/PERFORMANCE.md, run F) picks it."""
-    groups = triton.cdiv(k_blocks, 4)
-    while triton.cdiv(n, 64) * triton.cdiv(k_blocks, 4 * groups) < 4 * sms and groups > 4:
-        groups = triton.cdiv(groups, 2)
-    return MmaConfig(num_warps=4, rpt=1, groups=groups)
+    """Fixed launch (no autotuning). H100 run F3 (docs/PERFORMANCE.md) on 28672x8192: K slices of 16
+    blocks, 4 warps of two rows a thread, two groups loaded ahead with the L2 fetch hint, 63.8 us.
+    2880-wide layers (which run the CUDA-core variant by default, ``gemv.py``) liked 12-block
+    slices with 2 warps of one row."""
+    if k_blocks <= 128:
+        return MmaConfig(num_warps=2, rpt=1, groups=min(3, triton.cdiv(k_blocks, 4)), prefetch=2, hint=1)
+    return MmaConfig(num_warps=4, rpt=2, groups=4, prefetch=2, hint=1)

@@ -59,71 +59,101 @@ def _decode(word: str, out: str, scale: str) -> list[str]:
     ]
 
 
-def _load_rows(r: int, side: str, base: str, scales: str, valid: str) -> list[str]:
-    """Row set ``r`` of one tile (``side`` l or h): its block's 4 words and scale pair, zero when masked."""
-    w, s = f"w{side}{r}_", f"s{side}{r}"
+def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: list[str], out_s: str,
+               hint: str) -> list[str]:
+    """Row set ``r`` of one tile (``side`` l or h): its block's 4 words and scale byte, zero when masked."""
     return [
         "mov.b32 gr, g;" if r == 0 else f"mad.lo.s32 gr, nw8, {r}, g;",
         f"setp.lt.s32 pr, gr, {valid};", "and.pred pr, pr, pb;",
-        f"mul.wide.s32 o, gr, rs;", f"add.s64 a, {base}, o;", "add.s64 a, a, ob;",
-        *[f"mov.b32 {w}{i}, 0;" for i in range(4)],
-        f"@pr ld.global.v4.b32 {{{w}0, {w}1, {w}2, {w}3}}, [a];",
+        "mul.wide.s32 o, gr, rs;", f"add.s64 a, {base}, o;", "add.s64 a, a, ob;",
+        *[f"mov.b32 {w}, 0;" for w in out_w],
+        f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];",
         "mad.lo.s32 u, gr, kp, blk;", "cvt.s64.s32 o, u;", f"add.s64 a, {scales}, o;",
-        "mov.b16 sb, 0;", "@pr ld.global.b8 sb, [a];", "cvt.u32.u16 u, sb;",
-        # E8M0 -> bf16 2**(s-127) in both halves: byte 0 is the subnormal 2**-127, 255 is NaN.
-        "shl.b32 v, u, 7;", "setp.eq.u32 pz, u, 0;", "selp.b32 v, 0x40, v, pz;",
-        "setp.eq.u32 pz, u, 255;", "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {s}, v, v, 0x1010;",
+        "mov.b16 sb, 0;", f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
     ]
 
 
-def group_asm(rpt: int) -> str:
-    """PTX of one group (4 MX blocks) for ``rpt`` row sets a thread. Operands: outputs ``$0 ..
-    $(2 rpt - 1)`` the running sums (fp32 bits: set r's lo row at 2r, hi row at 2r + 1), ``$(2 rpt)``
-    the thread's set-0 row; inputs the sums again, then the lo / hi code and scale tile bases,
-    the activation row (bf16, zero-padded to whole blocks), lo / hi valid rows, first block, blocks a row."""
-    n_out = 2 * rpt + 1
-    acc = [f"${n_out + i}" for i in range(2 * rpt)]
-    wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 2 * rpt + i}" for i in range(9))
-    regs = [f"wl{r}_{i}" for r in range(rpt) for i in range(4)] + [f"wh{r}_{i}" for r in range(rpt) for i in range(4)]
-    lines = ["{", ".reg .pred pb, pr, pz;", ".reg .b16 sb;", ".reg .b64 a, o, ob;",
-             ".reg .b32 t, g, c, blk, gr, nw8, rs, kp, u, v, l0, l1, l2, l3, h0, h1, h2, h3;",
-             ".reg .b32 " + ", ".join(f"x{i}" for i in range(16)) + ";",
-             ".reg .b32 " + ", ".join(regs + [f"s{sd}{r}" for sd in "lh" for r in range(rpt)]) + ";",
-             ".reg .f32 " + ", ".join(f"d{r}_{i}" for r in range(rpt) for i in range(4)) + ";",
+# Weight loads with ``HINT``: through the read-only path, not kept in L1, and each L2 miss fetching
+# 256 bytes, the rest of the row's slice for the next groups (a K slice is 192 to 512 bytes a row).
+_HINTS = ("", ".nc.L1::no_allocate.L2::256B")
+
+
+def load_asm(rpt: int, hint: int = 0) -> str:
+    """PTX: one thread's loads of one group (4 MX blocks). Outputs: ``$0..$15`` the activation words
+    of its block (value 2i in the low half of word i; the row is zero-padded to whole blocks),
+    then per row set r the lo words, hi words, lo scale byte, hi scale byte (10 operands), then
+    the thread's set-0 row. Inputs: the lo / hi code and scale tile bases, the activation row,
+    lo / hi valid rows, the group's first block, blocks a row."""
+    n_out = 16 + 10 * rpt + 1
+    # Input $n_out is a [32 * NW] tensor that only gives the outputs their shape.
+    wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 1 + i}" for i in range(9))
+    lines = ["{", ".reg .pred pb, pr;", ".reg .b16 sb;", ".reg .b64 a, o, ob;",
+             ".reg .b32 t, g, c, blk, gr, nw8, rs, kp, u;",
              # Thread -> (row g, block c): 8 rows and 4 blocks a warp, warps stacked along rows.
              "mov.u32 t, %tid.x;", "and.b32 c, t, 3;", "shr.u32 g, t, 5;", "shl.b32 g, g, 3;",
              "bfe.u32 u, t, 2, 3;", "add.s32 g, g, u;", "mov.u32 nw8, %ntid.x;", "shr.u32 nw8, nw8, 2;",
              f"mov.b32 kp, {kpb};", "shl.b32 rs, kp, 4;", f"add.s32 blk, {b0}, c;",
-             "setp.lt.s32 pb, blk, kp;", "mul.wide.s32 ob, blk, 16;", "mov.b32 c, 0x7E807E80;",
-             # The block's 32 activations: 16 words, value 2i in the low half of word i.
+             "setp.lt.s32 pb, blk, kp;", "mul.wide.s32 ob, blk, 16;",
              "mul.wide.s32 o, blk, 64;", f"add.s64 a, {xp}, o;"]
-    lines += [f"mov.b32 x{i}, 0;" for i in range(16)]
-    lines += [f"@pb ld.global.v4.b32 {{x{4 * q}, x{4 * q + 1}, x{4 * q + 2}, x{4 * q + 3}}}, [a+{16 * q}];"
+    lines += [f"mov.b32 ${i}, 0;" for i in range(16)]
+    lines += [f"@pb ld.global.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
               for q in range(4)]
-    for q in range(4):  # word q's values (2i, 2i+1) -> the decode's pairs (0, 3), (1, 4), (2, 5), (6, 7)
-        n = [f"x{4 * q + i}" for i in range(4)]
-        lines += [f"prmt.b32 u, {n[0]}, {n[1]}, 0x7610;", f"prmt.b32 v, {n[0]}, {n[2]}, 0x5432;",
-                  f"prmt.b32 {n[2]}, {n[1]}, {n[2]}, 0x7610;", f"mov.b32 {n[0]}, u;", f"mov.b32 {n[1]}, v;"]
     for r in range(rpt):
-        lines += _load_rows(r, "l", wl, sl, nl) + _load_rows(r, "h", wh, sh, nh)
-        lines += [f"mov.b32 d{r}_0, {acc[2 * r]};", f"mov.b32 d{r}_1, {acc[2 * r]};",
-                  f"mov.b32 d{r}_2, {acc[2 * r + 1]};", f"mov.b32 d{r}_3, {acc[2 * r + 1]};"]
-    for q in range(4):
-        xq = [f"x{4 * q + i}" for i in range(4)]
-        for r in range(rpt):
-            lines += _decode(f"wl{r}_{q}", "l", f"sl{r}") + _decode(f"wh{r}_{q}", "h", f"sh{r}")
-            lines += [_MMA.format("l0", "h0", "l1", "h1", xq[0], xq[1], d=f"d{r}_"),
-                      _MMA.format("l2", "h2", "l3", "h3", xq[2], xq[3], d=f"d{r}_")]
-    for r in range(rpt):
-        lines += [f"mov.b32 ${2 * r}, d{r}_0;", f"mov.b32 ${2 * r + 1}, d{r}_2;"]
-    lines += [f"mov.b32 ${2 * rpt}, g;", "}"]
+        o = 16 + 10 * r
+        lines += _load_rows(r, "l", wl, sl, nl, [f"${o + i}" for i in range(4)], f"${o + 8}", _HINTS[hint])
+        lines += _load_rows(r, "h", wh, sh, nh, [f"${o + 4 + i}" for i in range(4)], f"${o + 9}", _HINTS[hint])
+    lines += [f"mov.b32 ${n_out - 1}, g;", "}"]
     return "\n".join(lines)
 
 
-_ASM1 = tl.constexpr(group_asm(1))
-_ASM2 = tl.constexpr(group_asm(2))
-_CON1 = tl.constexpr(",".join(["=r"] * 3 + ["r"] * 2 + ["l"] * 5 + ["r"] * 4))
-_CON2 = tl.constexpr(",".join(["=r"] * 5 + ["r"] * 4 + ["l"] * 5 + ["r"] * 4))
+def _scale_pair(byte: str, out: str) -> list[str]:
+    """E8M0 byte -> bf16 2**(s-127) in both halves: byte 0 is the subnormal 2**-127, 255 is NaN."""
+    return ["shl.b32 v, " + byte + ", 7;", f"setp.eq.u32 pz, {byte}, 0;", "selp.b32 v, 0x40, v, pz;",
+            f"setp.eq.u32 pz, {byte}, 255;", "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
+
+
+def compute_asm(rpt: int) -> str:
+    """PTX: one group's decode and ``mma``s. Outputs: the running sums (fp32 bits; set r's lo row at
+    2r, hi row at 2r + 1). Inputs: the sums, then ``load_asm``'s 16 activation words and 10 per
+    row set. Each word's two ``mma``s start a fresh chain (independent of the other words and of
+    earlier groups, so their latencies overlap); the four chains are added to the sums in fp32."""
+    n_out = 2 * rpt
+    acc = [f"${n_out + i}" for i in range(2 * rpt)]
+    xin = [f"${n_out + 2 * rpt + i}" for i in range(16)]
+    rows = [[f"${n_out + 2 * rpt + 16 + 10 * r + i}" for i in range(10)] for r in range(rpt)]
+    lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;",
+             ".reg .b32 " + ", ".join(f"x{i}" for i in range(16)) + ";",
+             ".reg .f32 z, fl, fh, " + ", ".join(f"d{q}_{i}" for q in range(4) for i in range(4)) + ";",
+             "mov.b32 c, 0x7E807E80;", "mov.f32 z, 0f00000000;"]
+    for q in range(4):  # word q's values (2i, 2i+1) -> the decode's pairs (0, 3), (1, 4), (2, 5), (6, 7)
+        n = xin[4 * q: 4 * q + 4]
+        lines += [f"prmt.b32 x{4 * q}, {n[0]}, {n[1]}, 0x7610;", f"prmt.b32 x{4 * q + 1}, {n[0]}, {n[2]}, 0x5432;",
+                  f"prmt.b32 x{4 * q + 2}, {n[1]}, {n[2]}, 0x7610;", f"mov.b32 x{4 * q + 3}, {n[3]};"]
+    for r in range(rpt):
+        lines += _scale_pair(rows[r][8], "sl") + _scale_pair(rows[r][9], "sh")
+        for q in range(4):
+            d = f"d{q}_"
+            lines += _decode(rows[r][q], "l", "sl") + _decode(rows[r][4 + q], "h", "sh")
+            lines += [_MMA.format("l0", "h0", "l1", "h1", f"x{4 * q}", f"x{4 * q + 1}", d=d).replace(
+                          f"{{{d}0, {d}1, {d}2, {d}3}};", "{z, z, z, z};"),
+                      _MMA.format("l2", "h2", "l3", "h3", f"x{4 * q + 2}", f"x{4 * q + 3}", d=d)]
+        lines += [f"mov.b32 fl, {acc[2 * r]};", f"mov.b32 fh, {acc[2 * r + 1]};"]
+        lines += [f"add.f32 fl, fl, d{q}_0;" for q in range(4)] + [f"add.f32 fh, fh, d{q}_2;" for q in range(4)]
+        lines += [f"mov.b32 ${2 * r}, fl;", f"mov.b32 ${2 * r + 1}, fh;"]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+_LOAD1 = tl.constexpr(load_asm(1))
+_LOAD2 = tl.constexpr(load_asm(2))
+_LOAD1H = tl.constexpr(load_asm(1, 1))
+_LOAD2H = tl.constexpr(load_asm(2, 1))
+_LCON1 = tl.constexpr(",".join(["=r"] * 27 + ["r"] + ["l"] * 5 + ["r"] * 4))
+_LCON2 = tl.constexpr(",".join(["=r"] * 37 + ["r"] + ["l"] * 5 + ["r"] * 4))
+_MATH1 = tl.constexpr(compute_asm(1))
+_MATH2 = tl.constexpr(compute_asm(2))
+_MCON1 = tl.constexpr(",".join(["=r"] * 2 + ["r"] * (2 + 16 + 10)))
+_MCON2 = tl.constexpr(",".join(["=r"] * 4 + ["r"] * (4 + 16 + 20)))
 
 
 @triton.jit
@@ -140,43 +170,107 @@ def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs):
 
 
 @triton.jit
-def group_mma(accs, wl, wh, sl, sh, x_row, nl, nh, b0, K, KP_BLOCKS,
-              NW: tl.constexpr, RPT: tl.constexpr, INTERPRET: tl.constexpr):
-    """Add the group of MX blocks ``b0 .. b0 + 3`` to each thread's running sums ``accs`` (a tuple of
-    ``2 * RPT`` fp32 ``[32 * NW]``: set r's lo row, hi row). ``wl`` / ``wh``: int32 code pointers at
-    the lo / hi tile's first row (``sl`` / ``sh`` their scales), ``nl`` / ``nh`` rows valid in
-    each, ``x_row`` the bf16 activations (zero-padded to ``KP_BLOCKS * 32``). Returns the new
-    sums and the set-0 row of each element (set r adds ``8 * NW * r``)."""
+def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
+               HINT: tl.constexpr, INTERPRET: tl.constexpr):
+    """Each thread's loads of the group of MX blocks ``b0 .. b0 + 3`` (``load_asm``), as a tuple of
+    int32 ``[32 * NW]``, the thread's set-0 row last. ``wl`` / ``wh``: int32 code pointers at the lo /
+    hi tile's first row (``sl`` / ``sh`` their scales), ``nl`` / ``nh`` rows valid in each,
+    ``x_row`` the bf16 activations zero-padded to ``KP_BLOCKS * 32``. Issued a group or two
+    ahead of ``group_math`` so that several groups' loads are in flight."""
+    shape = tl.arange(0, 32 * NW)
     if INTERPRET:
+        return (b0 + shape * 0, thread_rows(NW))  # the interpreter's math reads memory itself
+    else:
+        if RPT == 1:
+            return tl.inline_asm_elementwise(
+                _LOAD1H if HINT else _LOAD1, _LCON1,
+                [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
+                 nl, nh, b0, KP_BLOCKS],
+                dtype=(tl.int32,) * 27, is_pure=True, pack=1)
+        else:
+            return tl.inline_asm_elementwise(
+                _LOAD2H if HINT else _LOAD2, _LCON2,
+                [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
+                 nl, nh, b0, KP_BLOCKS],
+                dtype=(tl.int32,) * 37, is_pure=True, pack=1)
+
+
+@triton.jit
+def loaded_rows(ld, RPT: tl.constexpr, INTERPRET: tl.constexpr):
+    """The set-0 row of each thread, from ``group_load``'s tuple."""
+    if INTERPRET:
+        return ld[1]
+    else:
+        return ld[16 + 10 * RPT]
+
+
+@triton.jit
+def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
+               INTERPRET: tl.constexpr):
+    """Add a loaded group (``group_load``) to each thread's running sums ``accs`` (a tuple of
+    ``2 * RPT`` fp32 ``[32 * NW]``: set r's lo row, hi row; set r's row is the set-0 row plus
+    ``8 * NW * r``)."""
+    if INTERPRET:
+        b0 = tl.max(ld[0], axis=0)
         g = thread_rows(NW)
         xs = load_x_blocks(x_row, b0 + tl.arange(0, 4), K, 4, False)
         lo0 = _quad_sum_ref(accs[0], wl, sl, g, nl, b0, KP_BLOCKS, xs)
         hi0 = _quad_sum_ref(accs[1], wh, sh, g, nh, b0, KP_BLOCKS, xs)
         if RPT == 1:
-            out = (lo0, hi0)
+            return (lo0, hi0)
         else:
             lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs)
             hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs)
-            out = (lo0, hi0, lo1, hi1)
-        return out, g
+            return (lo0, hi0, lo1, hi1)
     else:
         if RPT == 1:
             r = tl.inline_asm_elementwise(
-                _ASM1, _CON1,
+                _MATH1, _MCON1,
                 [accs[0].to(tl.int32, bitcast=True), accs[1].to(tl.int32, bitcast=True),
-                 wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
-                 nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
-            out = (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True))
-            return out, r[2]
+                 ld[0], ld[1], ld[2], ld[3], ld[4], ld[5], ld[6], ld[7], ld[8], ld[9], ld[10], ld[11], ld[12],
+                 ld[13], ld[14], ld[15], ld[16], ld[17], ld[18], ld[19], ld[20], ld[21], ld[22], ld[23], ld[24],
+                 ld[25]],
+                dtype=(tl.int32, tl.int32), is_pure=True, pack=1)
+            return (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True))
         else:
             r = tl.inline_asm_elementwise(
-                _ASM2, _CON2,
+                _MATH2, _MCON2,
                 [accs[0].to(tl.int32, bitcast=True), accs[1].to(tl.int32, bitcast=True),
                  accs[2].to(tl.int32, bitcast=True), accs[3].to(tl.int32, bitcast=True),
-                 wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
-                 nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32, tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
-            out = (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True),
-                   r[2].to(tl.float32, bitcast=True), r[3].to(tl.float32, bitcast=True))
-            return out, r[4]
+                 ld[0], ld[1], ld[2], ld[3], ld[4], ld[5], ld[6], ld[7], ld[8], ld[9], ld[10], ld[11], ld[12],
+                 ld[13], ld[14], ld[15], ld[16], ld[17], ld[18], ld[19], ld[20], ld[21], ld[22], ld[23], ld[24],
+                 ld[25], ld[26], ld[27], ld[28], ld[29], ld[30], ld[31], ld[32], ld[33], ld[34], ld[35]],
+                dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
+            return (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True),
+                    r[2].to(tl.float32, bitcast=True), r[3].to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def _load(wl, wh, sl, sh, x_row, nl, nh, group, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr, HINT: tl.constexpr,
+          INTERPRET: tl.constexpr):
+    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+
+
+@triton.jit
+def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
+               GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, INTERPRET: tl.constexpr):
+    """Each thread's sums over groups ``g0 .. g0 + GROUPS - 1`` (a K slice), ``PF`` (1 or 2) groups'
+    loads in flight ahead of the math, ``HINT`` the weight loads' cache hints (``_HINTS``). Returns
+    the sums (``group_math``) and the set-0 rows."""
+    zero = tl.zeros((32 * NW,), tl.float32)
+    accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
+    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+    if PF == 2 and GROUPS > 1:
+        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+    for j in tl.static_range(GROUPS):
+        cur = ld0
+        if PF == 2:
+            if j + 1 < GROUPS:
+                ld0 = ld1
+            if j + 2 < GROUPS:
+                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+        else:
+            if j + 1 < GROUPS:
+                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, INTERPRET)
+    return accs, loaded_rows(cur, RPT, INTERPRET)

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import group_mma
+from kernels.mxfp4._dec2_mma import slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
@@ -51,7 +51,8 @@ def _gate_up_mma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
-    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, SPLIT_P2: tl.constexpr,
+    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
+    SPLIT_P2: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_r = tl.program_id(0)
@@ -61,12 +62,8 @@ def _gate_up_mma_kernel(
     x_row = x_ptr + (p // TOPK).to(tl.int64) * stride_x
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
-    zero = tl.zeros((32 * NW,), tl.float32)
-    accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    g = tl.zeros((32 * NW,), tl.int32)
-    for j in tl.static_range(GROUPS):
-        accs, g = group_mma(accs, gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row,
-                            I - r0, I - r0, (pid_s * GROUPS + j) * 4, H, KP_BLOCKS, NW, RPT, INTERPRET)
+    accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
+                         I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, INTERPRET)
     stride_split = tl.num_programs(2) * 2 * I
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
@@ -102,7 +99,8 @@ def _down_mma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
-    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, SPLIT_P2: tl.constexpr,
+    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
+    SPLIT_P2: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -115,13 +113,9 @@ def _down_mma_kernel(
     x_row = act_ptr + p.to(tl.int64) * I
     r0 = pid_r * 2 * BR
     first = (e * H + r0) * KP_BLOCKS
-    zero = tl.zeros((32 * NW,), tl.float32)
-    accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    g = tl.zeros((32 * NW,), tl.int32)
-    for j in tl.static_range(GROUPS):
-        accs, g = group_mma(accs, dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
-                            ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR,
-                            ((q % SLICES) * GROUPS + j) * 4, I, KP_BLOCKS, NW, RPT, INTERPRET)
+    accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
+                         ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
+                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, INTERPRET)
     stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
@@ -137,7 +131,7 @@ def _down_mma_kernel(
 
 
 def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **meta) -> None:
-    kernel[grid](*args, **meta, **cfg.meta(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    kernel[grid](*args, **meta, **cfg.meta(), **cfg.launch_options())
 
 
 def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,

@@ -45,12 +45,15 @@ class FmaConfig:
 class MmaConfig:
     """Launch of the tensor-core decode (``_dec2_mma.py``): a program multiplies two tiles (lo,
     hi) of ``rows = 8 * num_warps * rpt`` weight rows each (``rpt`` rows a thread, 1 or 2) over a
-    K slice of ``groups`` groups of 4 MX blocks."""
+    K slice of ``groups`` groups of 4 MX blocks, loading ``prefetch`` groups ahead of the math."""
 
     num_warps: int = 4
     rpt: int = 1
     groups: int = 4
+    prefetch: int = 1
+    hint: int = 0  # weight-load cache hints (_dec2_mma._HINTS): 1 = read-only, 256-byte L2 fetches
     num_stages: int = 1
+    max_regs: int | None = None  # ptxas register cap (Triton's ``maxnreg``): occupancy against loads in flight
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -59,16 +62,24 @@ class MmaConfig:
             raise ValueError(f"rpt={self.rpt} must be 1 or 2 (rows a thread)")
         if self.groups < 1:
             raise ValueError(f"groups={self.groups} must be >= 1")
+        if self.prefetch not in (1, 2):
+            raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
 
     @property
     def rows(self) -> int:
         return 8 * self.num_warps * self.rpt
 
     def meta(self) -> dict:
-        return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups}
+        return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups, "PF": self.prefetch, "HINT": self.hint}
 
     def slices(self, k_blocks: int) -> int:
         return triton.cdiv(k_blocks, 4 * self.groups)
+
+    def launch_options(self) -> dict:
+        opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        if self.max_regs is not None:
+            opts["maxnreg"] = self.max_regs
+        return opts
 
 
 # (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. H100 sweeps
@@ -106,12 +117,22 @@ def moe_fma_defaults(tokens: int, k_words_h: int, k_words_i: int) -> tuple[FmaCo
     return gate_up, down
 
 
+# From this many tokens the MoE decode's default is the tensor-core kernels (_dec2_moe.py). H100 runs F2/F3
+# (docs/PERFORMANCE.md), fixed configs: 4 tokens 115.1-115.8 us against the CUDA-core 117.1-121.4, 8 tokens
+# 213.4-216.4 against 223.9-228.8, 2 tokens 65.3-66.8 against 65.1-68.0; at 1 token the CUDA-core kernels
+# stayed ahead (37.9-39.1 against 39.8-40.4 us).
+MOE_MMA_MIN_TOKENS = 2
+
+
 def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int) -> tuple[MmaConfig, MmaConfig]:
-    """Fixed (gate_up, down) launches of the tensor-core MoE decode (``_dec2_moe.py``), the
-    engine's default at every token count. Provisional: K slices of 24 blocks for gate_up
-    and 32 for down, capped at the whole row so small test shapes stay small."""
-    gate_up = MmaConfig(num_warps=4, rpt=1, groups=min(6, triton.cdiv(k_blocks_h, 4)))
-    down = MmaConfig(num_warps=2, rpt=1, groups=min(8, triton.cdiv(k_blocks_i, 4)))
+    """Fixed (gate_up, down) launches of the tensor-core MoE decode (``_dec2_moe.py``). H100 sweeps
+    F1-F3 (docs/PERFORMANCE.md): K slices of 3 groups (12 blocks), two groups loaded ahead with
+    the 256-byte L2 fetch hint; gate_up two rows a thread (2 warps at 1 token, 4 above), down 4
+    warps of one row. Capped at the whole row so small test shapes stay small."""
+    gu = min(3, triton.cdiv(k_blocks_h, 4))
+    dn = min(3, triton.cdiv(k_blocks_i, 4))
+    gate_up = MmaConfig(num_warps=2 if tokens == 1 else 4, rpt=2, groups=gu, prefetch=2, hint=1)
+    down = MmaConfig(num_warps=4, rpt=1, groups=dn, prefetch=2, hint=1)
     return gate_up, down
 
 

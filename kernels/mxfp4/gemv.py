@@ -26,7 +26,8 @@ from kernels.mxfp4._dec2_gemv import gemv_mma, gemv_mma_default
 from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
-from kernels.mxfp4._fma import FMA_CONFIGS, FmaConfig, MmaConfig, fma_default, fma_grid, max_chunks, max_slices, use_autotune
+from kernels.mxfp4._fma import (FMA_CONFIGS, FmaConfig, MmaConfig, fma_default, fma_grid, max_chunks, max_slices,
+                                use_autotune)
 from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, FMA_ROWS, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
 from kernels.mxfp4.format import MXFP4Tensor
@@ -37,6 +38,10 @@ __all__ = ["GEMV_VARIANTS", "ONE_ROW_VARIANTS", "mxfp4_gemv", "mxfp4_gemv_torch"
 GEMV_VARIANTS = ("fma", "dot_scaled", "dequant_dot")
 # Variants that take one activation row only (the harness's M sweep skips them by this name).
 ONE_ROW_VARIANTS = ("mma",)
+# At one row "mma" replaces "fma" from this many MX blocks a row (K > 4096). H100 runs F2/F3
+# (docs/PERFORMANCE.md), fixed launch configs: 28672x8192 68.4 us against fma's 102.3; on
+# 2880-wide layers fma stayed ahead (2880x2880 5.9 against 8.0 us, 5760x2880 7.7 against 9.9).
+MMA_MIN_K_BLOCKS = 129
 
 
 @triton.jit
@@ -123,10 +128,10 @@ def mxfp4_gemv(
 ) -> torch.Tensor:
     """``x[..., K]`` (at most 16 rows in all) times MXFP4 ``w[N, K]``: ``[..., N]`` in x's dtype.
 
-    ``variant`` defaults, for an "fma8" weight, to "mma" at one row, "fma" up to ``FMA_MAX_M``
-    rows, then "dequant_dot"; "dot_scaled" for an "ocp" one. ``config``: an ``FmaConfig`` for
-    "fma" (default: autotuned on CUDA), an ``MmaConfig`` for "mma" (default: fixed,
-    ``gemv_mma_default``), a ``MatmulConfig`` for the others.
+    ``variant`` defaults, for an "fma8" weight, to "mma" at one row of K > 4096
+    (``MMA_MIN_K_BLOCKS``), "fma" up to ``FMA_MAX_M`` rows, then "dequant_dot"; "dot_scaled"
+    for an "ocp" one. ``config``: an ``FmaConfig`` for "fma" (default: autotuned on CUDA), an
+    ``MmaConfig`` for "mma" (default: fixed, ``gemv_mma_default``), a ``MatmulConfig`` for the others.
     """
     check_operands(x, w, bias)
     rows = x.numel() // max(1, w.k)
@@ -134,7 +139,8 @@ def mxfp4_gemv(
         if w.layout != "fma8":
             variant = "dot_scaled"
         else:
-            variant = "mma" if rows == 1 else "fma" if rows <= FMA_MAX_M else "dequant_dot"
+            one_row_mma = rows == 1 and w.k_padded // 32 >= MMA_MIN_K_BLOCKS
+            variant = "mma" if one_row_mma else "fma" if rows <= FMA_MAX_M else "dequant_dot"
     if variant not in GEMV_VARIANTS + ONE_ROW_VARIANTS:
         raise ValueError(f"variant must be one of {GEMV_VARIANTS + ONE_ROW_VARIANTS}, got {variant!r}")
     if variant in ("fma", "mma") and w.layout != "fma8":

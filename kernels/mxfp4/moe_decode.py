@@ -27,8 +27,8 @@ from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
 from kernels.mxfp4._dec2_moe import moe_decode_mma
-from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, FmaConfig, MmaConfig, as_configs, max_chunks,
-                                max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
+from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, MOE_MMA_MIN_TOKENS, FmaConfig, MmaConfig, as_configs,
+                                max_chunks, max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
@@ -157,21 +157,22 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
                    *, cuda_cores: bool = False) -> torch.Tensor:
     """Decode path on fma8 experts. ``ids32`` int32 ``[T, k]``, ``wts`` fp32 ``[T, k]``.
 
-    By default the tensor-core decode (``_dec2_moe.py``) with fixed ``moe_mma_defaults``
-    (autotuning or not), or the given ``MmaConfig`` launches. ``cuda_cores=True`` or
-    ``FmaConfig`` launches run the CUDA-core kernels here (``down_config`` defaults to
-    ``config``; with neither, autotuned on CUDA, else ``moe_fma_defaults``), as does an I
-    that is not a multiple of 32. No host
+    By default, from ``MOE_MMA_MIN_TOKENS`` tokens, the tensor-core decode (``_dec2_moe.py``)
+    with fixed ``moe_mma_defaults`` (autotuning or not); ``MmaConfig`` launches pick it at any
+    token count. Fewer tokens, ``cuda_cores=True``, ``FmaConfig`` launches or an I that is not
+    a multiple of 32 run the CUDA-core kernels here (``down_config`` defaults to ``config``;
+    with neither, autotuned on CUDA, else ``moe_fma_defaults``). No host
     synchronisation and no data-dependent sizes, so it can be captured in a CUDA graph.
     """
     given = [c for c in (config, down_config) if c is not None]
-    ragged = w.intermediate % 32  # the tensor-core decode reads the activations between launches in whole blocks
-    if cuda_cores or ragged or any(isinstance(c, FmaConfig) for c in given):
-        if not all(isinstance(c, FmaConfig) for c in given):
-            raise TypeError("the CUDA-core decode takes FmaConfig launches (both, or one for both)")
-        return _moe_decode_cuda_cores(x, ids32, wts, w, alpha, limit, config, down_config)
-    gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32)
-    return moe_decode_mma(x, ids32, wts, w, alpha, limit, config or gu, down_config or dn)
+    if len({type(c) for c in given}) > 1:
+        raise TypeError("gate_up and down launches must both be MmaConfig or both FmaConfig")
+    # The tensor-core decode reads the activations between its launches in whole MX blocks.
+    by_default = not given and not cuda_cores and ids32.shape[0] >= MOE_MMA_MIN_TOKENS and w.intermediate % 32 == 0
+    if given and isinstance(given[0], MmaConfig) or by_default:
+        gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32)
+        return moe_decode_mma(x, ids32, wts, w, alpha, limit, config or gu, down_config or dn)
+    return _moe_decode_cuda_cores(x, ids32, wts, w, alpha, limit, config, down_config)
 
 
 def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,

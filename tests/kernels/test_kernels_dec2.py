@@ -30,8 +30,8 @@ def _linear(n: int, k: int, device, gen, bias: bool):
 
 
 @pytest.mark.parametrize("n,k,cfg", [
-    (70, 448, MmaConfig(num_warps=1, rpt=1, groups=4)),  # one K slice (14 blocks in 16), ragged last rows
-    (70, 448, MmaConfig(num_warps=1, rpt=2, groups=1)),  # two rows a thread, four K slices (the last ragged): split-K
+    (70, 448, MmaConfig(num_warps=1, rpt=1, groups=4, prefetch=2)),  # one K slice (14 blocks in 16), ragged rows
+    (70, 448, MmaConfig(num_warps=1, rpt=2, groups=1, hint=1)),  # two rows a thread, four K slices (last ragged)
     (40, 75, MmaConfig(num_warps=1, rpt=1, groups=1)),  # K not a multiple of 8: x zero-padded to whole blocks
     (24, 200, MmaConfig(num_warps=2, rpt=1, groups=1)),  # K padded to 224, two slices, a tile past the last row
 ])
@@ -59,7 +59,7 @@ def test_gemv_mma_every_code_and_wide_scales(device, gen) -> None:
                       ref, mag)
 
 
-def test_gemv_default_at_one_row_is_mma_and_zero_weights_give_the_bias(device, gen) -> None:
+def test_gemv_zero_weights_give_exactly_the_bias(device, gen) -> None:
     w = to_layout(quantize_torch(torch.zeros(48, 160, device=device)), "fma8")
     x = torch.randn(1, 160, device=device, generator=gen).to(torch.bfloat16)
     b = torch.randn(48, device=device, generator=gen).to(torch.bfloat16)
@@ -86,7 +86,7 @@ E2, H2, I2 = 4, 160, 160
 
 @pytest.mark.parametrize("tokens,configs", [
     (1, (MmaConfig(num_warps=2, groups=1), MmaConfig(num_warps=2, groups=1))),  # split-K in both launches
-    (2, (MmaConfig(num_warps=4, groups=2), MmaConfig(num_warps=2, rpt=2, groups=2))),  # whole rows
+    (2, (MmaConfig(num_warps=4, groups=2, prefetch=2), MmaConfig(num_warps=2, rpt=2, groups=2))),  # whole rows
 ])
 def test_moe_mma_split_k_matches_reference(tokens: int, configs: tuple[MmaConfig, MmaConfig], device, gen) -> None:
     gate_up = quantize_torch(torch.randn(E2, 2 * I2, H2, device=device, generator=gen) * 0.1)
@@ -108,5 +108,5 @@ def test_moe_configs_of_two_kinds_are_refused(device, gen) -> None:
                                 quantize_torch(torch.zeros(2, 32, 32, device=device)), None, None).to_layout("fma8")
     x = torch.zeros(1, 32, device=device, dtype=torch.bfloat16)
     ids = torch.zeros(1, 2, device=device, dtype=torch.int32)
-    with pytest.raises(TypeError, match="FmaConfig"):
+    with pytest.raises(TypeError, match="both be MmaConfig or both FmaConfig"):
         moe_decode_fma(x, ids, torch.ones(1, 2, device=device), w, 1.702, 7.0, FmaConfig(), MmaConfig())
