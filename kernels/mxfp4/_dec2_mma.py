@@ -1,12 +1,13 @@
 """Decode on the tensor cores at one activation row: two "fma8" weights an instruction, ``mma.sync``
 as the multiply-add.
 
-The CUDA-core decode (``_decode.py``) spends about 5.9 instructions a weight (23 integer ops
-per 8 weights, one FFMA each, plus block sums) and is issue-bound (docs/PERFORMANCE.md, runs
-D and E). Here a word of 8 codes becomes four bf16 pairs with about 14 integer ops and 8
-``mul.rn.bf16x2`` (by 2**126, then by the block's E8M0 scale: both exact, as in
-``_bf16x2.py``), and the multiply-adds of a word for two rows go to two ``mma.m16n8k16``:
-about 3 instructions a weight.
+The CUDA-core decode (``_decode.py``) issues about 5.9 instructions a weight (23 integer ops per
+8 weights, one FFMA each, plus block sums). Here a word of 8 codes becomes four bf16 pairs with
+about 14 integer ops and 8 ``mul.rn.bf16x2`` (by 2**126, then by the block's E8M0 scale: both
+exact, as in ``_bf16x2.py``), and the multiply-adds of a word for two rows go to two
+``mma.m16n8k16``: about 3.6 instructions a weight in the SASS. On the H100 that made the large
+GEMV faster but not the 2880-wide MoE layers, which wait on memory, not on issue
+(docs/PERFORMANCE.md, run F).
 
 How one ``mma.sync`` serves a GEMV. Lane ``l`` holds the A fragment of rows ``l // 4`` and
 ``l // 4 + 8`` at four k-slots chosen by ``l % 4``, and the B fragment of column ``l // 4`` at
@@ -14,13 +15,14 @@ the same k-slots. A dot product does not care which K index a k-slot carries, so
 fills its A slots with weights of its own rows at MX block ``b + l % 4`` and its B slots with
 the activations of that block. Lanes with the same ``l % 4`` then hold the same K positions,
 every B column is the activation vector, and ``D[g, n]`` is row ``g``'s dot over the four
-blocks of its quad, plus ``C[g, n]``: each lane passes its running sum as C, so the tensor
-cores accumulate across groups in fp32 and all four lanes of a quad keep the same sum.
+blocks of its quad, the same in all four lanes. Each word's two ``mma``s start a fresh chain,
+so the four chains of a group and successive groups overlap their latencies; the chains are
+added to each thread's running sums in fp32.
 
 That mapping must not depend on how Triton lays tensors out (Triton 3.6 put a ``[rows,
-blocks]`` tile 32 rows a warp), so the PTX computes it from ``%tid.x`` and does its own
-loads: the Triton tensors it takes and returns hold one element a thread, the running sums
-and the row each thread owns, and the kernels store by that row.
+blocks]`` tile 32 rows a warp), so the PTX computes it from ``%tid.x`` and does its own loads
+(``group_load``, issued a group or two ahead of ``group_math``): the Triton tensors it takes
+and returns hold one element a thread, and the kernels store by the row the PTX returns.
 
 Precision: weights enter the tensor cores as exact bf16 (``value * scale``), activations as
 bf16, products are exact and the sums fp32 (the tensor cores' accumulation, as in

@@ -9,6 +9,9 @@ finishes it), or stored directly when K is one slice.
 On CUDA, ``triton.autotune`` picks among ``FMA_CONFIGS`` once per (M, N, K) on first use
 (warm up before capturing CUDA graphs); the interpreter uses ``fma_default``. The MoE decode
 (``moe_decode.py``) has its own candidates and fixed defaults (``moe_fma_defaults``).
+
+The tensor-core decode (``_dec2_*.py``) launches with an ``MmaConfig``, never autotuned: fixed
+``moe_mma_defaults`` (from ``MOE_MMA_MIN_TOKENS`` tokens) and ``_dec2_gemv.gemv_mma_default``.
 """
 
 from __future__ import annotations
