@@ -128,7 +128,7 @@ def mxfp4_gemv(
 ) -> torch.Tensor:
     """``x[..., K]`` (at most 16 rows in all) times MXFP4 ``w[N, K]``: ``[..., N]`` in x's dtype.
 
-    ``variant`` defaults, for an "fma8" weight, to "mma" at one row of K > 4096
+    ``variant`` defaults, for an "fma8" weight, to "mma" at one 16-bit row of K > 4096
     (``MMA_MIN_K_BLOCKS``), "fma" up to ``FMA_MAX_M`` rows, then "dequant_dot"; "dot_scaled"
     for an "ocp" one. ``config``: an ``FmaConfig`` for "fma" (default: autotuned on CUDA), an
     ``MmaConfig`` for "mma" (default: fixed, ``gemv_mma_default``), a ``MatmulConfig`` for the others.
@@ -139,7 +139,8 @@ def mxfp4_gemv(
         if w.layout != "fma8":
             variant = "dot_scaled"
         else:
-            one_row_mma = rows == 1 and w.k_padded // 32 >= MMA_MIN_K_BLOCKS
+            # The tensor-core decode multiplies bf16 operands: fp32 activations keep the exact CUDA cores.
+            one_row_mma = rows == 1 and w.k_padded // 32 >= MMA_MIN_K_BLOCKS and x.dtype != torch.float32
             variant = "mma" if one_row_mma else "fma" if rows <= FMA_MAX_M else "dequant_dot"
     if variant not in GEMV_VARIANTS + ONE_ROW_VARIANTS:
         raise ValueError(f"variant must be one of {GEMV_VARIANTS + ONE_ROW_VARIANTS}, got {variant!r}")

@@ -159,16 +159,18 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
 
     By default, from ``MOE_MMA_MIN_TOKENS`` tokens, the tensor-core decode (``_dec2_moe.py``)
     with fixed ``moe_mma_defaults`` (autotuning or not); ``MmaConfig`` launches pick it at any
-    token count. Fewer tokens, ``cuda_cores=True``, ``FmaConfig`` launches or an I that is not
-    a multiple of 32 run the CUDA-core kernels here (``down_config`` defaults to ``config``;
+    token count. Fewer tokens, fp32 activations, ``cuda_cores=True``, ``FmaConfig`` launches or an I
+    that is not a multiple of 32 run the CUDA-core kernels here (``down_config`` defaults to ``config``;
     with neither, autotuned on CUDA, else ``moe_fma_defaults``). No host
     synchronisation and no data-dependent sizes, so it can be captured in a CUDA graph.
     """
     given = [c for c in (config, down_config) if c is not None]
     if len({type(c) for c in given}) > 1:
         raise TypeError("gate_up and down launches must both be MmaConfig or both FmaConfig")
-    # The tensor-core decode reads the activations between its launches in whole MX blocks.
-    by_default = not given and not cuda_cores and ids32.shape[0] >= MOE_MMA_MIN_TOKENS and w.intermediate % 32 == 0
+    # The tensor-core decode reads the activations between its launches in whole MX blocks. It multiplies
+    # bf16 operands, so fp32 activations (a model run in fp32 to check the kernels) keep the exact CUDA cores.
+    by_default = (not given and not cuda_cores and ids32.shape[0] >= MOE_MMA_MIN_TOKENS and w.intermediate % 32 == 0
+                  and x.dtype != torch.float32)  # fmt: skip
     if given and isinstance(given[0], MmaConfig) or by_default:
         gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32)
         return moe_decode_mma(x, ids32, wts, w, alpha, limit, config or gu, down_config or dn)
