@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import json
@@ -57,7 +58,7 @@ from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
 from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from services.engine.step_profiler import StepProfiler
-from services.engine.step_timer import summarize
+from services.engine.step_timer import CompileLog, slowest, summarize
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -245,16 +246,19 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
         timed = getattr(core.runner, "step_timings", False) is None and torch.cuda.is_available()
         if timed:  # every step's GPU time, to tell a GPU-bound row from a host-bound one
             core.runner.step_timings = []
+        compiles = CompileLog() if timed else contextlib.nullcontext()
         started = time.perf_counter()
-        runs = await asyncio.gather(
-            *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), work.concurrent_tokens, started)
-              for _ in range(n))
-        )  # fmt: skip
+        with compiles:
+            runs = await asyncio.gather(
+                *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), work.concurrent_tokens, started)
+                  for _ in range(n))
+            )  # fmt: skip
         wall = max(r.end for r in runs) - started
         if timed:
-            steps = summarize(core.runner.step_timings, min_decode_rows=n * 3 // 4)
-            core.runner.step_timings = None
-            record.add(stage=tag, metric=f"steps_{n}", requests=n, **steps)
+            timings, core.runner.step_timings = core.runner.step_timings, None
+            steps = summarize(timings, min_decode_rows=n * 3 // 4)
+            record.add(stage=tag, metric=f"steps_{n}", requests=n, slowest_eager=slowest(timings, "eager"),
+                       compiled=len(compiles.names), compiled_kernels=sorted(set(compiles.names)), **steps)  # fmt: skip
         record.add(stage=tag, metric=f"aggregate_{n}", tokens_per_second=sum(r.tokens for r in runs) / wall,
                    wall_s=wall, median_ttft_s=statistics.median(r.ttft for r in runs),
                    median_decode_tps=statistics.median(r.decode_tps for r in runs), requests=n)  # fmt: skip
@@ -404,6 +408,9 @@ def table(rows: list[dict], tag: str) -> str:
             lines.append(f"| {n} concurrent: decode step of >= {n * 3 // 4} rows, GPU time / launch-to-launch "
                          f"(median) | {r['decode_graph_gpu_ms_median']:.1f} / "
                          f"{r.get('decode_graph_wall_ms_median', float('nan')):.1f} ms | |")  # fmt: skip
+        if r.get("compiled"):
+            lines.append(f"| {n} concurrent: Triton compilations during the row | {r['compiled']} "
+                         f"({', '.join(r['compiled_kernels'])[:120]}) | |")  # fmt: skip
         if "eager_steps" in r:
             lines.append(f"| {n} concurrent: eager (mixed prefill) steps, GPU time median / total "
                          f"| {r['eager_steps']:.0f} steps, {r['eager_gpu_ms_median']:.0f} ms / "

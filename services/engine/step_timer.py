@@ -53,3 +53,37 @@ def summarize(timings: list[StepTiming], *, min_decode_rows: int = 1) -> dict[st
     if len(launches) > 1:
         out["wall_s"] = launches[-1] - launches[0]
     return out
+
+
+def slowest(timings: list[StepTiming], path: str, count: int = 5) -> list[tuple[int, float]]:
+    """(tokens, GPU ms) of the ``count`` slowest steps of ``path``; call after ``summarize`` (synchronized)."""
+    chosen = sorted(((t.tokens, t.gpu_ms()) for t in timings if t.path == path), key=lambda p: -p[1])
+    return [(tokens, round(ms, 1)) for tokens, ms in chosen[:count]]
+
+
+class CompileLog:
+    """Triton kernels compiled (or loaded from Triton's disk cache) while it is active, by name.
+
+    A step whose kernels compile mid-run shows as a GPU-time outlier (the GPU idles while the host
+    compiles); this names them. Uses Triton's ``jit_cache_hook``, which sees every compilation.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._previous = None
+
+    def __enter__(self) -> CompileLog:
+        import triton
+
+        self._previous = triton.knobs.runtime.jit_cache_hook
+        triton.knobs.runtime.jit_cache_hook = self._hook
+        return self
+
+    def _hook(self, **kwargs: object) -> None:  # returning None lets the compilation go on
+        fn = kwargs.get("fn")
+        self.names.append(str(getattr(fn, "name", fn)))
+
+    def __exit__(self, *exc: object) -> None:
+        import triton
+
+        triton.knobs.runtime.jit_cache_hook = self._previous
