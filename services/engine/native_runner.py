@@ -207,6 +207,10 @@ class NativeRunner(ModelRunner):
             ends += item.num_new_tokens
             if item.needs_logits:
                 rows.append(ends - 1)
+        num_rows = len(rows)
+        on_cuda = self._device.type == "cuda"
+        if on_cuda and rows and num_rows != ends:  # logits rows padded to a decode bucket: see _bucket
+            rows += [rows[-1]] * (_bucket(num_rows) - num_rows)
         head = ids + rows
         uploaded: list[torch.Tensor] = []
 
@@ -221,6 +225,7 @@ class NativeRunner(ModelRunner):
             block_size=self.cache.block_size,
             device=self._device,
             upload=upload,
+            width_multiple=16 if on_cuda else 1,
         )
         input_ids, row_index = uploaded[0][: len(ids)], uploaded[0][len(ids) : len(head)]
         pending.fill(input_ids, prev_tokens)  # in the staging buffer: the next upload is queued after this step
@@ -228,7 +233,7 @@ class NativeRunner(ModelRunner):
             hidden = self.model(input_ids, meta.positions, meta)
             if len(rows) != hidden.shape[0]:
                 hidden = hidden.index_select(0, row_index)
-            return self.model.compute_logits(hidden)
+            return self.model.compute_logits(hidden)[:num_rows]
 
     def prompt_logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """Logits at every position of one prompt [T, V], written to blocks 0.. (parity checks; not while serving)."""
@@ -236,3 +241,13 @@ class NativeRunner(ModelRunner):
         with torch.inference_mode():
             hidden = self.model(torch.tensor(list(token_ids), device=self._device), meta.positions, meta)
             return self.model.compute_logits(hidden).float()
+
+
+def _bucket(rows: int) -> int:
+    """Rows the unembedding of an eager step runs on: 1, 2, 4, 8 or a multiple of 16, as in the decode
+    graphs' batch buckets. Triton compiles a kernel per tile config and per row count's divisibility
+    by 16; any other count (the logits rows of a prompt chunk plus some decodes) compiled mid-serving,
+    stalling that step for up to a second on an H100."""
+    if rows <= 8:
+        return 1 << max(0, rows - 1).bit_length()
+    return -(-rows // 16) * 16

@@ -105,3 +105,19 @@ def test_decode_longer_than_every_graph_width_runs_eagerly_and_matches() -> None
         rows.append(steps.run([(seq, 1)]))
     assert graphed._graphs._key(1, len(prompt) + 1) is None
     assert (rows[0] - rows[1]).abs().max().item() < 1e-3
+
+
+def test_eager_steps_land_on_the_shapes_the_decode_graphs_compiled() -> None:
+    """On CUDA an eager step pads its logits rows to a decode bucket and its block tables to a width of a
+    multiple of 16: Triton compiles per row count's divisibility and per table stride, and a compile
+    mid-serving stalled a step for up to a second."""
+    from services.engine.layers.attention import AttentionMetadata
+    from services.engine.native_runner import _bucket
+
+    assert [_bucket(n) for n in (1, 2, 3, 5, 8, 9, 16, 17, 264)] == [1, 2, 4, 8, 8, 16, 16, 32, 272]
+    assert all(_bucket(n) in batch_buckets(256) or _bucket(n) % 16 == 0 for n in range(1, 300))
+    meta = AttentionMetadata.build(query_lens=[3, 1], seq_lens=[3, 20], block_tables=[[5], [1, 2]], block_size=16,
+                                   width_multiple=16)  # fmt: skip
+    assert meta.block_tables.shape == (2, 16) and meta.block_tables.stride(0) == 16
+    assert meta.block_tables[1, :2].tolist() == [1, 2] and meta.block_tables[0, 1:].eq(0).all()
+    assert meta.seq_lens_tensor.tolist() == [3, 20] and meta.slot_mapping.tolist() == [80, 81, 82, 35]

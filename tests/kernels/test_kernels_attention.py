@@ -77,11 +77,14 @@ def test_decode_bf16_gqa_strided_inputs_and_default_split(device, gen) -> None:
     check(out, want)
 
 
-def test_decode_split_heuristic_fills_the_gpu_and_ignores_lengths() -> None:
+def test_decode_split_heuristic_fills_the_gpu_and_ignores_lengths_and_odd_batches() -> None:
     assert decode_config(256, 8, 80, 16, sms=132).num_splits == 1
     small = decode_config(1, 8, 72, 16, sms=132)
     assert small.num_splits > 8 and small.num_splits * 8 >= 132
-    assert decode_config(1, 8, 1, 16, sms=132).num_splits == 1  # one tile of work cannot be split
+    # The split count is a compile-time constant: it follows the batch's power of two alone, so an eager
+    # step's odd batch of decodes compiles nothing the decode graphs' power-of-two buckets did not.
+    assert decode_config(3, 8, 5, 16, sms=132) == decode_config(4, 8, 4000, 16, sms=132)
+    assert decode_config(5, 8, 1, 16, sms=132).num_splits == decode_config(8, 8, 1, 16, sms=132).num_splits
 
 
 @pytest.mark.parametrize("window", [None, 7, 100])

@@ -57,12 +57,16 @@ class AttentionMetadata:
         block_size: int,
         device: torch.device | str = "cpu",
         upload: Callable[[list[int]], torch.Tensor] | None = None,
+        width_multiple: int = 1,
     ) -> AttentionMetadata:
         """Lay out a step; sequences with more than one new token must come before those with one.
 
         The integer tensors travel to ``device`` in one copy: ``upload`` (host ints -> a device int64
         tensor) lets the runner use a pinned, non-blocking one. A plain ``torch.tensor`` copy to a GPU
         waits for the stream, so it would stall a step launched while the previous one still runs.
+        ``width_multiple`` pads the block tables' width (with block 0, never read): the width is their
+        row stride, which Triton specializes kernels on, so one multiple of 16 keeps every step on the
+        kernels already compiled.
         """
         query_lens, seq_lens = list(query_lens), list(seq_lens)
         if not (len(query_lens) == len(seq_lens) == len(block_tables)) or not query_lens:
@@ -80,7 +84,7 @@ class AttentionMetadata:
             for p in range(length - n, length):
                 positions.append(p)
                 slots.append(table[p // block_size] * block_size + p % block_size)
-        width = max(len(t) for t in block_tables)
+        width = -(-max(len(t) for t in block_tables) // width_multiple) * width_multiple
         flat = positions + slots
         for table in block_tables:
             flat += table
