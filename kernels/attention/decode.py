@@ -143,6 +143,12 @@ def paged_decode(
         raise ValueError(f"need block_tables [{batch}, width] (unit column stride) and seq_lens [{batch}], got "
                          f"{tuple(block_tables.shape)} and {tuple(seq_lens.shape)}")
     groups = heads // kv_heads
+    # A slice (the decodes after a step's prompt chunks) may start 8 bytes into an int64 buffer; Triton
+    # would compile a variant for the unaligned pointer mid-serving. A copy of a few hundred bytes is aligned.
+    if seq_lens.data_ptr() % 16:
+        seq_lens = seq_lens.clone()
+    if block_tables.data_ptr() % 16:
+        block_tables = block_tables.contiguous().clone()
     cfg = config or decode_config(batch, kv_heads, block_tables.shape[1], block_size, device_sms(q))
     d_pad = pow2_at_least(dim)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)

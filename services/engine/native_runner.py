@@ -211,7 +211,7 @@ class NativeRunner(ModelRunner):
         on_cuda = self._device.type == "cuda"
         if on_cuda and rows and num_rows != ends:  # logits rows padded to a decode bucket: see _bucket
             rows += [rows[-1]] * (_bucket(num_rows) - num_rows)
-        head = ids + rows
+        head = ids + rows + [0] * ((len(ids) + len(rows)) % 2)  # the metadata starts 16-byte aligned
         uploaded: list[torch.Tensor] = []
 
         def upload(values: list[int]) -> torch.Tensor:
@@ -227,7 +227,7 @@ class NativeRunner(ModelRunner):
             upload=upload,
             width_multiple=16 if on_cuda else 1,
         )
-        input_ids, row_index = uploaded[0][: len(ids)], uploaded[0][len(ids) : len(head)]
+        input_ids, row_index = uploaded[0][: len(ids)], uploaded[0][len(ids) : len(ids) + len(rows)]
         pending.fill(input_ids, prev_tokens)  # in the staging buffer: the next upload is queued after this step
         with torch.inference_mode():
             hidden = self.model(input_ids, meta.positions, meta)

@@ -121,3 +121,9 @@ def test_eager_steps_land_on_the_shapes_the_decode_graphs_compiled() -> None:
     assert meta.block_tables.shape == (2, 16) and meta.block_tables.stride(0) == 16
     assert meta.block_tables[1, :2].tolist() == [1, 2] and meta.block_tables[0, 1:].eq(0).all()
     assert meta.seq_lens_tensor.tolist() == [3, 20] and meta.slot_mapping.tolist() == [80, 81, 82, 35]
+    # Every part 16-byte aligned (Triton specializes on pointer alignment), also after an odd token count.
+    odd = AttentionMetadata.build(query_lens=[3, 1, 1], seq_lens=[3, 20, 7], block_tables=[[5], [1, 2], [3]],
+                                  block_size=16, width_multiple=16)  # fmt: skip
+    parts = (odd.positions, odd.slot_mapping, odd.block_tables, odd.seq_lens_tensor)
+    assert all(t.data_ptr() % 16 == 0 for t in parts)
+    assert odd.slot_mapping.tolist() == [80, 81, 82, 35, 54] and odd.seq_lens_tensor.tolist() == [3, 20, 7]

@@ -85,13 +85,19 @@ class AttentionMetadata:
                 positions.append(p)
                 slots.append(table[p // block_size] * block_size + p % block_size)
         width = -(-max(len(t) for t in block_tables) // width_multiple) * width_multiple
-        flat = positions + slots
+        # Each part starts 16-byte aligned (an even int64 offset): Triton specializes kernels on their
+        # pointers' alignment, so a part that is sometimes misaligned compiles a second variant.
+        flat = positions + [0] * (total % 2)
+        slots_at = len(flat)
+        flat += slots + [0] * (total % 2)
+        tables_at = len(flat)
         for table in block_tables:
             flat += table
             flat += [0] * (width - len(table))
+        flat += [0] * (len(flat) % 2)
+        lens_at = len(flat)
         flat += seq_lens
         values = upload(flat) if upload is not None else torch.tensor(flat, dtype=torch.long, device=device)
-        tables_end = 2 * total + len(block_tables) * width
         return cls(
             block_size=block_size,
             num_prefills=num_prefills,
@@ -99,9 +105,9 @@ class AttentionMetadata:
             seq_lens=seq_lens,
             query_starts=starts,
             positions=values[:total],
-            slot_mapping=values[total : 2 * total],
-            block_tables=values[2 * total : tables_end].view(len(block_tables), width),
-            seq_lens_tensor=values[tables_end:],
+            slot_mapping=values[slots_at : slots_at + total],
+            block_tables=values[tables_at : tables_at + len(block_tables) * width].view(len(block_tables), width),
+            seq_lens_tensor=values[lens_at:],
         )
 
     @classmethod
