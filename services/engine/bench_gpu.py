@@ -209,7 +209,8 @@ async def stream(core, prompt: tuple[int, ...], new_tokens: int, started: float 
 
 
 async def measure(core, work: Workload, record: Recorder, tag: str, deadline: float,
-                  profile_steps: bool = False, compare_sync: bool = False) -> None:  # fmt: skip
+                  profile_steps: bool = False, compare_sync: bool = False,
+                  aggregate_only: bool = False) -> None:  # fmt: skip
     """The engine's rows, most important first; what would start past ``deadline`` is recorded as skipped."""
     seed = iter(range(1_000_000))
     # Warm-up: every kernel path and shape class once (Triton compiles on first use).
@@ -230,12 +231,13 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
     profiler = StepProfiler() if profile_steps else None
     if profiler:
         profiler.start()
-    run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
+    if not aggregate_only:
+        run = await stream(core, random_prompt(work.decode_prompt, next(seed)), work.decode_tokens)
+        record.add(stage=tag, metric="decode_bs1", tokens_per_second=run.decode_tps, ttft_s=run.ttft,
+                   prompt=work.decode_prompt, new_tokens=run.tokens)  # fmt: skip
     if profiler:
         profiler.stop()
-    record.add(stage=tag, metric="decode_bs1", tokens_per_second=run.decode_tps, ttft_s=run.ttft,
-               prompt=work.decode_prompt, new_tokens=run.tokens)  # fmt: skip
-    for n in work.ttft_prompts:
+    for n in () if aggregate_only else work.ttft_prompts:
         if late(f"ttft_{n}"):
             continue
         ttfts = [(await stream(core, random_prompt(n, next(seed)), 1)).ttft for _ in range(work.ttft_repeats)]
@@ -353,7 +355,8 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
     try:
         asyncio.run(measure(core, work, record, tag, args.deadline,
                             getattr(args, "profile_steps", False) and tag == "full",
-                            getattr(args, "compare_sync", False) and tag == "full"))  # fmt: skip
+                            getattr(args, "compare_sync", False) and tag == "full",
+                            getattr(args, "aggregate_only", False)))  # fmt: skip
     finally:
         asyncio.run(core.close())
         del core
@@ -439,6 +442,8 @@ def main() -> int:
                              "(which the profiler slows: do not record that row's figure)")
     parser.add_argument("--max-num-batched-tokens", type=int, default=0,
                         help="tokens a step may compute (ENGINE_MAX_NUM_BATCHED_TOKENS); 0: the engine's default")
+    parser.add_argument("--aggregate-only", action="store_true",
+                        help="measure only the concurrent rows (e.g. to compare a --max-num-batched-tokens)")
     parser.add_argument("--compare-sync", action="store_true",
                         help="also measure batch-1 decode with asynchronous scheduling off, last")
     parser.add_argument(
