@@ -51,23 +51,31 @@ def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return ((y.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30)).item()
 
 
-def sweep_linear(shapes: Sequence[tuple[int, int]], ms: Sequence[int], device: torch.device) -> list[str]:
-    from kernels.mxfp4._fma import FmaConfig
+def linear_weights(n: int, k: int, device: torch.device) -> tuple[torch.Generator, object, list, torch.Tensor, list]:
+    """A seeded random ``[n, k]`` fma8 weight, its copies (enough to exceed L2, so timed calls read DRAM),
+    its bf16 dequantization and copies of that; and the generator, for the activations."""
     from kernels.mxfp4.format import quantize_torch
-    from kernels.mxfp4.gemv import mxfp4_gemv
     from kernels.mxfp4.layout import to_layout
     from kernels.mxfp4.ops import dequantize
 
+    gen = torch.Generator(device=device)
+    gen.manual_seed(n * 7 + k)
+    w = to_layout(quantize_torch(torch.randn((n, k), generator=gen, device=device) * 0.02), "fma8")
+    code_bytes = w.blocks.numel() + w.scales.numel()
+    ws = [w] + [type(w)(w.blocks.clone(), w.scales.clone(), w.k, w.layout) for _ in range(_copies(code_bytes) - 1)]
+    dense = dequantize(to_layout(w, "ocp"))
+    dense_copies = [dense] + [dense.clone() for _ in range(_copies(dense.numel() * 2, cap=8) - 1)]
+    return gen, w, ws, dense, dense_copies
+
+
+def sweep_linear(shapes: Sequence[tuple[int, int]], ms: Sequence[int], device: torch.device) -> list[str]:
+    from kernels.mxfp4._fma import FmaConfig
+    from kernels.mxfp4.gemv import mxfp4_gemv
+
     lines = [f"{'shape m variant config(bn,kw,chunks,warps,stages)':<44} {'us':>9} {'GB/s':>7} vs bf16"]
     for n, k in shapes:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(n * 7 + k)
-        w = to_layout(quantize_torch(torch.randn((n, k), generator=gen, device=device) * 0.02), "fma8")
+        gen, w, ws, dense, dense_copies = linear_weights(n, k, device)
         code_bytes = w.blocks.numel() + w.scales.numel()
-        ws = [w] + [type(w)(w.blocks.clone(), w.scales.clone(), w.k, w.layout) for _ in range(_copies(code_bytes) - 1)]
-        dense = dequantize(to_layout(w, "ocp"))
-        n_bf16 = _copies(dense.numel() * 2, cap=8)
-        dense_copies = [dense] + [dense.clone() for _ in range(n_bf16 - 1)]
         grid = LARGE if n * k >= 64 * 2**20 else SMALL
         for m in ms:
             x = torch.randn((m, k), generator=gen, device=device).bfloat16()

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from kernels.harness.sweep import _MOE_HEADER, _copies, _kernel_split, _moe_layer, _MoERows, _rel_err, _routings, _row
+from kernels.harness.sweep import (_MOE_HEADER, _kernel_split, _moe_layer, _MoERows, _rel_err, _routings, _row,
+                                   linear_weights)
 from kernels.harness.timing import time_calls
 
 
@@ -107,23 +108,15 @@ def sweep_mma_moe(device: torch.device, tokens: Sequence[int], copy_gbps: float,
 def sweep_mma_linear(device: torch.device, shapes: Sequence[tuple[int, int]], copy_gbps: float) -> list[str]:
     """GEMV at one row: torch bf16, the CUDA-core fma variant at its fixed default (the baseline),
     the tensor-core mma default and candidates; the ceiling is the op's bytes over ``copy_gbps``."""
-    from kernels.mxfp4.format import quantize_torch
     from kernels.mxfp4.gemv import mxfp4_gemv
-    from kernels.mxfp4.layout import to_layout
-    from kernels.mxfp4.ops import dequantize
 
     grids = {s: (MMA_LARGE if s[0] * s[1] >= 64 * 2**20 else MMA_SMALL) for s in shapes}
     _precompile_mma([("linear", s, c, None) for s in shapes for c in grids[s]])
     os.environ["QUARTET_KERNELS_AUTOTUNE"] = "0"
     lines = [f"{'M=1 shape variant (warps,rpt,groups)':<44} {'us':>9} {'GB/s':>7} vs bf16  % copy"]
     for n, k in shapes:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(n * 7 + k)
-        w = to_layout(quantize_torch(torch.randn((n, k), generator=gen, device=device) * 0.02), "fma8")
+        gen, w, ws, dense, dense_copies = linear_weights(n, k, device)
         code_bytes = w.blocks.numel() + w.scales.numel()
-        ws = [w] + [type(w)(w.blocks.clone(), w.scales.clone(), w.k, w.layout) for _ in range(_copies(code_bytes) - 1)]
-        dense = dequantize(to_layout(w, "ocp"))
-        dense_copies = [dense] + [dense.clone() for _ in range(_copies(dense.numel() * 2, cap=8) - 1)]
         x = torch.randn((1, k), generator=gen, device=device).bfloat16()
         ref = F.linear(x, dense)
         bf16 = time_calls([lambda d=d: F.linear(x, d) for d in dense_copies], samples=10).median_us

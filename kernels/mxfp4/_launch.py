@@ -39,12 +39,7 @@ class MatmulConfig:
     mode: str = "dot_scaled"
 
     def __post_init__(self) -> None:
-        for name in ("bm", "bn", "bk"):
-            value = getattr(self, name)
-            if value < 16 or value & (value - 1):
-                raise ValueError(f"{name}={value} must be a power of two >= 16")
-        if self.bk < 64:
-            raise ValueError("bk must be at least 64 (two MX blocks, dot_scaled's minimum)")
+        check_tiles(self, "two MX blocks, dot_scaled's minimum")
         if self.split_k < 1:
             raise ValueError("split_k must be >= 1")
         if self.mode not in MODES:
@@ -96,6 +91,25 @@ def splitk_counters(device: torch.device, count: int) -> torch.Tensor:
         buf = torch.zeros(max(count, _MIN_COUNTERS), dtype=torch.int32, device=device)
         _COUNTERS[device] = buf
     return buf
+
+
+def splitk_buffers(y: torch.Tensor, split: int, num_tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 partial sums ``[split, m, n]``, arrival counters) for a one-launch split-K GEMM writing ``y``
+    ``[m, n]``; with one split neither is read, and ``y`` stands in for both."""
+    if split <= 1:
+        return y, y
+    m, n = y.shape
+    return torch.empty((split, m, n), dtype=torch.float32, device=y.device), splitk_counters(y.device, num_tiles)
+
+
+def check_tiles(config: object, bk_why: str) -> None:
+    """``bm``, ``bn``, ``bk`` powers of two of at least 16 (``tl.dot``), ``bk`` at least 64 (``bk_why``)."""
+    for name in ("bm", "bn", "bk"):
+        value = getattr(config, name)
+        if value < 16 or value & (value - 1):
+            raise ValueError(f"{name}={value} must be a power of two >= 16")
+    if config.bk < 64:  # type: ignore[attr-defined]
+        raise ValueError(f"bk must be at least 64 ({bk_why})")
 
 # From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tiles: at M = 256
 # on five of the six H100 cases (all but the 201088-row unembedding) and at M = 2048 on all six.

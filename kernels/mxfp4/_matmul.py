@@ -15,7 +15,7 @@ import triton.language as tl
 
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
-from kernels.mxfp4._launch import MODES, MatmulConfig, splitk_counters
+from kernels.mxfp4._launch import MODES, MatmulConfig, splitk_buffers
 from kernels.mxfp4._tile import mx_k_loop
 from kernels.mxfp4.format import MXFP4Tensor
 
@@ -94,11 +94,7 @@ def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, c
         return y
     split, per_split = split_plan(w.k_padded, cfg.bk, cfg.split_k)
     num_tiles = triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm)
-    if split > 1:
-        part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
-        cnt = splitk_counters(x2.device, num_tiles)
-    else:
-        part, cnt = y, y  # unused
+    part, cnt = splitk_buffers(y, split, num_tiles)
     even_k = w.k == w.k_padded and w.k_padded % cfg.bk == 0
     _matmul_kernel[(num_tiles, split)](
         x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,

@@ -29,7 +29,7 @@ import triton.language as tl
 from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
 from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, tile_mma
-from kernels.mxfp4._launch import splitk_counters
+from kernels.mxfp4._launch import check_tiles, splitk_buffers
 from kernels.mxfp4._matmul import check_operands, code_pointer, split_plan
 from kernels.mxfp4.format import MXFP4Tensor
 
@@ -53,12 +53,7 @@ class SkinnyConfig:
     split_k: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("bm", "bn", "bk"):
-            value = getattr(self, name)
-            if value < 16 or value & (value - 1):
-                raise ValueError(f"{name}={value} must be a power of two >= 16")
-        if self.bk < 64:
-            raise ValueError("bk must be at least 64 (two MX blocks)")
+        check_tiles(self, "two MX blocks")
         if self.decode not in ("bf16x2", "f32"):
             raise ValueError(f"decode must be 'bf16x2' or 'f32', got {self.decode!r}")
         if self.split_k < 1:
@@ -160,11 +155,7 @@ def mxfp4_gemm_skinny(
     cfg = config or skinny_config(m, n, w.k_padded, device_sms(x))
     split, per_split = split_plan(w.k_padded, cfg.bk, cfg.split_k)
     num_tiles = triton.cdiv(n, cfg.bn) * triton.cdiv(m, cfg.bm)
-    if split > 1:
-        part = torch.empty((split, m, n), dtype=torch.float32, device=x2.device)
-        cnt = splitk_counters(x2.device, num_tiles)
-    else:
-        part, cnt = y, y  # unused
+    part, cnt = splitk_buffers(y, split, num_tiles)
     _skinny_kernel[(num_tiles, split)](
         x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split, split,

@@ -19,6 +19,7 @@ import dataclasses
 import torch
 
 from kernels.harness import load_case
+from kernels.harness.timing import time_calls
 from kernels.mxfp4.moe import mxfp4_moe_triton
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 
@@ -31,16 +32,8 @@ VARIANTS = {"default": {}, "run2": RUN2, "prefetch": {**RUN2, "prefetch_scales":
 
 
 def _median_us(fn, reps: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    return sorted(times)[len(times) // 2]
+    """Median µs of eager calls (the routing's own launches cannot be captured in a graph)."""
+    return time_calls([fn], samples=reps, use_graph=False).median_us
 
 
 def main(argv: list[str] | None = None) -> int:
