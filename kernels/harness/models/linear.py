@@ -62,12 +62,16 @@ class LinearModel:
 
     def variants(self, m: int) -> dict[str, Forward]:
         from kernels.mxfp4.gemm import GEMM_VARIANTS, mxfp4_gemm
-        from kernels.mxfp4.gemv import GEMV_VARIANTS, mxfp4_gemv
+        from kernels.mxfp4.gemv import GEMV_VARIANTS, ONE_ROW_VARIANTS, mxfp4_gemv
 
         # Each variant reads the layout it was built for: dot_scaled the checkpoint's, the rest fma8.
         if m <= 16:  # the CUDA-core fma variant pays one FMA per weight and row: not past 4 rows
-            return {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp[_layout(v)], variant=v))
-                    for v in GEMV_VARIANTS if v != "fma" or m <= 4}
+            out = {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp[_layout(v)], variant=v))
+                   for v in GEMV_VARIANTS if v != "fma" or m <= 4}
+            if m == 1:  # the one-row tensor-core decode, the default from K > 4096 (gemv.MMA_MIN_K_BLOCKS)
+                out.update({f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp["fma8"], variant=v))
+                            for v in ONE_ROW_VARIANTS})
+            return out
         return {f"gemm_{v}": (lambda inp, v=v: mxfp4_gemm(inp["x"], inp[_layout(v)], variant=v))
                 for v in GEMM_VARIANTS}
 

@@ -1,0 +1,146 @@
+"""Decode-step benchmark: one decode step of the aggregate benchmark, at gpt-oss-20b shapes.
+
+    python -m services.engine.bench_decode_step [--out DIR] [--batches 64,256] [--context 1152] [--repeats 7]
+
+``bench_gpu``'s 256-concurrent row spends about 45 % of its time in decode steps of 256
+sequences (1024-token prompts, up to 256 new tokens). This runs that step alone: the real
+``NativeRunner.execute`` on ``--batches`` sequences of ``--context`` tokens each taking one
+new token (KV blocks from the real block manager; their contents are random, which changes
+no timing), the model of ``bench_gpu.build_core`` (random MXFP4 weights), eagerly so that
+``torch.profiler`` sees every kernel (the served step replays the same kernels from a graph).
+
+Printed: the step's median time, a table of its top kernels, and one MoE layer at the
+step's ``4 x batch`` pairs for each candidate ``GroupedConfig`` (timed in turns, with the
+output's rel. L2 against the default), beside the layer's floor: its experts' MXFP4 bytes
+over the copy bandwidth measured in the same run (every expert is hit at these pair counts).
+Same wheels and invocation as ``bench_gpu`` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from kernels.mxfp4 import moe
+from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
+from kernels.mxfp4.reference import route_torch
+from services.engine.bench_gpu import build_core, copy_bandwidth, random_prompt
+from services.engine.bench_step import interleaved, top_kernels
+from services.engine.block_manager import BlockManager
+from services.engine.models.gpt_oss import GptOssConfig
+from services.engine.request import StoppingCriteria
+from services.engine.scheduler import ScheduledSequence
+from services.engine.sequence import new_sequences
+
+
+def decode_batch(runner, seqs: int, context: int, seed: int) -> list[ScheduledSequence]:
+    """``seqs`` sequences of ``context`` tokens whose last token is the step's one new token."""
+    layout = runner.kv_layout
+    blocks = BlockManager(layout.num_blocks, layout.block_size, enable_prefix_caching=False)
+    batch = []
+    for i in range(seqs):
+        (seq,) = new_sequences(first_seq_id=i, n=1, prompt_ids=list(random_prompt(context, seed + i)), max_tokens=1,
+                               stopping=StoppingCriteria(ignore_eos=True), eos_token_ids=[], decode=lambda ids: "")
+        blocks.allocate(seq)
+        batch.append(ScheduledSequence(seq, context - 1, 1, needs_logits=True))
+    return batch
+
+
+def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
+    """The default tiles at this pair count and single-knob changes of them."""
+    base = grouped_config(pairs, experts)
+    knobs = {"bn 32": dict(bn=32), "bn 128": dict(bn=128), "bn_down 32": dict(bn_down=32),
+             "bn_down 128": dict(bn_down=128), "bk 128": dict(bk=128), "stages 4": dict(num_stages=4),
+             "stages 2": dict(num_stages=2), "8 warps": dict(num_warps=8), "down 8 warps": dict(down_warps=8),
+             "w_left flipped": dict(w_left=not base.w_left)}  # fmt: skip
+    if base.block > 16:
+        knobs["half block"] = dict(block=base.block // 2, w_left=True)
+    out = {"default": base}
+    out.update({name: dataclasses.replace(base, **kw) for name, kw in knobs.items()})
+    return out
+
+
+def moe_candidates(layer, tokens: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """ms and rel. L2 (against the default) of one MoE layer on ``tokens`` tokens per candidate tiles."""
+    w, c = layer.mlp.experts, layer.mlp
+    g = torch.Generator(device="cuda").manual_seed(tokens)
+    x = torch.randn(tokens, w.hidden, device="cuda", dtype=torch.bfloat16, generator=g)
+    ids, wts = route_torch(torch.randn(tokens, w.num_experts, device="cuda", generator=g), c.top_k)
+    fns, rel, first = {}, {}, None
+    for name, cfg in candidates(ids.numel(), w.num_experts).items():
+        fn = lambda cfg=cfg: moe.mxfp4_moe_triton(x, ids, wts, w, alpha=c.alpha, limit=c.limit,  # noqa: E731
+                                                  path="grouped", config=cfg)
+        try:
+            y = fn().float()  # compiles; a candidate that fails is reported, not fatal
+        except Exception as error:  # noqa: BLE001
+            print(json.dumps({"moe_error": name, "error": f"{type(error).__name__}: {error}"[:300]}))
+            continue
+        first = y if first is None else first
+        rel[name], fns[name] = ((y - first).norm() / first.norm()).item(), fn
+    return {name: (ms, rel[name]) for name, ms in interleaved(fns, repeats, warm=2).items()}
+
+
+def expert_bytes(layer) -> int:
+    w = layer.mlp.experts
+    return sum(t.blocks.numel() * t.blocks.element_size() + t.scales.numel() for t in (w.glu, w.linear, w.down))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--batches", default="64,256")
+    parser.add_argument("--context", type=int, default=1152, help="tokens per sequence (1024 prompt + 128 decoded)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--top", type=int, default=16)
+    parser.add_argument("--skip-moe", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this benchmark times the GPU step")
+    config = GptOssConfig(num_hidden_layers=args.layers)
+    batches = [int(s) for s in args.batches.split(",")]
+    core, model = build_core(config, device="cuda", weight_format="mxfp4", cuda_graphs=False,
+                             max_num_seqs=max(batches), kv_tokens=max(batches) * (args.context + 32))  # fmt: skip
+    runner, layer = core.runner, model.layers[0]
+    copy = copy_bandwidth(torch.device("cuda"))
+    floor_us = expert_bytes(layer) / copy * 1e6
+    lines = [f"Device: {torch.cuda.get_device_name()}; copy {copy / 1e9:.0f} GB/s; one layer's experts "
+             f"{expert_bytes(layer) / 1e6:.0f} MB = {floor_us:.1f} us at that bandwidth", ""]
+    report: dict = {"device": torch.cuda.get_device_name(), "copy_gbs": copy / 1e9, "moe_floor_us": floor_us}
+    try:
+        for b in batches:
+            batch = decode_batch(runner, b, args.context, seed=7 * b)
+            runner.execute(batch)  # compiles
+            ms = interleaved({"step": lambda batch=batch: runner.execute(batch)}, args.repeats)["step"]
+            rows, gpu_ms = top_kernels(lambda batch=batch: runner.execute(batch), args.top)
+            report[f"step_{b}"] = {"ms": ms, "kernels_ms": gpu_ms, "top": rows}
+            lines += [f"Decode step, {b} sequences x {args.context} tokens: {ms:.2f} ms eager (median of "
+                      f"{args.repeats}), {gpu_ms:.2f} ms of kernels", "", "| kernel | ms | calls | share |",
+                      "|---|---:|---:|---:|"]  # fmt: skip
+            lines += [f"| `{r['kernel']}` | {r['ms']:.3f} | {r['calls']} | {r['ms'] / gpu_ms:.0%} |" for r in rows]
+            lines.append("")
+            if not args.skip_moe:
+                cands = moe_candidates(layer, b, args.repeats)
+                report[f"moe_{b}"] = cands
+                lines += [f"One MoE layer, {b} tokens ({4 * b} pairs), grouped path; floor {floor_us:.1f} us", "",
+                          "| tiles | us | / floor | rel. L2 vs default |", "|---|---:|---:|---:|"]
+                lines += [f"| {n} | {ms * 1e3:.1f} | {ms * 1e3 / floor_us:.2f} | {r:.1e} |"
+                          for n, (ms, r) in cands.items()]
+                lines.append("")
+            print("\n".join(lines), flush=True)
+            lines = []
+    finally:
+        asyncio.run(core.close())
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_decode_step.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
