@@ -22,6 +22,8 @@ import triton.language as tl
 
 # One-hot elements a chunk: [chunk, experts] int32 in registers (8 warps: 128 a thread).
 _ONE_HOT = 32768
+# "parallel": one program an expert (_group_parallel_kernel); "single": one program in all.
+GROUPING = "parallel"
 
 
 @triton.jit
@@ -72,6 +74,56 @@ def _group_kernel(
         tl.store(tile_end_ptr + i, end, mask=ok)
 
 
+@triton.jit
+def _group_parallel_kernel(
+    ids_ptr, order_ptr, tile_expert_ptr, tile_start_ptr, tile_end_ptr, expert_end_ptr,
+    P, E, MAX_TILES, BLOCK,
+    EP: tl.constexpr, CHUNK: tl.constexpr, TCHUNK: tl.constexpr,
+):
+    """Program ``e`` places expert ``e``'s pairs, so the scans are one-dimensional ``[CHUNK]``
+    ones instead of ``[CHUNK, experts]``; every program counts all experts (a one-hot sum, no
+    scan) to know where its segment starts, and writes every ``E``-th chunk of tiles."""
+    me = tl.program_id(0)
+    e = tl.arange(0, EP)
+    e_ok = e < E
+    counts = tl.zeros((EP,), tl.int32)
+    for c in range(0, P, CHUNK):
+        p = c + tl.arange(0, CHUNK)
+        ids = tl.load(ids_ptr + p, mask=p < P, other=-1).to(tl.int32)  # -1: no expert
+        counts += tl.sum((ids[:, None] == e[None, :]).to(tl.int32), axis=0)
+    seg_end = tl.cumsum(counts, 0)
+    seg_start = seg_end - counts
+    tiles = (counts + BLOCK - 1) // BLOCK
+    tiles_end = tl.cumsum(tiles, 0)
+    tiles_first = tiles_end - tiles
+    mine = e == me
+    tl.store(expert_end_ptr + e, seg_end, mask=mine)
+
+    seen = tl.sum(tl.where(mine, seg_start, 0), axis=0)  # the next row of this expert's segment
+    for c in range(0, P, CHUNK):
+        p = c + tl.arange(0, CHUNK)
+        ok = p < P
+        hit = (tl.load(ids_ptr + p, mask=ok, other=-1).to(tl.int32) == me).to(tl.int32)
+        tl.store(order_ptr + seen + tl.cumsum(hit, 0) - 1, p, mask=hit != 0)
+        seen += tl.sum(hit, axis=0)
+
+    for c in range(me * TCHUNK, MAX_TILES, E * TCHUNK):
+        i = c + tl.arange(0, TCHUNK)
+        expert = tl.sum(((tiles_end[None, :] <= i[:, None]) & e_ok[None, :]).to(tl.int32), axis=1)
+        valid = expert < E
+        expert = tl.minimum(expert, E - 1)
+        pick = e[None, :] == expert[:, None]
+        first_row = tl.sum(tl.where(pick, seg_start[None, :], 0), axis=1)
+        first_tile = tl.sum(tl.where(pick, tiles_first[None, :], 0), axis=1)
+        last_row = tl.sum(tl.where(pick, seg_end[None, :], 0), axis=1)
+        start = first_row + (i - first_tile) * BLOCK
+        end = tl.where(valid, tl.minimum(start + BLOCK, last_row), start)
+        ok = i < MAX_TILES
+        tl.store(tile_expert_ptr + i, expert, mask=ok)
+        tl.store(tile_start_ptr + i, start, mask=ok)
+        tl.store(tile_end_ptr + i, end, mask=ok)
+
+
 def group_by_expert_triton(
     ids: torch.Tensor, num_experts: int, block: int, max_tiles: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,9 +141,16 @@ def group_by_expert_triton(
     # batch has few tiles (48 at 1024 pairs of 32 experts), so their chunk is short.
     chunk = max(16, min(4096, _ONE_HOT // ep))
     tchunk = max(16, min(128, _ONE_HOT // ep))
-    _group_kernel[(1,)](
-        flat, order, tile_expert, tile_start, tile_end, expert_end,
-        pairs, num_experts, max_tiles, block,
-        EP=ep, CHUNK=chunk, TCHUNK=tchunk, num_warps=8,
-    )
+    if GROUPING == "parallel":
+        _group_parallel_kernel[(num_experts,)](
+            flat, order, tile_expert, tile_start, tile_end, expert_end,
+            pairs, num_experts, max_tiles, block,
+            EP=ep, CHUNK=max(16, min(1024, _ONE_HOT // 4 // ep)), TCHUNK=16, num_warps=4,
+        )
+    else:
+        _group_kernel[(1,)](
+            flat, order, tile_expert, tile_start, tile_end, expert_end,
+            pairs, num_experts, max_tiles, block,
+            EP=ep, CHUNK=chunk, TCHUNK=tchunk, num_warps=8,
+        )
     return order, tile_expert, tile_start, tile_end, expert_end

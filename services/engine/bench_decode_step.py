@@ -10,7 +10,7 @@ no timing), the model of ``bench_gpu.build_core`` (random MXFP4 weights), eagerl
 ``torch.profiler`` sees every kernel (the served step replays the same kernels from a graph).
 
 Printed: the step's median time, a table of its top kernels, and one MoE layer at the
-step's ``4 x batch`` pairs for each candidate ``GroupedConfig`` (timed in turns, with the
+step's ``4 x batch`` pairs for each candidate ``GroupedConfig`` (CUDA-graph replays, with the
 output's rel. L2 against the default), beside the layer's floor: its experts' MXFP4 bytes
 over the copy bandwidth measured in the same run (every expert is hit at these pair counts).
 Same wheels and invocation as ``bench_gpu`` (see its docstring).
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from kernels.mxfp4 import moe
+from kernels.harness.timing import time_calls
+from kernels.mxfp4 import moe, moe_grouping
+from kernels.mxfp4.moe_layout import group_by_expert
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 from kernels.mxfp4.reference import route_torch
 from services.engine.bench_gpu import build_core, copy_bandwidth, random_prompt
@@ -52,12 +54,13 @@ def decode_batch(runner, seqs: int, context: int, seed: int) -> list[ScheduledSe
 
 
 def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
-    """The default tiles at this pair count and single-knob changes of them."""
+    """The default tiles at this pair count, single-knob changes of them and a few pairs of changes."""
     base = grouped_config(pairs, experts)
     knobs = {"bn 32": dict(bn=32), "bn 128": dict(bn=128), "bn_down 32": dict(bn_down=32),
-             "bn_down 128": dict(bn_down=128), "bk 128": dict(bk=128), "stages 4": dict(num_stages=4),
-             "stages 2": dict(num_stages=2), "8 warps": dict(num_warps=8), "down 8 warps": dict(down_warps=8),
-             "w_left flipped": dict(w_left=not base.w_left)}  # fmt: skip
+             "bn_down 128": dict(bn_down=128), "bn_down 256": dict(bn_down=256), "bk 128": dict(bk=128),
+             "stages 2": dict(num_stages=2), "stages 4": dict(num_stages=4), "8 warps": dict(num_warps=8),
+             "down 8 warps": dict(down_warps=8), "bn_down 128, down 8 warps": dict(bn_down=128, down_warps=8),
+             "bn 128, 8 warps": dict(bn=128, num_warps=8), "w_left flipped": dict(w_left=not base.w_left)}
     if base.block > 16:
         knobs["half block"] = dict(block=base.block // 2, w_left=True)
     out = {"default": base}
@@ -65,24 +68,51 @@ def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     return out
 
 
-def moe_candidates(layer, tokens: int, repeats: int) -> dict[str, tuple[float, float]]:
-    """ms and rel. L2 (against the default) of one MoE layer on ``tokens`` tokens per candidate tiles."""
-    w, c = layer.mlp.experts, layer.mlp
+def routed(tokens: int, experts: int, hidden: int, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator(device="cuda").manual_seed(tokens)
-    x = torch.randn(tokens, w.hidden, device="cuda", dtype=torch.bfloat16, generator=g)
-    ids, wts = route_torch(torch.randn(tokens, w.num_experts, device="cuda", generator=g), c.top_k)
-    fns, rel, first = {}, {}, None
+    x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16, generator=g)
+    ids, wts = route_torch(torch.randn(tokens, experts, device="cuda", generator=g), top_k)
+    return x, ids, wts
+
+
+def moe_candidates(layer, tokens: int) -> dict[str, tuple[float, float]]:
+    """µs (median of CUDA-graph replays: a served decode step replays these launches from a graph, and
+    eager calls of this size are bound by Python's launch time) and rel. L2 against the default, of
+    one MoE layer on ``tokens`` tokens per candidate tiles."""
+    w, c = layer.mlp.experts, layer.mlp
+    x, ids, wts = routed(tokens, w.num_experts, w.hidden, c.top_k)
+    out, first = {}, None
     for name, cfg in candidates(ids.numel(), w.num_experts).items():
         fn = lambda cfg=cfg: moe.mxfp4_moe_triton(x, ids, wts, w, alpha=c.alpha, limit=c.limit,  # noqa: E731
                                                   path="grouped", config=cfg)
         try:
             y = fn().float()  # compiles; a candidate that fails is reported, not fatal
+            us = time_calls([fn], samples=10).median_us
         except Exception as error:  # noqa: BLE001
             print(json.dumps({"moe_error": name, "error": f"{type(error).__name__}: {error}"[:300]}))
             continue
         first = y if first is None else first
-        rel[name], fns[name] = ((y - first).norm() / first.norm()).item(), fn
-    return {name: (ms, rel[name]) for name, ms in interleaved(fns, repeats, warm=2).items()}
+        out[name] = (us, ((y - first).norm() / first.norm()).item())
+        print(json.dumps({"tokens": tokens, "tiles": name, "us": round(us, 1)}), flush=True)
+    return out
+
+
+def grouping(layer, tokens: int) -> dict[str, float]:
+    """µs of ``group_by_expert`` per Triton kernel (graph replays); raises if they disagree."""
+    w = layer.mlp.experts
+    _, ids, _ = routed(tokens, w.num_experts, w.hidden, layer.mlp.top_k)
+    block = grouped_config(ids.numel(), w.num_experts).block
+    out, first = {}, None
+    for kind in ("single", "parallel"):
+        moe_grouping.GROUPING = kind
+        g = group_by_expert(ids.to(torch.int32), w.num_experts, block)
+        got = [g.order, g.tile_expert, g.tile_start, g.tile_end, g.expert_end]
+        if first is not None and not all(torch.equal(a, b) for a, b in zip(first, got)):
+            raise AssertionError(f"grouping {kind!r} differs from 'single'")
+        first = first or got
+        out[kind] = time_calls([lambda: group_by_expert(ids, w.num_experts, block).order], samples=10).median_us
+    moe_grouping.GROUPING = "parallel"
+    return out
 
 
 def expert_bytes(layer) -> int:
@@ -125,12 +155,13 @@ def main() -> int:
             lines += [f"| `{r['kernel']}` | {r['ms']:.3f} | {r['calls']} | {r['ms'] / gpu_ms:.0%} |" for r in rows]
             lines.append("")
             if not args.skip_moe:
-                cands = moe_candidates(layer, b, args.repeats)
+                cands = moe_candidates(layer, b)
                 report[f"moe_{b}"] = cands
-                lines += [f"One MoE layer, {b} tokens ({4 * b} pairs), grouped path; floor {floor_us:.1f} us", "",
+                report[f"grouping_{b}"] = grouped = grouping(layer, b)
+                lines += [f"group_by_expert at {4 * b} pairs: " + ", ".join(f"{k} {v:.1f} us" for k, v in grouped.items()), ""]
+                lines += [f"One MoE layer, {b} tokens ({4 * b} pairs), grouped path; floor {floor_us:.1f} us; CUDA-graph replays", "",
                           "| tiles | us | / floor | rel. L2 vs default |", "|---|---:|---:|---:|"]
-                lines += [f"| {n} | {ms * 1e3:.1f} | {ms * 1e3 / floor_us:.2f} | {r:.1e} |"
-                          for n, (ms, r) in cands.items()]
+                lines += [f"| {n} | {us:.1f} | {us / floor_us:.2f} | {r:.1e} |" for n, (us, r) in cands.items()]
                 lines.append("")
             print("\n".join(lines), flush=True)
             lines = []
