@@ -7,8 +7,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._grouped_tile import (acc_cols, decode_step, next_codes, step_acts, step_codes, step_scales,
-                                         step_weight, tile_mma, tile_rows)
+from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
 from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
 
@@ -20,7 +19,7 @@ def gate_up_paired_kernel(
     I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
     HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
-    AHEAD: tl.constexpr, INTERPRET: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     """``_gate_up_kernel`` on one ``[2 BN, BK]`` tile a step. Weight on the right: row ``2j`` is
     gate row ``j``, row ``2j + 1`` up row ``j``, so the accumulator's neighbouring columns (held
@@ -51,7 +50,6 @@ def gate_up_paired_kernel(
             acc = tl.zeros((BM, 2 * BN), tl.float32)
         full = H // BK
         sc = step_scales(s, w_ok, 0, KP_BLOCKS, BK)
-        wq = step_codes(q, tl.where(full > 0, w_ok, False), 0, KP_BLOCKS, BK, True, SWIZZLED)
         for t in range(0, full):
             if PREFETCH:
                 sc_t = sc
@@ -59,8 +57,7 @@ def gate_up_paired_kernel(
             else:
                 sc_t = step_scales(s, w_ok, t, KP_BLOCKS, BK)
             xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            wq_t, wq = next_codes(q, w_ok, wq, t, full, KP_BLOCKS, BK, SWIZZLED, AHEAD)
-            w = decode_step(wq_t, sc_t, 2 * BN, BK, SWIZZLED, BF16X2, INTERPRET)
+            w = step_weight(q, sc_t, w_ok, t, KP_BLOCKS, 2 * BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc = tile_mma(acc, w, xt, W_LEFT)
         if TAIL:
             xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)

@@ -28,9 +28,11 @@ def step_scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
 
 
 @triton.jit
-def step_codes(q_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr, EVEN_K: tl.constexpr, SWIZZLED: tl.constexpr):
-    """K step ``t``'s code words ``[BN, BK / (8 or 2)]``. ``EVEN_K``: the step lies inside K, so
-    no K mask and the loads stay vectors (a mask uniform along K, as a prefetch's, keeps them so)."""
+def step_weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
+                SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
+    """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
+    interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
+    code loads stay vectors."""
     per_word: tl.constexpr = 8 if SWIZZLED else 2
     kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
     if EVEN_K:
@@ -38,14 +40,6 @@ def step_codes(q_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr, EVEN_K: tl.constexp
     else:
         wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
                      other=0)
-    return wq
-
-
-@triton.jit
-def decode_step(wq, ws, BN: tl.constexpr, BK: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr,
-                INTERPRET: tl.constexpr):
-    """Code words and their scales ``ws`` decoded: bf16 ``[BN, BK]`` (fp32 in the interpreter: no
-    bf16 math there)."""
     if BF16X2 and not INTERPRET:
         tl.static_assert(SWIZZLED, "the bf16x2 decode reads fma8 codes")
         w = fma8_bf16_tile(wq, ws, BN, BK)
@@ -54,29 +48,6 @@ def decode_step(wq, ws, BN: tl.constexpr, BK: tl.constexpr, SWIZZLED: tl.constex
         if not INTERPRET:
             w = w.to(tl.bfloat16)  # exact: every MXFP4 value is a bf16 value
     return w
-
-
-@triton.jit
-def step_weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
-                SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
-    """K step ``t`` of a weight with its scales ``ws``, loaded and decoded: bf16 ``[BN, BK]``."""
-    return decode_step(step_codes(q_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED), ws, BN, BK, SWIZZLED, BF16X2,
-                       INTERPRET)
-
-
-@triton.jit
-def next_codes(q_rows, n_ok, wq, t, full, KP_BLOCKS, BK: tl.constexpr, SWIZZLED: tl.constexpr,
-               AHEAD: tl.constexpr):
-    """(step ``t``'s code words, what the loop carries). ``AHEAD``: ``wq`` holds step ``t``'s words,
-    loaded during step ``t - 1``, and step ``t + 1``'s load is issued now, so its global-memory
-    latency overlaps this step's decode and MMA (Triton's pipeliner only stages loads that feed
-    ``tl.dot`` directly; these go through the decode first). Otherwise a load now, waited on now."""
-    if AHEAD:
-        cur = wq
-        wq = step_codes(q_rows, tl.where(t + 1 < full, n_ok, False), t + 1, KP_BLOCKS, BK, True, SWIZZLED)
-    else:
-        cur = step_codes(q_rows, n_ok, t, KP_BLOCKS, BK, True, SWIZZLED)
-    return cur, wq
 
 
 @triton.jit

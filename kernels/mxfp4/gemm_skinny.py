@@ -28,7 +28,7 @@ import triton.language as tl
 
 from kernels.mxfp4._env import can_launch, device_sms, is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
-from kernels.mxfp4._grouped_tile import decode_step, next_codes, step_acts, step_codes, step_scales, step_weight, tile_mma
+from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, tile_mma
 from kernels.mxfp4._launch import check_tiles, splitk_buffers
 from kernels.mxfp4._matmul import check_operands, code_pointer, split_plan
 from kernels.mxfp4.format import MXFP4Tensor
@@ -41,8 +41,7 @@ class SkinnyConfig:
     """``bm`` activation rows x ``bn`` weight rows a program, ``bk`` along K a step; ``w_left``:
     the decoded tile is the MMA's left operand (fed from registers) rather than the right one
     (through shared memory); ``decode``: "bf16x2" (two weights an instruction) or "f32";
-    ``split_k``: programs along K; ``prefetch_codes``: each step's code words are loaded during
-    the step before (``_grouped_tile.next_codes``)."""
+    ``split_k``: programs along K."""
 
     bm: int = 128
     bn: int = 128
@@ -52,7 +51,6 @@ class SkinnyConfig:
     num_stages: int = 3
     decode: str = "bf16x2"
     split_k: int = 1
-    prefetch_codes: bool = False
 
     def __post_init__(self) -> None:
         check_tiles(self, "two MX blocks")
@@ -98,8 +96,7 @@ def _skinny_kernel(
     x_ptr, wq_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
     M, N, K, stride_xm, stride_ym, KP_BLOCKS, TILES_PER_SPLIT, N_SPLIT,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
-    SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, AHEAD: tl.constexpr,
-    INTERPRET: tl.constexpr,
+    SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -120,15 +117,12 @@ def _skinny_kernel(
     full = K // BK  # steps inside K; step ``full`` (if TAIL) is the masked one
     t0 = pid_s * TILES_PER_SPLIT
     t1 = t0 + TILES_PER_SPLIT
-    end = tl.minimum(t1, full)
     sc = step_scales(s_rows, n_ok, t0, KP_BLOCKS, BK)
-    wq = step_codes(q_rows, tl.where(t0 < end, n_ok, False), t0, KP_BLOCKS, BK, True, True)
-    for t in range(t0, end):
+    for t in range(t0, tl.minimum(t1, full)):
         sc_t = sc
         sc = step_scales(s_rows, n_ok, t + 1, KP_BLOCKS, BK)
         xt = step_acts(x_rows, m_ok, t, K, BK, True, INTERPRET)
-        wq_t, wq = next_codes(q_rows, n_ok, wq, t, end, KP_BLOCKS, BK, True, AHEAD)
-        w = decode_step(wq_t, sc_t, BN, BK, True, BF16X2, INTERPRET)
+        w = step_weight(q_rows, sc_t, n_ok, t, KP_BLOCKS, BN, BK, True, True, BF16X2, INTERPRET)
         acc = tile_mma(acc, w, xt, W_LEFT)
     if TAIL:
         if t1 > full:  # this split owns the tail step, and its scales are the last prefetched
@@ -167,7 +161,7 @@ def mxfp4_gemm_skinny(
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split, split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, SPLIT=split > 1,
         HAS_BIAS=bias is not None,
-        BF16X2=cfg.decode == "bf16x2", AHEAD=cfg.prefetch_codes, INTERPRET=is_interpreter(), num_warps=cfg.num_warps,
+        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )
     return y.reshape(*x.shape[:-1], n)

@@ -48,8 +48,7 @@ import triton.language as tl
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
-from kernels.mxfp4._grouped_tile import (acc_cols, decode_step, next_codes, step_acts, step_codes, step_scales,
-                                         step_weight, tile_mma, tile_rows)
+from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
 from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
@@ -81,7 +80,6 @@ class GroupedConfig:
     num_stages: int = 3
     decode: str = "f32"
     prefetch_scales: bool = False
-    prefetch_codes: bool = False
     pair_rows: bool = False
     down_warps: int | None = None
 
@@ -123,7 +121,13 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     while block < busiest and block < 64:
         block *= 2
     if layout == "fma8" and pairs >= PAIRED_MIN_PAIRS:
-        return GroupedConfig(block=block, decode="bf16x2", prefetch_scales=True, pair_rows=True, w_left=block < 64)
+        # H100, session 4 (CUDA-graph replays of one layer, two runs each; docs/PERFORMANCE.md "Decode
+        # step at 64 and 256"): at 1024 pairs 128-row down tiles, 326.7-330.0 against 340.5-345.7 us; at
+        # 256 pairs 32-row gate_up tiles, 272.2-274.0 against 290.9-294.2. Other counts not measured.
+        bn = 32 if block == 16 and pairs >= 256 else 64
+        bn_down = 128 if block == 64 and pairs >= 1024 else 64
+        return GroupedConfig(block=block, bn=bn, bn_down=bn_down, decode="bf16x2", prefetch_scales=True,
+                             pair_rows=True, w_left=block < 64)
     return GroupedConfig(block=block)
 
 
@@ -134,7 +138,7 @@ def _gate_up_kernel(
     I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
     HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
-    AHEAD: tl.constexpr, INTERPRET: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -157,8 +161,6 @@ def _gate_up_kernel(
         full = H // BK
         sg = step_scales(gs, n_ok, 0, KP_BLOCKS, BK)
         sl = step_scales(ls, n_ok, 0, KP_BLOCKS, BK)
-        wqg = step_codes(gq, tl.where(full > 0, n_ok, False), 0, KP_BLOCKS, BK, True, SWIZZLED)
-        wql = step_codes(lq, tl.where(full > 0, n_ok, False), 0, KP_BLOCKS, BK, True, SWIZZLED)
         for t in range(0, full):
             if PREFETCH:
                 sg_t, sl_t = sg, sl
@@ -168,11 +170,9 @@ def _gate_up_kernel(
                 sg_t = step_scales(gs, n_ok, t, KP_BLOCKS, BK)
                 sl_t = step_scales(ls, n_ok, t, KP_BLOCKS, BK)
             xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            wqg_t, wqg = next_codes(gq, n_ok, wqg, t, full, KP_BLOCKS, BK, SWIZZLED, AHEAD)
-            wql_t, wql = next_codes(lq, n_ok, wql, t, full, KP_BLOCKS, BK, SWIZZLED, AHEAD)
-            wg = decode_step(wqg_t, sg_t, BN, BK, SWIZZLED, BF16X2, INTERPRET)
+            wg = step_weight(gq, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
-            wl = decode_step(wql_t, sl_t, BN, BK, SWIZZLED, BF16X2, INTERPRET)
+            wl = step_weight(lq, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
         if TAIL:
             xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
@@ -201,7 +201,7 @@ def _down_kernel(
     I, H, KP_BLOCKS,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
     HAS_BIAS: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, PREFETCH: tl.constexpr,
-    AHEAD: tl.constexpr, INTERPRET: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -220,7 +220,6 @@ def _down_kernel(
             acc = tl.zeros((BM, BN), tl.float32)
         full = I // BK
         sd = step_scales(ds, n_ok, 0, KP_BLOCKS, BK)
-        wqd = step_codes(dq, tl.where(full > 0, n_ok, False), 0, KP_BLOCKS, BK, True, SWIZZLED)
         for t in range(0, full):
             if PREFETCH:
                 sd_t = sd
@@ -228,8 +227,7 @@ def _down_kernel(
             else:
                 sd_t = step_scales(ds, n_ok, t, KP_BLOCKS, BK)
             at = step_acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
-            wqd_t, wqd = next_codes(dq, n_ok, wqd, t, full, KP_BLOCKS, BK, SWIZZLED, AHEAD)
-            wd = decode_step(wqd_t, sd_t, BN, BK, SWIZZLED, BF16X2, INTERPRET)
+            wd = step_weight(dq, sd_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc = tile_mma(acc, wd, at, W_LEFT)
         if TAIL:
             at = step_acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
@@ -264,8 +262,7 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     if cfg.decode == "bf16x2" and w.layout != "fma8":
         raise ValueError(f"decode 'bf16x2' reads fma8 codes, the experts are {w.layout!r}")
     common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
-                  BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, AHEAD=cfg.prefetch_codes,
-                  INTERPRET=is_interpreter(),
+                  BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
                   num_stages=cfg.num_stages)
     gate_up = gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
     gate_up[(triton.cdiv(i_dim, cfg.bn), groups.num_tiles)](

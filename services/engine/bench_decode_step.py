@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from kernels.harness.timing import time_calls
-from kernels.mxfp4 import moe, moe_grouping
+from kernels.mxfp4 import moe
 from kernels.mxfp4.moe_layout import group_by_expert
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 from kernels.mxfp4.reference import route_torch
@@ -54,46 +54,13 @@ def decode_batch(runner, seqs: int, context: int, seed: int) -> list[ScheduledSe
 
 
 def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
-    """The default tiles at this pair count, with and without code words loaded a step ahead, and
-    knob changes of both."""
+    """The default tiles at this pair count and single-knob changes of them."""
     base = grouped_config(pairs, experts)
-    ahead = not base.prefetch_codes
-    knobs = {"codes ahead flipped": dict(prefetch_codes=ahead), "bn 32": dict(bn=32), "bn_down 128": dict(bn_down=128),
-             "flipped, bn 32": dict(prefetch_codes=ahead, bn=32), "flipped, bn 128": dict(prefetch_codes=ahead, bn=128),
-             "flipped, bn_down 128": dict(prefetch_codes=ahead, bn_down=128),
-             "flipped, bn_down 32": dict(prefetch_codes=ahead, bn_down=32),
-             "flipped, stages 2": dict(prefetch_codes=ahead, num_stages=2),
-             "flipped, stages 4": dict(prefetch_codes=ahead, num_stages=4),
-             "flipped, 8 warps": dict(prefetch_codes=ahead, num_warps=8),
-             "flipped, bk 128": dict(prefetch_codes=ahead, bk=128),
-             "flipped, w_left flipped": dict(prefetch_codes=ahead, w_left=not base.w_left)}  # fmt: skip
+    knobs = {"bn 32": dict(bn=32), "bn 64": dict(bn=64), "bn 128": dict(bn=128), "bn_down 64": dict(bn_down=64),
+             "bn_down 128": dict(bn_down=128), "stages 4": dict(num_stages=4), "down 8 warps": dict(down_warps=8),
+             "w_left flipped": dict(w_left=not base.w_left)}  # fmt: skip
     out = {"default": base}
-    out.update({name: dataclasses.replace(base, **kw) for name, kw in knobs.items()})
-    return out
-
-
-def skinny(rows: int) -> dict[str, float]:
-    """µs of ``gemm_skinny`` (default tiles, codes loaded a step ahead or not) on the unembedding and on
-    qkv at ``rows`` rows; qkv rotates over 8 weight copies so that its codes come from DRAM, not L2."""
-    from kernels.mxfp4.format import quantize_torch
-    from kernels.mxfp4.gemm_skinny import mxfp4_gemm_skinny, skinny_config
-    from kernels.mxfp4.layout import to_layout
-
-    out = {}
-    for name, (n, k, copies) in {"unembedding": (201088, 2880, 1), "qkv": (5120, 2880, 8)}.items():
-        ws = [to_layout(quantize_torch(torch.randn(n, k, device="cuda") * 0.02), "fma8") for _ in range(copies)]
-        x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
-        base = skinny_config(rows, n, ws[0].k_padded, torch.cuda.get_device_properties(0).multi_processor_count)
-        ref = None
-        for ahead in (False, True):
-            cfg = dataclasses.replace(base, prefetch_codes=ahead)
-            calls = [lambda w=w, cfg=cfg: mxfp4_gemm_skinny(x, w, config=cfg) for w in ws]
-            y = calls[0]()
-            ref = y if ref is None else ref
-            if not torch.equal(y, ref):
-                raise AssertionError(f"skinny {name}: codes ahead changed the output")
-            out[f"{name}, codes ahead {ahead}"] = time_calls(calls, samples=10).median_us
-        del ws
+    out.update({name: cfg for name, kw in knobs.items() if (cfg := dataclasses.replace(base, **kw)) != base})
     return out
 
 
@@ -126,22 +93,12 @@ def moe_candidates(layer, tokens: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def grouping(layer, tokens: int) -> dict[str, float]:
-    """µs of ``group_by_expert`` per Triton kernel (graph replays); raises if they disagree."""
+def grouping(layer, tokens: int) -> float:
+    """µs of ``group_by_expert`` (graph replays)."""
     w = layer.mlp.experts
     _, ids, _ = routed(tokens, w.num_experts, w.hidden, layer.mlp.top_k)
     block = grouped_config(ids.numel(), w.num_experts).block
-    out, first = {}, None
-    for kind in ("single", "parallel"):
-        moe_grouping.GROUPING = kind
-        g = group_by_expert(ids.to(torch.int32), w.num_experts, block)
-        got = [g.order, g.tile_expert, g.tile_start, g.tile_end, g.expert_end]
-        if first is not None and not all(torch.equal(a, b) for a, b in zip(first, got)):
-            raise AssertionError(f"grouping {kind!r} differs from 'single'")
-        first = first or got
-        out[kind] = time_calls([lambda: group_by_expert(ids, w.num_experts, block).order], samples=10).median_us
-    moe_grouping.GROUPING = "parallel"
-    return out
+    return time_calls([lambda: group_by_expert(ids, w.num_experts, block).order], samples=10).median_us
 
 
 def expert_bytes(layer) -> int:
@@ -187,15 +144,11 @@ def main() -> int:
                 cands = moe_candidates(layer, b)
                 report[f"moe_{b}"] = cands
                 report[f"grouping_{b}"] = grouped = grouping(layer, b)
-                lines += [f"group_by_expert at {4 * b} pairs: " + ", ".join(f"{k} {v:.1f} us" for k, v in grouped.items()), ""]
+                lines += [f"group_by_expert at {4 * b} pairs: {grouped:.1f} us", ""]
                 lines += [f"One MoE layer, {b} tokens ({4 * b} pairs), grouped path; floor {floor_us:.1f} us; CUDA-graph replays", "",
                           "| tiles | us | / floor | rel. L2 vs default |", "|---|---:|---:|---:|"]
                 lines += [f"| {n} | {us:.1f} | {us / floor_us:.2f} | {r:.1e} |" for n, (us, r) in cands.items()]
                 lines.append("")
-            if not args.skip_moe:
-                sk = skinny(b)
-                report[f"skinny_{b}"] = sk
-                lines += [f"gemm_skinny at {b} rows: " + ", ".join(f"{k} {v:.1f} us" for k, v in sk.items()), ""]
             print("\n".join(lines), flush=True)
             lines = []
     finally:

@@ -144,6 +144,46 @@ def top_kernels(fn: Callable[[], object], top: int) -> tuple[list[dict], float]:
     return rows[:top], sum(r["ms"] for r in rows)
 
 
+def idle_gaps(fn: Callable[[], object], top: int = 12, min_us: float = 20.0) -> dict:
+    """Where the GPU waits inside one call of ``fn``: the device's idle time between its first and
+    last kernel, and the longest gaps, each with the kernel after it and the CPU-side ops that were
+    running meanwhile (a host sync shows as ``cudaStreamSynchronize``/``cudaMemcpy*``/``aten::item``,
+    plain launch overhead as the Python ops of the layer being launched)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = list(prof.events())
+    dev = sorted((e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")),
+                 key=lambda e: e.time_range.start)
+    cpu = [e for e in events if not str(getattr(e, "device_type", "")).endswith("CUDA")]
+    if not dev:
+        return {"kernels": 0}
+    busy, gaps, end = 0.0, [], dev[0].time_range.start
+    for e in dev:
+        start, stop = e.time_range.start, e.time_range.end
+        if start > end:
+            gaps.append((start - end, end, start, e.name))
+        busy += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    span = end - dev[0].time_range.start
+    rows = []
+    for gap, a, b, after in sorted(gaps, reverse=True)[:top]:
+        if gap < min_us:
+            break
+        during = sorted(((min(b, c.time_range.end) - max(a, c.time_range.start), c.name) for c in cpu
+                         if c.time_range.start < b and c.time_range.end > a), reverse=True)
+        names = []
+        for _, name in during:  # the longest overlapping ops, outermost first, without repeats
+            if name not in names:
+                names.append(name)
+        rows.append({"gap_us": round(gap, 1), "next_kernel": after[:70], "cpu_ops": names[:8]})
+    return {"span_ms": span / 1e3, "busy_ms": busy / 1e3, "idle_ms": (span - busy) / 1e3,
+            "gaps_over_min": sum(1 for g in gaps if g[0] >= min_us),
+            "idle_in_gaps_over_min_ms": sum(g[0] for g in gaps if g[0] >= min_us) / 1e3, "longest": rows}
+
+
 def moe_layer(layer, tokens: int, repeats: int) -> dict[str, float]:
     """One layer's experts on ``tokens`` tokens with random routing: ms per dense path and grouped tile."""
     w, c = layer.mlp.experts, layer.mlp
@@ -183,6 +223,7 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top", type=int, default=14, help="kernels in the profile table")
+    parser.add_argument("--gaps", action="store_true", help="only the GPU's idle gaps inside one step, then exit")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark times the GPU step")
@@ -191,6 +232,16 @@ def main() -> int:
     core, model = build_core(config, device="cuda", weight_format="mxfp4", cuda_graphs=False,
                              max_num_seqs=max(counts), kv_tokens=max(counts) * args.prompt + 1024)  # fmt: skip
     runner, layer = core.runner, model.layers[0]
+    if args.gaps:
+        try:
+            batch = prefill_batch(runner, counts[0], args.prompt, seed=1000 * counts[0])
+            for _ in range(2):
+                runner.execute(batch)
+            print(json.dumps({"step": f"{counts[0]} x {args.prompt}", **idle_gaps(lambda: runner.execute(batch))},
+                             indent=1))
+        finally:
+            asyncio.run(core.close())
+        return 0
     report = {"device": torch.cuda.get_device_name(), "layers": args.layers, "matmul_tflops": matmul_tflops(),
               "copy_gbs": copy_bandwidth(torch.device("cuda")) / 1e9}  # fmt: skip
     try:

@@ -256,11 +256,6 @@ GROUPED_CONFIGS = [
     # Gate and up rows interleaved in one tile of 2 bn rows.
     ("fma8", GroupedConfig(block=16, bn=64, decode="bf16x2", prefetch_scales=True, pair_rows=True)),
     ("ocp", GroupedConfig(block=32, bn=16, bk=128, pair_rows=True)),
-    # Each step's code words loaded during the step before, paired and not, with a peeled tail (bk 128).
-    ("fma8", GroupedConfig(block=16, bn=64, decode="bf16x2", prefetch_scales=True, prefetch_codes=True,
-                           pair_rows=True)),
-    ("fma8", GroupedConfig(block=16, bk=128, prefetch_codes=True)),
-    ("fma8", GroupedConfig(block=32, w_left=True, prefetch_codes=True, pair_rows=True)),
 ]
 
 
