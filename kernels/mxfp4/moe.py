@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._epilogue import sum_slots
 from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._launch import MODES
 from kernels.mxfp4._matmul import code_pointer
@@ -339,4 +340,4 @@ def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWei
         BM=bm, BN=tiles.bn_down, BK=tiles.bk_i or _bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz,
         INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
-    return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)
+    return sum_slots(out, k, x.dtype)

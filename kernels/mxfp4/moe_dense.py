@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._epilogue import sum_slots
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._swiglu import swiglu
 from kernels.mxfp4._tile import cast_out
@@ -187,4 +188,4 @@ def _triton(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeigh
         act, *tiles, wts, down, bias(w.down_bias), out, i_dim, h_dim, groups.num_tiles,
         BM=cfg.block, BN=cfg.bn_down, BK=cfg.bk, EVEN_K=i_dim % cfg.bk == 0, **launch,
     )
-    return out.view(t, k, h_dim).sum(dim=1).to(x.dtype)
+    return sum_slots(out, k, x.dtype)

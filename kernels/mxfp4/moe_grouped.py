@@ -45,6 +45,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._epilogue import sum_slots
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
@@ -277,4 +278,4 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
         i_dim, h_dim, w.down.k_padded // 32,
         BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, num_warps=cfg.down_warps or cfg.num_warps, **common,
     )
-    return out.view(x.shape[0], k, h_dim).sum(dim=1).to(x.dtype)
+    return sum_slots(out, k, x.dtype)

@@ -340,3 +340,16 @@ def test_default_grouped_tiles_switch_to_paired_bf16x2_on_fma8(device, gen) -> N
     x = torch.randn(tokens, H, device=device, generator=gen).bfloat16()
     ids, wts = route_torch(torch.randn(tokens, E, device=device, generator=gen), TOPK)
     assert_moe_close(mxfp4_moe_triton(x, ids, wts, w, path="grouped"), mxfp4_moe_torch(x, ids, wts, w))
+
+
+@pytest.mark.parametrize("tokens,k,h", [(5, 4, 2880 // 16 + 3), (1, 1, 64), (0, 4, 32)])
+def test_sum_slots_adds_slots_in_order_then_casts(tokens: int, k: int, h: int, device, gen) -> None:
+    from kernels.mxfp4._epilogue import sum_slots
+
+    rows = torch.randn(tokens * k, h, device=device, generator=gen)
+    want = rows.view(tokens, k, h)[:, 0].clone()
+    for j in range(1, k):  # slot order, in fp32: the same rounding as the kernel's loop
+        want += rows.view(tokens, k, h)[:, j]
+    assert torch.equal(sum_slots(rows, k, torch.float32), want)
+    got = sum_slots(rows, k, torch.bfloat16)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want.to(torch.bfloat16))
