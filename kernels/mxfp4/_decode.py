@@ -87,32 +87,3 @@ def block_dot(w, s, xs):
     p += fma8_raw(w, 6) * xs[6][None, :, :]
     p += fma8_raw(w, 7) * xs[7][None, :, :]
     return tl.sum(p, axis=2) * SUM_RESCALE * e8m0_to_f32(s)
-
-
-# Hopper's bulk prefetch (PTX 8.0, sm_90): one instruction asks for a whole contiguous range to be
-# brought into L2, no registers, no completion to wait for. Thread 0 of the program issues it; an
-# empty range issues nothing.
-_L2_PREFETCH = tl.constexpr("""
-{
-.reg .pred p, q;
-.reg .u32 t;
-mov.u32 t, %tid.x;
-setp.eq.u32 p, t, 0;
-setp.ne.u32 q, $2, 0;
-and.pred p, p, q;
-@p cp.async.bulk.prefetch.L2.global [$1], $2;
-mov.u32 $0, 0;
-}
-""")
-
-
-@triton.jit
-def l2_prefetch_share(base_ptr, region_bytes, share, shares):
-    """Bring share ``share`` of ``shares`` of the ``region_bytes`` bytes at ``base_ptr`` (16-byte
-    aligned, a multiple of 16 long) into L2. The shares are 16-byte multiples; the last may be short."""
-    piece = (region_bytes // 16 + shares - 1) // shares * 16
-    start = tl.minimum(share.to(tl.int64) * piece, region_bytes)
-    size = tl.minimum(piece, region_bytes - start).to(tl.int32)
-    one = tl.arange(0, 1)
-    tl.inline_asm_elementwise(_L2_PREFETCH, "=r,l,r", [base_ptr.to(tl.pointer_type(tl.uint8)) + start + one,
-                                                     size + one * 0], dtype=tl.int32, is_pure=False, pack=1)

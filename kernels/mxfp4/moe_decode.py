@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._decode import block_dot, l2_prefetch_share, load_word_tile, load_x_blocks
+from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
 from kernels.mxfp4._dec2_moe import moe_decode_mma
@@ -33,12 +33,6 @@ from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import MoEWeights
-
-
-# gate_up prefetches the down launch's experts into L2 (Hopper's bulk prefetch) while they fit this
-# many bytes, well inside the H100's 50 MB L2 beside gate_up's own stream: one decode token's four
-# gpt-oss-20b experts are 17.6 MB. 0 turns it off.
-PREFETCH_DOWN_MAX_BYTES = 24 << 20
 
 
 def _split_p2(nargs: dict) -> int:
@@ -54,9 +48,8 @@ def _down_split_p2(nargs: dict) -> int:
 @triton.jit(do_not_specialize=["T"])  # T only keys the autotuner
 def _gate_up_fma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
-    dq_ptr, ds_ptr, DOWN_CODE_BYTES, DOWN_SCALE_BYTES,
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, PREFETCH_DOWN: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
@@ -65,14 +58,6 @@ def _gate_up_fma_kernel(
     p = tl.program_id(2)
     n_split = tl.num_programs(1)
     e = tl.load(ids_ptr + p).to(tl.int64)
-    if PREFETCH_DOWN:
-        # The down launch's weights for this pair's expert, a share per program, into L2 now: the
-        # memory system streams them beside gate_up's, and down then reads L2 instead of starting
-        # cold on DRAM (see moe_decode_fma).
-        share = pid_s * tl.num_programs(0) + pid_r
-        shares = tl.num_programs(0) * n_split
-        l2_prefetch_share(dq_ptr + e * (DOWN_CODE_BYTES // 4), DOWN_CODE_BYTES, share, shares)
-        l2_prefetch_share(ds_ptr + e * DOWN_SCALE_BYTES, DOWN_SCALE_BYTES, share, shares)
     b0 = pid_s * KB
     xs = load_x_blocks(x_ptr + (p // TOPK).to(tl.int64) * stride_x, b0 + tl.arange(0, KB), H, KB, EVEN_K)
     stride_split = tl.num_programs(2) * 2 * I
@@ -214,12 +199,8 @@ def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tens
                                          t * max_chunks(h_dim, cfg_dn, MOE_DOWN_GRID)))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
-    down_codes, down_scales = w.down.blocks[0].numel(), w.down.scales[0].numel()  # bytes an expert
-    prefetch = (x.is_cuda and not is_interpreter() and pairs * (down_codes + down_scales) <= PREFETCH_DOWN_MAX_BYTES
-                and down_codes % 16 == 0 and down_scales % 16 == 0)  # fmt: skip
     gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
                bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
-               code_pointer(w.down), w.down.scales, down_codes, down_scales,
                i_dim, h_dim, t, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)
 
     def gu_grid(meta: dict) -> tuple[int, int, int]:
@@ -229,11 +210,10 @@ def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tens
         return triton.cdiv(triton.cdiv(h_dim, meta["BN"]), meta["CHUNKS"]), k * triton.cdiv(kw_i, meta["KW"]), t
 
     if cfg_gu is None:
-        _gate_up_tuned[gu_grid](*gu_args, EVEN_K=h_dim % 8 == 0, PREFETCH_DOWN=prefetch, **common)
+        _gate_up_tuned[gu_grid](*gu_args, EVEN_K=h_dim % 8 == 0, **common)
     else:
-        _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, PREFETCH_DOWN=prefetch, **common,
-                                                    **cfg_gu.meta(), num_warps=cfg_gu.num_warps,
-                                                    num_stages=cfg_gu.num_stages)
+        _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, **common, **cfg_gu.meta(),
+                                                    num_warps=cfg_gu.num_warps, num_stages=cfg_gu.num_stages)
     down_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d, cnt,
                  i_dim, h_dim, t, w.down.k_padded // 32)
     if cfg_dn is None:
