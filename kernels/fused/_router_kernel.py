@@ -1,10 +1,10 @@
 """The Triton kernels of ``router.route``: a split-K router GEMV for a few tokens, and the top-k/softmax.
 
 For a decode batch the router's weight (32 x 2880 in gpt-oss, 184 KB) is read by many
-programs at once, each over one slice of the features, writing fp32 partial logits;
-the top-k kernel sums the slices (a fixed order: deterministic), adds the bias,
-rounds to the model dtype as a GEMM's output would be, then ranks. For many tokens
-the logits come from cuBLAS and the same top-k kernel reads them with one slice.
+programs at once, each over one slice of the features, writing fp32 partial logits; the
+last slice to arrive for a token sums the token's slices (a fixed order: deterministic),
+adds the bias, rounds to the model dtype as a GEMM's output would be, then ranks. For many
+tokens the logits come from cuBLAS and a top-k kernel ranks them (``_rank``, the same code).
 """
 
 from __future__ import annotations
@@ -13,35 +13,55 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.mxfp4._epilogue import arrive, gather_tile, release
+from kernels.mxfp4._launch import splitk_counters
+
 #: Features per program of the split-K router GEMV.
 SLICE = 128
 
 
 @triton.jit
-def _router_partial_kernel(x_ptr, w_ptr, part_ptr, T, E, H, stride_x, BE: tl.constexpr, BH: tl.constexpr):
+def _router_partial_kernel(
+    x_ptr, w_ptr, part_ptr, cnt_ptr, bias_ptr, ids_ptr, wts_ptr, T, E, H, stride_x,
+    K: tl.constexpr, BE: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, SLICES_P2: tl.constexpr,
+    HAS_BIAS: tl.constexpr, ROUND: tl.constexpr, OUT_DTYPE: tl.constexpr,
+):
+    """One feature slice of one token's logits; the slice that arrives last for its token sums
+    all the token's slices (every load in flight, a fixed reduction tree: deterministic) and ranks
+    them, so a decode step routes in one launch instead of two (a second launch of a few
+    microseconds per layer was 4 % of a batch-1 step on an H100)."""
     t = tl.program_id(0)
     s = tl.program_id(1)
     e = tl.arange(0, BE)
+    e_ok = e < E
     h = s * BH + tl.arange(0, BH)
     h_ok = h < H
     xv = tl.load(x_ptr + t.to(tl.int64) * stride_x + h, mask=h_ok, other=0.0).to(tl.float32)
-    w = tl.load(w_ptr + e[:, None] * H + h[None, :], mask=(e < E)[:, None] & h_ok[None, :], other=0.0)
+    w = tl.load(w_ptr + e[:, None] * H + h[None, :], mask=e_ok[:, None] & h_ok[None, :], other=0.0)
     acc = tl.sum(w.to(tl.float32) * xv[None, :], axis=1)
     tl.store(part_ptr + (s * T + t) * BE + e, acc)
+    if arrive(cnt_ptr, t, tl.num_programs(1)):
+        total = gather_tile(part_ptr, t * BE + e, e_ok, T * BE, tl.num_programs(1), SLICES_P2)
+        _rank(total, e, e_ok, bias_ptr, ids_ptr, wts_ptr, t.to(tl.int64), E, K, BE, BK, HAS_BIAS, ROUND, OUT_DTYPE)
+        release(cnt_ptr, t)
 
 
 @triton.jit
 def _topk_softmax_kernel(
-    logits_ptr, bias_ptr, ids_ptr, wts_ptr, T, E, stride_s, stride_t, SLICES,
-    K: tl.constexpr, BE: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr, ROUND: tl.constexpr,
-    OUT_DTYPE: tl.constexpr,
+    logits_ptr, ids_ptr, wts_ptr, E, stride_t,
+    K: tl.constexpr, BE: tl.constexpr, BK: tl.constexpr,
 ):
     t = tl.program_id(0).to(tl.int64)
     e = tl.arange(0, BE)
     e_ok = e < E
-    acc = tl.zeros((BE,), tl.float32)
-    for s in range(SLICES):
-        acc += tl.load(logits_ptr + s * stride_s + t * stride_t + e, mask=e_ok, other=0.0).to(tl.float32)
+    acc = tl.load(logits_ptr + t * stride_t + e, mask=e_ok, other=0.0).to(tl.float32)
+    _rank(acc, e, e_ok, logits_ptr, ids_ptr, wts_ptr, t, E, K, BE, BK, False, False, tl.float32)
+
+
+@triton.jit
+def _rank(acc, e, e_ok, bias_ptr, ids_ptr, wts_ptr, t, E, K: tl.constexpr, BE: tl.constexpr, BK: tl.constexpr,
+          HAS_BIAS: tl.constexpr, ROUND: tl.constexpr, OUT_DTYPE: tl.constexpr):
+    """Token ``t``'s fp32 logits ``acc`` [BE] (+ bias) -> its top-k ids and their softmax weights, stored."""
     if HAS_BIAS:
         acc += tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
     if ROUND:  # a GEMM would have handed back logits in the model dtype: rank what it would rank
@@ -75,18 +95,15 @@ def launch_topk_softmax(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, tor
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     ids, wts = _outputs(t, k, logits.device)
-    _topk_softmax_kernel[(t,)](
-        logits, logits, ids, wts, t, e, 0, logits.stride(0), 1,
-        K=k, BE=triton.next_power_of_2(e), BK=triton.next_power_of_2(k), HAS_BIAS=False, ROUND=False,
-        OUT_DTYPE=tl.float32, num_warps=1,
-    )  # fmt: skip
+    _topk_softmax_kernel[(t,)](logits, ids, wts, e, logits.stride(0), K=k, BE=triton.next_power_of_2(e),
+                               BK=triton.next_power_of_2(k), num_warps=1)
     return ids, wts
 
 
 def launch_route_splitk(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [T, H] @ weight [E, H]^T (+ bias), top-k, softmax: two launches, no cuBLAS."""
+    """x [T, H] @ weight [E, H]^T (+ bias), top-k, softmax: one launch, no cuBLAS."""
     t, h = x.shape
     e = weight.shape[0]
     if x.stride(-1) != 1:
@@ -95,11 +112,10 @@ def launch_route_splitk(
     be = triton.next_power_of_2(e)
     slices = triton.cdiv(h, SLICE)
     part = torch.empty((slices, t, be), dtype=torch.float32, device=x.device)
-    _router_partial_kernel[(t, slices)](x, weight, part, t, e, h, x.stride(0), BE=be, BH=SLICE, num_warps=4)
     ids, wts = _outputs(t, k, x.device)
-    _topk_softmax_kernel[(t,)](
-        part, bias if bias is not None else part, ids, wts, t, e, t * be, be, slices,
-        K=k, BE=be, BK=triton.next_power_of_2(k), HAS_BIAS=bias is not None, ROUND=x.dtype != torch.float32,
-        OUT_DTYPE=_TL_DTYPES[x.dtype], num_warps=1,
+    _router_partial_kernel[(t, slices)](
+        x, weight, part, splitk_counters(x.device, t), bias if bias is not None else part, ids, wts, t, e, h,
+        x.stride(0), K=k, BE=be, BH=SLICE, BK=triton.next_power_of_2(k), SLICES_P2=triton.next_power_of_2(slices),
+        HAS_BIAS=bias is not None, ROUND=x.dtype != torch.float32, OUT_DTYPE=_TL_DTYPES[x.dtype], num_warps=4,
     )  # fmt: skip
     return ids, wts

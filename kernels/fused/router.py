@@ -3,9 +3,10 @@
 gpt-oss routes with 32 experts over 2880 features. For a decode batch (up to
 ``SPLITK_MAX_TOKENS`` tokens) the 184 KB router weight is read by one program per
 128-feature slice (a kernel with one program per token took 44 us on an H100;
-cuBLAS took 6 us in two launches), and a second kernel sums the slices, rounds the
-logits to the model dtype as a GEMM's output would be, and ranks them; for more
-tokens cuBLAS computes the logits and the same kernel ranks. Ranking is k passes of
+cuBLAS took 6 us in two launches), and the last slice to arrive for a token sums the
+token's slices, rounds the logits to the model dtype as a GEMM's output would be, and
+ranks them, in the same launch; for more tokens cuBLAS computes the logits and a
+top-k kernel ranks them with the same code. Ranking is k passes of
 max-and-mask (ties go to the lower expert id), then the softmax in fp32. Returns
 ``(ids int32 [T, k], weights fp32 [T, k])``, ids sorted by logit, highest first,
 like ``torch.topk``.
