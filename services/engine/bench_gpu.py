@@ -58,7 +58,7 @@ from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
 from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from services.engine.step_profiler import StepProfiler
-from services.engine.step_timer import CompileLog, slowest, summarize
+from services.engine.step_timer import CompileLog, idle_between, slowest, summarize
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -260,7 +260,8 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
             timings, core.runner.step_timings = core.runner.step_timings, None
             steps = summarize(timings, min_decode_rows=n * 3 // 4)
             record.add(stage=tag, metric=f"steps_{n}", requests=n, slowest_eager=slowest(timings, "eager"),
-                       compiled=len(compiles.names), compiled_kernels=sorted(set(compiles.names)), **steps)  # fmt: skip
+                       compiled=len(compiles.names), compiled_kernels=sorted(set(compiles.names)), **steps,
+                       **idle_between(timings))  # fmt: skip
         record.add(stage=tag, metric=f"aggregate_{n}", tokens_per_second=sum(r.tokens for r in runs) / wall,
                    wall_s=wall, median_ttft_s=statistics.median(r.ttft for r in runs),
                    median_decode_tps=statistics.median(r.decode_tps for r in runs), requests=n)  # fmt: skip

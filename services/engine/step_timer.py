@@ -55,6 +55,21 @@ def summarize(timings: list[StepTiming], *, min_decode_rows: int = 1) -> dict[st
     return out
 
 
+def idle_between(timings: list[StepTiming], count: int = 5) -> dict[str, object]:
+    """The GPU's idle time between consecutive steps (one step's end event to the next one's start),
+    in total, by the kind of step that followed, and the ``count`` longest gaps as (previous path,
+    next path, next step's tokens, ms); call after ``summarize`` (synchronized). A step's own GPU time
+    starts when its launch begins, so idling while its kernels are being enqueued counts there, not here."""
+    gaps = [(a.end.elapsed_time(b.start), a.path, b.path, b.tokens) for a, b in zip(timings, timings[1:])]
+    by_next: dict[str, float] = {}
+    for ms, _, nxt, _ in gaps:
+        by_next[nxt] = by_next.get(nxt, 0.0) + max(0.0, ms)
+    longest = sorted(gaps, key=lambda g: -g[0])[:count]
+    return {"idle_s_total": sum(max(0.0, g[0]) for g in gaps) / 1000,
+            "idle_s_before": {k: round(v / 1000, 4) for k, v in by_next.items()},
+            "idle_longest": [(prev, nxt, tokens, round(ms, 1)) for ms, prev, nxt, tokens in longest]}
+
+
 def slowest(timings: list[StepTiming], path: str, count: int = 5) -> list[tuple[int, float]]:
     """(tokens, GPU ms) of the ``count`` slowest steps of ``path``; call after ``summarize`` (synchronized)."""
     chosen = sorted(((t.tokens, t.gpu_ms()) for t in timings if t.path == path), key=lambda p: -p[1])
