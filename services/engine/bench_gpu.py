@@ -58,7 +58,7 @@ from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
 from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from services.engine.step_profiler import StepProfiler
-from services.engine.step_timer import CompileLog, idle_between, slowest, summarize
+from services.engine.step_timer import CompileLog, GcPauses, idle_between, slowest, summarize
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -178,6 +178,9 @@ def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_gr
         started = time.perf_counter()
         graphs = runner.warm_up(warm_up_len)
         print(json.dumps({"decode_graphs_captured": graphs, "seconds": round(time.perf_counter() - started, 2)}))
+    from services.engine.core import freeze_startup_heap
+
+    freeze_startup_heap()  # as EngineCore.from_settings does after its warm-up
     budget = max_num_batched_tokens or (8192 if device == "cuda" else 512)  # the engine's defaults
     scheduler = SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=budget, max_waiting=1024)
     return EngineCore(model_id="random/gpt-oss-20b-shapes", tokenizer=HarmonyTokenizer.load(None), runner=runner,
@@ -249,8 +252,9 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
         if timed:  # every step's GPU time, to tell a GPU-bound row from a host-bound one
             core.runner.step_timings = []
         compiles = CompileLog() if timed else contextlib.nullcontext()
+        pauses = GcPauses()
         started = time.perf_counter()
-        with compiles:
+        with compiles, pauses:
             runs = await asyncio.gather(
                 *(stream(core, random_prompt(work.concurrent_prompt, next(seed)), work.concurrent_tokens, started)
                   for _ in range(n))
@@ -261,7 +265,7 @@ async def measure(core, work: Workload, record: Recorder, tag: str, deadline: fl
             steps = summarize(timings, min_decode_rows=n * 3 // 4)
             record.add(stage=tag, metric=f"steps_{n}", requests=n, slowest_eager=slowest(timings, "eager"),
                        compiled=len(compiles.names), compiled_kernels=sorted(set(compiles.names)), **steps,
-                       **idle_between(timings))  # fmt: skip
+                       **idle_between(timings), **pauses.summary())  # fmt: skip
         record.add(stage=tag, metric=f"aggregate_{n}", tokens_per_second=sum(r.tokens for r in runs) / wall,
                    wall_s=wall, median_ttft_s=statistics.median(r.ttft for r in runs),
                    median_decode_tps=statistics.median(r.decode_tps for r in runs), requests=n)  # fmt: skip

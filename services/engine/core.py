@@ -8,6 +8,7 @@ be used from any asyncio loop, and from several at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -32,6 +33,15 @@ from services.engine.tokenizer import PreparedPrompt, Tokenizer
 from services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Collect, then move every object alive now (the model, its graphs, the tokenizer's tables) out of
+    the garbage collector's reach (``gc.freeze``), as vLLM does after start-up: a full collection while
+    serving otherwise walks them all again, and the engine's loop launches no step meanwhile (an H100
+    run at 256 concurrent streams saw one 276 ms gap between two decode steps)."""
+    gc.collect()
+    gc.freeze()
 
 
 class EngineCore:
@@ -87,6 +97,7 @@ class EngineCore:
         warm_up = getattr(runner, "warm_up", None)
         if warm_up is not None:  # capture CUDA graphs now, not on the first requests (no-op without them)
             warm_up(runner.info.context_length)
+        freeze_startup_heap()
         scheduler = SchedulerConfig(
             max_num_seqs=settings.max_num_seqs,
             max_num_batched_tokens=settings.resolved_max_num_batched_tokens(device),

@@ -102,3 +102,37 @@ class CompileLog:
         import triton
 
         triton.knobs.runtime.jit_cache_hook = self._previous
+
+
+class GcPauses:
+    """Python's garbage-collector pauses while active: how many, their total and the longest (ms), by
+    generation. A full collection over every object the process holds stops the engine's loop (no step
+    is launched meanwhile) for as long as it takes."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((int(info.get("generation", -1)), (time.perf_counter() - self._started) * 1000))
+
+    def __enter__(self) -> GcPauses:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, object]:
+        by_gen: dict[int, list[float]] = {}
+        for gen, ms in self.pauses:
+            by_gen.setdefault(gen, []).append(ms)
+        return {"gc_pauses": {f"gen{g}": {"count": len(v), "total_ms": round(sum(v), 1), "max_ms": round(max(v), 1)}
+                              for g, v in sorted(by_gen.items())}}
