@@ -20,11 +20,10 @@ import triton.language as tl
 
 from kernels.mxfp4._dec2_mma import slice_sums
 from kernels.mxfp4._env import is_interpreter
-from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
+from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import MoEWeights
 
 
@@ -81,19 +80,6 @@ def _gate_up_mma_kernel(
             release(cnt_ptr, group)
 
 
-@triton.jit
-def _down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, offs_n, n_ok, H, stride_split, n_split,
-                 TOPK: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, SPLIT_P2: tl.constexpr):
-    # Slices are summed in a fixed order whoever arrives last: deterministic.
-    y = gather_tile(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, SPLIT_P2)
-    if HAS_BIAS:
-        for j in tl.static_range(TOPK):
-            ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
-            wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
-            y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
-    tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
-
-
 @triton.jit(do_not_specialize=["T"])
 def _down_mma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
@@ -125,7 +111,7 @@ def _down_mma_kernel(
     group = t * tl.num_programs(0) + pid_r
     if arrive(cnt_ptr, group, N_SPLIT):
         n = r0 + tl.arange(0, 2 * BR)
-        _down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, n, n < H, H, stride_split, N_SPLIT,
+        down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, n, n < H, H, stride_split, N_SPLIT,
                      TOPK, HAS_BIAS, INTERPRET, SPLIT_P2)
         release(cnt_ptr, group)
 

@@ -98,6 +98,21 @@ def swiglu_store(g, lin, gb_ptr, lb_ptr, act_ptr, e, p, I, offs_n, n_ok, alpha, 
 
 
 @triton.jit
+def down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, offs_n, n_ok, H, stride_split, n_split,
+                 TOPK: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, SPLIT_P2: tl.constexpr):
+    """MoE decode down, the last-arriving program: token ``t``'s split partials summed (a fixed order
+    whoever arrives last: deterministic), each expert's down bias weighted by its routing weight added,
+    cast and stored."""
+    y = gather_tile(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, SPLIT_P2)
+    if HAS_BIAS:
+        for j in tl.static_range(TOPK):
+            ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
+            wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
+            y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
+    tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
+
+
+@triton.jit
 def _sum_slots_kernel(src_ptr, out_ptr, H, TOPK: tl.constexpr, BN: tl.constexpr, INTERPRET: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BN + tl.arange(0, BN)

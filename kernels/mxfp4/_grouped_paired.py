@@ -7,9 +7,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
-from kernels.mxfp4._swiglu import swiglu
-from kernels.mxfp4._tile import cast_out
+from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, swiglu_rows_store, tile_mma, tile_rows
 
 
 @triton.jit
@@ -70,13 +68,5 @@ def gate_up_paired_kernel(
             acc_g, acc_l = tl.split(acc.reshape(BM, BN, 2))
         offs_n = pid_n * BN + tl.arange(0, BN)
         n_ok = offs_n < I
-        if HAS_BIAS:
-            acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-            acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-        act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
-        if W_LEFT:
-            tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
-                     mask=n_ok[:, None] & m_ok[None, :])
-        else:
-            tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
-                     mask=m_ok[:, None] & n_ok[None, :])
+        swiglu_rows_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, I, offs_n, n_ok, rows, m_ok, alpha, limit,
+                          W_LEFT, HAS_BIAS, INTERPRET)

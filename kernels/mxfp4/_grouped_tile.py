@@ -7,7 +7,8 @@ import triton
 import triton.language as tl
 
 from kernels.mxfp4._bf16x2 import fma8_bf16_tile
-from kernels.mxfp4._tile import dequant_tile
+from kernels.mxfp4._swiglu import swiglu
+from kernels.mxfp4._tile import cast_out, dequant_tile
 
 
 @triton.jit
@@ -84,3 +85,20 @@ def acc_cols(v, W_LEFT: tl.constexpr):
     else:
         r = v[None, :]
     return r
+
+
+@triton.jit
+def swiglu_rows_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, I, offs_n, n_ok, rows, m_ok, alpha, limit,
+                      W_LEFT: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """A gate_up tile's epilogue: expert ``e``'s biases, the clamped SwiGLU, and the activations stored
+    at the tile's sorted ``rows`` (columns ``offs_n``), in either accumulator orientation."""
+    if HAS_BIAS:
+        acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+        acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
+    act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
+    if W_LEFT:
+        tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
+                 mask=n_ok[:, None] & m_ok[None, :])
+    else:
+        tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
+                 mask=m_ok[:, None] & n_ok[None, :])

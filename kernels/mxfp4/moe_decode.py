@@ -25,13 +25,12 @@ import triton.language as tl
 
 from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import is_interpreter
-from kernels.mxfp4._epilogue import arrive, gather_tile, release, swiglu_store
+from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._dec2_moe import moe_decode_mma
 from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, MOE_MMA_MIN_TOKENS, FmaConfig, MmaConfig, as_configs,
                                 max_chunks, max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.moe_layout import MoEWeights
 
 
@@ -133,17 +132,10 @@ def _down_fma_kernel(
         w, s = w_n, s_n
     group = t * tl.num_programs(0) + pid_r
     if arrive(cnt_ptr, group, n_split):
-        # Slices are summed in a fixed order whoever arrives last: deterministic.
         for i in range(CHUNKS):
             offs_n = first + i * BN + tl.arange(0, BN)
-            n_ok = offs_n < H
-            y = gather_tile(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, SPLIT_P2)
-            if HAS_BIAS:
-                for j in tl.static_range(TOPK):
-                    ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
-                    wj = tl.load(wts_ptr + t * TOPK + j).to(tl.float32)
-                    y += wj * tl.load(db_ptr + ej * H + offs_n, mask=n_ok, other=0.0)
-            tl.store(y_ptr + t.to(tl.int64) * H + offs_n, cast_out(y, y_ptr.dtype.element_ty, INTERPRET), mask=n_ok)
+            down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, offs_n, offs_n < H, H, stride_split, n_split,
+                        TOPK, HAS_BIAS, INTERPRET, SPLIT_P2)
         release(cnt_ptr, group)
 
 

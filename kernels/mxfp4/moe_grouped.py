@@ -49,9 +49,8 @@ from kernels.mxfp4._epilogue import sum_slots
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
-from kernels.mxfp4._grouped_tile import acc_cols, step_acts, step_scales, step_weight, tile_mma, tile_rows
-from kernels.mxfp4._swiglu import swiglu
-from kernels.mxfp4._tile import cast_out
+from kernels.mxfp4._grouped_tile import (acc_cols, step_acts, step_scales, step_weight, swiglu_rows_store, tile_mma,
+                                         tile_rows)
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
 
 # How a weight tile becomes bf16 MMA operands: "f32" (``_tile.dequant_tile``, then a conversion)
@@ -183,16 +182,8 @@ def _gate_up_kernel(
             acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
             wl = step_weight(lq, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
             acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
-        if HAS_BIAS:
-            acc_g += acc_cols(tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-            acc_l += acc_cols(tl.load(lb_ptr + e * I + offs_n, mask=n_ok, other=0.0), W_LEFT)
-        act = cast_out(swiglu(acc_g, acc_l, alpha, limit), act_ptr.dtype.element_ty, INTERPRET)
-        if W_LEFT:
-            tl.store(act_ptr + rows[None, :].to(tl.int64) * I + offs_n[:, None], act,
-                     mask=n_ok[:, None] & m_ok[None, :])
-        else:
-            tl.store(act_ptr + rows[:, None].to(tl.int64) * I + offs_n[None, :], act,
-                     mask=m_ok[:, None] & n_ok[None, :])
+        swiglu_rows_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, I, offs_n, n_ok, rows, m_ok, alpha, limit,
+                          W_LEFT, HAS_BIAS, INTERPRET)
 
 
 @triton.jit

@@ -31,26 +31,9 @@ from kernels.mxfp4 import moe
 from kernels.mxfp4.moe_layout import group_by_expert
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 from kernels.mxfp4.reference import route_torch
-from services.engine.bench_gpu import build_core, copy_bandwidth, random_prompt
-from services.engine.bench_step import interleaved, top_kernels
-from services.engine.block_manager import BlockManager
+from services.engine.bench_gpu import build_core, copy_bandwidth
+from services.engine.bench_step import interleaved, prefill_batch, top_kernels
 from services.engine.models.gpt_oss import GptOssConfig
-from services.engine.request import StoppingCriteria
-from services.engine.scheduler import ScheduledSequence
-from services.engine.sequence import new_sequences
-
-
-def decode_batch(runner, seqs: int, context: int, seed: int) -> list[ScheduledSequence]:
-    """``seqs`` sequences of ``context`` tokens whose last token is the step's one new token."""
-    layout = runner.kv_layout
-    blocks = BlockManager(layout.num_blocks, layout.block_size, enable_prefix_caching=False)
-    batch = []
-    for i in range(seqs):
-        (seq,) = new_sequences(first_seq_id=i, n=1, prompt_ids=list(random_prompt(context, seed + i)), max_tokens=1,
-                               stopping=StoppingCriteria(ignore_eos=True), eos_token_ids=[], decode=lambda ids: "")
-        blocks.allocate(seq)
-        batch.append(ScheduledSequence(seq, context - 1, 1, needs_logits=True))
-    return batch
 
 
 def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
@@ -130,7 +113,7 @@ def main() -> int:
     report: dict = {"device": torch.cuda.get_device_name(), "copy_gbs": copy / 1e9, "moe_floor_us": floor_us}
     try:
         for b in batches:
-            batch = decode_batch(runner, b, args.context, seed=7 * b)
+            batch = prefill_batch(runner, b, args.context, seed=7 * b, start=args.context - 1)
             runner.execute(batch)  # compiles
             ms = interleaved({"step": lambda batch=batch: runner.execute(batch)}, args.repeats)["step"]
             rows, gpu_ms = top_kernels(lambda batch=batch: runner.execute(batch), args.top)

@@ -115,8 +115,10 @@ def step_flops(c: GptOssConfig, seqs: int, prompt: int) -> float:
     return total + 2 * seqs * h * c.vocab_size
 
 
-def prefill_batch(runner, seqs: int, prompt: int, seed: int) -> list[ScheduledSequence]:
-    """``seqs`` whole prompts as one step's chunks, KV blocks from the real block manager."""
+def prefill_batch(runner, seqs: int, prompt: int, seed: int, *, start: int = 0) -> list[ScheduledSequence]:
+    """``seqs`` random prompts of ``prompt`` tokens, each computing tokens ``[start, prompt)`` in one step
+    (0: whole prompts as one step's chunks; ``prompt - 1``: a decode step), KV blocks from the real
+    block manager."""
     layout = runner.kv_layout
     blocks = BlockManager(layout.num_blocks, layout.block_size, enable_prefix_caching=False)
     batch = []
@@ -124,7 +126,7 @@ def prefill_batch(runner, seqs: int, prompt: int, seed: int) -> list[ScheduledSe
         (seq,) = new_sequences(first_seq_id=i, n=1, prompt_ids=list(random_prompt(prompt, seed + i)), max_tokens=1,
                                stopping=StoppingCriteria(ignore_eos=True), eos_token_ids=[], decode=lambda ids: "")
         blocks.allocate(seq)
-        batch.append(ScheduledSequence(seq, 0, prompt, needs_logits=True))
+        batch.append(ScheduledSequence(seq, start, prompt - start, needs_logits=True))
     return batch
 
 

@@ -143,6 +143,7 @@ class EngineCore:
         self.metrics.close()
         self.runner.close()
         self.tokenizer.close()
+        gc.unfreeze()  # what freeze_startup_heap set aside is collectable again (at exit too)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Event]:
         """Stream Chunk events, then one Complete per choice (or one ErrorEvent).

@@ -112,3 +112,18 @@ async def test_a_repeated_prompt_computes_fewer_prompt_tokens(pressured_core) ->
 
 def test_metrics_endpoint_is_off_unless_a_port_is_set(engine_core) -> None:
     assert engine_core.metrics_port == 0
+
+
+def test_start_up_heap_is_frozen_while_serving_and_released_at_close() -> None:
+    """After start-up the model and its tables sit outside the collector's reach (a full collection
+    would otherwise walk them while no step is launched); close hands them back."""
+    import gc
+
+    gc.unfreeze()
+    core = EngineCore.from_settings(EngineSettings(_env_file=None, weight_format="bf16", metrics_port=free_port()))
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        with ThreadLoop("frozen-close") as loop:
+            loop.run(core.close())
+    assert gc.get_freeze_count() == 0
