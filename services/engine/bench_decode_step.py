@@ -9,8 +9,8 @@ new token (KV blocks from the real block manager; their contents are random, whi
 no timing), the model of ``bench_gpu.build_core`` (random MXFP4 weights), eagerly so that
 ``torch.profiler`` sees every kernel (the served step replays the same kernels from a graph).
 
-Printed: the step's median time, a table of its top kernels, and one MoE layer at the
-step's ``4 x batch`` pairs for each candidate ``GroupedConfig`` (CUDA-graph replays, with the
+Printed: the step's median time, a table of its top kernels, ``group_by_expert``'s time, and one
+MoE layer at the step's ``4 x batch`` pairs for each candidate ``GroupedConfig`` (CUDA-graph replays, with the
 output's rel. L2 against the default), beside the layer's floor: its experts' MXFP4 bytes
 over the copy bandwidth measured in the same run (every expert is hit at these pair counts).
 Same wheels and invocation as ``bench_gpu`` (see its docstring).
