@@ -7,7 +7,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, swiglu_rows_store, tile_mma, tile_rows
+from kernels.mxfp4._grouped_tile import swiglu_rows_store, tile_rows, weight_k_loop
 
 
 @triton.jit
@@ -46,22 +46,8 @@ def gate_up_paired_kernel(
             acc = tl.zeros((2 * BN, BM), tl.float32)
         else:
             acc = tl.zeros((BM, 2 * BN), tl.float32)
-        full = H // BK
-        sc = step_scales(s, w_ok, 0, KP_BLOCKS, BK)
-        for t in range(0, full):
-            if PREFETCH:
-                sc_t = sc
-                sc = step_scales(s, w_ok, t + 1, KP_BLOCKS, BK)
-            else:
-                sc_t = step_scales(s, w_ok, t, KP_BLOCKS, BK)
-            xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            w = step_weight(q, sc_t, w_ok, t, KP_BLOCKS, 2 * BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, w, xt, W_LEFT)
-        if TAIL:
-            xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
-            sc_t = step_scales(s, w_ok, full, KP_BLOCKS, BK)
-            w = step_weight(q, sc_t, w_ok, full, KP_BLOCKS, 2 * BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, w, xt, W_LEFT)
+        acc = weight_k_loop(acc, q, s, w_ok, x_rows, m_ok, H, KP_BLOCKS, 2 * BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
+                            PREFETCH, INTERPRET)
         if W_LEFT:
             acc_g, acc_l = tl.split(tl.permute(acc.reshape(2, BN, BM), (1, 2, 0)))
         else:

@@ -78,6 +78,32 @@ def tile_mma(acc, w, xt, W_LEFT: tl.constexpr):
 
 
 @triton.jit
+def weight_k_loop(acc, q_rows, s_rows, w_ok, a_rows, m_ok, K, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr,
+                  TAIL: tl.constexpr, W_LEFT: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr,
+                  PREFETCH: tl.constexpr, INTERPRET: tl.constexpr):
+    """``acc`` plus one weight tile's product with the activation rows ``a_rows`` over all of K: the
+    unmasked ``BK`` steps, then (``TAIL``) the masked last one. ``PREFETCH``: step t+1's scale bytes
+    load during step t (see ``GroupedConfig.prefetch_scales``)."""
+    full = K // BK
+    sc = step_scales(s_rows, w_ok, 0, KP_BLOCKS, BK)
+    for t in range(0, full):
+        if PREFETCH:
+            sc_t = sc
+            sc = step_scales(s_rows, w_ok, t + 1, KP_BLOCKS, BK)
+        else:
+            sc_t = step_scales(s_rows, w_ok, t, KP_BLOCKS, BK)
+        at = step_acts(a_rows, m_ok, t, K, BK, True, INTERPRET)
+        w = step_weight(q_rows, sc_t, w_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+        acc = tile_mma(acc, w, at, W_LEFT)
+    if TAIL:
+        at = step_acts(a_rows, m_ok, full, K, BK, False, INTERPRET)
+        sc_t = step_scales(s_rows, w_ok, full, KP_BLOCKS, BK)
+        w = step_weight(q_rows, sc_t, w_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+        acc = tile_mma(acc, w, at, W_LEFT)
+    return acc
+
+
+@triton.jit
 def acc_cols(v, W_LEFT: tl.constexpr):
     """A ``[BN]`` vector shaped to broadcast along the accumulator's weight-row axis."""
     if W_LEFT:

@@ -50,7 +50,7 @@ from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
 from kernels.mxfp4._grouped_tile import (acc_cols, step_acts, step_scales, step_weight, swiglu_rows_store, tile_mma,
-                                         tile_rows)
+                                         tile_rows, weight_k_loop)
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
 
 # How a weight tile becomes bf16 MMA operands: "f32" (``_tile.dequant_tile``, then a conversion)
@@ -210,22 +210,8 @@ def _down_kernel(
             acc = tl.zeros((BN, BM), tl.float32)
         else:
             acc = tl.zeros((BM, BN), tl.float32)
-        full = I // BK
-        sd = step_scales(ds, n_ok, 0, KP_BLOCKS, BK)
-        for t in range(0, full):
-            if PREFETCH:
-                sd_t = sd
-                sd = step_scales(ds, n_ok, t + 1, KP_BLOCKS, BK)
-            else:
-                sd_t = step_scales(ds, n_ok, t, KP_BLOCKS, BK)
-            at = step_acts(a_rows, m_ok, t, I, BK, True, INTERPRET)
-            wd = step_weight(dq, sd_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, wd, at, W_LEFT)
-        if TAIL:
-            at = step_acts(a_rows, m_ok, full, I, BK, False, INTERPRET)
-            sd_t = step_scales(ds, n_ok, full, KP_BLOCKS, BK)
-            wd = step_weight(dq, sd_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
-            acc = tile_mma(acc, wd, at, W_LEFT)
+        acc = weight_k_loop(acc, dq, ds, n_ok, a_rows, m_ok, I, KP_BLOCKS, BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
+                            PREFETCH, INTERPRET)
         if HAS_BIAS:
             acc += acc_cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
         wt = tl.load(wts_ptr + pair, mask=m_ok, other=0.0)

@@ -31,9 +31,8 @@ from kernels.mxfp4 import moe
 from kernels.mxfp4.moe_layout import group_by_expert
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 from kernels.mxfp4.reference import route_torch
-from services.engine.bench_gpu import build_core, copy_bandwidth
-from services.engine.bench_step import interleaved, prefill_batch, top_kernels
-from services.engine.models.gpt_oss import GptOssConfig
+from services.engine.bench_gpu import copy_bandwidth
+from services.engine.bench_step import eager_core, interleaved, prefill_batch, top_kernels
 
 
 def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
@@ -99,12 +98,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=16)
     parser.add_argument("--skip-moe", action="store_true")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this benchmark times the GPU step")
-    config = GptOssConfig(num_hidden_layers=args.layers)
     batches = [int(s) for s in args.batches.split(",")]
-    core, model = build_core(config, device="cuda", weight_format="mxfp4", cuda_graphs=False,
-                             max_num_seqs=max(batches), kv_tokens=max(batches) * (args.context + 32))  # fmt: skip
+    core, model = eager_core(args.layers, max(batches), max(batches) * (args.context + 32))
     runner, layer = core.runner, model.layers[0]
     copy = copy_bandwidth(torch.device("cuda"))
     floor_us = expert_bytes(layer) / copy * 1e6

@@ -115,6 +115,15 @@ def step_flops(c: GptOssConfig, seqs: int, prompt: int) -> float:
     return total + 2 * seqs * h * c.vocab_size
 
 
+def eager_core(layers: int, max_num_seqs: int, kv_tokens: int):
+    """(core, model) of ``bench_gpu.build_core`` at gpt-oss-20b shapes with ``layers`` layers, no CUDA
+    graphs (the step benchmarks run steps eagerly so the profiler sees every kernel); exits without CUDA."""
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: this benchmark times the GPU step")
+    return build_core(GptOssConfig(num_hidden_layers=layers), device="cuda", weight_format="mxfp4", cuda_graphs=False,
+                      max_num_seqs=max_num_seqs, kv_tokens=kv_tokens)
+
+
 def prefill_batch(runner, seqs: int, prompt: int, seed: int, *, start: int = 0) -> list[ScheduledSequence]:
     """``seqs`` random prompts of ``prompt`` tokens, each computing tokens ``[start, prompt)`` in one step
     (0: whole prompts as one step's chunks; ``prompt - 1``: a decode step), KV blocks from the real
@@ -227,12 +236,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=14, help="kernels in the profile table")
     parser.add_argument("--gaps", action="store_true", help="only the GPU's idle gaps inside one step, then exit")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: this benchmark times the GPU step")
-    config = GptOssConfig(num_hidden_layers=args.layers)
     counts = [int(s) for s in args.seqs.split(",")]
-    core, model = build_core(config, device="cuda", weight_format="mxfp4", cuda_graphs=False,
-                             max_num_seqs=max(counts), kv_tokens=max(counts) * args.prompt + 1024)  # fmt: skip
+    core, model = eager_core(args.layers, max(counts), max(counts) * args.prompt + 1024)
+    config = GptOssConfig(num_hidden_layers=args.layers)  # what eager_core built
     runner, layer = core.runner, model.layers[0]
     if args.gaps:
         try:
