@@ -35,6 +35,8 @@ masks and the epilogues on the CPU and the PTX on CUDA.
 
 from __future__ import annotations
 
+import os as _os  # EXPERIMENT (layout_compare): load asm ordering, loads-only and math-only modes
+
 import triton
 import triton.language as tl
 
@@ -56,22 +58,31 @@ def _decode(word: str, out: str, scale: str) -> list[str]:
         "or.b32 u, u, v;",
         f"shl.b32 v, {word}, 1;", "and.b32 v, v, 0x80008000;",
         f"or.b32 {p[3]}, u, v;",
-        *[f"mul.rn.bf16x2 {q}, {q}, c;" for q in p],
+        *([] if _FOLD else [f"mul.rn.bf16x2 {q}, {q}, c;" for q in p]),
         *[f"mul.rn.bf16x2 {q}, {q}, {scale};" for q in p],
     ]
 
 
 def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: list[str], out_s: str,
-               hint: str) -> list[str]:
-    """Row set ``r`` of one tile (``side`` l or h): its block's 4 words and scale byte, zero when masked."""
+               hint: str, tiled: bool) -> list[str]:
+    """Row set ``r`` of one tile (``side`` l or h): its block's 4 words and scale byte, zero when masked.
+    Row-major fma8: the block is at row * kp + blk. fma8t (``layout.tile_slot``): at
+    (row / 8) * 8 kp + (row % 8) * width + tg, with the group's width and tg set in the prologue."""
+    if tiled:
+        where = ["and.b32 q, gr, 7;", "mad.lo.s32 q, q, tw, tg;", "shr.u32 u, gr, 3;", "mad.lo.s32 u, u, rs, q;",
+                 "mul.wide.s32 o, u, 16;", f"add.s64 a, {base}, o;"]
+    else:
+        where = ["mul.wide.s32 o, gr, rs;", f"add.s64 a, {base}, o;", "add.s64 a, a, ob;",
+                 "mad.lo.s32 u, gr, kp, blk;"]
     return [
         "mov.b32 gr, g;" if r == 0 else f"mad.lo.s32 gr, nw8, {r}, g;",
         f"setp.lt.s32 pr, gr, {valid};", "and.pred pr, pr, pb;",
-        "mul.wide.s32 o, gr, rs;", f"add.s64 a, {base}, o;", "add.s64 a, a, ob;",
+        *where,
         *[f"mov.b32 {w}, 0;" for w in out_w],
-        f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];",
-        "mad.lo.s32 u, gr, kp, blk;", "cvt.s64.s32 o, u;", f"add.s64 a, {scales}, o;",
-        "mov.b16 sb, 0;", f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
+        *([f"cvt.u32.u64 {w}, a;" for w in out_w] if _os.environ.get("QUARTET_EXP_NO_LOAD") == "1" else
+          [f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];"]),
+        "cvt.s64.s32 o, u;", f"add.s64 a, {scales}, o;",
+        "mov.b16 sb, 0;", "mov.b16 sb, 120;" if _os.environ.get("QUARTET_EXP_NO_LOAD") == "1" else f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
     ]
 
 
@@ -80,36 +91,47 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
 _HINTS = ("", ".nc.L1::no_allocate.L2::256B")
 
 
-def load_asm(rpt: int, hint: int = 0) -> str:
+def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     """PTX: one thread's loads of one group (4 MX blocks). Outputs: ``$0..$15`` the activation words
     of its block (value 2i in the low half of word i; the row is zero-padded to whole blocks),
     then per row set r the lo words, hi words, lo scale byte, hi scale byte (10 operands), then
     the thread's set-0 row. Inputs: the lo / hi code and scale tile bases, the activation row,
-    lo / hi valid rows, the group's first block, blocks a row."""
+    lo / hi valid rows, the group's first block, blocks a row. ``tiled``: the codes and scales are
+    "fma8t" (``layout.py``), the tile bases at a multiple of 8 rows."""
     n_out = 16 + 10 * rpt + 1
     # Input $n_out is a [32 * NW] tensor that only gives the outputs their shape.
     wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 1 + i}" for i in range(9))
     lines = ["{", ".reg .pred pb, pr;", ".reg .b16 sb;", ".reg .b64 a, o, ob;",
-             ".reg .b32 t, g, c, blk, gr, nw8, rs, kp, u;",
+             ".reg .b32 t, g, c, blk, gr, nw8, rs, kp, u, tw, tg, q;",
              # Thread -> (row g, block c): 8 rows and 4 blocks a warp, warps stacked along rows.
              "mov.u32 t, %tid.x;", "and.b32 c, t, 3;", "shr.u32 g, t, 5;", "shl.b32 g, g, 3;",
              "bfe.u32 u, t, 2, 3;", "add.s32 g, g, u;", "mov.u32 nw8, %ntid.x;", "shr.u32 nw8, nw8, 2;",
              f"mov.b32 kp, {kpb};", "shl.b32 rs, kp, 4;", f"add.s32 blk, {b0}, c;",
              "setp.lt.s32 pb, blk, kp;", "mul.wide.s32 ob, blk, 16;",
              "mul.wide.s32 o, blk, 64;", f"add.s64 a, {xp}, o;"]
+    if tiled:  # rs: slots a row tile; tg: the group's first slot plus this lane's block; tw: the group's width
+        lines += ["shl.b32 rs, kp, 3;", f"shl.b32 tg, {b0}, 3;", "add.s32 tg, tg, c;",
+                  f"sub.s32 tw, kp, {b0};", "min.s32 tw, tw, 4;"]
     lines += [f"mov.b32 ${i}, 0;" for i in range(16)]
     lines += [f"@pb ld.global.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
               for q in range(4)]
     for r in range(rpt):
         o = 16 + 10 * r
-        lines += _load_rows(r, "l", wl, sl, nl, [f"${o + i}" for i in range(4)], f"${o + 8}", _HINTS[hint])
-        lines += _load_rows(r, "h", wh, sh, nh, [f"${o + 4 + i}" for i in range(4)], f"${o + 9}", _HINTS[hint])
+        lines += _load_rows(r, "l", wl, sl, nl, [f"${o + i}" for i in range(4)], f"${o + 8}", _HINTS[hint], tiled)
+        lines += _load_rows(r, "h", wh, sh, nh, [f"${o + 4 + i}" for i in range(4)], f"${o + 9}", _HINTS[hint],
+                            tiled)
     lines += [f"mov.b32 ${n_out - 1}, g;", "}"]
     return "\n".join(lines)
 
 
+_FOLD = _os.environ.get("QUARTET_EXP_FOLD") == "1"
+
+
 def _scale_pair(byte: str, out: str) -> list[str]:
     """E8M0 byte -> bf16 2**(s-127) in both halves: byte 0 is the subnormal 2**-127, 255 is NaN."""
+    if _FOLD:  # 2**(s-1): the decode's 2**126 folded into the scale (bytes up to 128)
+        return [f"add.u32 v, {byte}, 126;", "shl.b32 v, v, 7;", f"setp.eq.u32 pz, {byte}, 255;",
+                "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
     return ["shl.b32 v, " + byte + ", 7;", f"setp.eq.u32 pz, {byte}, 0;", "selp.b32 v, 0x40, v, pz;",
             f"setp.eq.u32 pz, {byte}, 255;", "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
 
@@ -150,6 +172,12 @@ _LOAD1 = tl.constexpr(load_asm(1))
 _LOAD2 = tl.constexpr(load_asm(2))
 _LOAD1H = tl.constexpr(load_asm(1, 1))
 _LOAD2H = tl.constexpr(load_asm(2, 1))
+_LOAD1T = tl.constexpr(load_asm(1, tiled=True))
+_LOAD2T = tl.constexpr(load_asm(2, tiled=True))
+_LOAD1HT = tl.constexpr(load_asm(1, 1, True))
+_LOAD2HT = tl.constexpr(load_asm(2, 1, True))
+_PURE_LOADS = tl.constexpr(_os.environ.get("QUARTET_EXP_VOLATILE_LOADS", "0") != "1")
+_NO_MATH = tl.constexpr(_os.environ.get("QUARTET_EXP_NO_MATH", "0") == "1")
 _LCON1 = tl.constexpr(",".join(["=r"] * 27 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _LCON2 = tl.constexpr(",".join(["=r"] * 37 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _MATH1 = tl.constexpr(compute_asm(1))
@@ -166,35 +194,36 @@ def thread_rows(NW: tl.constexpr):
 
 
 @triton.jit
-def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs):
-    w, s = load_word_tile(w_base, s_base, rows, rows < n_valid, b0, KP_BLOCKS, 4)
+def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs, TILED: tl.constexpr):
+    w, s = load_word_tile(w_base, s_base, rows, rows < n_valid, b0, KP_BLOCKS, 4, TILED)
     return acc + tl.sum(block_dot(w, s, xs), axis=1)
 
 
 @triton.jit
 def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               HINT: tl.constexpr, INTERPRET: tl.constexpr):
+               HINT: tl.constexpr, TILED: tl.constexpr, INTERPRET: tl.constexpr):
     """Each thread's loads of the group of MX blocks ``b0 .. b0 + 3`` (``load_asm``), as a tuple of
     int32 ``[32 * NW]``, the thread's set-0 row last. ``wl`` / ``wh``: int32 code pointers at the lo /
     hi tile's first row (``sl`` / ``sh`` their scales), ``nl`` / ``nh`` rows valid in each,
     ``x_row`` the bf16 activations zero-padded to ``KP_BLOCKS * 32``. Issued a group or two
-    ahead of ``group_math`` so that several groups' loads are in flight."""
+    ahead of ``group_math`` so that several groups' loads are in flight. ``TILED``: "fma8t" codes
+    (``layout.py``), the tile bases at multiples of 8 rows."""
     shape = tl.arange(0, 32 * NW)
     if INTERPRET:
         return (b0 + shape * 0, thread_rows(NW))  # the interpreter's math reads memory itself
     else:
         if RPT == 1:
             return tl.inline_asm_elementwise(
-                _LOAD1H if HINT else _LOAD1, _LCON1,
+                (_LOAD1HT if HINT else _LOAD1T) if TILED else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 27, is_pure=True, pack=1)
+                dtype=(tl.int32,) * 27, is_pure=_PURE_LOADS, pack=1)
         else:
             return tl.inline_asm_elementwise(
-                _LOAD2H if HINT else _LOAD2, _LCON2,
+                (_LOAD2HT if HINT else _LOAD2T) if TILED else (_LOAD2H if HINT else _LOAD2), _LCON2,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 37, is_pure=True, pack=1)
+                dtype=(tl.int32,) * 37, is_pure=_PURE_LOADS, pack=1)
 
 
 @triton.jit
@@ -208,7 +237,7 @@ def loaded_rows(ld, RPT: tl.constexpr, INTERPRET: tl.constexpr):
 
 @triton.jit
 def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               INTERPRET: tl.constexpr):
+               TILED: tl.constexpr, INTERPRET: tl.constexpr):
     """Add a loaded group (``group_load``) to each thread's running sums ``accs`` (a tuple of
     ``2 * RPT`` fp32 ``[32 * NW]``: set r's lo row, hi row; set r's row is the set-0 row plus
     ``8 * NW * r``)."""
@@ -216,14 +245,20 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
         b0 = tl.max(ld[0], axis=0)
         g = thread_rows(NW)
         xs = load_x_blocks(x_row, b0 + tl.arange(0, 4), K, 4, False)
-        lo0 = _quad_sum_ref(accs[0], wl, sl, g, nl, b0, KP_BLOCKS, xs)
-        hi0 = _quad_sum_ref(accs[1], wh, sh, g, nh, b0, KP_BLOCKS, xs)
+        lo0 = _quad_sum_ref(accs[0], wl, sl, g, nl, b0, KP_BLOCKS, xs, TILED)
+        hi0 = _quad_sum_ref(accs[1], wh, sh, g, nh, b0, KP_BLOCKS, xs, TILED)
         if RPT == 1:
             return (lo0, hi0)
         else:
-            lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs)
-            hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs)
+            lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs, TILED)
+            hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs, TILED)
             return (lo0, hi0, lo1, hi1)
+    elif _NO_MATH:
+        if RPT == 1:
+            return (accs[0] + (ld[16] ^ ld[20]).to(tl.float32), accs[1] + (ld[24] ^ ld[25]).to(tl.float32))
+        else:
+            return (accs[0] + (ld[16] ^ ld[20]).to(tl.float32), accs[1] + (ld[24] ^ ld[25]).to(tl.float32),
+                    accs[2] + (ld[26] ^ ld[30]).to(tl.float32), accs[3] + (ld[34] ^ ld[35]).to(tl.float32))
     else:
         if RPT == 1:
             r = tl.inline_asm_elementwise(
@@ -249,30 +284,31 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
 
 @triton.jit
 def _load(wl, wh, sl, sh, x_row, nl, nh, group, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr, HINT: tl.constexpr,
-          INTERPRET: tl.constexpr):
-    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+          TILED: tl.constexpr, INTERPRET: tl.constexpr):
+    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
 
 
 @triton.jit
 def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, INTERPRET: tl.constexpr):
+               GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, TILED: tl.constexpr,
+               INTERPRET: tl.constexpr):
     """Each thread's sums over groups ``g0 .. g0 + GROUPS - 1`` (a K slice), ``PF`` (1 or 2) groups'
     loads in flight ahead of the math, ``HINT`` the weight loads' cache hints (``_HINTS``). Returns
     the sums (``group_math``) and the set-0 rows."""
     zero = tl.zeros((32 * NW,), tl.float32)
     accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
     if PF == 2 and GROUPS > 1:
-        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
     for j in tl.static_range(GROUPS):
         cur = ld0
         if PF == 2:
             if j + 1 < GROUPS:
                 ld0 = ld1
             if j + 2 < GROUPS:
-                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
+                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
         else:
             if j + 1 < GROUPS:
-                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, INTERPRET)
-        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, INTERPRET)
+                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
+        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, TILED, INTERPRET)
     return accs, loaded_rows(cur, RPT, INTERPRET)

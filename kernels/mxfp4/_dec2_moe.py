@@ -51,7 +51,7 @@ def _gate_up_mma_kernel(
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr,
+    SPLIT_P2: tl.constexpr, TILED: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_r = tl.program_id(0)
@@ -62,7 +62,7 @@ def _gate_up_mma_kernel(
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
-                         I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, INTERPRET)
+                         I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, TILED, INTERPRET)
     stride_split = tl.num_programs(2) * 2 * I
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
@@ -86,7 +86,7 @@ def _down_mma_kernel(
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr,
+    SPLIT_P2: tl.constexpr, TILED: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -101,7 +101,7 @@ def _down_mma_kernel(
     first = (e * H + r0) * KP_BLOCKS
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
-                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, INTERPRET)
+                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, TILED, INTERPRET)
     stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
@@ -143,7 +143,7 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     rows_gu, rows_dn = triton.cdiv(i_dim, gate_up.rows), triton.cdiv(h_dim, 2 * down.rows)
     cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
     bias = lambda b: act if b is None else b  # noqa: E731
-    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
+    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
     _launch(_gate_up_mma_kernel, (rows_gu, s_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
              bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,

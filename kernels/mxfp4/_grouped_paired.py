@@ -8,6 +8,7 @@ import triton
 import triton.language as tl
 
 from kernels.mxfp4._grouped_tile import swiglu_rows_store, tile_rows, weight_k_loop
+from kernels.mxfp4._tile import row_starts
 
 
 @triton.jit
@@ -37,16 +38,16 @@ def gate_up_paired_kernel(
             r = j // 2
             gate = (j % 2 == 0)[:, None]
         w_ok = pid_n * BN + r < I
-        w_row = (e * I + pid_n * BN + r)[:, None]
-        row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
-        q = tl.where(gate, gq_ptr + w_row * row_q, lq_ptr + w_row * row_q)
-        s = tl.where(gate, gs_ptr + w_row * KP_BLOCKS, ls_ptr + w_row * KP_BLOCKS)
+        gq, gs, r8 = row_starts(gq_ptr, gs_ptr, e * I + pid_n * BN + r, KP_BLOCKS, SWIZZLED)
+        lq, ls, r8 = row_starts(lq_ptr, ls_ptr, e * I + pid_n * BN + r, KP_BLOCKS, SWIZZLED)
+        q = tl.where(gate, gq, lq)
+        s = tl.where(gate, gs, ls)
         x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
         if W_LEFT:
             acc = tl.zeros((2 * BN, BM), tl.float32)
         else:
             acc = tl.zeros((BM, 2 * BN), tl.float32)
-        acc = weight_k_loop(acc, q, s, w_ok, x_rows, m_ok, H, KP_BLOCKS, 2 * BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
+        acc = weight_k_loop(acc, q, s, r8, w_ok, x_rows, m_ok, H, KP_BLOCKS, 2 * BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
                             PREFETCH, INTERPRET)
         if W_LEFT:
             acc_g, acc_l = tl.split(tl.permute(acc.reshape(2, BN, BM), (1, 2, 0)))

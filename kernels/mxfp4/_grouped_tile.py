@@ -8,7 +8,7 @@ import triton.language as tl
 
 from kernels.mxfp4._bf16x2 import fma8_bf16_tile
 from kernels.mxfp4._swiglu import swiglu
-from kernels.mxfp4._tile import cast_out, dequant_tile
+from kernels.mxfp4._tile import cast_out, dequant_tile, k_scales, k_words
 
 
 @triton.jit
@@ -22,27 +22,29 @@ def tile_rows(order_ptr, tile_start_ptr, tile_end_ptr, pid_m, BM: tl.constexpr):
 
 
 @triton.jit
-def step_scales(s_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr):
-    """K step ``t``'s E8M0 bytes ``[BN, BK/32]`` (zero past K, so a prefetch past the end is harmless)."""
+def step_scales(s_rows, r8, n_ok, t, KP_BLOCKS, BK: tl.constexpr, SWIZZLED: tl.constexpr):
+    """K step ``t``'s E8M0 bytes ``[BN, BK/32]`` (zero past K, so a prefetch past the end is harmless);
+    ``s_rows`` / ``r8`` from ``_tile.row_starts``."""
     ks = t * (BK // 32) + tl.arange(0, BK // 32)
-    return tl.load(s_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
+    return tl.load(s_rows + k_scales(r8, ks, KP_BLOCKS, SWIZZLED), mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :],
+                   other=0)
 
 
 @triton.jit
-def step_weight(q_rows, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
+def step_weight(q_rows, r8, ws, n_ok, t, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr,
                 SWIZZLED: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr):
     """K step ``t`` of a weight with its scales ``ws``, decoded: bf16 ``[BN, BK]`` (fp32 in the
     interpreter: no bf16 math there). ``EVEN_K``: the step lies inside K, so no K mask and the
     code loads stay vectors."""
     per_word: tl.constexpr = 8 if SWIZZLED else 2
     kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
+    offs = k_words(r8, kq, KP_BLOCKS, SWIZZLED)
     if EVEN_K:
-        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None], other=0)
+        wq = tl.load(q_rows + offs, mask=n_ok[:, None], other=0)
     else:
-        wq = tl.load(q_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
-                     other=0)
+        wq = tl.load(q_rows + offs, mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :], other=0)
     if BF16X2 and not INTERPRET:
-        tl.static_assert(SWIZZLED, "the bf16x2 decode reads fma8 codes")
+        tl.static_assert(SWIZZLED > 0, "the bf16x2 decode reads fma8 codes")
         w = fma8_bf16_tile(wq, ws, BN, BK)
     else:
         w = dequant_tile(wq, ws, BN, BK, SWIZZLED)
@@ -78,27 +80,27 @@ def tile_mma(acc, w, xt, W_LEFT: tl.constexpr):
 
 
 @triton.jit
-def weight_k_loop(acc, q_rows, s_rows, w_ok, a_rows, m_ok, K, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr,
+def weight_k_loop(acc, q_rows, s_rows, r8, w_ok, a_rows, m_ok, K, KP_BLOCKS, BN: tl.constexpr, BK: tl.constexpr,
                   TAIL: tl.constexpr, W_LEFT: tl.constexpr, SWIZZLED: tl.constexpr, BF16X2: tl.constexpr,
                   PREFETCH: tl.constexpr, INTERPRET: tl.constexpr):
     """``acc`` plus one weight tile's product with the activation rows ``a_rows`` over all of K: the
     unmasked ``BK`` steps, then (``TAIL``) the masked last one. ``PREFETCH``: step t+1's scale bytes
     load during step t (see ``GroupedConfig.prefetch_scales``)."""
     full = K // BK
-    sc = step_scales(s_rows, w_ok, 0, KP_BLOCKS, BK)
+    sc = step_scales(s_rows, r8, w_ok, 0, KP_BLOCKS, BK, SWIZZLED)
     for t in range(0, full):
         if PREFETCH:
             sc_t = sc
-            sc = step_scales(s_rows, w_ok, t + 1, KP_BLOCKS, BK)
+            sc = step_scales(s_rows, r8, w_ok, t + 1, KP_BLOCKS, BK, SWIZZLED)
         else:
-            sc_t = step_scales(s_rows, w_ok, t, KP_BLOCKS, BK)
+            sc_t = step_scales(s_rows, r8, w_ok, t, KP_BLOCKS, BK, SWIZZLED)
         at = step_acts(a_rows, m_ok, t, K, BK, True, INTERPRET)
-        w = step_weight(q_rows, sc_t, w_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+        w = step_weight(q_rows, r8, sc_t, w_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
         acc = tile_mma(acc, w, at, W_LEFT)
     if TAIL:
         at = step_acts(a_rows, m_ok, full, K, BK, False, INTERPRET)
-        sc_t = step_scales(s_rows, w_ok, full, KP_BLOCKS, BK)
-        w = step_weight(q_rows, sc_t, w_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+        sc_t = step_scales(s_rows, r8, w_ok, full, KP_BLOCKS, BK, SWIZZLED)
+        w = step_weight(q_rows, r8, sc_t, w_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
         acc = tile_mma(acc, w, at, W_LEFT)
     return acc
 

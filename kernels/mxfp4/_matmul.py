@@ -16,8 +16,9 @@ import triton.language as tl
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import store_or_reduce
 from kernels.mxfp4._launch import MODES, MatmulConfig, splitk_buffers
-from kernels.mxfp4._tile import mx_k_loop
+from kernels.mxfp4._tile import mx_k_loop, row_starts
 from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.layout import layout_code
 
 
 @triton.jit
@@ -45,14 +46,12 @@ def _matmul_kernel(
     offs_m = pid_m * BM + tl.arange(0, BM)
     m_ok = offs_m < M
     x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm
-    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)  # code words or bytes per weight row
-    wq_rows = wq_ptr + offs_n[:, None].to(tl.int64) * row_q
-    ws_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
+    wq_rows, ws_rows, r8 = row_starts(wq_ptr, ws_ptr, offs_n, KP_BLOCKS, SWIZZLED)
 
     t0 = pid_s * TILES_PER_SPLIT
     t1 = tl.minimum(t0 + TILES_PER_SPLIT, tl.cdiv(KP_BLOCKS * 32, BK))
     acc = tl.zeros((BN, BM), dtype=tl.float32)
-    acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    acc = mx_k_loop(acc, x_rows, m_ok, wq_rows, ws_rows, r8, n_ok, t0, t1, K, KP_BLOCKS,
                     BN, BK, EVEN_K, MODE, SWIZZLED, INTERPRET)
     store_or_reduce(acc, y_ptr, b_ptr, part_ptr, cnt_ptr, offs_n, n_ok, offs_m, m_ok, M, N, stride_ym,
                     pid_m * num_n + pid_n, pid_s, SPLIT_K, SPLIT_K > 1, HAS_BIAS, INTERPRET)
@@ -73,8 +72,8 @@ def check_operands(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None) -
 
 
 def code_pointer(w: MXFP4Tensor) -> torch.Tensor:
-    """What a kernel indexes: bytes for "ocp", int32 words for "fma8"."""
-    return w.blocks.view(torch.int32) if w.layout == "fma8" else w.blocks
+    """What a kernel indexes: bytes for "ocp", int32 words for "fma8" and "fma8t"."""
+    return w.blocks.view(torch.int32) if w.layout != "ocp" else w.blocks
 
 
 def split_plan(k_padded: int, bk: int, split_k: int) -> tuple[int, int]:
@@ -100,7 +99,7 @@ def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, c
         x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, SPLIT_K=split, GROUP=cfg.group,
-        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], SWIZZLED=w.layout == "fma8",
+        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], SWIZZLED=layout_code(w.layout),
         INTERPRET=is_interpreter(), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return y

@@ -4,7 +4,10 @@ Weight tiles come in one of two code layouts (``kernels.mxfp4.layout``):
 
 * "ocp": ``wq`` uint8 ``[BN, BK/2]``, two E2M1 codes a byte, low nibble = even K index;
 * "fma8": ``w`` int32 ``[BN, BK/8]``, eight codes a word, bit-permuted so that
-  ``fma8_raw`` turns one into an exact fp32 ``value * 2**-126`` with a shift and a mask.
+  ``fma8_raw`` turns one into an exact fp32 ``value * 2**-126`` with a shift and a mask;
+* "fma8t": the same words with the MX blocks tiled (8 rows x 4 blocks contiguous). The
+  kernels take ``SWIZZLED`` = 0 ("ocp"), 1 ("fma8") or 2 ("fma8t", ``layout_code``) and
+  address rows through ``row_starts`` (a row pointer and the row's place in its tile).
 
 Scales are always ``ws`` uint8 ``[BN, BK/32]`` (E8M0). Ways to multiply (``MODE``):
 
@@ -125,36 +128,83 @@ def mx_dot(acc, wq, ws, xt, BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constex
 
 
 @triton.jit
-def load_codes(wq_rows, ws_rows, n_ok, t, KP_BLOCKS, BK: tl.constexpr, EVEN_K: tl.constexpr,
+def row_starts(wq_ptr, ws_ptr, rows, KP_BLOCKS, SWIZZLED: tl.constexpr):
+    """``[BN, 1]`` pointers to weight rows ``rows`` (``[BN]``; in a stack, ``e * N + n``): the first code
+    (byte or word) and scale of each row, and the row's place in its tile of 8 (0 unless "fma8t").
+    In "fma8t" (``layout.py``) a row's K offsets are ``k_words`` / ``k_scales`` from these."""
+    r = rows.to(tl.int64)
+    if SWIZZLED == 2:
+        tile = (r // 8) * 8
+        r8 = (r % 8)[:, None]
+        q = wq_ptr + (tile * (KP_BLOCKS * 4))[:, None] + r8 * 16
+        s = ws_ptr + (tile * KP_BLOCKS)[:, None] + r8 * 4
+    else:
+        r8 = (r * 0)[:, None]
+        q = wq_ptr + (r * (KP_BLOCKS * (4 if SWIZZLED else 16)))[:, None]
+        s = ws_ptr + (r * KP_BLOCKS)[:, None]
+    return q, s, r8
+
+
+@triton.jit
+def k_words(r8, kq, KP_BLOCKS, SWIZZLED: tl.constexpr):
+    """``[BN, BKW]`` offsets from ``row_starts``' code pointers of the row's code words (bytes) ``kq``.
+    "fma8t": group g = kq // 16 sits 128 words a group apart, rows 16 words apart, except in a last
+    group narrower than 4 blocks, where rows are ``4 * width`` apart."""
+    if SWIZZLED == 2:
+        g = kq // 16
+        adj = (tl.minimum(KP_BLOCKS - g * 4, 4) - 4) * 4
+        offs = (kq + g * 112)[None, :] + r8 * adj[None, :]
+        # A block's four words stay contiguous and start at a multiple of 4: one 16-byte load.
+        offs = tl.max_contiguous(tl.multiple_of(offs, [1, 4]), [1, 4])
+    else:
+        offs = kq[None, :]
+    return offs
+
+
+@triton.jit
+def k_scales(r8, ks, KP_BLOCKS, SWIZZLED: tl.constexpr):
+    """``[BN, BKS]`` offsets from ``row_starts``' scale pointers of the row's blocks ``ks``."""
+    if SWIZZLED == 2:
+        g = ks // 4
+        offs = (ks + g * 28)[None, :] + r8 * (tl.minimum(KP_BLOCKS - g * 4, 4) - 4)[None, :]
+    else:
+        offs = ks[None, :]
+    return offs
+
+
+@triton.jit
+def load_codes(wq_rows, ws_rows, r8, n_ok, t, KP_BLOCKS, BK: tl.constexpr, EVEN_K: tl.constexpr,
                SWIZZLED: tl.constexpr):
-    """K tile ``t`` of the codes (bytes or fma8 words) and scales of ``[BN, 1]`` row pointers."""
+    """K tile ``t`` of the codes (bytes or fma8 words) and scales of ``row_starts``' rows."""
     per_word: tl.constexpr = 8 if SWIZZLED else 2
     kq = t * (BK // per_word) + tl.arange(0, BK // per_word)
     ks = t * (BK // 32) + tl.arange(0, BK // 32)
+    q_offs = k_words(r8, kq, KP_BLOCKS, SWIZZLED)
+    s_offs = k_scales(r8, ks, KP_BLOCKS, SWIZZLED)
     if EVEN_K:
-        wq = tl.load(wq_rows + kq[None, :], mask=n_ok[:, None], other=0)
-        ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None], other=0)
+        wq = tl.load(wq_rows + q_offs, mask=n_ok[:, None], other=0)
+        ws = tl.load(ws_rows + s_offs, mask=n_ok[:, None], other=0)
     else:
-        wq = tl.load(wq_rows + kq[None, :], mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
+        wq = tl.load(wq_rows + q_offs, mask=n_ok[:, None] & (kq < KP_BLOCKS * (32 // per_word))[None, :],
                      other=0)
-        ws = tl.load(ws_rows + ks[None, :], mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
+        ws = tl.load(ws_rows + s_offs, mask=n_ok[:, None] & (ks < KP_BLOCKS)[None, :], other=0)
     return wq, ws
 
 
 @triton.jit
 def mx_k_loop(
-    acc, x_rows, m_ok, wq_rows, ws_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    acc, x_rows, m_ok, wq_rows, ws_rows, r8, n_ok, t0, t1, K, KP_BLOCKS,
     BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr,
     INTERPRET: tl.constexpr,
 ):
     """Run K tiles ``[t0, t1)``: ``acc[BN, BM] += W[rows, k] @ X[k, cols]`` on the tensor cores.
 
     ``x_rows``: ``[BM]`` pointers to the first element of each activation row;
-    ``wq_rows`` / ``ws_rows``: ``[BN, 1]`` pointers to each weight row's codes / scales.
+    ``wq_rows`` / ``ws_rows`` / ``r8``: each weight row's codes / scales (``row_starts``).
     ``EVEN_K`` (K a multiple of BK, no padding) drops the K masks so loads vectorize.
     """
     for t in range(t0, t1):
-        wq, ws = load_codes(wq_rows, ws_rows, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED)
+        wq, ws = load_codes(wq_rows, ws_rows, r8, n_ok, t, KP_BLOCKS, BK, EVEN_K, SWIZZLED)
         kx = t * BK + tl.arange(0, BK)
         if EVEN_K:
             xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :], other=0.0)
@@ -166,15 +216,15 @@ def mx_k_loop(
 
 @triton.jit
 def mx_k_loop_pair(
-    acc_a, acc_b, x_rows, m_ok, qa_rows, sa_rows, qb_rows, sb_rows, n_ok, t0, t1, K, KP_BLOCKS,
+    acc_a, acc_b, x_rows, m_ok, qa_rows, sa_rows, qb_rows, sb_rows, r8, n_ok, t0, t1, K, KP_BLOCKS,
     BN: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     """Like ``mx_k_loop`` for two weights that share the activation tile (gate and up projections)."""
     for t in range(t0, t1):
         kx = t * BK + tl.arange(0, BK)
         xt = tl.load(x_rows[None, :] + kx[:, None], mask=m_ok[None, :] & (kx < K)[:, None], other=0.0)
-        qa, sa = load_codes(qa_rows, sa_rows, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
-        qb, sb = load_codes(qb_rows, sb_rows, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
+        qa, sa = load_codes(qa_rows, sa_rows, r8, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
+        qb, sb = load_codes(qb_rows, sb_rows, r8, n_ok, t, KP_BLOCKS, BK, False, SWIZZLED)
         acc_a = mx_dot(acc_a, qa, sa, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
         acc_b = mx_dot(acc_b, qb, sb, xt, BN, BK, MODE, SWIZZLED, INTERPRET)
     return acc_a, acc_b

@@ -2,7 +2,7 @@
 
 The result is bit-exact with the reference (every MXFP4 value is representable in
 bf16 and fp32, and the scale multiply is by a power of two), -0.0 and NaN included.
-Either code layout ("ocp" or "fma8") is read.
+Any code layout ("ocp", "fma8", "fma8t") is read.
 
 ``out`` may be a strided view of a larger buffer (``buf[:, :I]`` of a ``[E, 2I, H]``
 gate_up), so the prefill MoE writes gate and up into one matrix for a single GEMM
@@ -20,8 +20,9 @@ import triton.language as tl
 
 from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._matmul import code_pointer
-from kernels.mxfp4._tile import cast_out, dequant_tile, load_codes
+from kernels.mxfp4._tile import cast_out, dequant_tile, load_codes, row_starts
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
+from kernels.mxfp4.layout import layout_code
 
 __all__ = ["DEQUANT_TILES", "DequantTiles", "dequantize_torch", "dequantize_triton"]
 
@@ -60,9 +61,8 @@ def _dequant_kernel(
     pid_k = tl.program_id(1)
     rows = pid_r * BR + tl.arange(0, BR)
     row_ok = rows < R
-    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
-    wq, ws = load_codes(wq_ptr + rows[:, None].to(tl.int64) * row_q, ws_ptr + rows[:, None].to(tl.int64) * KP_BLOCKS,
-                        row_ok, pid_k, KP_BLOCKS, BK, False, SWIZZLED)
+    wq_rows, ws_rows, r8 = row_starts(wq_ptr, ws_ptr, rows, KP_BLOCKS, SWIZZLED)
+    wq, ws = load_codes(wq_rows, ws_rows, r8, row_ok, pid_k, KP_BLOCKS, BK, False, SWIZZLED)
     w = dequant_tile(wq, ws, BR, BK, SWIZZLED)
     cols = pid_k * BK + tl.arange(0, BK)
     r64 = rows.to(tl.int64)
@@ -100,6 +100,6 @@ def dequantize_triton(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16, *, ou
     br = t.rows * (t.cols // bk)
     grid = (triton.cdiv(rows, br), triton.cdiv(w.k_padded, bk))
     _dequant_kernel[grid](code_pointer(w), w.scales, out, rows, w.k, w.k_padded // 32, per_group, group_stride,
-                          out.stride(-2), BR=br, BK=bk, SWIZZLED=w.layout == "fma8",
+                          out.stride(-2), BR=br, BK=bk, SWIZZLED=layout_code(w.layout),
                           INTERPRET=is_interpreter(), num_warps=t.num_warps)
     return out

@@ -69,7 +69,7 @@ class MXFP4Tensor:
             raise ValueError(f"k={self.k} does not fit {self.blocks.shape[-2]} blocks of {BLOCK_SIZE}")
         if self.blocks.device != self.scales.device:
             raise ValueError("blocks and scales must live on the same device")
-        if self.layout not in ("ocp", "fma8"):
+        if self.layout not in ("ocp", "fma8", "fma8t"):
             raise ValueError(f"unknown layout {self.layout!r}")
 
     @property

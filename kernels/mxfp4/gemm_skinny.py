@@ -31,7 +31,9 @@ from kernels.mxfp4._epilogue import store_or_reduce
 from kernels.mxfp4._grouped_tile import step_acts, step_scales, step_weight, tile_mma
 from kernels.mxfp4._launch import check_tiles, splitk_buffers
 from kernels.mxfp4._matmul import check_operands, code_pointer, split_plan
+from kernels.mxfp4._tile import row_starts
 from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.layout import FMA8_LAYOUTS, layout_code
 
 __all__ = ["SkinnyConfig", "mxfp4_gemm_skinny", "skinny_config", "split_for"]
 
@@ -97,6 +99,7 @@ def _skinny_kernel(
     M, N, K, stride_xm, stride_ym, KP_BLOCKS, TILES_PER_SPLIT, N_SPLIT,
     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, TAIL: tl.constexpr, W_LEFT: tl.constexpr,
     SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr, BF16X2: tl.constexpr, INTERPRET: tl.constexpr,
+    SWIZZLED: tl.constexpr,
 ):
     pid = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -108,8 +111,7 @@ def _skinny_kernel(
     offs_m = pid_m * BM + tl.arange(0, BM)
     m_ok = offs_m < M
     x_rows = x_ptr + offs_m.to(tl.int64) * stride_xm
-    q_rows = wq_ptr + offs_n[:, None].to(tl.int64) * (KP_BLOCKS * 4)  # fma8: 4 words a block
-    s_rows = ws_ptr + offs_n[:, None].to(tl.int64) * KP_BLOCKS
+    q_rows, s_rows, r8 = row_starts(wq_ptr, ws_ptr, offs_n, KP_BLOCKS, SWIZZLED)
     if W_LEFT:
         acc = tl.zeros((BN, BM), tl.float32)
     else:
@@ -117,17 +119,17 @@ def _skinny_kernel(
     full = K // BK  # steps inside K; step ``full`` (if TAIL) is the masked one
     t0 = pid_s * TILES_PER_SPLIT
     t1 = t0 + TILES_PER_SPLIT
-    sc = step_scales(s_rows, n_ok, t0, KP_BLOCKS, BK)
+    sc = step_scales(s_rows, r8, n_ok, t0, KP_BLOCKS, BK, SWIZZLED)
     for t in range(t0, tl.minimum(t1, full)):
         sc_t = sc
-        sc = step_scales(s_rows, n_ok, t + 1, KP_BLOCKS, BK)
+        sc = step_scales(s_rows, r8, n_ok, t + 1, KP_BLOCKS, BK, SWIZZLED)
         xt = step_acts(x_rows, m_ok, t, K, BK, True, INTERPRET)
-        w = step_weight(q_rows, sc_t, n_ok, t, KP_BLOCKS, BN, BK, True, True, BF16X2, INTERPRET)
+        w = step_weight(q_rows, r8, sc_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
         acc = tile_mma(acc, w, xt, W_LEFT)
     if TAIL:
         if t1 > full:  # this split owns the tail step, and its scales are the last prefetched
             xt = step_acts(x_rows, m_ok, full, K, BK, False, INTERPRET)
-            w = step_weight(q_rows, sc, n_ok, full, KP_BLOCKS, BN, BK, False, True, BF16X2, INTERPRET)
+            w = step_weight(q_rows, r8, sc, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
             acc = tile_mma(acc, w, xt, W_LEFT)
     if not W_LEFT:
         acc = tl.trans(acc)  # the epilogue stores [BN, BM]; once per program
@@ -141,7 +143,7 @@ def mxfp4_gemm_skinny(
     """``x[..., K]`` times fma8 ``w[N, K]``: ``[..., N]`` in x's dtype. Any row count works;
     the tiles suit decode batches (``skinny_config``)."""
     check_operands(x, w, bias)
-    if w.layout != "fma8":
+    if w.layout not in FMA8_LAYOUTS:
         raise ValueError(f"mxfp4_gemm_skinny reads fma8 codes (kernels.to_kernel_layout), got {w.layout!r}")
     if not can_launch(x):
         raise RuntimeError("mxfp4_gemm_skinny needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")
@@ -161,7 +163,8 @@ def mxfp4_gemm_skinny(
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split, split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, SPLIT=split > 1,
         HAS_BIAS=bias is not None,
-        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), num_warps=cfg.num_warps,
+        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), SWIZZLED=layout_code(w.layout),
+        num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )
     return y.reshape(*x.shape[:-1], n)

@@ -31,6 +31,7 @@ from kernels.mxfp4._fma import (FMA_CONFIGS, FmaConfig, MmaConfig, fma_default, 
 from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, FMA_ROWS, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
 from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.layout import FMA8_LAYOUTS
 from kernels.mxfp4.reference import mxfp4_linear_torch
 
 __all__ = ["GEMV_VARIANTS", "ONE_ROW_VARIANTS", "mxfp4_gemv", "mxfp4_gemv_torch"]
@@ -48,7 +49,7 @@ MMA_MIN_K_BLOCKS = 129
 def _gemv_fma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
     M, N, K, stride_xm, stride_ym, KP_BLOCKS,
-    BM: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
+    BM: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
 ):
     tl.static_assert(BM == 1 or BM == 2 or BM == 4, "the CUDA-core GEMV takes 1, 2 or 4 activation rows")
@@ -74,7 +75,7 @@ def _gemv_fma_kernel(
         chunk = pid_r * CHUNKS + i
         offs_n = chunk * BN + tl.arange(0, BN)
         n_ok = offs_n < N
-        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, pid_s * KB, KP_BLOCKS, KB)
+        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, pid_s * KB, KP_BLOCKS, KB, TILED)
         acc_a = tl.sum(block_dot(w, s, x_a), axis=1)
         if BM == 1:
             acc = acc_a[:, None]
@@ -109,7 +110,7 @@ def _launch_fma(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg
     args = (x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
             m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32)
     meta = dict(BM=triton.next_power_of_2(m), HAS_BIAS=bias is not None, EVEN_K=w.k % 8 == 0,
-                INTERPRET=is_interpreter())
+                INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
     if cfg is None:
         _gemv_fma_tuned[fma_grid(n, k_words)](*args, **meta)
     else:
@@ -136,7 +137,7 @@ def mxfp4_gemv(
     check_operands(x, w, bias)
     rows = x.numel() // max(1, w.k)
     if variant is None:
-        if w.layout != "fma8":
+        if w.layout not in FMA8_LAYOUTS:
             variant = "dot_scaled"
         else:
             # The tensor-core decode multiplies bf16 operands: fp32 activations keep the exact CUDA cores.
@@ -144,7 +145,7 @@ def mxfp4_gemv(
             variant = "mma" if one_row_mma else "fma" if rows <= FMA_MAX_M else "dequant_dot"
     if variant not in GEMV_VARIANTS + ONE_ROW_VARIANTS:
         raise ValueError(f"variant must be one of {GEMV_VARIANTS + ONE_ROW_VARIANTS}, got {variant!r}")
-    if variant in ("fma", "mma") and w.layout != "fma8":
+    if variant in ("fma", "mma") and w.layout not in FMA8_LAYOUTS:
         raise ValueError(f"the {variant} variant reads the fma8 layout: convert once with "
                          "kernels.mxfp4.layout.to_layout")
     if not can_launch(x):

@@ -11,6 +11,19 @@ kernel turns an element into an exact fp32 with one shift and one mask: element 
 A 32-bit word cannot hold eight {a, a+1, a+2, a+9} patterns side by side (we searched),
 so six elements take the one-shift form and two take three shift-mask pieces: 23 integer
 operations per 8 weights instead of 32 for the natural layout.
+
+``"fma8t"`` is fma8 with the 16-byte MX blocks (and their scale bytes) moved so that a
+decode kernel's K step is one contiguous tile: within each matrix, rows go in tiles of 8,
+and a tile's blocks in groups of 4 along K, stored ``[row tile, group, row, block]``. A warp
+that reads 8 rows x 4 blocks (64 bytes a row, what the tensor-core decode of
+``_dec2_mma.py`` reads a step) then reads 512 contiguous bytes, and a program's whole K
+slice is one run of memory. The H100 measured why (``kernels.harness.read_pattern``,
+docs/PERFORMANCE.md): 32 bytes a row a step from row-major codes streamed at 2.0-2.3 TB/s,
+the same bytes in step-contiguous tiles at 2.96-3.0 TB/s. A last group narrower than 4
+blocks (K of 2880 is 90 blocks) is stored ``[row, its blocks]`` at its own width, so
+nothing is padded: block ``(n, b)`` of an ``[N, KB]`` matrix sits at block slot
+``tile_slot(n, b, KB)`` (``N`` a multiple of 8). Same bytes, same size, same tensor shapes;
+the codes inside each word are fma8's.
 """
 
 from __future__ import annotations
@@ -19,7 +32,15 @@ import torch
 
 from kernels.mxfp4.format import MXFP4Tensor
 
-LAYOUTS = ("ocp", "fma8")
+LAYOUTS = ("ocp", "fma8", "fma8t")
+FMA8_LAYOUTS = ("fma8", "fma8t")  # fma8 code words, row-major or tiled
+
+
+def layout_code(layout: str) -> int:
+    """The kernels' ``SWIZZLED`` constexpr: 0 "ocp" (bytes), 1 "fma8", 2 "fma8t" (int32 words)."""
+    return LAYOUTS.index(layout)
+TILE_ROWS = 8  # rows of a tile ("fma8t")
+TILE_BLOCKS = 4  # MX blocks of a group
 
 # Bit positions of (m, e0, e1, s) for element j of a word in the fma8 layout.
 FMA8_POSITIONS = (
@@ -49,12 +70,53 @@ def _permute(blocks: torch.Tensor, src: tuple[tuple[int, ...], ...], dst: tuple[
 _OCP_POSITIONS = tuple(tuple(4 * j + b for b in range(4)) for j in range(8))
 
 
+def tile_slot(n: torch.Tensor, b: torch.Tensor, kb: int) -> torch.Tensor:
+    """Block slot (in 16-byte blocks from the matrix's start) of block ``b`` of row ``n`` in "fma8t"."""
+    group = b // TILE_BLOCKS
+    width = torch.clamp(kb - group * TILE_BLOCKS, max=TILE_BLOCKS)
+    return ((n // TILE_ROWS) * TILE_ROWS * kb + group * TILE_ROWS * TILE_BLOCKS + (n % TILE_ROWS) * width
+            + b % TILE_BLOCKS)
+
+
+def _slots(n: int, kb: int, device: torch.device) -> torch.Tensor:
+    rows = torch.arange(n, device=device)[:, None]
+    blocks = torch.arange(kb, device=device)[None, :]
+    return tile_slot(rows, blocks, kb).reshape(-1)
+
+
+def tileable(w: MXFP4Tensor) -> bool:
+    """Whether "fma8t" can hold ``w``: whole tiles of 8 rows."""
+    return w.n % TILE_ROWS == 0
+
+
+def _tile_tensor(w: MXFP4Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    n, kb = w.n, w.k_padded // 32
+    blocks = w.blocks.contiguous().reshape(-1, n * kb, 16)
+    scales = w.scales.contiguous().reshape(-1, n * kb)
+    slots = _slots(n, kb, w.blocks.device)
+    out_b, out_s = torch.empty_like(blocks), torch.empty_like(scales)
+    if inverse:
+        out_b[:], out_s[:] = blocks[:, slots], scales[:, slots]
+    else:
+        out_b[:, slots], out_s[:, slots] = blocks, scales
+    return out_b.reshape(w.blocks.shape), out_s.reshape(w.scales.shape)
+
+
 def to_layout(w: MXFP4Tensor, layout: str) -> MXFP4Tensor:
-    """The same tensor in another code layout (scales are untouched)."""
+    """The same tensor in another code layout ("fma8t" needs N a multiple of 8, see ``tileable``)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if layout == w.layout:
         return w
+    if w.layout == "fma8t":  # untile first, then change the words
+        blocks, scales = _tile_tensor(w, inverse=True)
+        return to_layout(MXFP4Tensor(blocks, scales, w.k, "fma8"), layout)
+    if layout == "fma8t":
+        if not tileable(w):
+            raise ValueError(f"the fma8t layout needs N a multiple of {TILE_ROWS}, got N={w.n}")
+        fma8 = to_layout(w, "fma8")
+        blocks, scales = _tile_tensor(fma8, inverse=False)
+        return MXFP4Tensor(blocks, scales, w.k, "fma8t")
     if layout == "fma8":
         blocks = _permute(w.blocks, _OCP_POSITIONS, FMA8_POSITIONS)
     else:

@@ -39,10 +39,11 @@ from kernels.mxfp4._env import can_launch, is_interpreter
 from kernels.mxfp4._launch import MODES
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
-from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair
+from kernels.mxfp4._tile import cast_out, mx_k_loop, mx_k_loop_pair, row_starts
 from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_dense import DenseConfig, moe_dense
 from kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config, moe_grouped
+from kernels.mxfp4.layout import FMA8_LAYOUTS, layout_code
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights, group_by_expert
 from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
@@ -99,13 +100,13 @@ def _gate_up_kernel(
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < I
     x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
-    w_row = e.to(tl.int64) * I + offs_n[:, None]
-    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+    w_row = e.to(tl.int64) * I + offs_n
+    gq, gs, r8 = row_starts(gq_ptr, gs_ptr, w_row, KP_BLOCKS, SWIZZLED)
+    lq, ls, r8 = row_starts(lq_ptr, ls_ptr, w_row, KP_BLOCKS, SWIZZLED)
     t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_BLOCKS * 32, BK), 0)
     acc_g = tl.zeros((BN, BM), tl.float32)
     acc_l = tl.zeros((BN, BM), tl.float32)
-    acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS,
-                                  lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS, n_ok, 0, t1, H, KP_BLOCKS,
+    acc_g, acc_l = mx_k_loop_pair(acc_g, acc_l, x_rows, m_ok, gq, gs, lq, ls, r8, n_ok, 0, t1, H, KP_BLOCKS,
                                   BN, BK, MODE, SWIZZLED, INTERPRET)
     if HAS_BIAS:
         acc_g += tl.load(gb_ptr + e * I + offs_n, mask=n_ok, other=0.0)[:, None]
@@ -129,11 +130,10 @@ def _down_grouped_kernel(
                                      BM, True)
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < H
-    w_row = e.to(tl.int64) * H + offs_n[:, None]
-    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
+    dq, ds, r8 = row_starts(dq_ptr, ds_ptr, e.to(tl.int64) * H + offs_n, KP_BLOCKS, SWIZZLED)
     t1 = tl.where(tl.max(m_ok.to(tl.int32), axis=0) > 0, tl.cdiv(KP_BLOCKS * 32, BK), 0)
     acc = tl.zeros((BN, BM), tl.float32)
-    acc = mx_k_loop(acc, act_ptr + rows.to(tl.int64) * I, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS,
+    acc = mx_k_loop(acc, act_ptr + rows.to(tl.int64) * I, m_ok, dq, ds, r8,
                     n_ok, 0, t1, I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
     if HAS_BIAS:
         acc += tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0)[:, None]
@@ -153,15 +153,14 @@ def _down_decode_kernel(
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < H
     m_ok = tl.arange(0, BM) < 1
-    row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
     out = tl.zeros((BN, BM), tl.float32)
     for j in tl.static_range(TOPK):
         p = t * TOPK + j
         e = tl.load(ids_ptr + p)
-        w_row = e.to(tl.int64) * H + offs_n[:, None]
+        dq, ds, r8 = row_starts(dq_ptr, ds_ptr, e.to(tl.int64) * H + offs_n, KP_BLOCKS, SWIZZLED)
         a_rows = act_ptr + p.to(tl.int64) * I + tl.zeros((BM,), tl.int64)
         acc = tl.zeros((BN, BM), tl.float32)
-        acc = mx_k_loop(acc, a_rows, m_ok, dq_ptr + w_row * row_q, ds_ptr + w_row * KP_BLOCKS, n_ok,
+        acc = mx_k_loop(acc, a_rows, m_ok, dq, ds, r8, n_ok,
                         0, tl.cdiv(KP_BLOCKS * 32, BK), I, KP_BLOCKS, BN, BK, False, MODE, SWIZZLED, INTERPRET)
         if HAS_BIAS:
             acc += tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0)[:, None]
@@ -186,9 +185,9 @@ def _check(x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, w: MoEWeig
 def _mode(mode: str | None, path: str, layout: str) -> int:
     """The kernels' MODE: "fma" (CUDA cores, decode on fma8 weights) or a tensor-core mode."""
     if mode is None:
-        mode = ("fma" if path == "decode" else "dequant_dot") if layout == "fma8" else "dot_scaled"
+        mode = ("fma" if path == "decode" else "dequant_dot") if layout in FMA8_LAYOUTS else "dot_scaled"
     if mode == "fma":
-        if path != "decode" or layout != "fma8":
+        if path != "decode" or layout not in FMA8_LAYOUTS:
             raise ValueError("mode 'fma' is the decode path on fma8 weights")
         return _FMA
     if mode not in MODES:
@@ -296,7 +295,7 @@ def _decode_dot(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEW
     t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     act = torch.empty((t * k, i_dim), dtype=torch.bfloat16, device=x.device)
-    interp, swz = is_interpreter(), w.layout == "fma8"
+    interp, swz = is_interpreter(), layout_code(w.layout)
     bias = lambda b: act if b is None else b  # noqa: E731
     bm, bn = 16, 32
     _gate_up_kernel[(triton.cdiv(i_dim, bn), t * k)](
@@ -325,7 +324,7 @@ def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWei
     bm = groups.block
     tile_args = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
-    swz, interp = w.layout == "fma8", is_interpreter()
+    swz, interp = layout_code(w.layout), is_interpreter()
     _gate_up_kernel[(triton.cdiv(i_dim, tiles.bn), groups.num_tiles)](
         x, groups.order, *tile_args,
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,

@@ -48,7 +48,7 @@ def _down_split_p2(nargs: dict) -> int:
 def _gate_up_fma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
@@ -62,8 +62,8 @@ def _gate_up_fma_kernel(
     stride_split = tl.num_programs(2) * 2 * I
     first = pid_r * CHUNKS * BN
     offs_n = first + tl.arange(0, BN)
-    wg, sg = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB)
-    wl, sl = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB)
+    wg, sg = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, TILED)
+    wl, sl = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, TILED)
     for i in range(CHUNKS):
         offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < I
@@ -71,8 +71,8 @@ def _gate_up_fma_kernel(
         # below the FFMAs, but they stay in flight through the reduction, the stores and the
         # loop's back edge, where loads inside one iteration were waited for one by one.
         nxt_ok = (offs_n + BN < I) & (i + 1 < CHUNKS)
-        wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
-        wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
+        wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
+        wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
         acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
         acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
         if n_split == 1:
@@ -104,7 +104,7 @@ def _gate_up_fma_kernel(
 def _down_fma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
@@ -121,12 +121,12 @@ def _down_fma_kernel(
     stride_split = tl.num_programs(2) * H
     first = pid_r * CHUNKS * BN
     offs_n = first + tl.arange(0, BN)
-    w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, offs_n < H, b0, KP_BLOCKS, KB)
+    w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, offs_n < H, b0, KP_BLOCKS, KB, TILED)
     for i in range(CHUNKS):
         offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < H
         nxt_ok = (offs_n + BN < H) & (i + 1 < CHUNKS)
-        w_n, s_n = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB)
+        w_n, s_n = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
         acc = tl.sum(block_dot(w, s, xs), axis=1) * weight
         tl.store(part_ptr + q * stride_split + t * H + offs_n, acc, mask=n_ok)  # workspace [slices, T, H]
         w, s = w_n, s_n
@@ -190,7 +190,7 @@ def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tens
     cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu, MOE_GATE_UP_GRID),
                                          t * max_chunks(h_dim, cfg_dn, MOE_DOWN_GRID)))
     bias = lambda b: act if b is None else b  # noqa: E731
-    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
+    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
     gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
                bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
                i_dim, h_dim, t, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)

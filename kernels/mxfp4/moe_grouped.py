@@ -51,6 +51,8 @@ from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._grouped_paired import gate_up_paired_kernel
 from kernels.mxfp4._grouped_tile import (acc_cols, step_acts, step_scales, step_weight, swiglu_rows_store, tile_mma,
                                          tile_rows, weight_k_loop)
+from kernels.mxfp4._tile import row_starts
+from kernels.mxfp4.layout import FMA8_LAYOUTS, layout_code
 from kernels.mxfp4.moe_layout import ExpertGroups, MoEWeights
 
 # How a weight tile becomes bf16 MMA operands: "f32" (``_tile.dequant_tile``, then a conversion)
@@ -120,7 +122,7 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     block = 16
     while block < busiest and block < 64:
         block *= 2
-    if layout == "fma8" and pairs >= PAIRED_MIN_PAIRS:
+    if layout in FMA8_LAYOUTS and pairs >= PAIRED_MIN_PAIRS:
         # H100, session 4 (CUDA-graph replays of one layer, two runs each; docs/PERFORMANCE.md "Decode
         # step at 64 and 256"): at 1024 pairs 128-row down tiles, 326.7-330.0 against 340.5-345.7 us; at
         # 256 pairs 32-row gate_up tiles, 272.2-274.0 against 290.9-294.2. Other counts not measured.
@@ -148,10 +150,8 @@ def _gate_up_kernel(
         offs_n = pid_n * BN + tl.arange(0, BN)
         n_ok = offs_n < I
         x_rows = x_ptr + (pair // TOPK).to(tl.int64) * stride_x
-        w_row = e * I + offs_n[:, None]
-        row_q = KP_BLOCKS * (4 if SWIZZLED else 16)
-        gq, gs = gq_ptr + w_row * row_q, gs_ptr + w_row * KP_BLOCKS
-        lq, ls = lq_ptr + w_row * row_q, ls_ptr + w_row * KP_BLOCKS
+        gq, gs, r8 = row_starts(gq_ptr, gs_ptr, e * I + offs_n, KP_BLOCKS, SWIZZLED)
+        lq, ls, r8 = row_starts(lq_ptr, ls_ptr, e * I + offs_n, KP_BLOCKS, SWIZZLED)
         if W_LEFT:
             acc_g = tl.zeros((BN, BM), tl.float32)
             acc_l = tl.zeros((BN, BM), tl.float32)
@@ -159,28 +159,28 @@ def _gate_up_kernel(
             acc_g = tl.zeros((BM, BN), tl.float32)
             acc_l = tl.zeros((BM, BN), tl.float32)
         full = H // BK
-        sg = step_scales(gs, n_ok, 0, KP_BLOCKS, BK)
-        sl = step_scales(ls, n_ok, 0, KP_BLOCKS, BK)
+        sg = step_scales(gs, r8, n_ok, 0, KP_BLOCKS, BK, SWIZZLED)
+        sl = step_scales(ls, r8, n_ok, 0, KP_BLOCKS, BK, SWIZZLED)
         for t in range(0, full):
             if PREFETCH:
                 sg_t, sl_t = sg, sl
-                sg = step_scales(gs, n_ok, t + 1, KP_BLOCKS, BK)
-                sl = step_scales(ls, n_ok, t + 1, KP_BLOCKS, BK)
+                sg = step_scales(gs, r8, n_ok, t + 1, KP_BLOCKS, BK, SWIZZLED)
+                sl = step_scales(ls, r8, n_ok, t + 1, KP_BLOCKS, BK, SWIZZLED)
             else:
-                sg_t = step_scales(gs, n_ok, t, KP_BLOCKS, BK)
-                sl_t = step_scales(ls, n_ok, t, KP_BLOCKS, BK)
+                sg_t = step_scales(gs, r8, n_ok, t, KP_BLOCKS, BK, SWIZZLED)
+                sl_t = step_scales(ls, r8, n_ok, t, KP_BLOCKS, BK, SWIZZLED)
             xt = step_acts(x_rows, m_ok, t, H, BK, True, INTERPRET)
-            wg = step_weight(gq, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            wg = step_weight(gq, r8, sg_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
-            wl = step_weight(lq, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
+            wl = step_weight(lq, r8, sl_t, n_ok, t, KP_BLOCKS, BN, BK, True, SWIZZLED, BF16X2, INTERPRET)
             acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
         if TAIL:
             xt = step_acts(x_rows, m_ok, full, H, BK, False, INTERPRET)
-            sg_t = step_scales(gs, n_ok, full, KP_BLOCKS, BK)
-            sl_t = step_scales(ls, n_ok, full, KP_BLOCKS, BK)
-            wg = step_weight(gq, sg_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            sg_t = step_scales(gs, r8, n_ok, full, KP_BLOCKS, BK, SWIZZLED)
+            sl_t = step_scales(ls, r8, n_ok, full, KP_BLOCKS, BK, SWIZZLED)
+            wg = step_weight(gq, r8, sg_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
             acc_g = tile_mma(acc_g, wg, xt, W_LEFT)
-            wl = step_weight(lq, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
+            wl = step_weight(lq, r8, sl_t, n_ok, full, KP_BLOCKS, BN, BK, False, SWIZZLED, BF16X2, INTERPRET)
             acc_l = tile_mma(acc_l, wl, xt, W_LEFT)
         swiglu_rows_store(acc_g, acc_l, gb_ptr, lb_ptr, act_ptr, e, I, offs_n, n_ok, rows, m_ok, alpha, limit,
                           W_LEFT, HAS_BIAS, INTERPRET)
@@ -203,14 +203,12 @@ def _down_kernel(
         offs_n = pid_n * BN + tl.arange(0, BN)
         n_ok = offs_n < H
         a_rows = act_ptr + rows.to(tl.int64) * I  # gate_up wrote the activations in sorted-row order
-        w_row = e * H + offs_n[:, None]
-        dq = dq_ptr + w_row * (KP_BLOCKS * (4 if SWIZZLED else 16))
-        ds = ds_ptr + w_row * KP_BLOCKS
+        dq, ds, r8 = row_starts(dq_ptr, ds_ptr, e * H + offs_n, KP_BLOCKS, SWIZZLED)
         if W_LEFT:
             acc = tl.zeros((BN, BM), tl.float32)
         else:
             acc = tl.zeros((BM, BN), tl.float32)
-        acc = weight_k_loop(acc, dq, ds, n_ok, a_rows, m_ok, I, KP_BLOCKS, BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
+        acc = weight_k_loop(acc, dq, ds, r8, n_ok, a_rows, m_ok, I, KP_BLOCKS, BN, BK, TAIL, W_LEFT, SWIZZLED, BF16X2,
                             PREFETCH, INTERPRET)
         if HAS_BIAS:
             acc += acc_cols(tl.load(db_ptr + e * H + offs_n, mask=n_ok, other=0.0), W_LEFT)
@@ -237,9 +235,9 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     act = torch.empty((x.shape[0] * k, i_dim), dtype=torch.bfloat16, device=x.device)
     tiles = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
-    if cfg.decode == "bf16x2" and w.layout != "fma8":
+    if cfg.decode == "bf16x2" and w.layout not in FMA8_LAYOUTS:
         raise ValueError(f"decode 'bf16x2' reads fma8 codes, the experts are {w.layout!r}")
-    common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=w.layout == "fma8",
+    common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=layout_code(w.layout),
                   BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
                   num_stages=cfg.num_stages)
     gate_up = gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel

@@ -68,6 +68,8 @@ class MoEWeights:
         """Split gpt-oss's interleaved ``[E, 2I, H]`` gate_up (and its ``[E, 2I]`` bias)."""
         if len(gate_up.shape) != 3 or gate_up.shape[1] % 2:
             raise ValueError(f"gate_up must be [E, 2I, H], got {gate_up.shape}")
+        if gate_up.layout == "fma8t":  # its rows are tiled, so every other row is not a row slice
+            raise ValueError("split gate_up before tiling it: MoEWeights.from_gate_up(...).to_layout('fma8t')")
 
         def rows(t: MXFP4Tensor, parity: int) -> MXFP4Tensor:
             return MXFP4Tensor(t.blocks[:, parity::2].contiguous(), t.scales[:, parity::2].contiguous(), t.k, t.layout)

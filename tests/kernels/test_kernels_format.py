@@ -179,6 +179,43 @@ def test_fma8_layout_is_a_bit_permutation_that_round_trips() -> None:
         to_layout(w, "nope")
 
 
+@pytest.mark.parametrize("shape", [(16, 352), (2, 8, 4096), (24, 2880), (8, 96)])
+def test_fma8t_tiles_blocks_of_8_rows_by_4_and_round_trips(shape: tuple[int, ...]) -> None:
+    w = quantize_torch(torch.randn(shape))
+    row_major = to_layout(w, "fma8")
+    t = to_layout(w, "fma8t")
+    assert t.layout == "fma8t" and t.blocks.shape == w.blocks.shape and t.scales.shape == w.scales.shape
+    assert torch.equal(dequantize_torch(t), dequantize_torch(w))
+    assert torch.equal(to_layout(t, "ocp").blocks, w.blocks) and torch.equal(to_layout(t, "fma8").blocks,
+                                                                              row_major.blocks)
+    # Golden placement, written out independently of tile_slot: rows in tiles of 8, each tile's
+    # blocks in groups of 4 (a narrower last group when K/32 is not a multiple of 4).
+    n, kb = shape[-2], shape[-1] // 32 + (shape[-1] % 32 > 0)
+    src = row_major.blocks.reshape(-1, n, kb, 16)
+    dst = t.blocks.reshape(-1, n * kb, 16)
+    src_s, dst_s = w.scales.reshape(-1, n, kb), t.scales.reshape(-1, n * kb)
+    slot = 0
+    for tile in range(0, n, 8):
+        for g in range(0, kb, 4):
+            width = min(4, kb - g)
+            for r in range(8):
+                for b in range(width):
+                    assert torch.equal(dst[:, slot], src[:, tile + r, g + b])
+                    assert torch.equal(dst_s[:, slot], src_s[:, tile + r, g + b])
+                    slot += 1
+    assert slot == n * kb
+
+
+def test_fma8t_needs_whole_row_tiles_and_is_not_split_by_row() -> None:
+    from kernels.mxfp4.moe_layout import MoEWeights
+
+    with pytest.raises(ValueError, match="multiple of 8"):
+        to_layout(quantize_torch(torch.randn(12, 64)), "fma8t")
+    gate_up = to_layout(quantize_torch(torch.randn(2, 16, 64)), "fma8t")
+    with pytest.raises(ValueError, match="fma8t"):
+        MoEWeights.from_gate_up(gate_up, to_layout(quantize_torch(torch.randn(2, 64, 8)), "fma8t"))
+
+
 def test_loading_from_a_safetensors_file(tmp_path) -> None:
     safetensors = pytest.importorskip("safetensors")
     from safetensors.torch import save_file

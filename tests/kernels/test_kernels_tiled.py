@@ -1,0 +1,102 @@
+"""Every kernel that reads fma8 codes gives the same result on the tiled "fma8t" layout.
+
+Each case runs one op on the same weight in both layouts and checks the tiled run against the
+torch reference and against the row-major run. Shapes put a narrower last group of blocks
+along K (K/32 not a multiple of 4), rows that are not a multiple of the kernels' row tiles,
+and K that is not a multiple of 32.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.mxfp4._fma import FmaConfig, MmaConfig
+from kernels.mxfp4.dequant import dequantize_triton
+from kernels.mxfp4.format import dequantize_torch, quantize_torch
+from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny
+from kernels.mxfp4.gemv import mxfp4_gemv
+from kernels.mxfp4.layout import to_layout
+from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
+from kernels.mxfp4.moe_decode import moe_decode_fma
+from kernels.mxfp4.moe_dense import DenseConfig
+from kernels.mxfp4.moe_layout import MoEWeights
+from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
+
+
+def _close(out: torch.Tensor, ref: torch.Tensor, tol: float = 1e-2) -> None:
+    out, ref = out.double(), ref.double()
+    rel = ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+    assert rel < tol, f"rel L2 {rel:.2e}"
+
+
+def _both(w, run):
+    """(row-major result, tiled result) of ``run(weight)``."""
+    return run(to_layout(w, "fma8")), run(to_layout(w, "fma8t"))
+
+
+LINEAR = [
+    ("gemv fma", 1, lambda x, w: mxfp4_gemv(x, w, variant="fma", config=FmaConfig(bn=16, kw=32, chunks=2))),
+    ("gemv mma", 1, lambda x, w: mxfp4_gemv(x, w, variant="mma",
+                                            config=MmaConfig(num_warps=1, rpt=2, groups=2, prefetch=2, hint=1))),
+    ("gemv mma prefetch 1", 1, lambda x, w: mxfp4_gemv(x, w, variant="mma",
+                                                       config=MmaConfig(num_warps=2, rpt=1, groups=1, prefetch=1))),
+    ("gemv fma 4 rows", 4, lambda x, w: mxfp4_gemv(x, w, variant="fma", config=FmaConfig(bn=8, kw=64, chunks=1))),
+    ("gemv dequant_dot", 9, lambda x, w: mxfp4_gemv(x, w, variant="dequant_dot")),
+    ("skinny f32", 20, lambda x, w: mxfp4_gemm_skinny(x, w, config=SkinnyConfig(bm=16, bn=32, bk=64, decode="f32"))),
+    ("skinny w_left split", 33, lambda x, w: mxfp4_gemm_skinny(
+        x, w, config=SkinnyConfig(bm=16, bn=16, bk=64, w_left=True, split_k=2, decode="f32"))),
+]
+
+
+@pytest.mark.parametrize("name,rows,op", LINEAR, ids=[c[0] for c in LINEAR])
+@pytest.mark.parametrize("n,k", [(48, 352), (40, 200), (16, 96)])
+def test_linear_kernels_read_fma8t(name: str, rows: int, op, n: int, k: int, device, gen) -> None:
+    w = quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.1)
+    x = torch.randn(rows, k, device=device, generator=gen).bfloat16()
+    row_major, tiled = _both(w, lambda wl: op(x, wl))
+    _close(tiled, mxfp4_linear_torch(x.float(), w))
+    _close(tiled, row_major, 1e-3)
+
+
+@pytest.mark.parametrize("stack", [(), (3,)])
+def test_dequantize_reads_fma8t(stack: tuple[int, ...], device, gen) -> None:
+    w = quantize_torch(torch.randn(*stack, 24, 200, device=device, generator=gen))
+    row_major, tiled = _both(w, lambda wl: dequantize_triton(wl, torch.float32))
+    assert torch.equal(tiled, dequantize_torch(w)) and torch.equal(tiled, row_major)
+
+
+E, H2, I, TOPK = 8, 160, 64, 4  # H2: 5 MX blocks, a last group of one
+
+MOE = [
+    ("decode cuda cores", 2, lambda x, ids, wts, w: moe_decode_fma(x, ids, wts, w, 1.702, 7.0, cuda_cores=True)),
+    ("decode mma", 2, lambda x, ids, wts, w: moe_decode_fma(
+        x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1),
+        MmaConfig(num_warps=1, rpt=1, groups=2, prefetch=2))),
+    ("decode dequant_dot", 2, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="decode",
+                                                                        mode="dequant_dot")),
+    ("grouped paired", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
+        x, ids, wts, w, path="grouped", config=GroupedConfig(block=16, bn=16, bn_down=32, bk=64, pair_rows=True,
+                                                              w_left=True, prefetch_scales=True))),
+    ("grouped", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
+        x, ids, wts, w, path="grouped", config=GroupedConfig(block=16, bn=32, bn_down=16, bk=64))),
+    ("grouped tiles", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
+        x, ids, wts, w, path="grouped", config=GroupedTiles(block=16, bn=32, bn_down=32))),
+    ("dense", 12, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="dense",
+                                                            config=DenseConfig(block=16))),
+    ("dense cublas", 12, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="dense_cublas")),
+]
+
+
+@pytest.mark.parametrize("name,tokens,op", MOE, ids=[c[0] for c in MOE])
+def test_moe_kernels_read_fma8t(name: str, tokens: int, op, device, gen) -> None:
+    gate_up = quantize_torch(torch.randn(E, 2 * I, H2, device=device, generator=gen) * 0.15)
+    down = quantize_torch(torch.randn(E, H2, I, device=device, generator=gen) * 0.15)
+    w = MoEWeights.from_gate_up(gate_up, down, torch.randn(E, 2 * I, device=device, generator=gen),
+                                torch.randn(E, H2, device=device, generator=gen))
+    x = torch.randn(tokens, H2, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(tokens, E, device=device, generator=gen), TOPK)
+    ids32 = ids.to(torch.int32)
+    row_major, tiled = op(x, ids32, wts, w.to_layout("fma8")), op(x, ids32, wts, w.to_layout("fma8t"))
+    _close(tiled, mxfp4_moe_torch(x.float(), ids, wts, w).to(tiled.dtype))
+    _close(tiled, row_major, 2e-3)
