@@ -35,8 +35,6 @@ masks and the epilogues on the CPU and the PTX on CUDA.
 
 from __future__ import annotations
 
-import os as _os  # EXPERIMENT (layout_compare): load asm ordering, loads-only and math-only modes
-
 import triton
 import triton.language as tl
 
@@ -58,7 +56,7 @@ def _decode(word: str, out: str, scale: str) -> list[str]:
         "or.b32 u, u, v;",
         f"shl.b32 v, {word}, 1;", "and.b32 v, v, 0x80008000;",
         f"or.b32 {p[3]}, u, v;",
-        *([] if _FOLD else [f"mul.rn.bf16x2 {q}, {q}, c;" for q in p]),
+        *[f"mul.rn.bf16x2 {q}, {q}, c;" for q in p],
         *[f"mul.rn.bf16x2 {q}, {q}, {scale};" for q in p],
     ]
 
@@ -67,7 +65,7 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
                hint: str, tiled: bool) -> list[str]:
     """Row set ``r`` of one tile (``side`` l or h): its block's 4 words and scale byte, zero when masked.
     Row-major fma8: the block is at row * kp + blk. fma8t (``layout.tile_slot``): at
-    (row / 8) * 8 kp + (row % 8) * width + tg, with the group's width and tg set in the prologue."""
+    (row / 8) * 8 kp + (row % 8) * width + tg, with the lane's group width and tg set in the prologue."""
     if tiled:
         where = ["and.b32 q, gr, 7;", "mad.lo.s32 q, q, tw, tg;", "shr.u32 u, gr, 3;", "mad.lo.s32 u, u, rs, q;",
                  "mul.wide.s32 o, u, 16;", f"add.s64 a, {base}, o;"]
@@ -79,10 +77,9 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
         f"setp.lt.s32 pr, gr, {valid};", "and.pred pr, pr, pb;",
         *where,
         *[f"mov.b32 {w}, 0;" for w in out_w],
-        *([f"cvt.u32.u64 {w}, a;" for w in out_w] if _os.environ.get("QUARTET_EXP_NO_LOAD") == "1" else
-          [f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];"]),
+        f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];",
         "cvt.s64.s32 o, u;", f"add.s64 a, {scales}, o;",
-        "mov.b16 sb, 0;", "mov.b16 sb, 120;" if _os.environ.get("QUARTET_EXP_NO_LOAD") == "1" else f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
+        "mov.b16 sb, 0;", f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
     ]
 
 
@@ -109,9 +106,10 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
              f"mov.b32 kp, {kpb};", "shl.b32 rs, kp, 4;", f"add.s32 blk, {b0}, c;",
              "setp.lt.s32 pb, blk, kp;", "mul.wide.s32 ob, blk, 16;",
              "mul.wide.s32 o, blk, 64;", f"add.s64 a, {xp}, o;"]
-    if tiled:  # rs: slots a row tile; tg: the group's first slot plus this lane's block; tw: the group's width
-        lines += ["shl.b32 rs, kp, 3;", f"shl.b32 tg, {b0}, 3;", "add.s32 tg, tg, c;",
-                  f"sub.s32 tw, kp, {b0};", "min.s32 tw, tw, 4;"]
+    if tiled:  # rs: slots a row tile; tg: the lane's group's first slot plus its block in the group (groups of 2:
+        # (blk / 2) * 16 + blk % 2); tw: the group's width, 2 or 1 for an odd last block
+        lines += ["shl.b32 rs, kp, 3;", "shr.u32 u, blk, 1;", "shl.b32 tg, u, 4;", "and.b32 u, blk, 1;",
+                  "add.s32 tg, tg, u;", "and.b32 u, blk, 0xFFFFFFFE;", "sub.s32 tw, kp, u;", "min.s32 tw, tw, 2;"]
     lines += [f"mov.b32 ${i}, 0;" for i in range(16)]
     lines += [f"@pb ld.global.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
               for q in range(4)]
@@ -124,14 +122,8 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     return "\n".join(lines)
 
 
-_FOLD = _os.environ.get("QUARTET_EXP_FOLD") == "1"
-
-
 def _scale_pair(byte: str, out: str) -> list[str]:
     """E8M0 byte -> bf16 2**(s-127) in both halves: byte 0 is the subnormal 2**-127, 255 is NaN."""
-    if _FOLD:  # 2**(s-1): the decode's 2**126 folded into the scale (bytes up to 128)
-        return [f"add.u32 v, {byte}, 126;", "shl.b32 v, v, 7;", f"setp.eq.u32 pz, {byte}, 255;",
-                "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
     return ["shl.b32 v, " + byte + ", 7;", f"setp.eq.u32 pz, {byte}, 0;", "selp.b32 v, 0x40, v, pz;",
             f"setp.eq.u32 pz, {byte}, 255;", "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
 
@@ -176,8 +168,6 @@ _LOAD1T = tl.constexpr(load_asm(1, tiled=True))
 _LOAD2T = tl.constexpr(load_asm(2, tiled=True))
 _LOAD1HT = tl.constexpr(load_asm(1, 1, True))
 _LOAD2HT = tl.constexpr(load_asm(2, 1, True))
-_PURE_LOADS = tl.constexpr(_os.environ.get("QUARTET_EXP_VOLATILE_LOADS", "0") != "1")
-_NO_MATH = tl.constexpr(_os.environ.get("QUARTET_EXP_NO_MATH", "0") == "1")
 _LCON1 = tl.constexpr(",".join(["=r"] * 27 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _LCON2 = tl.constexpr(",".join(["=r"] * 37 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _MATH1 = tl.constexpr(compute_asm(1))
@@ -217,13 +207,13 @@ def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, R
                 (_LOAD1HT if HINT else _LOAD1T) if TILED else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 27, is_pure=_PURE_LOADS, pack=1)
+                dtype=(tl.int32,) * 27, is_pure=True, pack=1)
         else:
             return tl.inline_asm_elementwise(
                 (_LOAD2HT if HINT else _LOAD2T) if TILED else (_LOAD2H if HINT else _LOAD2), _LCON2,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 37, is_pure=_PURE_LOADS, pack=1)
+                dtype=(tl.int32,) * 37, is_pure=True, pack=1)
 
 
 @triton.jit
@@ -253,12 +243,6 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
             lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs, TILED)
             hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs, TILED)
             return (lo0, hi0, lo1, hi1)
-    elif _NO_MATH:
-        if RPT == 1:
-            return (accs[0] + (ld[16] ^ ld[20]).to(tl.float32), accs[1] + (ld[24] ^ ld[25]).to(tl.float32))
-        else:
-            return (accs[0] + (ld[16] ^ ld[20]).to(tl.float32), accs[1] + (ld[24] ^ ld[25]).to(tl.float32),
-                    accs[2] + (ld[26] ^ ld[30]).to(tl.float32), accs[3] + (ld[34] ^ ld[35]).to(tl.float32))
     else:
         if RPT == 1:
             r = tl.inline_asm_elementwise(

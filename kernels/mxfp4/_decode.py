@@ -49,10 +49,11 @@ def load_x_blocks(x_row, b, K, KB: tl.constexpr, EVEN_K: tl.constexpr):
 @triton.jit
 def tile_slots(rows, b, KP_BLOCKS):
     """``[BN, KB]`` block slots of rows ``rows`` (``[BN]`` int64), blocks ``b`` (``[KB]``) in "fma8t"
-    (``layout.tile_slot``: row tiles of 8, groups of 4 blocks, a narrower last group)."""
-    group = b // 4
-    width = tl.minimum(KP_BLOCKS - group * 4, 4)
-    return ((rows // 8) * (8 * KP_BLOCKS))[:, None] + (group * 32 + b % 4)[None, :] + (rows % 8)[:, None] * width[None, :]
+    (``layout.tile_slot``: row tiles of 8, groups of 2 blocks, an odd last block alone)."""
+    group = b // 2
+    width = tl.minimum(KP_BLOCKS - group * 2, 2)
+    return (((rows // 8) * (8 * KP_BLOCKS))[:, None] + (group * 16 + b % 2)[None, :]
+            + (rows % 8)[:, None] * width[None, :])
 
 
 @triton.jit

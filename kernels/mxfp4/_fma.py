@@ -125,17 +125,21 @@ def moe_fma_defaults(tokens: int, k_words_h: int, k_words_i: int) -> tuple[FmaCo
 # 213.4-216.4 against 223.9-228.8, 2 tokens 65.3-66.8 against 65.1-68.0; at 1 token the CUDA-core kernels
 # stayed ahead (37.9-39.1 against 39.8-40.4 us).
 MOE_MMA_MIN_TOKENS = 2
+# On "fma8t" experts the tensor-core decode won at one token too (run H: 36.1 against the CUDA cores' 41.6 us).
+MOE_MMA_MIN_TOKENS_TILED = 1
 
 
-def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int) -> tuple[MmaConfig, MmaConfig]:
+def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int, tiled: bool = False) -> tuple[MmaConfig, MmaConfig]:
     """Fixed (gate_up, down) launches of the tensor-core MoE decode (``_dec2_moe.py``). H100 sweeps
     F1-F3 (docs/PERFORMANCE.md): K slices of 3 groups (12 blocks), two groups loaded ahead with
     the 256-byte L2 fetch hint; gate_up two rows a thread (2 warps at 1 token, 4 above), down 4
-    warps of one row. Capped at the whole row so small test shapes stay small."""
+    warps of one row. On "fma8t" experts (``tiled``, run H) one group ahead won at 1-4 tokens.
+    Capped at the whole row so small test shapes stay small."""
     gu = min(3, triton.cdiv(k_blocks_h, 4))
     dn = min(3, triton.cdiv(k_blocks_i, 4))
-    gate_up = MmaConfig(num_warps=2 if tokens == 1 else 4, rpt=2, groups=gu, prefetch=2, hint=1)
-    down = MmaConfig(num_warps=4, rpt=1, groups=dn, prefetch=2, hint=1)
+    ahead = 1 if tiled else 2
+    gate_up = MmaConfig(num_warps=2 if tokens == 1 else 4, rpt=2, groups=gu, prefetch=ahead, hint=1)
+    down = MmaConfig(num_warps=4, rpt=1, groups=dn, prefetch=ahead, hint=1)
     return gate_up, down
 
 

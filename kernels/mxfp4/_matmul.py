@@ -99,7 +99,7 @@ def launch_matmul(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, c
         x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, SPLIT_K=split, GROUP=cfg.group,
-        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], SWIZZLED=layout_code(w.layout),
+        HAS_BIAS=bias is not None, EVEN_K=even_k, MODE=MODES[cfg.mode], SWIZZLED=layout_code(w),
         INTERPRET=is_interpreter(), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return y

@@ -6,7 +6,7 @@ Weight tiles come in one of two code layouts (``kernels.mxfp4.layout``):
 * "fma8": ``w`` int32 ``[BN, BK/8]``, eight codes a word, bit-permuted so that
   ``fma8_raw`` turns one into an exact fp32 ``value * 2**-126`` with a shift and a mask;
 * "fma8t": the same words with the MX blocks tiled (8 rows x 4 blocks contiguous). The
-  kernels take ``SWIZZLED`` = 0 ("ocp"), 1 ("fma8") or 2 ("fma8t", ``layout_code``) and
+  kernels take ``SWIZZLED`` = 0 ("ocp"), 1 ("fma8") or 2-3 ("fma8t", ``layout.layout_code``) and
   address rows through ``row_starts`` (a row pointer and the row's place in its tile).
 
 Scales are always ``ws`` uint8 ``[BN, BK/32]`` (E8M0). Ways to multiply (``MODE``):
@@ -133,11 +133,11 @@ def row_starts(wq_ptr, ws_ptr, rows, KP_BLOCKS, SWIZZLED: tl.constexpr):
     (byte or word) and scale of each row, and the row's place in its tile of 8 (0 unless "fma8t").
     In "fma8t" (``layout.py``) a row's K offsets are ``k_words`` / ``k_scales`` from these."""
     r = rows.to(tl.int64)
-    if SWIZZLED == 2:
+    if SWIZZLED >= 2:
         tile = (r // 8) * 8
-        r8 = (r % 8)[:, None]
-        q = wq_ptr + (tile * (KP_BLOCKS * 4))[:, None] + r8 * 16
-        s = ws_ptr + (tile * KP_BLOCKS)[:, None] + r8 * 4
+        r8 = (rows % 8)[:, None]
+        q = wq_ptr + (tile * (KP_BLOCKS * 4))[:, None] + r8 * 8
+        s = ws_ptr + (tile * KP_BLOCKS)[:, None] + r8 * 2
     else:
         r8 = (r * 0)[:, None]
         q = wq_ptr + (r * (KP_BLOCKS * (4 if SWIZZLED else 16)))[:, None]
@@ -148,12 +148,15 @@ def row_starts(wq_ptr, ws_ptr, rows, KP_BLOCKS, SWIZZLED: tl.constexpr):
 @triton.jit
 def k_words(r8, kq, KP_BLOCKS, SWIZZLED: tl.constexpr):
     """``[BN, BKW]`` offsets from ``row_starts``' code pointers of the row's code words (bytes) ``kq``.
-    "fma8t": group g = kq // 16 sits 128 words a group apart, rows 16 words apart, except in a last
-    group narrower than 4 blocks, where rows are ``4 * width`` apart."""
-    if SWIZZLED == 2:
-        g = kq // 16
-        adj = (tl.minimum(KP_BLOCKS - g * 4, 4) - 4) * 4
-        offs = (kq + g * 112)[None, :] + r8 * adj[None, :]
+    "fma8t": groups (g = kq // 8) sit 64 words apart, rows 8 words apart in a group, 4 in a last
+    group of one block."""
+    if SWIZZLED == 3:  # whole groups: the same offsets for every row
+        offs = (kq + (kq // 8) * 56)[None, :]
+        offs = tl.max_contiguous(tl.multiple_of(offs, [1, 4]), [1, 4])
+    elif SWIZZLED == 2:
+        g = kq // 8
+        adj = (tl.minimum(KP_BLOCKS - g * 2, 2) - 2) * 4
+        offs = (kq + g * 56)[None, :] + r8 * adj[None, :]
         # A block's four words stay contiguous and start at a multiple of 4: one 16-byte load.
         offs = tl.max_contiguous(tl.multiple_of(offs, [1, 4]), [1, 4])
     else:
@@ -164,9 +167,11 @@ def k_words(r8, kq, KP_BLOCKS, SWIZZLED: tl.constexpr):
 @triton.jit
 def k_scales(r8, ks, KP_BLOCKS, SWIZZLED: tl.constexpr):
     """``[BN, BKS]`` offsets from ``row_starts``' scale pointers of the row's blocks ``ks``."""
-    if SWIZZLED == 2:
-        g = ks // 4
-        offs = (ks + g * 28)[None, :] + r8 * (tl.minimum(KP_BLOCKS - g * 4, 4) - 4)[None, :]
+    if SWIZZLED == 3:
+        offs = (ks + (ks // 2) * 14)[None, :]
+    elif SWIZZLED == 2:
+        g = ks // 2
+        offs = (ks + g * 14)[None, :] + r8 * (tl.minimum(KP_BLOCKS - g * 2, 2) - 2)[None, :]
     else:
         offs = ks[None, :]
     return offs

@@ -24,7 +24,7 @@ from kernels.mxfp4._tile import cast_out, dequant_tile, load_codes, row_starts
 from kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
 from kernels.mxfp4.layout import layout_code
 
-__all__ = ["DEQUANT_TILES", "DequantTiles", "dequantize_torch", "dequantize_triton"]
+__all__ = ["DEQUANT_TILES", "DEQUANT_TILES_TILED", "DequantTiles", "dequantize_torch", "dequantize_triton"]
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -50,6 +50,8 @@ class DequantTiles:
 
 #: The tiles a call without ``tiles`` uses (a module setting: the step benchmark swaps it to compare).
 DEQUANT_TILES = DequantTiles()
+#: The same on "fma8t" codes: whole tiles of 8 rows, so a program's codes are one run of memory.
+DEQUANT_TILES_TILED = DequantTiles(rows=8, cols=1024)
 
 
 @triton.jit
@@ -93,13 +95,13 @@ def dequantize_triton(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16, *, ou
         return out
     per_group = w.shape[-2]
     group_stride = out.stride(0) if out.dim() == 3 else 0
-    t = tiles or DEQUANT_TILES
+    t = tiles or (DEQUANT_TILES_TILED if w.layout == "fma8t" else DEQUANT_TILES)
     # Rows narrower than the tile: trade columns for rows, so no program is mostly masked lanes
     # (gpt-oss's K of 2880 and 4096 keep the measured 4 x 2048).
     bk = max(64, min(t.cols, triton.next_power_of_2(w.k_padded)))
     br = t.rows * (t.cols // bk)
     grid = (triton.cdiv(rows, br), triton.cdiv(w.k_padded, bk))
     _dequant_kernel[grid](code_pointer(w), w.scales, out, rows, w.k, w.k_padded // 32, per_group, group_stride,
-                          out.stride(-2), BR=br, BK=bk, SWIZZLED=layout_code(w.layout),
+                          out.stride(-2), BR=br, BK=bk, SWIZZLED=layout_code(w),
                           INTERPRET=is_interpreter(), num_warps=t.num_warps)
     return out

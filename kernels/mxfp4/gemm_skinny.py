@@ -163,7 +163,7 @@ def mxfp4_gemm_skinny(
         m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32, per_split, split,
         BM=cfg.bm, BN=cfg.bn, BK=cfg.bk, TAIL=w.k % cfg.bk != 0, W_LEFT=cfg.w_left, SPLIT=split > 1,
         HAS_BIAS=bias is not None,
-        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), SWIZZLED=layout_code(w.layout),
+        BF16X2=cfg.decode == "bf16x2", INTERPRET=is_interpreter(), SWIZZLED=layout_code(w),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

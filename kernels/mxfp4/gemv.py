@@ -161,7 +161,8 @@ def mxfp4_gemv(
             raise ValueError(f"the mma variant takes one row, got {m}; use fma or dequant_dot")
         if config is not None and not isinstance(config, MmaConfig):
             raise TypeError("the mma variant takes an MmaConfig")
-        y = gemv_mma(x2, w, bias, config or gemv_mma_default(w.n, w.k_padded // 32, device_sms(x)))
+        y = gemv_mma(x2, w, bias, config or gemv_mma_default(w.n, w.k_padded // 32, device_sms(x),
+                                                            w.layout == "fma8t"))
     elif variant == "fma":
         if m > FMA_ROWS:
             raise ValueError(f"the fma variant takes at most {FMA_ROWS} rows, got {m}; use dequant_dot")

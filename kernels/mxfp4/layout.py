@@ -14,16 +14,17 @@ operations per 8 weights instead of 32 for the natural layout.
 
 ``"fma8t"`` is fma8 with the 16-byte MX blocks (and their scale bytes) moved so that a
 decode kernel's K step is one contiguous tile: within each matrix, rows go in tiles of 8,
-and a tile's blocks in groups of 4 along K, stored ``[row tile, group, row, block]``. A warp
+and a tile's blocks in groups of 2 along K, stored ``[row tile, group, row, block]``. A warp
 that reads 8 rows x 4 blocks (64 bytes a row, what the tensor-core decode of
-``_dec2_mma.py`` reads a step) then reads 512 contiguous bytes, and a program's whole K
-slice is one run of memory. The H100 measured why (``kernels.harness.read_pattern``,
-docs/PERFORMANCE.md): 32 bytes a row a step from row-major codes streamed at 2.0-2.3 TB/s,
-the same bytes in step-contiguous tiles at 2.96-3.0 TB/s. A last group narrower than 4
-blocks (K of 2880 is 90 blocks) is stored ``[row, its blocks]`` at its own width, so
-nothing is padded: block ``(n, b)`` of an ``[N, KB]`` matrix sits at block slot
-``tile_slot(n, b, KB)`` (``N`` a multiple of 8). Same bytes, same size, same tensor shapes;
-the codes inside each word are fma8's.
+``_dec2_mma.py`` reads a step) then reads 512 contiguous bytes (two groups), a 64-weight K
+step of the Triton tiles 256, and a program's whole K slice is one run of memory. Why: on
+the H100 (``kernels.harness.read_pattern``, docs/PERFORMANCE.md) 32 bytes a row a step of
+row-major codes streamed at 2.0-2.3 TB/s, the same bytes in step-contiguous tiles at
+2.96-3.0 TB/s. Groups of 2 keep every group whole for K a multiple of 64 (gpt-oss's 2880 is
+90 blocks); an odd last block is stored ``[row]`` on its own, so nothing is padded: block
+``(n, b)`` of an ``[N, KB]`` matrix sits at block slot ``tile_slot(n, b, KB)`` (``N`` a
+multiple of 8). Same bytes, same size, same tensor shapes; the codes inside each word are
+fma8's. Which weights take it: ``ops.to_kernel_layout``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,20 @@ from kernels.mxfp4.format import MXFP4Tensor
 
 LAYOUTS = ("ocp", "fma8", "fma8t")
 FMA8_LAYOUTS = ("fma8", "fma8t")  # fma8 code words, row-major or tiled
+# "fma8t": rows a tile, MX blocks a group. The kernels' address arithmetic (_tile.row_starts, k_words,
+# k_scales, _decode.tile_slots, the PTX of _dec2_mma.load_asm) is written for these two values.
+TILE_ROWS = 8
+TILE_BLOCKS = 2
 
 
-def layout_code(layout: str) -> int:
-    """The kernels' ``SWIZZLED`` constexpr: 0 "ocp" (bytes), 1 "fma8", 2 "fma8t" (int32 words)."""
-    return LAYOUTS.index(layout)
-TILE_ROWS = 8  # rows of a tile ("fma8t")
-TILE_BLOCKS = 4  # MX blocks of a group
+def layout_code(w: MXFP4Tensor) -> int:
+    """The kernels' ``SWIZZLED`` constexpr: 0 "ocp" (bytes), 1 "fma8" (int32 words), "fma8t" 2 when a
+    row's last group is one block, 3 when every group is whole (rows 8 words apart in every group,
+    so a row's K offsets do not depend on the row)."""
+    if w.layout != "fma8t":
+        return LAYOUTS.index(w.layout)
+    return 3 if (w.k_padded // 32) % TILE_BLOCKS == 0 else 2
+
 
 # Bit positions of (m, e0, e1, s) for element j of a word in the fma8 layout.
 FMA8_POSITIONS = (

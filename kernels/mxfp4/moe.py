@@ -295,7 +295,7 @@ def _decode_dot(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEW
     t, k = ids32.shape
     i_dim, h_dim = w.intermediate, w.hidden
     act = torch.empty((t * k, i_dim), dtype=torch.bfloat16, device=x.device)
-    interp, swz = is_interpreter(), layout_code(w.layout)
+    interp = is_interpreter()
     bias = lambda b: act if b is None else b  # noqa: E731
     bm, bn = 16, 32
     _gate_up_kernel[(triton.cdiv(i_dim, bn), t * k)](
@@ -303,7 +303,7 @@ def _decode_dot(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEW
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
-        BM=bm, BN=bn, BK=_bk(h_dim), GROUPED=False, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz,
+        BM=bm, BN=bn, BK=_bk(h_dim), GROUPED=False, HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=layout_code(w.glu),
         INTERPRET=interp, num_warps=4, num_stages=4,
     )
     y = torch.empty((t, h_dim), dtype=x.dtype, device=x.device)
@@ -311,7 +311,8 @@ def _decode_dot(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEW
     _down_decode_kernel[(triton.cdiv(h_dim, bn_down), t)](
         act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y,
         i_dim, h_dim, w.down.k_padded // 32, TOPK=k,
-        BM=bm, BN=bn_down, BK=_bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz, INTERPRET=interp,
+        BM=bm, BN=bn_down, BK=_bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=layout_code(w.down),
+        INTERPRET=interp,
         num_warps=4, num_stages=4,
     )
     return y
@@ -324,20 +325,21 @@ def _grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoEWei
     bm = groups.block
     tile_args = (groups.order, groups.tile_expert, groups.tile_start, groups.tile_end)
     bias = lambda b: act if b is None else b  # noqa: E731
-    swz, interp = layout_code(w.layout), is_interpreter()
+    interp = is_interpreter()
     _gate_up_kernel[(triton.cdiv(i_dim, tiles.bn), groups.num_tiles)](
         x, groups.order, *tile_args,
         code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
         BM=bm, BN=tiles.bn, BK=tiles.bk_h or _bk(h_dim), GROUPED=True, HAS_BIAS=w.has_bias, MODE=mode,
-        SWIZZLED=swz, INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
+        SWIZZLED=layout_code(w.glu), INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
     _down_grouped_kernel[(triton.cdiv(h_dim, tiles.bn_down), groups.num_tiles)](
         act, *tile_args, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
         i_dim, h_dim, w.down.k_padded // 32,
-        BM=bm, BN=tiles.bn_down, BK=tiles.bk_i or _bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode, SWIZZLED=swz,
+        BM=bm, BN=tiles.bn_down, BK=tiles.bk_i or _bk(i_dim), HAS_BIAS=w.has_bias, MODE=mode,
+        SWIZZLED=layout_code(w.down),
         INTERPRET=interp, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
     )
     return sum_slots(out, k, x.dtype)

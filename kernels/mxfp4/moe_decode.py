@@ -27,7 +27,8 @@ from kernels.mxfp4._decode import block_dot, load_word_tile, load_x_blocks
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._dec2_moe import moe_decode_mma
-from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, MOE_MMA_MIN_TOKENS, FmaConfig, MmaConfig, as_configs,
+from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, MOE_MMA_MIN_TOKENS, MOE_MMA_MIN_TOKENS_TILED,
+                                FmaConfig, MmaConfig, as_configs,
                                 max_chunks, max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
@@ -161,10 +162,12 @@ def moe_decode_fma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
         raise TypeError("gate_up and down launches must both be MmaConfig or both FmaConfig")
     # The tensor-core decode reads the activations between its launches in whole MX blocks. It multiplies
     # bf16 operands, so fp32 activations (a model run in fp32 to check the kernels) keep the exact CUDA cores.
-    by_default = (not given and not cuda_cores and ids32.shape[0] >= MOE_MMA_MIN_TOKENS and w.intermediate % 32 == 0
+    tiled = w.layout == "fma8t"
+    min_tokens = MOE_MMA_MIN_TOKENS_TILED if tiled else MOE_MMA_MIN_TOKENS
+    by_default = (not given and not cuda_cores and ids32.shape[0] >= min_tokens and w.intermediate % 32 == 0
                   and x.dtype != torch.float32)  # fmt: skip
     if given and isinstance(given[0], MmaConfig) or by_default:
-        gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32)
+        gu, dn = moe_mma_defaults(ids32.shape[0], w.glu.k_padded // 32, w.down.k_padded // 32, tiled)
         return moe_decode_mma(x, ids32, wts, w, alpha, limit, config or gu, down_config or dn)
     return _moe_decode_cuda_cores(x, ids32, wts, w, alpha, limit, config, down_config)
 

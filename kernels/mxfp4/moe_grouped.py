@@ -237,7 +237,7 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
     bias = lambda b: act if b is None else b  # noqa: E731
     if cfg.decode == "bf16x2" and w.layout not in FMA8_LAYOUTS:
         raise ValueError(f"decode 'bf16x2' reads fma8 codes, the experts are {w.layout!r}")
-    common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias, SWIZZLED=layout_code(w.layout),
+    common = dict(BM=cfg.block, BK=cfg.bk, W_LEFT=cfg.w_left, HAS_BIAS=w.has_bias,
                   BF16X2=cfg.decode == "bf16x2", PREFETCH=cfg.prefetch_scales, INTERPRET=is_interpreter(),
                   num_stages=cfg.num_stages)
     gate_up = gate_up_paired_kernel if cfg.pair_rows else _gate_up_kernel
@@ -245,12 +245,13 @@ def moe_grouped(x: torch.Tensor, groups: ExpertGroups, wts: torch.Tensor, w: MoE
         x, *tiles, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
         bias(w.glu_bias), bias(w.linear_bias), act,
         i_dim, h_dim, x.stride(0), w.glu.k_padded // 32, k, alpha, limit,
-        BN=cfg.bn, TAIL=h_dim % cfg.bk != 0, num_warps=cfg.num_warps, **common,
+        BN=cfg.bn, TAIL=h_dim % cfg.bk != 0, num_warps=cfg.num_warps, SWIZZLED=layout_code(w.glu), **common,
     )
     out = torch.empty((act.shape[0], h_dim), dtype=torch.float32, device=x.device)
     _down_kernel[(triton.cdiv(h_dim, cfg.bn_down), groups.num_tiles)](
         act, *tiles, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), out,
         i_dim, h_dim, w.down.k_padded // 32,
-        BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, num_warps=cfg.down_warps or cfg.num_warps, **common,
+        BN=cfg.bn_down, TAIL=i_dim % cfg.bk != 0, num_warps=cfg.down_warps or cfg.num_warps,
+        SWIZZLED=layout_code(w.down), **common,
     )
     return sum_slots(out, k, x.dtype)

@@ -13,16 +13,34 @@ from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
 
 
-def to_kernel_layout(w: MXFP4Tensor) -> MXFP4Tensor:
-    """The layout the CUDA kernels run fastest on ("fma8"); call once at load time.
+#: The code layout ``to_kernel_layout`` gives MoE experts (a module setting: ``bench_gpu
+#: --expert-layout`` swaps it to compare). "fma8t" (tiled, ``layout.py``): on the H100 the MoE
+#: decode at 1-256 tokens ran 0-10 % faster than on "fma8", prefill steps of 2048-8192 tokens
+#: 2-4 % slower (docs/PERFORMANCE.md, run H).
+EXPERT_LAYOUT = "fma8t"
 
-    CPU tensors stay as they are (the torch reference reads any layout).
+
+def to_kernel_layout(w: MXFP4Tensor | MoEWeights, layout: str | None = None) -> MXFP4Tensor | MoEWeights:
+    """The code layout the CUDA kernels run fastest on; call once at load time.
+
+    A matrix gets "fma8" unless ``layout`` names another: "fma8t" (tiled) makes the one-row GEMV
+    at K > 4096 about 20 % faster but the 2-255-row kernels slower (docs/PERFORMANCE.md, run H),
+    so it suits weights served one token at a time. ``MoEWeights`` get ``EXPERT_LAYOUT`` (or
+    ``layout``), "fma8" when a dimension is not a multiple of 8. CPU tensors stay as they are
+    (the torch reference reads any layout).
     """
+    from kernels.mxfp4.layout import TILE_ROWS, to_layout
+
+    if isinstance(w, MoEWeights):
+        if not w.glu.blocks.is_cuda:
+            return w
+        want = layout or EXPERT_LAYOUT
+        if want == "fma8t" and (w.intermediate % TILE_ROWS or w.hidden % TILE_ROWS):
+            want = "fma8"
+        return w.to_layout(want)
     if not w.blocks.is_cuda:
         return w
-    from kernels.mxfp4.layout import to_layout
-
-    return to_layout(w, "fma8")
+    return to_layout(w, layout or "fma8")
 
 
 def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import torch
 
+import kernels.mxfp4.ops as kernels_ops
 from services.engine.events import Chunk
 from services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from services.engine.models.mxfp4_linear import MXFP4Linear
@@ -355,6 +356,7 @@ def _engine_pass(config: GptOssConfig, work: Workload, args: argparse.Namespace,
                decode_bytes_per_token=per_token, copy_bandwidth_bytes_per_s=bandwidth,
                **ceilings(bandwidth, per_token),
                device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+               expert_layout=kernels_ops.EXPERT_LAYOUT,
                build_s=time.perf_counter() - started)  # fmt: skip
     del model
     try:
@@ -379,7 +381,8 @@ def table(rows: list[dict], tag: str) -> str:
     by = {r["metric"]: r for r in rows if r["stage"] == tag}
     setup = by.get("setup", {})
     lines = [f"Pass: {tag} ({setup.get('layers')} layers, dense linears {setup.get('weight_format')}, "
-             f"{setup.get('device')})", "", "| Measure | Result | Target |", "|---|---:|---:|"]  # fmt: skip
+             f"experts {setup.get('expert_layout')}, {setup.get('device')})", "", "| Measure | Result | Target |",
+             "|---|---:|---:|"]  # fmt: skip
 
     def row(name: str, key: str, fmt: str, target: str) -> None:
         if key in by:
@@ -455,6 +458,8 @@ def main() -> int:
         "--deadline-s", type=float, default=0, help="skip measurements that would start later (0: none)"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--expert-layout", choices=("fma8t", "fma8"), default=None,
+                        help="the MoE experts' code layout (default: kernels' EXPERT_LAYOUT), to compare")
     parser.add_argument(
         "--tiny", action="store_true", help="tiny shapes (hidden 256, vocab 200k kept): plumbing checks"
     )
@@ -466,6 +471,8 @@ def main() -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     args.deadline = time.perf_counter() + args.deadline_s if args.deadline_s else float("inf")
+    if args.expert_layout:
+        kernels_ops.EXPERT_LAYOUT = args.expert_layout  # read when the engine loads the experts
     record = Recorder(args.out)
     full = GptOssConfig(num_hidden_layers=args.layers)
     if args.tiny:

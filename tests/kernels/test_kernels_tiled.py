@@ -1,9 +1,9 @@
 """Every kernel that reads fma8 codes gives the same result on the tiled "fma8t" layout.
 
 Each case runs one op on the same weight in both layouts and checks the tiled run against the
-torch reference and against the row-major run. Shapes put a narrower last group of blocks
-along K (K/32 not a multiple of 4), rows that are not a multiple of the kernels' row tiles,
-and K that is not a multiple of 32.
+torch reference and against the row-major run. Shapes put an odd number of MX blocks along K
+(a last group of one block) beside whole groups, rows that are not a multiple of the kernels'
+row tiles, and K that is not a multiple of 32.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ LINEAR = [
 
 
 @pytest.mark.parametrize("name,rows,op", LINEAR, ids=[c[0] for c in LINEAR])
-@pytest.mark.parametrize("n,k", [(48, 352), (40, 200), (16, 96)])
+@pytest.mark.parametrize("n,k", [(48, 352), (40, 200), (16, 96), (24, 256)])
 def test_linear_kernels_read_fma8t(name: str, rows: int, op, n: int, k: int, device, gen) -> None:
     w = quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.1)
     x = torch.randn(rows, k, device=device, generator=gen).bfloat16()
@@ -66,7 +66,7 @@ def test_dequantize_reads_fma8t(stack: tuple[int, ...], device, gen) -> None:
     assert torch.equal(tiled, dequantize_torch(w)) and torch.equal(tiled, row_major)
 
 
-E, H2, I, TOPK = 8, 160, 64, 4  # H2: 5 MX blocks, a last group of one
+E, TOPK = 8, 4
 
 MOE = [
     ("decode cuda cores", 2, lambda x, ids, wts, w: moe_decode_fma(x, ids, wts, w, 1.702, 7.0, cuda_cores=True)),
@@ -89,7 +89,8 @@ MOE = [
 
 
 @pytest.mark.parametrize("name,tokens,op", MOE, ids=[c[0] for c in MOE])
-def test_moe_kernels_read_fma8t(name: str, tokens: int, op, device, gen) -> None:
+@pytest.mark.parametrize("H2,I", [(160, 64), (128, 128)])  # 5 MX blocks: an odd last one; whole groups
+def test_moe_kernels_read_fma8t(name: str, tokens: int, op, H2: int, I: int, device, gen) -> None:  # noqa: N803
     gate_up = quantize_torch(torch.randn(E, 2 * I, H2, device=device, generator=gen) * 0.15)
     down = quantize_torch(torch.randn(E, H2, I, device=device, generator=gen) * 0.15)
     w = MoEWeights.from_gate_up(gate_up, down, torch.randn(E, 2 * I, device=device, generator=gen),

@@ -51,11 +51,12 @@ class LinearModel:
 
     def prepare(self, tensors: dict[str, torch.Tensor]) -> Inputs:
         w = MXFP4Tensor(tensors["w_blocks"], tensors["w_scales"], self.k)
-        return {"ocp": w, "fma8": to_layout(w, "fma8"), "w_bf16": dequantize(w, torch.bfloat16), "x": tensors["x"]}
+        return {"ocp": w, "fma8": to_layout(w, "fma8"), "fma8t": to_layout(w, "fma8t"),
+                "w_bf16": dequantize(w, torch.bfloat16), "x": tensors["x"]}
 
     def rotate(self, inputs: Inputs, index: int) -> Inputs:
-        return {"ocp": clone_mx(inputs["ocp"]), "fma8": clone_mx(inputs["fma8"]), "w_bf16": inputs["w_bf16"].clone(),
-                "x": inputs["x"].clone()}
+        return {"ocp": clone_mx(inputs["ocp"]), "fma8": clone_mx(inputs["fma8"]), "fma8t": clone_mx(inputs["fma8t"]),
+                "w_bf16": inputs["w_bf16"].clone(), "x": inputs["x"].clone()}
 
     def baseline(self, m: int) -> tuple[str, Forward]:
         return "torch_bf16", lambda inp: F.linear(inp["x"], inp["w_bf16"])
@@ -68,8 +69,11 @@ class LinearModel:
         if m <= 16:  # the CUDA-core fma variant pays one FMA per weight and row: not past 4 rows
             out = {f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp[_layout(v)], variant=v))
                    for v in GEMV_VARIANTS if v != "fma" or m <= 4}
-            if m == 1:  # the one-row tensor-core decode, the default from K > 4096 (gemv.MMA_MIN_K_BLOCKS)
+            if m == 1:  # the one-row tensor-core decode, the default from K > 4096 (gemv.MMA_MIN_K_BLOCKS),
+                # on row-major and on tiled codes ("fma8t", to_kernel_layout(w, "fma8t"))
                 out.update({f"gemv_{v}": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp["fma8"], variant=v))
+                            for v in ONE_ROW_VARIANTS})
+                out.update({f"gemv_{v}_fma8t": (lambda inp, v=v: mxfp4_gemv(inp["x"], inp["fma8t"], variant=v))
                             for v in ONE_ROW_VARIANTS})
             return out
         return {f"gemm_{v}": (lambda inp, v=v: mxfp4_gemm(inp["x"], inp[_layout(v)], variant=v))

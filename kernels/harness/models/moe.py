@@ -55,7 +55,7 @@ class MoEModel:
         down = MXFP4Tensor(t["down_blocks"], t["down_scales"], self.i)
         experts = MoEWeights.from_gate_up(gate_up, down, t["gate_up_bias"], t["down_bias"])
         inputs = {
-            "ocp": experts, "fma8": experts.to_layout("fma8"),
+            "ocp": experts, "fma8": experts.to_layout("fma8"), "fma8t": experts.to_layout("fma8t"),
             "gate_up_bf16": dequantize(gate_up, torch.bfloat16), "down_bf16": dequantize(down, torch.bfloat16),
             "gate_up_bias": t["gate_up_bias"], "down_bias": t["down_bias"], "x": t["x"],
         }
@@ -85,10 +85,11 @@ class MoEModel:
     def variants(self, m: int) -> dict[str, Forward]:
         from kernels.mxfp4.moe import mxfp4_moe_triton
 
-        # fma8 weights: CUDA-core decode, tensor-core grouped prefill; ocp weights: dot_scaled throughout.
+        # fma8 / fma8t (tiled, the engine's) weights: the decode kernels, then the grouped and dense paths;
+        # ocp weights: dot_scaled throughout.
         return {f"moe_{layout}": (lambda inp, layout=layout: mxfp4_moe_triton(inp["x"], inp["ids"], inp["weights"],
                                                                              inp[layout]))
-                for layout in ("fma8", "ocp")}
+                for layout in ("fma8t", "fma8", "ocp")}
 
     def active_experts(self, m: int) -> float:
         return self.top_k if m == 1 else self.e * (1 - (1 - self.top_k / self.e) ** m)

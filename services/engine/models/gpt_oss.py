@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kernels import MoEWeights, load_gpt_oss_experts, mxfp4_moe, route_topk
+from kernels import MoEWeights, load_gpt_oss_experts, mxfp4_moe, route_topk, to_kernel_layout
 from kernels.fused import add_rmsnorm, rope_qkv, route
 from services.engine.layers.attention import Attention, AttentionMetadata
 from services.engine.models.linear import Linear, laid_out, prefers_transposed
@@ -226,7 +226,8 @@ class GptOssForCausalLM(nn.Module):
         """Load a checkpoint in the released layout (HF names; experts also in the original release's names).
 
         Dense tensors go to ``dtype`` on ``device``; experts go as MXFP4 (uint8 codes + scales, fp32
-        biases) and take the kernels' "fma8" code layout on CUDA. Norms and sinks stay fp32.
+        biases) and take the kernels' expert code layout on CUDA (``to_kernel_layout``: tiled "fma8t").
+        Norms and sinks stay fp32.
         """
         device = torch.device(device)
         transposed = prefers_transposed(dtype, device)
@@ -255,9 +256,7 @@ class GptOssForCausalLM(nn.Module):
             own[dst + "mlp.router.weight"] = laid_out(dense(src + "mlp.router.weight"), transposed)
             own[dst + "mlp.router.bias"] = dense(src + "mlp.router.bias")
             experts = load_gpt_oss_experts(weights.get, i, device)
-            if device.type == "cuda":
-                experts = experts.to_layout("fma8")  # the CUDA kernels' fast code layout, once
-            layer.mlp.experts = experts
+            layer.mlp.experts = to_kernel_layout(experts)  # the CUDA kernels' fast code layout, once (CPU: as is)
         # assign=True keeps these tensors (and lets a meta-device model load without initialising).
         missing, unexpected = self.load_state_dict(own, strict=False, assign=True)
         if missing or unexpected:
