@@ -1,13 +1,17 @@
-"""Row-major "fma8" against tiled "fma8t" codes (``kernels.mxfp4.layout``) in the decode kernels, one run.
+"""Row-major "fma8" against tiled "fma8t" codes (``kernels.mxfp4.layout``), one run.
 
-    QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.layout_compare [--tokens 1,2,4] [--quick]
+    QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.layout_compare [--tokens 1,2,4]
+        [--shapes 28672x8192,2880x2880] [--batch-rows 8,64,2048] [--batch-tokens 64,256,2048]
 
-For each layout: the one-row GEMV at 28672x8192 and 2880x2880 (tensor-core "mma" and CUDA-core
-"fma" launches, defaults and candidates) and the gpt-oss-20b MoE decode layer at 1-4 tokens
-(the tensor-core and CUDA-core kernels). Every tiled output must equal the row-major one bit
-for bit (same products, same order): a row says ``DIFF`` otherwise. Timing as in ``sweep.py``:
-CUDA-graph replays over weight copies or routings that exceed L2, median of 10 samples; the
-floor is the bytes read over the copy bandwidth measured in the same run. A benchmark, not a test.
+For each layout: the one-row GEMV (the default and the tensor-core launches of ``GEMV_MMA``)
+and the gpt-oss-20b MoE decode layer at ``--tokens`` (defaults, the CUDA-core kernels and the
+``MOE_MMA`` launches); with ``--batch-rows`` / ``--batch-tokens`` also ``mxfp4_linear`` and
+``mxfp4_moe`` at their default kernels for those rows and tokens. Outputs on the two layouts
+should match: a row says ``DIFF`` and the largest difference otherwise (the CUDA-core MoE decode
+at two tokens and more differs in the last fp32 bits, its sums taken in another order). Timing
+as in ``sweep.py``: CUDA-graph replays over weight copies or routings that exceed L2, median of
+10 samples; the floor is the bytes read over the copy bandwidth measured in the same run. A
+benchmark, not a test (docs/PERFORMANCE.md, kernels run H).
 """
 
 from __future__ import annotations
