@@ -29,18 +29,24 @@ def to_kernel_layout(w: MXFP4Tensor | MoEWeights, layout: str | None = None) -> 
     ``layout``), "fma8" when a dimension is not a multiple of 8. CPU tensors stay as they are
     (the torch reference reads any layout).
     """
-    from kernels.mxfp4.layout import TILE_ROWS, to_layout
+    from kernels.mxfp4.layout import to_layout
 
     if isinstance(w, MoEWeights):
-        if not w.glu.blocks.is_cuda:
-            return w
-        want = layout or EXPERT_LAYOUT
-        if want == "fma8t" and (w.intermediate % TILE_ROWS or w.hidden % TILE_ROWS):
-            want = "fma8"
-        return w.to_layout(want)
-    if not w.blocks.is_cuda:
-        return w
-    return to_layout(w, layout or "fma8")
+        return w.to_layout(kernel_layout(w, layout)) if w.glu.blocks.is_cuda else w
+    return to_layout(w, kernel_layout(w, layout)) if w.blocks.is_cuda else w
+
+
+def kernel_layout(w: MXFP4Tensor | MoEWeights, layout: str | None = None) -> str:
+    """The layout ``to_kernel_layout`` gives ``w`` on CUDA: ``layout``, or the default ("fma8" for a
+    matrix, ``EXPERT_LAYOUT`` for experts) with "fma8" where "fma8t" cannot hold it (a dimension
+    not a multiple of 8; asked for by name, "fma8t" then fails in ``to_layout`` instead)."""
+    from kernels.mxfp4.layout import LAYOUTS, TILE_ROWS
+
+    want = layout or (EXPERT_LAYOUT if isinstance(w, MoEWeights) else "fma8")
+    if want not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {want!r}")
+    rows = (w.intermediate, w.hidden) if isinstance(w, MoEWeights) else (w.n,)
+    return "fma8" if layout is None and want == "fma8t" and any(r % TILE_ROWS for r in rows) else want
 
 
 def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
 from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_dense import DenseConfig
 from kernels.mxfp4.moe_layout import MoEWeights
+from kernels.mxfp4.ops import EXPERT_LAYOUT, kernel_layout, to_kernel_layout
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
 
 
@@ -101,3 +102,20 @@ def test_moe_kernels_read_fma8t(name: str, tokens: int, op, H2: int, I: int, dev
     row_major, tiled = op(x, ids32, wts, w.to_layout("fma8")), op(x, ids32, wts, w.to_layout("fma8t"))
     _close(tiled, mxfp4_moe_torch(x.float(), ids, wts, w).to(tiled.dtype))
     _close(tiled, row_major, 2e-3)
+
+
+def test_kernel_layout_choice() -> None:
+    """Matrices default to row-major fma8, experts to EXPERT_LAYOUT (tiled), and a shape the tiles
+    cannot hold falls back to fma8; on the CPU nothing is re-laid (the reference reads any layout)."""
+    assert EXPERT_LAYOUT == "fma8t"
+    dense = quantize_torch(torch.randn(16, 64))
+    assert kernel_layout(dense) == "fma8" and kernel_layout(dense, "fma8t") == "fma8t"
+    experts = MoEWeights.from_gate_up(quantize_torch(torch.randn(2, 32, 64)), quantize_torch(torch.randn(2, 64, 16)))
+    assert kernel_layout(experts) == "fma8t" and kernel_layout(experts, "fma8") == "fma8"
+    odd = MoEWeights.from_gate_up(quantize_torch(torch.randn(2, 24, 64)), quantize_torch(torch.randn(2, 64, 12)))
+    assert kernel_layout(odd) == "fma8"  # I = 12: the default falls back
+    with pytest.raises(ValueError, match="multiple of 8"):  # asked for by name, it fails
+        to_layout(quantize_torch(torch.randn(12, 64)), kernel_layout(quantize_torch(torch.randn(12, 64)), "fma8t"))
+    with pytest.raises(ValueError, match="layout"):
+        kernel_layout(dense, "tiled")
+    assert to_kernel_layout(dense) is dense and to_kernel_layout(experts) is experts
