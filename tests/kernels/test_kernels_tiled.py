@@ -70,6 +70,7 @@ def test_dequantize_reads_fma8t(stack: tuple[int, ...], device, gen) -> None:
 E, TOPK = 8, 4
 
 MOE = [
+    ("decode default one token", 1, lambda x, ids, wts, w: moe_decode_fma(x, ids, wts, w, 1.702, 7.0)),
     ("decode cuda cores", 2, lambda x, ids, wts, w: moe_decode_fma(x, ids, wts, w, 1.702, 7.0, cuda_cores=True)),
     ("decode mma", 2, lambda x, ids, wts, w: moe_decode_fma(
         x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1),
