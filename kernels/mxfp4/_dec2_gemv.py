@@ -20,6 +20,7 @@ from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.format import MXFP4Tensor
+from kernels.mxfp4.layout import layout_code
 
 
 @triton.jit
@@ -44,7 +45,7 @@ def _gemv_mma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, TILED: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
     pid_r = tl.program_id(0)
@@ -53,7 +54,7 @@ def _gemv_mma_kernel(
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
     accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
-                         pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, TILED, INTERPRET)
+                         pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     # Each thread's rows come back from slice_sums (the four lanes of a quad store the same sum).
     _publish(accs[0], r0 + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
     _publish(accs[1], r0 + BR + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
@@ -83,7 +84,7 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
     _gemv_mma_kernel[(row_groups, slices)](
         xb, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt, n, w.k, k_blocks,
         HAS_BIAS=bias is not None, INTERPRET=is_interpreter(), N_SPLIT=slices,
-        SPLIT_P2=triton.next_power_of_2(slices), TILED=w.layout == "fma8t", **cfg.meta(), **cfg.launch_options())
+        SPLIT_P2=triton.next_power_of_2(slices), SWIZZLED=layout_code(w), **cfg.meta(), **cfg.launch_options())
     return y
 
 

@@ -184,33 +184,33 @@ def thread_rows(NW: tl.constexpr):
 
 
 @triton.jit
-def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs, TILED: tl.constexpr):
-    w, s = load_word_tile(w_base, s_base, rows, rows < n_valid, b0, KP_BLOCKS, 4, TILED)
+def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs, SWIZZLED: tl.constexpr):
+    w, s = load_word_tile(w_base, s_base, rows, rows < n_valid, b0, KP_BLOCKS, 4, SWIZZLED)
     return acc + tl.sum(block_dot(w, s, xs), axis=1)
 
 
 @triton.jit
 def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               HINT: tl.constexpr, TILED: tl.constexpr, INTERPRET: tl.constexpr):
+               HINT: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
     """Each thread's loads of the group of MX blocks ``b0 .. b0 + 3`` (``load_asm``), as a tuple of
     int32 ``[32 * NW]``, the thread's set-0 row last. ``wl`` / ``wh``: int32 code pointers at the lo /
     hi tile's first row (``sl`` / ``sh`` their scales), ``nl`` / ``nh`` rows valid in each,
     ``x_row`` the bf16 activations zero-padded to ``KP_BLOCKS * 32``. Issued a group or two
-    ahead of ``group_math`` so that several groups' loads are in flight. ``TILED``: "fma8t" codes
-    (``layout.py``), the tile bases at multiples of 8 rows."""
+    ahead of ``group_math`` so that several groups' loads are in flight. ``SWIZZLED``: the codes'
+    ``layout.layout_code``, 1 ("fma8") or 2-3 ("fma8t", the tile bases at multiples of 8 rows)."""
     shape = tl.arange(0, 32 * NW)
     if INTERPRET:
         return (b0 + shape * 0, thread_rows(NW))  # the interpreter's math reads memory itself
     else:
         if RPT == 1:
             return tl.inline_asm_elementwise(
-                (_LOAD1HT if HINT else _LOAD1T) if TILED else (_LOAD1H if HINT else _LOAD1), _LCON1,
+                (_LOAD1HT if HINT else _LOAD1T) if SWIZZLED >= 2 else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
                 dtype=(tl.int32,) * 27, is_pure=True, pack=1)
         else:
             return tl.inline_asm_elementwise(
-                (_LOAD2HT if HINT else _LOAD2T) if TILED else (_LOAD2H if HINT else _LOAD2), _LCON2,
+                (_LOAD2HT if HINT else _LOAD2T) if SWIZZLED >= 2 else (_LOAD2H if HINT else _LOAD2), _LCON2,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
                 dtype=(tl.int32,) * 37, is_pure=True, pack=1)
@@ -227,7 +227,7 @@ def loaded_rows(ld, RPT: tl.constexpr, INTERPRET: tl.constexpr):
 
 @triton.jit
 def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               TILED: tl.constexpr, INTERPRET: tl.constexpr):
+               SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
     """Add a loaded group (``group_load``) to each thread's running sums ``accs`` (a tuple of
     ``2 * RPT`` fp32 ``[32 * NW]``: set r's lo row, hi row; set r's row is the set-0 row plus
     ``8 * NW * r``)."""
@@ -235,13 +235,13 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
         b0 = tl.max(ld[0], axis=0)
         g = thread_rows(NW)
         xs = load_x_blocks(x_row, b0 + tl.arange(0, 4), K, 4, False)
-        lo0 = _quad_sum_ref(accs[0], wl, sl, g, nl, b0, KP_BLOCKS, xs, TILED)
-        hi0 = _quad_sum_ref(accs[1], wh, sh, g, nh, b0, KP_BLOCKS, xs, TILED)
+        lo0 = _quad_sum_ref(accs[0], wl, sl, g, nl, b0, KP_BLOCKS, xs, SWIZZLED)
+        hi0 = _quad_sum_ref(accs[1], wh, sh, g, nh, b0, KP_BLOCKS, xs, SWIZZLED)
         if RPT == 1:
             return (lo0, hi0)
         else:
-            lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs, TILED)
-            hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs, TILED)
+            lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs, SWIZZLED)
+            hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs, SWIZZLED)
             return (lo0, hi0, lo1, hi1)
     else:
         if RPT == 1:
@@ -268,31 +268,31 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
 
 @triton.jit
 def _load(wl, wh, sl, sh, x_row, nl, nh, group, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr, HINT: tl.constexpr,
-          TILED: tl.constexpr, INTERPRET: tl.constexpr):
-    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
+          SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
+    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
 
 
 @triton.jit
 def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, TILED: tl.constexpr,
+               GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, SWIZZLED: tl.constexpr,
                INTERPRET: tl.constexpr):
     """Each thread's sums over groups ``g0 .. g0 + GROUPS - 1`` (a K slice), ``PF`` (1 or 2) groups'
     loads in flight ahead of the math, ``HINT`` the weight loads' cache hints (``_HINTS``). Returns
     the sums (``group_math``) and the set-0 rows."""
     zero = tl.zeros((32 * NW,), tl.float32)
     accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
+    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
     if PF == 2 and GROUPS > 1:
-        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
+        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
     for j in tl.static_range(GROUPS):
         cur = ld0
         if PF == 2:
             if j + 1 < GROUPS:
                 ld0 = ld1
             if j + 2 < GROUPS:
-                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
+                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
         else:
             if j + 1 < GROUPS:
-                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, TILED, INTERPRET)
-        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, TILED, INTERPRET)
+                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
+        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, SWIZZLED, INTERPRET)
     return accs, loaded_rows(cur, RPT, INTERPRET)

@@ -24,6 +24,7 @@ from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, s
 from kernels.mxfp4._fma import MmaConfig
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4.layout import layout_code
 from kernels.mxfp4.moe_layout import MoEWeights
 
 
@@ -51,7 +52,7 @@ def _gate_up_mma_kernel(
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, TILED: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_r = tl.program_id(0)
@@ -62,7 +63,7 @@ def _gate_up_mma_kernel(
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
-                         I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, TILED, INTERPRET)
+                         I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     stride_split = tl.num_programs(2) * 2 * I
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
@@ -86,7 +87,7 @@ def _down_mma_kernel(
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, TILED: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -101,7 +102,7 @@ def _down_mma_kernel(
     first = (e * H + r0) * KP_BLOCKS
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
-                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, TILED, INTERPRET)
+                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
@@ -143,14 +144,15 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     rows_gu, rows_dn = triton.cdiv(i_dim, gate_up.rows), triton.cdiv(h_dim, 2 * down.rows)
     cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
     bias = lambda b: act if b is None else b  # noqa: E731
-    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
+    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     _launch(_gate_up_mma_kernel, (rows_gu, s_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
              bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
              i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
-            N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), **common)
+            N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
     _launch(_down_mma_kernel, (rows_dn, k * s_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
              cnt, i_dim, h_dim, t, kb_i),
-            TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), **common)
+            TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
+            **common)
     return y if x.dtype == torch.bfloat16 else y.to(x.dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._tile import SUM_RESCALE, X_PRESCALE, e8m0_to_f32, fma8_raw
+from kernels.mxfp4._tile import SUM_RESCALE, X_PRESCALE, e8m0_to_f32, fma8_raw, k_scales, k_words, row_starts
 
 
 @triton.jit
@@ -47,23 +47,13 @@ def load_x_blocks(x_row, b, K, KB: tl.constexpr, EVEN_K: tl.constexpr):
 
 
 @triton.jit
-def tile_slots(rows, b, KP_BLOCKS):
-    """``[BN, KB]`` block slots of rows ``rows`` (``[BN]`` int64), blocks ``b`` (``[KB]``) in "fma8t"
-    (``layout.tile_slot``: row tiles of 8, groups of 2 blocks, an odd last block alone)."""
-    group = b // 2
-    width = tl.minimum(KP_BLOCKS - group * 2, 2)
-    return (((rows // 8) * (8 * KP_BLOCKS))[:, None] + (group * 16 + b % 2)[None, :]
-            + (rows % 8)[:, None] * width[None, :])
-
-
-@triton.jit
-def load_word_tile(w_ptr, ws_ptr, rows, n_ok, b0, KP_BLOCKS, KB: tl.constexpr, TILED: tl.constexpr):
+def load_word_tile(w_ptr, ws_ptr, rows, n_ok, b0, KP_BLOCKS, KB: tl.constexpr, SWIZZLED: tl.constexpr):
     """Codes ``[BN, KB, 4]`` int32 and scales ``[BN, KB]`` uint8 of weight rows ``rows``, blocks ``b0 .. b0 + KB``.
 
     The mask is constant over a block's four words, so each thread's block is one 16-byte load.
-    ``TILED``: "fma8t" codes and scales (rows counted from a multiple of 8).
+    ``SWIZZLED``: ``layout.layout_code`` of the weight, 1 ("fma8") or 2-3 ("fma8t", rows counted
+    from a multiple of 8); rows are addressed through ``_tile.row_starts``.
     """
-    r = rows.to(tl.int64)
     b = b0 + tl.arange(0, KB)
     ok = n_ok[:, None] & (b < KP_BLOCKS)[None, :]
     # Loaded as [BN, 4 * KB] and reshaped: a 3-D pointer tensor let Triton 3.6 spread a warp
@@ -71,21 +61,13 @@ def load_word_tile(w_ptr, ws_ptr, rows, n_ok, b0, KP_BLOCKS, KB: tl.constexpr, T
     # words, so the load stays one 16-byte vector a block.
     c = b0 * 4 + tl.arange(0, 4 * KB)
     ok_w = n_ok[:, None] & (c // 4 < KP_BLOCKS)[None, :]
-    if TILED:
-        slot = tile_slots(r, b, KP_BLOCKS)
-        word = tile_slots(r, c // 4, KP_BLOCKS) * 4 + (c % 4)[None, :]
-        # Four words of a block are contiguous and start at a multiple of 4: one 16-byte load.
-        word = tl.max_contiguous(tl.multiple_of(word, [1, 4]), [1, 4])
-        w = tl.load(w_ptr + word, mask=ok_w, other=0, eviction_policy="evict_first")
-        offs = tl.max_contiguous(slot, [1, 1])
-    else:
-        w = tl.load(w_ptr + (r * (KP_BLOCKS * 4))[:, None] + c[None, :], mask=ok_w, other=0,
-                    eviction_policy="evict_first")
-        # Declared non-contiguous so the compiler loads scales one byte a thread, in the codes'
-        # own layout: a vectorized scale load would send every block sum through shared memory.
-        offs = tl.max_contiguous((r * KP_BLOCKS)[:, None] + b[None, :], [1, 1])
+    q_rows, s_rows, r8 = row_starts(w_ptr, ws_ptr, rows, KP_BLOCKS, SWIZZLED)
+    w = tl.load(q_rows + k_words(r8, c, KP_BLOCKS, SWIZZLED), mask=ok_w, other=0, eviction_policy="evict_first")
     w = w.reshape(rows.shape[0], KB, 4)
-    s = tl.load(ws_ptr + offs, mask=ok, other=0, eviction_policy="evict_first")
+    # Declared non-contiguous so the compiler loads scales one byte a thread, in the codes'
+    # own layout: a vectorized scale load would send every block sum through shared memory.
+    offs = tl.max_contiguous(k_scales(r8, b, KP_BLOCKS, SWIZZLED), [1, 1])
+    s = tl.load(s_rows + offs, mask=ok, other=0, eviction_policy="evict_first")
     return w, s
 
 

@@ -5,7 +5,7 @@ Weight tiles come in one of two code layouts (``kernels.mxfp4.layout``):
 * "ocp": ``wq`` uint8 ``[BN, BK/2]``, two E2M1 codes a byte, low nibble = even K index;
 * "fma8": ``w`` int32 ``[BN, BK/8]``, eight codes a word, bit-permuted so that
   ``fma8_raw`` turns one into an exact fp32 ``value * 2**-126`` with a shift and a mask;
-* "fma8t": the same words with the MX blocks tiled (8 rows x 4 blocks contiguous). The
+* "fma8t": the same words with the MX blocks tiled (8 rows x 2 blocks contiguous). The
   kernels take ``SWIZZLED`` = 0 ("ocp"), 1 ("fma8") or 2-3 ("fma8t", ``layout.layout_code``) and
   address rows through ``row_starts`` (a row pointer and the row's place in its tile).
 

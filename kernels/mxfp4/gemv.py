@@ -31,7 +31,7 @@ from kernels.mxfp4._fma import (FMA_CONFIGS, FmaConfig, MmaConfig, fma_default, 
 from kernels.mxfp4._launch import DECODE_MAX_M, FMA_MAX_M, FMA_ROWS, MatmulConfig, decode_config, splitk_counters
 from kernels.mxfp4._matmul import check_operands, code_pointer, launch_matmul
 from kernels.mxfp4.format import MXFP4Tensor
-from kernels.mxfp4.layout import FMA8_LAYOUTS
+from kernels.mxfp4.layout import FMA8_LAYOUTS, layout_code
 from kernels.mxfp4.reference import mxfp4_linear_torch
 
 __all__ = ["GEMV_VARIANTS", "ONE_ROW_VARIANTS", "mxfp4_gemv", "mxfp4_gemv_torch"]
@@ -49,7 +49,7 @@ MMA_MIN_K_BLOCKS = 129
 def _gemv_fma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr,
     M, N, K, stride_xm, stride_ym, KP_BLOCKS,
-    BM: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
+    BM: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, SWIZZLED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr,
 ):
     tl.static_assert(BM == 1 or BM == 2 or BM == 4, "the CUDA-core GEMV takes 1, 2 or 4 activation rows")
@@ -75,7 +75,7 @@ def _gemv_fma_kernel(
         chunk = pid_r * CHUNKS + i
         offs_n = chunk * BN + tl.arange(0, BN)
         n_ok = offs_n < N
-        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, pid_s * KB, KP_BLOCKS, KB, TILED)
+        w, s = load_word_tile(w_ptr, ws_ptr, offs_n, n_ok, pid_s * KB, KP_BLOCKS, KB, SWIZZLED)
         acc_a = tl.sum(block_dot(w, s, x_a), axis=1)
         if BM == 1:
             acc = acc_a[:, None]
@@ -110,7 +110,7 @@ def _launch_fma(x2: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg
     args = (x2, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt,
             m, n, w.k, x2.stride(0), y.stride(0), w.k_padded // 32)
     meta = dict(BM=triton.next_power_of_2(m), HAS_BIAS=bias is not None, EVEN_K=w.k % 8 == 0,
-                INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
+                INTERPRET=is_interpreter(), SWIZZLED=layout_code(w))
     if cfg is None:
         _gemv_fma_tuned[fma_grid(n, k_words)](*args, **meta)
     else:

@@ -32,6 +32,7 @@ from kernels.mxfp4._fma import (MOE_DOWN_GRID, MOE_GATE_UP_GRID, MOE_MMA_MIN_TOK
                                 max_chunks, max_slices, moe_fma_defaults, moe_mma_defaults, use_autotune)
 from kernels.mxfp4._launch import splitk_counters
 from kernels.mxfp4._matmul import code_pointer
+from kernels.mxfp4.layout import layout_code
 from kernels.mxfp4.moe_layout import MoEWeights
 
 
@@ -49,7 +50,7 @@ def _down_split_p2(nargs: dict) -> int:
 def _gate_up_fma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, SWIZZLED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
@@ -63,8 +64,8 @@ def _gate_up_fma_kernel(
     stride_split = tl.num_programs(2) * 2 * I
     first = pid_r * CHUNKS * BN
     offs_n = first + tl.arange(0, BN)
-    wg, sg = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, TILED)
-    wl, sl = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, TILED)
+    wg, sg = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, SWIZZLED)
+    wl, sl = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n, offs_n < I, b0, KP_BLOCKS, KB, SWIZZLED)
     for i in range(CHUNKS):
         offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < I
@@ -72,8 +73,8 @@ def _gate_up_fma_kernel(
         # below the FFMAs, but they stay in flight through the reduction, the stores and the
         # loop's back edge, where loads inside one iteration were waited for one by one.
         nxt_ok = (offs_n + BN < I) & (i + 1 < CHUNKS)
-        wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
-        wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
+        wg_n, sg_n = load_word_tile(gq_ptr, gs_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, SWIZZLED)
+        wl_n, sl_n = load_word_tile(lq_ptr, ls_ptr, e * I + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, SWIZZLED)
         acc_g = tl.sum(block_dot(wg, sg, xs), axis=1)
         acc_l = tl.sum(block_dot(wl, sl, xs), axis=1)
         if n_split == 1:
@@ -105,7 +106,7 @@ def _gate_up_fma_kernel(
 def _down_fma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
-    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, TILED: tl.constexpr,
+    HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr, INTERPRET: tl.constexpr, SWIZZLED: tl.constexpr,
     BN: tl.constexpr, KW: tl.constexpr, CHUNKS: tl.constexpr, SPLIT_P2: tl.constexpr,
 ):
     KB: tl.constexpr = KW // 4
@@ -122,12 +123,12 @@ def _down_fma_kernel(
     stride_split = tl.num_programs(2) * H
     first = pid_r * CHUNKS * BN
     offs_n = first + tl.arange(0, BN)
-    w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, offs_n < H, b0, KP_BLOCKS, KB, TILED)
+    w, s = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n, offs_n < H, b0, KP_BLOCKS, KB, SWIZZLED)
     for i in range(CHUNKS):
         offs_n = first + i * BN + tl.arange(0, BN)
         n_ok = offs_n < H
         nxt_ok = (offs_n + BN < H) & (i + 1 < CHUNKS)
-        w_n, s_n = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, TILED)
+        w_n, s_n = load_word_tile(dq_ptr, ds_ptr, e * H + offs_n + BN, nxt_ok, b0, KP_BLOCKS, KB, SWIZZLED)
         acc = tl.sum(block_dot(w, s, xs), axis=1) * weight
         tl.store(part_ptr + q * stride_split + t * H + offs_n, acc, mask=n_ok)  # workspace [slices, T, H]
         w, s = w_n, s_n
@@ -193,7 +194,7 @@ def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tens
     cnt = splitk_counters(x.device, max(pairs * max_chunks(i_dim, cfg_gu, MOE_GATE_UP_GRID),
                                          t * max_chunks(h_dim, cfg_dn, MOE_DOWN_GRID)))
     bias = lambda b: act if b is None else b  # noqa: E731
-    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter(), TILED=w.layout == "fma8t")
+    common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     gu_args = (x, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
                bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
                i_dim, h_dim, t, x.stride(0), w.glu.k_padded // 32, k, alpha, limit)
@@ -205,16 +206,18 @@ def _moe_decode_cuda_cores(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tens
         return triton.cdiv(triton.cdiv(h_dim, meta["BN"]), meta["CHUNKS"]), k * triton.cdiv(kw_i, meta["KW"]), t
 
     if cfg_gu is None:
-        _gate_up_tuned[gu_grid](*gu_args, EVEN_K=h_dim % 8 == 0, **common)
+        _gate_up_tuned[gu_grid](*gu_args, EVEN_K=h_dim % 8 == 0, SWIZZLED=layout_code(w.glu), **common)
     else:
-        _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, **common, **cfg_gu.meta(),
+        _gate_up_fma_kernel[gu_grid(cfg_gu.meta())](*gu_args, EVEN_K=h_dim % 8 == 0, SWIZZLED=layout_code(w.glu),
+                                                    **common, **cfg_gu.meta(),
                                                     num_warps=cfg_gu.num_warps, num_stages=cfg_gu.num_stages)
     down_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d, cnt,
                  i_dim, h_dim, t, w.down.k_padded // 32)
     if cfg_dn is None:
-        _down_tuned[down_grid](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, **common)
+        _down_tuned[down_grid](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, SWIZZLED=layout_code(w.down), **common)
     else:
-        _down_fma_kernel[down_grid(cfg_dn.meta())](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0, **common,
+        _down_fma_kernel[down_grid(cfg_dn.meta())](*down_args, TOPK=k, EVEN_K=i_dim % 8 == 0,
+                                                   SWIZZLED=layout_code(w.down), **common,
                                                    **cfg_dn.meta(), num_warps=cfg_dn.num_warps,
                                                    num_stages=cfg_dn.num_stages)
     return y
