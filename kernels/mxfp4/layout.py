@@ -36,7 +36,7 @@ from kernels.mxfp4.format import MXFP4Tensor
 LAYOUTS = ("ocp", "fma8", "fma8t")
 FMA8_LAYOUTS = ("fma8", "fma8t")  # fma8 code words, row-major or tiled
 # "fma8t": rows a tile, MX blocks a group. The kernels' address arithmetic (_tile.row_starts, k_words,
-# k_scales, _decode.tile_slots, the PTX of _dec2_mma.load_asm) is written for these two values.
+# k_scales and the PTX of _dec2_mma.load_asm) is written for these two values.
 TILE_ROWS = 8
 TILE_BLOCKS = 2
 

@@ -40,13 +40,13 @@ def kernel_layout(w: MXFP4Tensor | MoEWeights, layout: str | None = None) -> str
     """The layout ``to_kernel_layout`` gives ``w`` on CUDA: ``layout``, or the default ("fma8" for a
     matrix, ``EXPERT_LAYOUT`` for experts) with "fma8" where "fma8t" cannot hold it (a dimension
     not a multiple of 8; asked for by name, "fma8t" then fails in ``to_layout`` instead)."""
-    from kernels.mxfp4.layout import LAYOUTS, TILE_ROWS
+    from kernels.mxfp4.layout import LAYOUTS, tileable
 
     want = layout or (EXPERT_LAYOUT if isinstance(w, MoEWeights) else "fma8")
     if want not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {want!r}")
-    rows = (w.intermediate, w.hidden) if isinstance(w, MoEWeights) else (w.n,)
-    return "fma8" if layout is None and want == "fma8t" and any(r % TILE_ROWS for r in rows) else want
+    mats = (w.glu, w.linear, w.down) if isinstance(w, MoEWeights) else (w,)
+    return "fma8" if layout is None and want == "fma8t" and not all(map(tileable, mats)) else want
 
 
 def mxfp4_linear(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
