@@ -12,11 +12,11 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, prefetch_slice, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release
 from kernels.mxfp4._fma import MmaConfig
-from kernels.mxfp4._launch import splitk_counters
+from kernels.mxfp4._launch import splitk_counters, whole_blocks
 from kernels.mxfp4._matmul import code_pointer
 from kernels.mxfp4._tile import cast_out
 from kernels.mxfp4.format import MXFP4Tensor
@@ -45,7 +45,7 @@ def _gemv_mma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
     pid_r = tl.program_id(0)
@@ -53,6 +53,11 @@ def _gemv_mma_kernel(
     r0 = pid_r * 2 * BR
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
+    if L2PF:  # weights only: safe before the wait on the previous kernel
+        b0 = pid_s * GROUPS * 4
+        prefetch_slice(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, N - r0, N - r0 - BR, b0,
+                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED)
+    x_ptr += pdl_wait(PDL)
     accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
                          pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     # Each thread's rows come back from slice_sums (the four lanes of a quad store the same sum).
@@ -72,10 +77,7 @@ def _gemv_mma_kernel(
 def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: MmaConfig) -> torch.Tensor:
     """One row ``x[1, K]`` (read as bf16) times fma8 ``w[N, K]``: ``[1, N]`` in x's dtype."""
     n, k_blocks = w.n, w.k_padded // 32
-    # Whole zero-padded blocks of bf16, 16-byte aligned: the PTX reads a block's 64 bytes at once.
-    xb = torch.nn.functional.pad(x.reshape(-1).to(torch.bfloat16), (0, k_blocks * 32 - w.k))
-    if xb.data_ptr() % 16:
-        xb = xb.clone()
+    xb = whole_blocks(x.reshape(1, -1), k_blocks).reshape(-1)
     y = torch.empty((1, n), dtype=x.dtype, device=x.device)
     slices = cfg.slices(k_blocks)
     row_groups = triton.cdiv(n, 2 * cfg.rows)

@@ -57,6 +57,13 @@ class MmaConfig:
     hint: int = 0  # weight-load cache hints (_dec2_mma._HINTS): 1 = read-only, 256-byte L2 fetches
     num_stages: int = 1
     max_regs: int | None = None  # ptxas register cap (Triton's ``maxnreg``): occupancy against loads in flight
+    # A program asks L2 for its whole weight slice when it starts (``_dec2_mma.prefetch_slice``), so the
+    # DRAM reads of its later groups are in flight without holding registers.
+    l2_prefetch: bool = False
+    # Programmatic dependent launch (Hopper): the launch may start while the previous kernel of the stream
+    # drains; the program prefetches only weights (and, in the MoE down launch, the routing written two
+    # launches back) before ``griddepcontrol.wait``. Ignored by the interpreter.
+    pdl: bool = False
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -73,7 +80,8 @@ class MmaConfig:
         return 8 * self.num_warps * self.rpt
 
     def meta(self) -> dict:
-        return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups, "PF": self.prefetch, "HINT": self.hint}
+        return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups, "PF": self.prefetch, "HINT": self.hint,
+                "L2PF": int(self.l2_prefetch and not is_interpreter()), "PDL": int(self.pdl and not is_interpreter())}
 
     def slices(self, k_blocks: int) -> int:
         return triton.cdiv(k_blocks, 4 * self.groups)
@@ -82,6 +90,8 @@ class MmaConfig:
         opts = {"num_warps": self.num_warps, "num_stages": self.num_stages}
         if self.max_regs is not None:
             opts["maxnreg"] = self.max_regs
+        if self.pdl and not is_interpreter():
+            opts["launch_pdl"] = True
         return opts
 
 

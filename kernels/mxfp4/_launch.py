@@ -93,6 +93,18 @@ def splitk_counters(device: torch.device, count: int) -> torch.Tensor:
     return buf
 
 
+def whole_blocks(x: torch.Tensor, k_blocks: int) -> torch.Tensor:
+    """Activation rows ``x[T, K]`` as the tensor-core decode reads them: bf16, rows of whole MX blocks
+    (``k_blocks * 32``, zero-padded), each row 16-byte aligned (the PTX loads a block's 64 bytes at once).
+    ``x`` itself when it already is, so the common case adds no copy kernel to the step."""
+    width = k_blocks * 32
+    if (x.dtype == torch.bfloat16 and x.shape[-1] == width and x.stride(-1) == 1 and x.stride(0) % 8 == 0
+            and x.data_ptr() % 16 == 0):
+        return x
+    xb = torch.nn.functional.pad(x.to(torch.bfloat16), (0, width - x.shape[-1]))
+    return xb if xb.is_contiguous() and xb.data_ptr() % 16 == 0 else xb.contiguous().clone()
+
+
 def splitk_buffers(y: torch.Tensor, split: int, num_tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp32 partial sums ``[split, m, n]``, arrival counters) for a one-launch split-K GEMM writing ``y``
     ``[m, n]``; with one split neither is read, and ``y`` stands in for both."""

@@ -1,0 +1,119 @@
+"""The tensor-core decode with and without its two streaming options, one run.
+
+    QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
+        [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1]
+
+``MmaConfig.l2_prefetch``: a program asks L2 for its whole K slice of codes and scales when it
+starts. ``MmaConfig.pdl``: programmatic dependent launch, the next launch starts while the
+previous drains and prefetches its weights before waiting. Rows: the one-row GEMV on "fma8t"
+and "fma8" codes at the default launch (or ``--configs``), and the gpt-oss-20b MoE decode layer on
+"fma8t" experts at ``--tokens``, each with neither option, each alone and both. Timing as in
+``sweep.py`` (CUDA graphs of back-to-back calls over weight copies or routings that exceed L2,
+median of 10). The "apart" rows put a one-element torch kernel between calls, so that a PDL
+launch cannot overlap the previous call: what is left of the PDL gain there is within a call
+(the MoE down launch during gate_up's tail). Outputs are compared with the plain launch's
+(``DIFF``: they should be equal). A benchmark, not a test (docs/PERFORMANCE.md, kernels run I).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+import torch
+
+from kernels.harness.ceilings import measure_copy_gbps
+from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
+from kernels.harness.timing import time_calls
+
+OPTIONS = {"plain": {}, "l2pf": {"l2_prefetch": True}, "pdl": {"pdl": True},
+           "l2pf+pdl": {"l2_prefetch": True, "pdl": True}}
+
+
+def _apart(fn, tick: torch.Tensor):
+    def call(*args):
+        out = fn(*args)
+        tick.add_(1)  # a non-PDL kernel between calls
+        return out
+    return call
+
+
+def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int, int]], configs: list[tuple]) -> None:
+    from kernels.mxfp4._dec2_gemv import gemv_mma_default
+    from kernels.mxfp4._fma import MmaConfig
+    from kernels.mxfp4.gemv import mxfp4_gemv
+    from kernels.mxfp4.layout import to_layout
+
+    tick = torch.zeros(1, device=device)
+    for n, k in shapes:
+        gen, w, ws, dense, dense_copies = linear_weights(n, k, device)
+        del dense, dense_copies
+        x = torch.randn((1, k), generator=gen, device=device).bfloat16()
+        nbytes = w.blocks.numel() + w.scales.numel() + 2 * k + 2 * n
+        floor = nbytes / copy_gbps / 1e3
+        print(f"\n{n}x{k} M=1: {nbytes / 1e6:.1f} MB, floor {floor:.2f} us")
+        print(f"{'layout launch option':<44} {'us':>8} {'apart us':>9} {'% copy':>7}")
+        for layout in ("fma8t", "fma8"):
+            group = [to_layout(wi, layout) for wi in ws]
+            bases = [MmaConfig(*c) for c in configs] or [gemv_mma_default(n, k // 32, 132, layout == "fma8t")]
+            for base in bases:
+                ref = mxfp4_gemv(x, group[0], variant="mma", config=base)
+                for name, opts in OPTIONS.items():
+                    cfg = dataclasses.replace(base, **opts)
+                    fn = lambda wi, cfg=cfg: mxfp4_gemv(x, wi, variant="mma", config=cfg)  # noqa: E731
+                    try:
+                        same = torch.equal(fn(group[0]), ref)
+                        us = time_calls([lambda wi=wi: fn(wi) for wi in group], samples=10).median_us
+                        apart = time_calls([lambda wi=wi: _apart(fn, tick)(wi) for wi in group], samples=10).median_us
+                    except Exception as exc:  # a launch the compiler or driver rejects is a data point
+                        print(f"{layout} {name}: error {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                        continue
+                    label = f"{layout} ({base.num_warps},{base.rpt},{base.groups},{base.prefetch},{base.hint}) {name}"
+                    print(f"{label:<44} {us:8.2f} {apart:9.2f} {100 * floor / us:6.1f}%{'' if same else '  DIFF'}",
+                          flush=True)
+            del group
+        del ws
+        torch.cuda.empty_cache()
+
+
+def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int]) -> None:
+    from kernels.mxfp4._fma import moe_mma_defaults
+    from kernels.mxfp4.moe_decode import moe_decode_fma
+
+    dims = (32, 2880, 2880, 4)
+    w, gen, _ = _moe_layer(device, dims)
+    wt = w.to_layout("fma8t")
+    kb = dims[1] // 32
+    tick = torch.zeros(1, device=device)
+    for t in tokens:
+        rows = _MoERows(t, _routings(t, dims, gen, device), w, dims, copy_gbps, [])
+        gu, dn = moe_mma_defaults(t, kb, kb, tiled=True)
+        ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
+        for name, opts in OPTIONS.items():
+            cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **opts)
+            fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
+            out = fn(*rows.inputs[0])
+            rows.row(f"T={t} fma8t defaults {name}{'' if torch.equal(out, ref) else ' DIFF'}", fn)
+            rows.row(f"T={t} fma8t defaults {name} apart", _apart(fn, tick))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", default="1,2,4")
+    parser.add_argument("--shapes", default="28672x8192")
+    parser.add_argument("--configs", default="", help="GEMV launches (warps,rpt,groups,prefetch,hint;...)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
+    device = torch.device("cuda")
+    copy_gbps = measure_copy_gbps(device)
+    print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s]
+    configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
+    compare_gemv(device, copy_gbps, shapes, configs)  # type: ignore[arg-type]
+    compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
