@@ -1,13 +1,15 @@
 """The tensor-core decode with and without its two streaming options, one run.
 
     QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
-        [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1]
+        [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1] [--options plain,pdl]
+        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1]
 
 ``MmaConfig.l2_prefetch``: a program asks L2 for its whole K slice of codes and scales when it
 starts. ``MmaConfig.pdl``: programmatic dependent launch, the next launch starts while the
 previous drains and prefetches its weights before waiting. Rows: the one-row GEMV on "fma8t"
 and "fma8" codes at the default launch (or ``--configs``), and the gpt-oss-20b MoE decode layer on
-"fma8t" experts at ``--tokens``, each with neither option, each alone and both. Timing as in
+"fma8t" experts at ``--tokens`` (the defaults and ``--moe-configs``), each with neither option,
+each alone and both (or ``--options``). Timing as in
 ``sweep.py`` (CUDA graphs of back-to-back calls over weight copies or routings that exceed L2,
 median of 10). The "apart" rows put a one-element torch kernel between calls, so that a PDL
 launch cannot overlap the previous call: what is left of the PDL gain there is within a call
@@ -39,7 +41,8 @@ def _apart(fn, tick: torch.Tensor):
     return call
 
 
-def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int, int]], configs: list[tuple]) -> None:
+def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int, int]], configs: list[tuple],
+                 options: dict) -> None:
     from kernels.mxfp4._dec2_gemv import gemv_mma_default
     from kernels.mxfp4._fma import MmaConfig
     from kernels.mxfp4.gemv import mxfp4_gemv
@@ -59,7 +62,7 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
             bases = [MmaConfig(*c) for c in configs] or [gemv_mma_default(n, k // 32, 132, layout == "fma8t")]
             for base in bases:
                 ref = mxfp4_gemv(x, group[0], variant="mma", config=base)
-                for name, opts in OPTIONS.items():
+                for name, opts in options.items():
                     cfg = dataclasses.replace(base, **opts)
                     fn = lambda wi, cfg=cfg: mxfp4_gemv(x, wi, variant="mma", config=cfg)  # noqa: E731
                     try:
@@ -77,8 +80,9 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
         torch.cuda.empty_cache()
 
 
-def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int]) -> None:
-    from kernels.mxfp4._fma import moe_mma_defaults
+def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], options: dict,
+                configs: list[tuple[tuple, tuple]]) -> None:
+    from kernels.mxfp4._fma import MmaConfig, moe_mma_defaults
     from kernels.mxfp4.moe_decode import moe_decode_fma
 
     dims = (32, 2880, 2880, 4)
@@ -88,14 +92,17 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int]) -> No
     tick = torch.zeros(1, device=device)
     for t in tokens:
         rows = _MoERows(t, _routings(t, dims, gen, device), w, dims, copy_gbps, [])
-        gu, dn = moe_mma_defaults(t, kb, kb, tiled=True)
-        ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
-        for name, opts in OPTIONS.items():
-            cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **opts)
-            fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
-            out = fn(*rows.inputs[0])
-            rows.row(f"T={t} fma8t defaults {name}{'' if torch.equal(out, ref) else ' DIFF'}", fn)
-            rows.row(f"T={t} fma8t defaults {name} apart", _apart(fn, tick))
+        launches = [("defaults", *moe_mma_defaults(t, kb, kb, tiled=True))]
+        launches += [(f"{g}/{d}", MmaConfig(*g), MmaConfig(*d)) for g, d in configs]
+        for label, gu, dn in launches:
+            ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
+            for name, opts in options.items():
+                cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **opts)
+                fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
+                same = torch.equal(fn(*rows.inputs[0]), ref)
+                rows.row(f"T={t} {label} {name}{'' if same else ' DIFF'}", fn)
+                if label == "defaults":
+                    rows.row(f"T={t} {label} {name} apart", _apart(fn, tick))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", default="1,2,4")
     parser.add_argument("--shapes", default="28672x8192")
     parser.add_argument("--configs", default="", help="GEMV launches (warps,rpt,groups,prefetch,hint;...)")
+    parser.add_argument("--moe-configs", default="", help="MoE launches beside the defaults (gate_up/down;...)")
+    parser.add_argument("--options", default=",".join(OPTIONS), help=f"of {','.join(OPTIONS)}")
     args = parser.parse_args(argv)
     os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
     device = torch.device("cuda")
@@ -110,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s]
     configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
-    compare_gemv(device, copy_gbps, shapes, configs)  # type: ignore[arg-type]
-    compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t])
+    options = {name: OPTIONS[name] for name in args.options.split(",")}
+    moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
+    compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
+    compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe)  # type: ignore
     return 0
 
 

@@ -2,33 +2,35 @@
 as the multiply-add.
 
 The CUDA-core decode (``_decode.py``) issues about 5.9 instructions a weight (23 integer ops per
-8 weights, one FFMA each, plus block sums). Here a word of 8 codes becomes four bf16 pairs with
-about 14 integer ops and 8 ``mul.rn.bf16x2`` (by 2**126, then by the block's E8M0 scale: both
-exact, as in ``_bf16x2.py``), and the multiply-adds of a word for two rows go to two
-``mma.m16n8k16``: about 3.6 instructions a weight in the SASS. On the H100 that made the large
-GEMV faster but not the 2880-wide MoE layers, which wait on memory, not on issue
-(docs/PERFORMANCE.md, run F).
+8 weights, one FFMA each, plus block sums). Here a word of 8 codes becomes four bf16 pairs of
+exact E2M1 values with about 14 integer ops and 4 ``mul.rn.bf16x2`` (by 2**126, as in
+``_bf16x2.py``), and the multiply-adds of a word for two rows go to two ``mma.m16n8k16``; the
+block's E8M0 scale multiplies fp32 sums (``compute_asm``). On the H100 that made the large GEMV
+faster but not the 2880-wide MoE layers, which wait on memory, not on issue (docs/PERFORMANCE.md,
+runs F and I).
 
 How one ``mma.sync`` serves a GEMV. Lane ``l`` holds the A fragment of rows ``l // 4`` and
 ``l // 4 + 8`` at four k-slots chosen by ``l % 4``, and the B fragment of column ``l // 4`` at
 the same k-slots. A dot product does not care which K index a k-slot carries, so lane ``l``
 fills its A slots with weights of its own rows at MX block ``b + l % 4`` and its B slots with
-the activations of that block. Lanes with the same ``l % 4`` then hold the same K positions,
-every B column is the activation vector, and ``D[g, n]`` is row ``g``'s dot over the four
-blocks of its quad, the same in all four lanes. Each word's two ``mma``s start a fresh chain,
-so the four chains of a group and successive groups overlap their latencies; the chains are
-added to each thread's running sums in fp32.
+the activations of that block. Lanes with the same ``l % 4`` then hold the same K positions.
+B column ``2j`` carries only quad position ``j``'s activations (the other B registers are
+zero), so ``D[g, 2j]``, held by the lanes with ``l % 4 == j``, is row ``g``'s dot over that
+lane's own block: the lane scales it by its block's scale in fp32 and keeps a running sum over
+its blocks, and ``quad_sum`` adds a quad's four sums at the end of a K slice. Each word's two
+``mma``s start a fresh chain, so the four chains of a group and successive groups overlap their
+latencies.
 
 That mapping must not depend on how Triton lays tensors out (Triton 3.6 put a ``[rows,
 blocks]`` tile 32 rows a warp), so the PTX computes it from ``%tid.x`` and does its own loads
 (``group_load``, issued a group or two ahead of ``group_math``): the Triton tensors it takes
 and returns hold one element a thread, and the kernels store by the row the PTX returns.
 
-Precision: weights enter the tensor cores as exact bf16 (``value * scale``), activations as
-bf16, products are exact and the sums fp32 (the tensor cores' accumulation, as in
-``dequant_dot`` and cuBLAS). Exact weights need scale bytes 2..253; below that a weight is a
-bf16 subnormal, above it overflows, as in every bf16 path. The CUDA-core "fma" path keeps
-the wider contract (README). The interpreter cannot run PTX: there the same group sums come
+Precision: weights enter the tensor cores as exact E2M1 values in bf16, activations as bf16,
+products are exact and the sums fp32 (the tensor cores' accumulation, as in ``dequant_dot`` and
+cuBLAS); each block's sum is scaled by its E8M0 scale in fp32, exact until the fp32 range ends,
+so every scale byte is served (before session 6 the scaled weights were bf16, exact only for
+scale bytes 2..253). The interpreter cannot run PTX: there the same group sums come
 from the fp32 decode of ``_decode.py`` for the same rows, so the tests cover the tiling, the
 masks and the epilogues on the CPU and the PTX on CUDA.
 """
@@ -44,8 +46,9 @@ _MMA = ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {{{d}0, {d}1, {d}2,
         "{{{}, {}}}, {{{d}0, {d}1, {d}2, {d}3}};")
 
 
-def _decode(word: str, out: str, scale: str) -> list[str]:
-    """fma8 word -> bf16 pairs ``out0..out3`` = elements (0, 3), (1, 4), (2, 5), (6, 7), times ``scale``."""
+def _decode(word: str, out: str) -> list[str]:
+    """fma8 word -> bf16 pairs ``out0..out3`` = elements (0, 3), (1, 4), (2, 5), (6, 7), exact E2M1 values
+    (the masks leave ``value * 2**-126``, a bf16 subnormal for the smallest; ``c`` = 2**126 makes it exact)."""
     p = [f"{out}{i}" for i in range(4)]
     return [
         f"shl.b32 {p[0]}, {word}, 6;", f"and.b32 {p[0]}, {p[0]}, 0x81C081C0;",
@@ -57,7 +60,6 @@ def _decode(word: str, out: str, scale: str) -> list[str]:
         f"shl.b32 v, {word}, 1;", "and.b32 v, v, 0x80008000;",
         f"or.b32 {p[3]}, u, v;",
         *[f"mul.rn.bf16x2 {q}, {q}, c;" for q in p],
-        *[f"mul.rn.bf16x2 {q}, {q}, {scale};" for q in p],
     ]
 
 
@@ -122,42 +124,71 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _scale_pair(byte: str, out: str) -> list[str]:
-    """E8M0 byte -> bf16 2**(s-127) in both halves: byte 0 is the subnormal 2**-127, 255 is NaN."""
-    return ["shl.b32 v, " + byte + ", 7;", f"setp.eq.u32 pz, {byte}, 0;", "selp.b32 v, 0x40, v, pz;",
-            f"setp.eq.u32 pz, {byte}, 255;", "selp.b32 v, 0x7FC0, v, pz;", f"prmt.b32 {out}, v, v, 0x1010;"]
+def _scale_f32(byte: str, out: str) -> list[str]:
+    """E8M0 byte -> fp32 2**(s-127): the byte in the exponent field; 0 is the subnormal 2**-127, 255 NaN."""
+    return [f"shl.b32 {out}, {byte}, 23;", f"setp.eq.u32 pz, {byte}, 0;", f"selp.b32 {out}, 0x00400000, {out}, pz;",
+            f"setp.eq.u32 pz, {byte}, 255;", f"selp.b32 {out}, 0x7FC00000, {out}, pz;"]
 
 
 def compute_asm(rpt: int) -> str:
     """PTX: one group's decode and ``mma``s. Outputs: the running sums (fp32 bits; set r's lo row at
     2r, hi row at 2r + 1). Inputs: the sums, then ``load_asm``'s 16 activation words and 10 per
-    row set. Each word's two ``mma``s start a fresh chain (independent of the other words and of
-    earlier groups, so their latencies overlap); the four chains are added to the sums in fp32."""
+    row set.
+
+    The block scale is applied to fp32 sums, not to the weights: B column ``2j`` holds only the
+    activations of quad position ``j``'s block (lane ``l`` keeps its B registers when ``l // 4 ==
+    2 * (l % 4)`` and zeroes them otherwise), so ``D[g, 2j]``, which lane ``l`` with ``l % 4 == j``
+    holds, is row g's sum over its own block. The lane multiplies that by its block's scale in
+    fp32: four fewer ``mul.bf16x2`` a word, and the weights enter the tensor cores as exact E2M1
+    values whatever the scale (the sums are fp32 and the scaling exact until fp32 range ends).
+    Each lane's running sums then cover its own blocks; ``quad_sum`` adds the four lanes at the
+    end of a slice. Each word's two ``mma``s start a fresh chain (independent of the other words
+    and of earlier groups, so their latencies overlap); the chains are added in fp32."""
     n_out = 2 * rpt
     acc = [f"${n_out + i}" for i in range(2 * rpt)]
     xin = [f"${n_out + 2 * rpt + i}" for i in range(16)]
     rows = [[f"${n_out + 2 * rpt + 16 + 10 * r + i}" for i in range(10)] for r in range(rpt)]
-    lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;",
+    lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, m, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;",
              ".reg .b32 " + ", ".join(f"x{i}" for i in range(16)) + ";",
-             ".reg .f32 z, fl, fh, " + ", ".join(f"d{q}_{i}" for q in range(4) for i in range(4)) + ";",
-             "mov.b32 c, 0x7E807E80;", "mov.f32 z, 0f00000000;"]
+             ".reg .f32 fl, fh, z, " + ", ".join(f"d{q}_{i}" for q in range(4) for i in range(4)) + ";",
+             "mov.b32 c, 0x7E807E80;", "mov.f32 z, 0f00000000;",
+             # m: all ones in the lanes whose B column is their own block's (l / 4 == 2 (l % 4)), else 0
+             "mov.u32 u, %tid.x;", "and.b32 v, u, 3;", "shl.b32 v, v, 1;", "bfe.u32 u, u, 2, 3;",
+             "setp.eq.u32 pz, u, v;", "selp.b32 m, 0xFFFFFFFF, 0, pz;"]
     for q in range(4):  # word q's values (2i, 2i+1) -> the decode's pairs (0, 3), (1, 4), (2, 5), (6, 7)
         n = xin[4 * q: 4 * q + 4]
         lines += [f"prmt.b32 x{4 * q}, {n[0]}, {n[1]}, 0x7610;", f"prmt.b32 x{4 * q + 1}, {n[0]}, {n[2]}, 0x5432;",
                   f"prmt.b32 x{4 * q + 2}, {n[1]}, {n[2]}, 0x7610;", f"mov.b32 x{4 * q + 3}, {n[3]};"]
+    lines += [f"and.b32 x{i}, x{i}, m;" for i in range(16)]
     for r in range(rpt):
-        lines += _scale_pair(rows[r][8], "sl") + _scale_pair(rows[r][9], "sh")
+        lines += _scale_f32(rows[r][8], "sl") + _scale_f32(rows[r][9], "sh")
         for q in range(4):
             d = f"d{q}_"
-            lines += _decode(rows[r][q], "l", "sl") + _decode(rows[r][4 + q], "h", "sh")
+            lines += _decode(rows[r][q], "l") + _decode(rows[r][4 + q], "h")
             lines += [_MMA.format("l0", "h0", "l1", "h1", f"x{4 * q}", f"x{4 * q + 1}", d=d).replace(
                           f"{{{d}0, {d}1, {d}2, {d}3}};", "{z, z, z, z};"),
                       _MMA.format("l2", "h2", "l3", "h3", f"x{4 * q + 2}", f"x{4 * q + 3}", d=d)]
-        lines += [f"mov.b32 fl, {acc[2 * r]};", f"mov.b32 fh, {acc[2 * r + 1]};"]
-        lines += [f"add.f32 fl, fl, d{q}_0;" for q in range(4)] + [f"add.f32 fh, fh, d{q}_2;" for q in range(4)]
-        lines += [f"mov.b32 ${2 * r}, fl;", f"mov.b32 ${2 * r + 1}, fh;"]
+        lines += ["add.f32 fl, d0_0, d1_0;", "add.f32 fh, d0_2, d1_2;", "add.f32 fl, fl, d2_0;",
+                  "add.f32 fh, fh, d2_2;", "add.f32 fl, fl, d3_0;", "add.f32 fh, fh, d3_2;",
+                  f"mov.b32 u, {acc[2 * r]};", f"mov.b32 v, {acc[2 * r + 1]};"]
+        lines += ["mov.b32 d0_0, u;", "mov.b32 d0_2, v;", "mov.b32 d1_0, sl;", "mov.b32 d1_2, sh;",
+                  "fma.rn.f32 fl, fl, d1_0, d0_0;", "fma.rn.f32 fh, fh, d1_2, d0_2;",
+                  f"mov.b32 ${2 * r}, fl;", f"mov.b32 ${2 * r + 1}, fh;"]
     lines.append("}")
     return "\n".join(lines)
+
+
+# The four lanes of a quad hold one row's sums over their own blocks: a butterfly over the quad
+# leaves the row's sum in all four (every lane of the warp runs it: one element a thread).
+_QUAD_SUM = tl.constexpr("{\n.reg .f32 a, b;\nmov.b32 a, $1;\nshfl.sync.bfly.b32 b, a, 1, 0x1f, 0xffffffff;\n"
+                         "add.f32 a, a, b;\nshfl.sync.bfly.b32 b, a, 2, 0x1f, 0xffffffff;\nadd.f32 a, a, b;\n"
+                         "mov.b32 $0, a;\n}")
+
+
+@triton.jit
+def quad_sum(v):
+    return tl.inline_asm_elementwise(_QUAD_SUM, "=r,r", [v.to(tl.int32, bitcast=True)], dtype=tl.int32,
+                                     is_pure=True, pack=1).to(tl.float32, bitcast=True)
 
 
 def prefetch_asm(tiled: bool) -> str:
@@ -353,4 +384,9 @@ def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr
             if j + 1 < GROUPS:
                 ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
         accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, SWIZZLED, INTERPRET)
+    if not INTERPRET:  # the interpreter's sums are whole rows already
+        if RPT == 1:
+            accs = (quad_sum(accs[0]), quad_sum(accs[1]))
+        else:
+            accs = (quad_sum(accs[0]), quad_sum(accs[1]), quad_sum(accs[2]), quad_sum(accs[3]))
     return accs, loaded_rows(cur, RPT, INTERPRET)

@@ -9,7 +9,7 @@ Variants (all fp32 accumulation, split-K fixed up in the same launch):
   rows: the weights are decoded once and multiplied into each row.
 * ``mma`` (one row, "fma8"): two weights decoded an instruction and ``mma.sync`` as the
   multiply-add (``_dec2_mma.py``, ``_dec2_gemv.py``); about half the instructions of ``fma``.
-  Its bf16 weights make it exact for scale bytes 2..253 (as the tensor-core variants).
+  Exact E2M1 weights in the tensor cores, each block's sum scaled in fp32: every scale byte.
 * ``dot_scaled`` ("ocp" layout) / ``dequant_dot`` (either layout): the tensor-core
   kernel in ``_matmul.py`` with a 16-row activation tile; the unused rows cost nothing.
 """

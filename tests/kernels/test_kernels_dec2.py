@@ -46,12 +46,13 @@ def test_gemv_mma_matches_oracle(n: int, k: int, cfg: MmaConfig, device, gen) ->
 
 
 def test_gemv_mma_every_code_and_wide_scales(device, gen) -> None:
-    """All 16 codes in every position of a word, scales from 2**-117 to 2**113: the bf16 weights
-    stay exact (scale bytes 2..253, module docstring)."""
+    """All 16 codes in every position of a word, and rows whose every block has one of the extreme
+    scale bytes 0 (the subnormal 2**-127), 1, 10, 40, 200 and 245 (2**118): the weights enter the
+    tensor cores unscaled and each block's sum is scaled in fp32 (module docstring)."""
     blocks = torch.randint(0, 256, (64, 8, 16), dtype=torch.uint8, device=device, generator=gen)
     blocks[:16, 0] = (torch.arange(16, device=device)[:, None] * 17).to(torch.uint8)  # a row per code, both nibbles
     scales = torch.randint(110, 140, (64, 8), dtype=torch.uint8, device=device, generator=gen)
-    scales[16:20] = torch.tensor([10, 40, 200, 240], dtype=torch.uint8, device=device)[:, None]
+    scales[16:22] = torch.tensor([0, 1, 10, 40, 200, 245], dtype=torch.uint8, device=device)[:, None]
     w = MXFP4Tensor(blocks, scales, 256)
     x = torch.randn(1, 256, device=device, generator=gen).to(torch.bfloat16)
     ref, mag = oracle(x, w, None)
