@@ -9,7 +9,7 @@ starts. ``MmaConfig.pdl``: programmatic dependent launch, the next launch starts
 previous drains and prefetches its weights before waiting. Rows: the one-row GEMV on "fma8t"
 and "fma8" codes at the default launch (or ``--configs``), and the gpt-oss-20b MoE decode layer on
 "fma8t" experts at ``--tokens`` (the defaults and ``--moe-configs``), each with neither option,
-each alone and both (or ``--options``). Timing as in
+each alone and both, and PDL with the L2 prefetch in the down launch only (or ``--options``). Timing as in
 ``sweep.py`` (CUDA graphs of back-to-back calls over weight copies or routings that exceed L2,
 median of 10). The "apart" rows put a one-element torch kernel between calls, so that a PDL
 launch cannot overlap the previous call: what is left of the PDL gain there is within a call
@@ -29,8 +29,11 @@ from kernels.harness.ceilings import measure_copy_gbps
 from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
-OPTIONS = {"plain": {}, "l2pf": {"l2_prefetch": True}, "pdl": {"pdl": True},
-           "l2pf+pdl": {"l2_prefetch": True, "pdl": True}}
+_OFF, _PF, _PDL, _BOTH = ({"l2_prefetch": a, "pdl": b} for a, b in ((False, False), (True, False), (False, True),
+                                                                       (True, True)))
+# option: (GEMV or MoE gate_up launch, MoE down launch)
+OPTIONS = {"plain": (_OFF, _OFF), "l2pf": (_PF, _PF), "pdl": (_PDL, _PDL), "l2pf+pdl": (_BOTH, _BOTH),
+           "pdl+down_l2pf": (_PDL, _BOTH)}
 
 
 def _apart(fn, tick: torch.Tensor):
@@ -62,7 +65,7 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
             bases = [MmaConfig(*c) for c in configs] or [gemv_mma_default(n, k // 32, 132, layout == "fma8t")]
             for base in bases:
                 ref = mxfp4_gemv(x, group[0], variant="mma", config=base)
-                for name, opts in options.items():
+                for name, (opts, _) in options.items():
                     cfg = dataclasses.replace(base, **opts)
                     fn = lambda wi, cfg=cfg: mxfp4_gemv(x, wi, variant="mma", config=cfg)  # noqa: E731
                     try:
@@ -96,8 +99,8 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], optio
         launches += [(f"{g}/{d}", MmaConfig(*g), MmaConfig(*d)) for g, d in configs]
         for label, gu, dn in launches:
             ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
-            for name, opts in options.items():
-                cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **opts)
+            for name, (opts, down_opts) in options.items():
+                cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **down_opts)
                 fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
                 same = torch.equal(fn(*rows.inputs[0]), ref)
                 rows.row(f"T={t} {label} {name}{'' if same else ' DIFF'}", fn)

@@ -93,11 +93,14 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
 def gemv_mma_default(n: int, k_blocks: int, sms: int, tiled: bool = False) -> MmaConfig:
     """Fixed launch (no autotuning). H100 run F3 (docs/PERFORMANCE.md) on 28672x8192: K slices of 16
     blocks, 4 warps of two rows a thread, two groups loaded ahead with the L2 fetch hint, 63.8 us.
-    On "fma8t" codes (``tiled``) one group ahead won (run H: 53.7-54.0 against 69-70 us for two):
-    the loads of a tile are one run of memory, and the registers of a second group in flight
-    cost more occupancy than they hide. 2880-wide layers (which run the CUDA-core variant by
-    default, ``gemv.py``) liked 12-block slices with 2 warps of one row."""
+    On "fma8t" codes (``tiled``) one group ahead and, since the block scales moved to the fp32 sums
+    (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3); the loads of
+    a tile are one run of memory, and fewer registers a thread keep more warps an SM. 2880-wide
+    layers (which run the CUDA-core variant by default, ``gemv.py``) liked 12-block slices with 2
+    warps of one row."""
     if k_blocks <= 128:
         return MmaConfig(num_warps=2, rpt=1, groups=min(3, triton.cdiv(k_blocks, 4)), prefetch=1 if tiled else 2,
                          hint=1)
-    return MmaConfig(num_warps=4, rpt=2, groups=4, prefetch=1 if tiled else 2, hint=1)
+    if tiled:
+        return MmaConfig(num_warps=4, rpt=1, groups=4, prefetch=1, hint=1)
+    return MmaConfig(num_warps=4, rpt=2, groups=4, prefetch=2, hint=1)
