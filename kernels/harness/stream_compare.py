@@ -75,7 +75,8 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
                     except Exception as exc:  # a launch the compiler or driver rejects is a data point
                         print(f"{layout} {name}: error {type(exc).__name__}: {str(exc)[:200]}", flush=True)
                         continue
-                    label = f"{layout} ({base.num_warps},{base.rpt},{base.groups},{base.prefetch},{base.hint}) {name}"
+                    cap = f",regs {base.max_regs}" if base.max_regs else ""
+                    label = f"{layout} ({base.num_warps},{base.rpt},{base.groups},{base.prefetch},{base.hint}{cap}) {name}"
                     print(f"{label:<44} {us:8.2f} {apart:9.2f} {100 * floor / us:6.1f}%{'' if same else '  DIFF'}",
                           flush=True)
             del group

@@ -48,8 +48,10 @@ def _gemv_mma_kernel(
     SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
-    pid_r = tl.program_id(0)
-    pid_s = tl.program_id(1)
+    # K slices vary fastest: a row group's slices run side by side, so its partials are summed while
+    # still in L2 and the fix-ups spread over the launch instead of piling up in its tail.
+    pid_s = tl.program_id(0)
+    pid_r = tl.program_id(1)
     r0 = pid_r * 2 * BR
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
@@ -83,7 +85,7 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
     row_groups = triton.cdiv(n, 2 * cfg.rows)
     part = torch.empty((slices, n), dtype=torch.float32, device=x.device)
     cnt = splitk_counters(x.device, row_groups)
-    _gemv_mma_kernel[(row_groups, slices)](
+    _gemv_mma_kernel[(slices, row_groups)](
         xb, code_pointer(w), w.scales, bias if bias is not None else y, y, part, cnt, n, w.k, k_blocks,
         HAS_BIAS=bias is not None, INTERPRET=is_interpreter(), N_SPLIT=slices,
         SPLIT_P2=triton.next_power_of_2(slices), SWIZZLED=layout_code(w), **cfg.meta(), **cfg.launch_options())

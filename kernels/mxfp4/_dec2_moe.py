@@ -55,8 +55,8 @@ def _gate_up_mma_kernel(
     SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
-    pid_r = tl.program_id(0)
-    pid_s = tl.program_id(1)
+    pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
+    pid_r = tl.program_id(1)
     p = tl.program_id(2)
     after = pdl_wait(PDL)  # the expert ids and x come from kernels before
     e = tl.load(ids_ptr + after + p).to(tl.int64)
@@ -76,7 +76,7 @@ def _gate_up_mma_kernel(
                      N_SPLIT, HAS_BIAS, INTERPRET)
     if N_SPLIT > 1:
         # The last of the row group's K slices finishes it, summing the slices in a fixed order.
-        group = p * tl.num_programs(0) + pid_r
+        group = p * tl.num_programs(1) + pid_r
         if arrive(cnt_ptr, group, N_SPLIT):
             n = r0 + tl.arange(0, BR)
             base = p * 2 * I + n
@@ -96,8 +96,8 @@ def _down_mma_kernel(
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
-    pid_r = tl.program_id(0)
-    q = tl.program_id(1)
+    q = tl.program_id(0)  # K slices (expert, K range) fastest (``_dec2_gemv``)
+    pid_r = tl.program_id(1)
     t = tl.program_id(2)
     p = t * TOPK + q // SLICES
     # Under PDL these two loads run before the wait: the routing was written by the kernel before
@@ -123,7 +123,7 @@ def _down_mma_kernel(
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
         tl.store(out + rows, lo * weight, mask=r0 + rows < H)
         tl.store(out + BR + rows, hi * weight, mask=r0 + BR + rows < H)
-    group = t * tl.num_programs(0) + pid_r
+    group = t * tl.num_programs(1) + pid_r
     if arrive(cnt_ptr, group, N_SPLIT):
         n = r0 + tl.arange(0, 2 * BR)
         down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, n, n < H, H, stride_split, N_SPLIT,
@@ -156,12 +156,12 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
-    _launch(_gate_up_mma_kernel, (rows_gu, s_gu, pairs), gate_up,
+    _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
              bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
              i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
             N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
-    _launch(_down_mma_kernel, (rows_dn, k * s_dn, t), down,
+    _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
              cnt, i_dim, h_dim, t, kb_i),
             TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
