@@ -29,11 +29,11 @@ from kernels.harness.ceilings import measure_copy_gbps
 from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
-_OFF, _PF, _PDL, _BOTH = ({"l2_prefetch": a, "pdl": b} for a, b in ((False, False), (True, False), (False, True),
-                                                                       (True, True)))
-# option: (GEMV or MoE gate_up launch, MoE down launch)
+_OFF, _PF, _PDL, _BOTH, _LINES = ({"l2_prefetch": a, "pdl": b} for a, b in ((0, False), (1, False), (0, True),
+                                                                               (1, True), (2, True)))
+# option: (GEMV or MoE gate_up launch, MoE down launch); l2pf bulk prefetches, lines 128-byte line prefetches
 OPTIONS = {"plain": (_OFF, _OFF), "l2pf": (_PF, _PF), "pdl": (_PDL, _PDL), "l2pf+pdl": (_BOTH, _BOTH),
-           "pdl+down_l2pf": (_PDL, _BOTH)}
+           "pdl+down_l2pf": (_PDL, _BOTH), "pdl+lines": (_LINES, _LINES), "pdl+down_lines": (_PDL, _LINES)}
 
 
 def _apart(fn, tick: torch.Tensor):

@@ -58,7 +58,7 @@ def _gemv_mma_kernel(
     if L2PF:  # weights only: safe before the wait on the previous kernel
         b0 = pid_s * GROUPS * 4
         prefetch_slice(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, N - r0, N - r0 - BR, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED)
+                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
     x_ptr += pdl_wait(PDL)
     accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
                          pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)

@@ -66,7 +66,7 @@ def _gate_up_mma_kernel(
     if L2PF:
         b0 = pid_s * GROUPS * 4
         prefetch_slice(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, I - r0, I - r0, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED)
+                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
                          I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     stride_split = tl.num_programs(2) * 2 * I
@@ -112,7 +112,7 @@ def _down_mma_kernel(
         b0 = (q % SLICES) * GROUPS * 4
         prefetch_slice(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                        ds_ptr + first + BR * KP_BLOCKS, H - r0, H - r0 - BR, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED)
+                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
     x_row += pdl_wait(PDL)  # gate_up's activations
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,

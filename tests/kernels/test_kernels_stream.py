@@ -25,7 +25,9 @@ from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
 
-STREAMED = {"l2_prefetch": True, "pdl": True}
+STREAMED = {"l2_prefetch": 1, "pdl": True}
+# Both kinds of L2 prefetch: one bulk prefetch a row or row tile, or a line prefetch every 128 bytes.
+BOTH_PREFETCHES = [STREAMED, {"l2_prefetch": 2, "pdl": True}]
 
 
 def test_whole_blocks_reads_aligned_rows_in_place() -> None:
@@ -60,14 +62,16 @@ GEMV = [MmaConfig(num_warps=1, rpt=2, groups=2, prefetch=1, hint=1), MmaConfig(n
 
 
 @pytest.mark.parametrize("layout", ["fma8", "fma8t"])
-@pytest.mark.parametrize("cfg", GEMV, ids=["1x2", "2x1", "4x2"])
+@pytest.mark.parametrize("cfg,streamed", [(GEMV[0], BOTH_PREFETCHES[0]), (GEMV[1], BOTH_PREFETCHES[1]),
+                                          (GEMV[2], BOTH_PREFETCHES[1])], ids=["1x2-bulk", "2x1-lines", "4x2-lines"])
 @pytest.mark.parametrize("n,k", [(40, 200), (136, 512)])  # an odd last block and a partial tile; whole groups
-def test_gemv_streamed_equals_plain(layout: str, cfg: MmaConfig, n: int, k: int, device, gen) -> None:
+def test_gemv_streamed_equals_plain(layout: str, cfg: MmaConfig, streamed: dict, n: int, k: int, device,
+                                    gen) -> None:
     w = to_layout(quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.1), layout)
     x = torch.randn(1, k, device=device, generator=gen).bfloat16()
     plain = mxfp4_gemv(x, w, variant="mma", config=cfg)
-    streamed = mxfp4_gemv(x, w, variant="mma", config=dataclasses.replace(cfg, **STREAMED))
-    assert torch.equal(streamed, plain)
+    out = mxfp4_gemv(x, w, variant="mma", config=dataclasses.replace(cfg, **streamed))
+    assert torch.equal(out, plain)
     ref = mxfp4_linear_torch(x.float(), w)
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
 
@@ -92,14 +96,15 @@ MOE = [(MmaConfig(num_warps=1, rpt=1, groups=1, prefetch=1, hint=1), MmaConfig(n
 
 
 @pytest.mark.parametrize("layout", ["fma8", "fma8t"])
-@pytest.mark.parametrize("configs,tokens", [(MOE[0], 1), (MOE[1], 2)], ids=["a-1", "b-2"])
-def test_moe_decode_streamed_equals_plain(layout: str, configs, tokens: int, device, gen) -> None:
+@pytest.mark.parametrize("configs,tokens,streamed", [(MOE[0], 1, BOTH_PREFETCHES[0]), (MOE[1], 2, BOTH_PREFETCHES[1])],
+                         ids=["a-1-bulk", "b-2-lines"])
+def test_moe_decode_streamed_equals_plain(layout: str, configs, tokens: int, streamed: dict, device, gen) -> None:
     w = _experts(160, 64, device, gen).to_layout(layout)  # 5 MX blocks along H: an odd last one
     x = torch.randn(tokens, 160, device=device, generator=gen).bfloat16()
     ids, wts = _routing(tokens, device, gen)
     plain = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *configs)
-    streamed = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *(dataclasses.replace(c, **STREAMED) for c in configs))
-    assert torch.equal(streamed, plain)
+    out = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *(dataclasses.replace(c, **streamed) for c in configs))
+    assert torch.equal(out, plain)
     ref = mxfp4_moe_torch(x.float(), ids, wts, w).to(plain.dtype)
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
 
