@@ -1,19 +1,18 @@
-"""The tensor-core decode with and without its two streaming options, one run.
+"""The tensor-core decode with and without programmatic dependent launch, one run.
 
     QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
         [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1] [--options plain,pdl]
         [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1]
 
-``MmaConfig.l2_prefetch``: a program asks L2 for its whole K slice of codes and scales when it
-starts. ``MmaConfig.pdl``: programmatic dependent launch, the next launch starts while the
-previous drains and prefetches its weights before waiting. Rows: the one-row GEMV on "fma8t"
-and "fma8" codes at the default launch (or ``--configs``), and the gpt-oss-20b MoE decode layer on
-"fma8t" experts at ``--tokens`` (the defaults and ``--moe-configs``), each with neither option,
-each alone and both, and PDL with the L2 prefetch in the down launch only (or ``--options``). Timing as in
-``sweep.py`` (CUDA graphs of back-to-back calls over weight copies or routings that exceed L2,
-median of 10). The "apart" rows put a one-element torch kernel between calls, so that a PDL
-launch cannot overlap the previous call: what is left of the PDL gain there is within a call
-(the MoE down launch during gate_up's tail). Outputs are compared with the plain launch's
+``MmaConfig.pdl``: programmatic dependent launch, a launch's programs are placed while the
+previous kernel drains and wait before touching its data. Rows: the one-row GEMV on "fma8t" and
+"fma8" codes at the default launch (or ``--configs``), and the gpt-oss-20b MoE decode layer on
+"fma8t" experts at ``--tokens`` (the defaults and ``--moe-configs``), with and without PDL and
+with it in the down launch only (or ``--options``). Timing as in ``sweep.py`` (CUDA graphs of
+back-to-back calls over weight copies or routings that exceed L2, median of 10). The "apart"
+rows put a one-element torch kernel between calls, so that a PDL launch cannot overlap the
+previous call: what is left of the PDL gain there is within a call (the MoE down launch during
+gate_up's tail). Outputs are compared with the plain launch's
 (``DIFF``: they should be equal). A benchmark, not a test (docs/PERFORMANCE.md, kernels run I).
 """
 
@@ -29,11 +28,9 @@ from kernels.harness.ceilings import measure_copy_gbps
 from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
-_OFF, _PF, _PDL, _BOTH, _LINES = ({"l2_prefetch": a, "pdl": b} for a, b in ((0, False), (1, False), (0, True),
-                                                                               (1, True), (2, True)))
-# option: (GEMV or MoE gate_up launch, MoE down launch); l2pf bulk prefetches, lines 128-byte line prefetches
-OPTIONS = {"plain": (_OFF, _OFF), "l2pf": (_PF, _PF), "pdl": (_PDL, _PDL), "l2pf+pdl": (_BOTH, _BOTH),
-           "pdl+down_l2pf": (_PDL, _BOTH), "pdl+lines": (_LINES, _LINES), "pdl+down_lines": (_PDL, _LINES)}
+# option: (GEMV or MoE gate_up launch, MoE down launch)
+OPTIONS = {"plain": ({"pdl": False}, {"pdl": False}), "pdl": ({"pdl": True}, {"pdl": True}),
+           "down_pdl": ({"pdl": False}, {"pdl": True})}
 
 
 def _apart(fn, tick: torch.Tensor):

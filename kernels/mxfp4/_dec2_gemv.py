@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_wait, prefetch_slice, slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release
 from kernels.mxfp4._fma import MmaConfig
@@ -45,7 +45,7 @@ def _gemv_mma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
     # K slices vary fastest: a row group's slices run side by side, so its partials are summed while
@@ -55,10 +55,6 @@ def _gemv_mma_kernel(
     r0 = pid_r * 2 * BR
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
-    if L2PF:  # weights only: safe before the wait on the previous kernel
-        b0 = pid_s * GROUPS * 4
-        prefetch_slice(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, N - r0, N - r0 - BR, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
     x_ptr += pdl_wait(PDL)
     accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
                          pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
@@ -96,13 +92,14 @@ def gemv_mma_default(n: int, k_blocks: int, sms: int, tiled: bool = False) -> Mm
     """Fixed launch (no autotuning). H100 run F3 (docs/PERFORMANCE.md) on 28672x8192: K slices of 16
     blocks, 4 warps of two rows a thread, two groups loaded ahead with the L2 fetch hint, 63.8 us.
     On "fma8t" codes (``tiled``) one group ahead and, since the block scales moved to the fp32 sums
-    (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3); the loads of
-    a tile are one run of memory, and fewer registers a thread keep more warps an SM. 2880-wide
+    (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3), launched with
+    PDL (about 0.5 us: the next launch's programs are placed while this one drains); the loads of a
+    tile are one run of memory, and fewer registers a thread keep more warps an SM. 2880-wide
     layers (which run the CUDA-core variant by default, ``gemv.py``) liked 12-block slices with 2
     warps of one row."""
     if k_blocks <= 128:
         return MmaConfig(num_warps=2, rpt=1, groups=min(3, triton.cdiv(k_blocks, 4)), prefetch=1 if tiled else 2,
                          hint=1)
     if tiled:
-        return MmaConfig(num_warps=4, rpt=1, groups=4, prefetch=1, hint=1)
+        return MmaConfig(num_warps=4, rpt=1, groups=4, prefetch=1, hint=1, pdl=True)
     return MmaConfig(num_warps=4, rpt=2, groups=4, prefetch=2, hint=1)

@@ -191,64 +191,6 @@ def quad_sum(v):
                                      is_pure=True, pack=1).to(tl.float32, bitcast=True)
 
 
-def prefetch_asm(tiled: bool, bulk: bool) -> str:
-    """PTX: ask L2 for a program's whole K slice of codes and scales, one unit a thread. A unit is a
-    row (row-major "fma8": its slice is ``nb * 16`` contiguous bytes) or a row tile of 8 rows
-    ("fma8t": ``nb * 128`` contiguous bytes, ``layout.tile_slot``); threads ``0 .. units - 1`` take
-    the lo tile, the next ``units`` the hi tile. ``bulk``: the codes go through one bulk prefetch
-    (the copy engine), else through a line prefetch every 128 bytes (up to 16 blocks a unit on
-    tiles; the first, second and last line of a row). Scale bytes (at most 128 a unit): line
-    prefetches of their first and last byte. No registers are held for the data either way.
-    Inputs: ``$1`` shape only, the lo / hi code and scale tile bases, lo / hi valid rows, the
-    slice's first block, its blocks, blocks a row, units a tile."""
-    row = "shl.b32 r, u, 3;" if tiled else "mov.b32 r, u;"
-    code_unit, code_blk = (128, 128) if tiled else (16, 16)
-    if bulk:
-        codes = [f"mul.lo.s32 sz, $9, {code_blk};", "@p cp.async.bulk.prefetch.L2.global [a], sz;"]
-    elif tiled:
-        codes = [c for i in range(16) for c in (f"setp.lt.and.s32 q, {i}, $9, p;", f"@q prefetch.global.L2 [a+{128 * i}];")]
-    else:
-        codes = ["@p prefetch.global.L2 [a];", "setp.gt.and.s32 q, $9, 8, p;", "@q prefetch.global.L2 [a+128];",
-                 "mul.lo.s32 sz, $9, 16;", "sub.s32 sz, sz, 1;", "cvt.s64.s32 o, sz;", "add.s64 o, a, o;",
-                 "@p prefetch.global.L2 [o];"]
-    lines = ["{", ".reg .pred p, ph, q;", ".reg .b32 t, u, r, n, sz;", ".reg .b64 a, o, b;",
-             "mov.u32 t, %tid.x;", "shl.b32 u, $11, 1;", "setp.lt.u32 p, t, u;", "setp.ge.u32 ph, t, $11;",
-             "selp.b32 n, $7, $6, ph;", "sub.s32 u, t, $11;", "selp.b32 u, u, t, ph;", row,
-             "setp.lt.and.s32 p, r, n, p;",
-             # codes: unit u of the tile at u * (rows a unit) * kp * 16 bytes, the slice at b0 blocks in
-             "selp.b64 b, $3, $2, ph;", f"mul.lo.s32 sz, $10, {code_unit};", "mul.wide.s32 o, u, sz;",
-             "add.s64 a, b, o;", f"mul.wide.s32 o, $8, {code_blk};", "add.s64 a, a, o;", *codes,
-             # scales: one byte a block and row
-             "selp.b64 b, $5, $4, ph;", f"mul.lo.s32 sz, $10, {8 if tiled else 1};", "mul.wide.s32 o, u, sz;",
-             "add.s64 a, b, o;", f"mul.wide.s32 o, $8, {8 if tiled else 1};", "add.s64 a, a, o;",
-             "@p prefetch.global.L2 [a];", f"mul.lo.s32 sz, $9, {8 if tiled else 1};", "sub.s32 sz, sz, 1;",
-             "cvt.s64.s32 o, sz;", "add.s64 a, a, o;", "@p prefetch.global.L2 [a];",
-             "mov.b32 $0, 0;", "}"]
-    return "\n".join(lines)
-
-
-# By ``L2PF``: 1 bulk prefetches, 2 line prefetches; row-major, tiled
-_PREFETCH = tl.constexpr(prefetch_asm(False, True))
-_PREFETCHT = tl.constexpr(prefetch_asm(True, True))
-_PREFETCHL = tl.constexpr(prefetch_asm(False, False))
-_PREFETCHLT = tl.constexpr(prefetch_asm(True, False))
-
-
-@triton.jit
-def prefetch_slice(wl, wh, sl, sh, nl, nh, b0, nb, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-                   SWIZZLED: tl.constexpr, L2PF: tl.constexpr):
-    """L2 prefetch of a program's two tiles (``BR = 8 * NW * RPT`` rows each) over blocks ``b0 ..
-    b0 + nb - 1`` (``prefetch_asm``). CUDA only: the callers guard it with their ``L2PF`` constexpr."""
-    shape = tl.arange(0, 32 * NW)
-    units = NW * RPT if SWIZZLED >= 2 else 8 * NW * RPT
-    tl.inline_asm_elementwise(
-        ((_PREFETCHT if SWIZZLED >= 2 else _PREFETCH) if L2PF == 1 else
-         (_PREFETCHLT if SWIZZLED >= 2 else _PREFETCHL)), "=r,r,l,l,l,l,r,r,r,r,r,r",
-        [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), nl, nh, b0, nb, KP_BLOCKS,
-         units + shape * 0],
-        dtype=tl.int32, is_pure=False, pack=1)
-
-
 @triton.jit
 def pdl_wait(PDL: tl.constexpr):
     """With programmatic dependent launch: wait for the previous kernel of the stream (its writes are

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_wait, prefetch_slice, slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
@@ -52,7 +52,7 @@ def _gate_up_mma_kernel(
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
@@ -63,10 +63,6 @@ def _gate_up_mma_kernel(
     x_row = x_ptr + after + (p // TOPK).to(tl.int64) * stride_x
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
-    if L2PF:
-        b0 = pid_s * GROUPS * 4
-        prefetch_slice(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, I - r0, I - r0, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
                          I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     stride_split = tl.num_programs(2) * 2 * I
@@ -92,7 +88,7 @@ def _down_mma_kernel(
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, L2PF: tl.constexpr, PDL: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -100,20 +96,12 @@ def _down_mma_kernel(
     pid_r = tl.program_id(1)
     t = tl.program_id(2)
     p = t * TOPK + q // SLICES
-    # Under PDL these two loads run before the wait: the routing was written by the kernel before
-    # gate_up, and gate_up lets this launch start only after its own wait on that kernel. Read
-    # through L2 (".cg"), the point of coherence, not from an SM's L1.
-    e = tl.load(ids_ptr + p, cache_modifier=".cg").to(tl.int64)
-    weight = tl.load(wts_ptr + p, cache_modifier=".cg").to(tl.float32)
-    x_row = act_ptr + p.to(tl.int64) * I
+    after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
+    e = tl.load(ids_ptr + after + p).to(tl.int64)
+    weight = tl.load(wts_ptr + after + p).to(tl.float32)
+    x_row = act_ptr + after + p.to(tl.int64) * I
     r0 = pid_r * 2 * BR
     first = (e * H + r0) * KP_BLOCKS
-    if L2PF:  # the expert's weights stream in while gate_up drains
-        b0 = (q % SLICES) * GROUPS * 4
-        prefetch_slice(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
-                       ds_ptr + first + BR * KP_BLOCKS, H - r0, H - r0 - BR, b0,
-                       tl.minimum(GROUPS * 4, KP_BLOCKS - b0), KP_BLOCKS, NW, RPT, SWIZZLED, L2PF)
-    x_row += pdl_wait(PDL)  # gate_up's activations
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
                          KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)

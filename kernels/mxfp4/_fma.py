@@ -57,13 +57,9 @@ class MmaConfig:
     hint: int = 0  # weight-load cache hints (_dec2_mma._HINTS): 1 = read-only, 256-byte L2 fetches
     num_stages: int = 1
     max_regs: int | None = None  # ptxas register cap (Triton's ``maxnreg``): occupancy against loads in flight
-    # A program asks L2 for its whole weight slice when it starts (``_dec2_mma.prefetch_slice``), so the
-    # DRAM reads of its later groups are in flight without holding registers: 0 off, 1 (True) one bulk
-    # prefetch a row or row tile, 2 a line prefetch every 128 bytes.
-    l2_prefetch: int = 0
-    # Programmatic dependent launch (Hopper): the launch may start while the previous kernel of the stream
-    # drains; the program prefetches only weights (and, in the MoE down launch, the routing written two
-    # launches back) before ``griddepcontrol.wait``. Ignored by the interpreter.
+    # Programmatic dependent launch (Hopper): the launch's programs may be placed on the SMs while the
+    # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
+    # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
 
     def __post_init__(self) -> None:
@@ -75,8 +71,6 @@ class MmaConfig:
             raise ValueError(f"groups={self.groups} must be >= 1")
         if self.prefetch not in (1, 2):
             raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
-        if int(self.l2_prefetch) not in (0, 1, 2):
-            raise ValueError(f"l2_prefetch={self.l2_prefetch} must be 0, 1 (bulk) or 2 (lines)")
 
     @property
     def rows(self) -> int:
@@ -84,7 +78,7 @@ class MmaConfig:
 
     def meta(self) -> dict:
         return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups, "PF": self.prefetch, "HINT": self.hint,
-                "L2PF": 0 if is_interpreter() else int(self.l2_prefetch), "PDL": int(self.pdl and not is_interpreter())}
+                "PDL": int(self.pdl and not is_interpreter())}
 
     def slices(self, k_blocks: int) -> int:
         return triton.cdiv(k_blocks, 4 * self.groups)

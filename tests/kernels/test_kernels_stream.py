@@ -1,11 +1,11 @@
-"""The tensor-core decode's streaming options (``MmaConfig.l2_prefetch``, ``MmaConfig.pdl``) and the
-activation rows it reads without a copy (``_launch.whole_blocks``).
+"""The tensor-core decode under programmatic dependent launch (``MmaConfig.pdl``), and the activation
+rows it reads without a copy (``_launch.whole_blocks``).
 
-The options change when bytes move, never what is computed: every launch here must equal the plain
-launch bit for bit. On the CPU the interpreter ignores both (it runs no PTX), so there these cases
-check the plumbing; on CUDA they run the L2 prefetches and programmatic dependent launches, and the
-chained cases put a call that reads the previous call's output right behind it, in a CUDA graph, so
-a read issued before ``griddepcontrol.wait`` would show as a wrong result.
+PDL changes when programs start, never what they compute: every launch here must equal the plain
+launch bit for bit. On the CPU the interpreter ignores it (it runs no PTX), so there these cases
+check the plumbing; on CUDA the chained cases put a call that reads the previous call's output
+right behind it, in a CUDA graph, so a read issued before ``griddepcontrol.wait`` would show as a
+wrong result.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from kernels.mxfp4.moe_decode import moe_decode_fma
 from kernels.mxfp4.moe_layout import MoEWeights
 from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
 
-STREAMED = {"l2_prefetch": 1, "pdl": True}
-# Both kinds of L2 prefetch: one bulk prefetch a row or row tile, or a line prefetch every 128 bytes.
-BOTH_PREFETCHES = [STREAMED, {"l2_prefetch": 2, "pdl": True}]
+PDL = {"pdl": True}
 
 
 def test_whole_blocks_reads_aligned_rows_in_place() -> None:
@@ -51,10 +49,10 @@ def test_whole_blocks_copies_what_the_kernels_cannot_read(case: str) -> None:
 
 
 def test_launch_options_carry_pdl_only_on_cuda() -> None:
-    cfg = MmaConfig(**STREAMED)
+    cfg = MmaConfig(**PDL)
     assert ("launch_pdl" in cfg.launch_options()) == (not is_interpreter())
-    assert cfg.meta()["L2PF"] == cfg.meta()["PDL"] == int(not is_interpreter())
-    assert MmaConfig().meta()["L2PF"] == MmaConfig().meta()["PDL"] == 0
+    assert cfg.meta()["PDL"] == int(not is_interpreter())
+    assert MmaConfig().meta()["PDL"] == 0 and "launch_pdl" not in MmaConfig().launch_options()
 
 
 GEMV = [MmaConfig(num_warps=1, rpt=2, groups=2, prefetch=1, hint=1), MmaConfig(num_warps=2, rpt=1, groups=1),
@@ -62,15 +60,13 @@ GEMV = [MmaConfig(num_warps=1, rpt=2, groups=2, prefetch=1, hint=1), MmaConfig(n
 
 
 @pytest.mark.parametrize("layout", ["fma8", "fma8t"])
-@pytest.mark.parametrize("cfg,streamed", [(GEMV[0], BOTH_PREFETCHES[0]), (GEMV[1], BOTH_PREFETCHES[1]),
-                                          (GEMV[2], BOTH_PREFETCHES[1])], ids=["1x2-bulk", "2x1-lines", "4x2-lines"])
+@pytest.mark.parametrize("cfg", GEMV, ids=["1x2", "2x1", "4x2"])
 @pytest.mark.parametrize("n,k", [(40, 200), (136, 512)])  # an odd last block and a partial tile; whole groups
-def test_gemv_streamed_equals_plain(layout: str, cfg: MmaConfig, streamed: dict, n: int, k: int, device,
-                                    gen) -> None:
+def test_gemv_pdl_equals_plain(layout: str, cfg: MmaConfig, n: int, k: int, device, gen) -> None:
     w = to_layout(quantize_torch(torch.randn(n, k, device=device, generator=gen) * 0.1), layout)
     x = torch.randn(1, k, device=device, generator=gen).bfloat16()
     plain = mxfp4_gemv(x, w, variant="mma", config=cfg)
-    out = mxfp4_gemv(x, w, variant="mma", config=dataclasses.replace(cfg, **streamed))
+    out = mxfp4_gemv(x, w, variant="mma", config=dataclasses.replace(cfg, **PDL))
     assert torch.equal(out, plain)
     ref = mxfp4_linear_torch(x.float(), w)
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
@@ -96,14 +92,13 @@ MOE = [(MmaConfig(num_warps=1, rpt=1, groups=1, prefetch=1, hint=1), MmaConfig(n
 
 
 @pytest.mark.parametrize("layout", ["fma8", "fma8t"])
-@pytest.mark.parametrize("configs,tokens,streamed", [(MOE[0], 1, BOTH_PREFETCHES[0]), (MOE[1], 2, BOTH_PREFETCHES[1])],
-                         ids=["a-1-bulk", "b-2-lines"])
-def test_moe_decode_streamed_equals_plain(layout: str, configs, tokens: int, streamed: dict, device, gen) -> None:
+@pytest.mark.parametrize("configs,tokens", [(MOE[0], 1), (MOE[1], 2)], ids=["a-1", "b-2"])
+def test_moe_decode_pdl_equals_plain(layout: str, configs, tokens: int, device, gen) -> None:
     w = _experts(160, 64, device, gen).to_layout(layout)  # 5 MX blocks along H: an odd last one
     x = torch.randn(tokens, 160, device=device, generator=gen).bfloat16()
     ids, wts = _routing(tokens, device, gen)
     plain = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *configs)
-    out = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *(dataclasses.replace(c, **streamed) for c in configs))
+    out = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *(dataclasses.replace(c, **PDL) for c in configs))
     assert torch.equal(out, plain)
     ref = mxfp4_moe_torch(x.float(), ids, wts, w).to(plain.dtype)
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
@@ -130,7 +125,7 @@ def test_gemv_chain_waits_for_the_previous_launch(layout: str, device, gen) -> N
     k = 1024
     ws = [to_layout(quantize_torch(torch.randn(k, k, device=device, generator=gen) * (1.5 / k**0.5)), layout)
           for _ in range(8)]
-    cfg = MmaConfig(num_warps=4, rpt=2, groups=2, prefetch=1, hint=1, **STREAMED)
+    cfg = MmaConfig(num_warps=4, rpt=2, groups=2, prefetch=1, hint=1, **PDL)
     x = torch.randn(1, k, device=device, generator=gen).bfloat16()
 
     def run() -> torch.Tensor:
@@ -148,13 +143,13 @@ def test_gemv_chain_waits_for_the_previous_launch(layout: str, device, gen) -> N
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="programmatic dependent launch needs a GPU")
 def test_moe_chain_waits_for_the_previous_launch(device, gen) -> None:
-    """Four MoE layers in a row (gate_up and down each launched with PDL, the down launch reading the
-    routing before its wait), each layer's input the previous layer's output, in a graph."""
+    """Four MoE layers in a row (gate_up and down each launched with PDL), each layer's input the
+    previous layer's output, in a graph."""
     h, i, tokens = 2880, 2880, 1
     layers = [_experts(h, i, device, gen, 2 / h**0.5).to_layout("fma8t") for _ in range(2)] * 2
     routes = [_routing(tokens, device, gen) for _ in layers]
-    gu = MmaConfig(num_warps=4, rpt=1, groups=3, prefetch=1, hint=1, **STREAMED)
-    dn = MmaConfig(num_warps=4, rpt=2, groups=3, prefetch=1, hint=1, **STREAMED)
+    gu = MmaConfig(num_warps=4, rpt=1, groups=3, prefetch=1, hint=1, **PDL)
+    dn = MmaConfig(num_warps=4, rpt=2, groups=3, prefetch=1, hint=1, **PDL)
     x = torch.randn(tokens, h, device=device, generator=gen).bfloat16()
 
     def run() -> torch.Tensor:
