@@ -2,7 +2,7 @@
 
     QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
         [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1] [--options plain,pdl]
-        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1]
+        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1] [--split]
 
 ``MmaConfig.pdl``: programmatic dependent launch, a launch's programs are placed while the
 previous kernel drains and wait before touching its data. Rows: the one-row GEMV on "fma8t" and
@@ -25,7 +25,7 @@ import os
 import torch
 
 from kernels.harness.ceilings import measure_copy_gbps
-from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
+from kernels.harness.sweep import _kernel_split, _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
 # option: (GEMV or MoE gate_up launch, MoE down launch)
@@ -82,7 +82,7 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
 
 
 def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], options: dict,
-                configs: list[tuple[tuple, tuple]]) -> None:
+                configs: list[tuple[tuple, tuple]], split: bool = False) -> None:
     from kernels.mxfp4._fma import MmaConfig, moe_mma_defaults
     from kernels.mxfp4.moe_decode import moe_decode_fma
 
@@ -104,6 +104,8 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], optio
                 rows.row(f"T={t} {label} {name}{'' if same else ' DIFF'}", fn)
                 if label == "defaults":
                     rows.row(f"T={t} {label} {name} apart", _apart(fn, tick))
+        if split:  # each kernel's device time at the defaults (torch.profiler, eager calls)
+            _kernel_split(rows.inputs, wt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="", help="GEMV launches (warps,rpt,groups,prefetch,hint;...)")
     parser.add_argument("--moe-configs", default="", help="MoE launches beside the defaults (gate_up/down;...)")
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"of {','.join(OPTIONS)}")
+    parser.add_argument("--split", action="store_true", help="also each MoE kernel's device time (profiler)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
     device = torch.device("cuda")
@@ -123,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {name: OPTIONS[name] for name in args.options.split(",")}
     moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
     compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
-    compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe)  # type: ignore
+    compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe,  # type: ignore
+                args.split)
     return 0
 
 
