@@ -2,7 +2,7 @@
 
     QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
         [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1] [--options plain,pdl]
-        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1] [--split]
+        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1] [--split] [--repeat 3]
 
 ``MmaConfig.pdl``: programmatic dependent launch, a launch's programs are placed while the
 previous kernel drains and wait before touching its data. Rows: the one-row GEMV on "fma8t" and
@@ -42,7 +42,7 @@ def _apart(fn, tick: torch.Tensor):
 
 
 def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int, int]], configs: list[tuple],
-                 options: dict) -> None:
+                 options: list[tuple[str, tuple[dict, dict]]]) -> None:
     from kernels.mxfp4._dec2_gemv import gemv_mma_default
     from kernels.mxfp4._fma import MmaConfig
     from kernels.mxfp4.gemv import mxfp4_gemv
@@ -62,7 +62,9 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
             bases = [MmaConfig(*c) for c in configs] or [gemv_mma_default(n, k // 32, 132, layout == "fma8t")]
             for base in bases:
                 ref = mxfp4_gemv(x, group[0], variant="mma", config=base)
-                for name, (opts, _) in options.items():
+                # A discarded timing first: the first rows of a process came out slower (run I, MoE rows).
+                time_calls([lambda wi=wi: mxfp4_gemv(x, wi, variant="mma", config=base) for wi in group], samples=3)
+                for name, (opts, _) in options:
                     cfg = dataclasses.replace(base, **opts)
                     fn = lambda wi, cfg=cfg: mxfp4_gemv(x, wi, variant="mma", config=cfg)  # noqa: E731
                     try:
@@ -81,8 +83,9 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
         torch.cuda.empty_cache()
 
 
-def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], options: dict,
-                configs: list[tuple[tuple, tuple]], split: bool = False) -> None:
+def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
+                options: list[tuple[str, tuple[dict, dict]]], configs: list[tuple[tuple, tuple]],
+                split: bool = False) -> None:
     from kernels.mxfp4._fma import MmaConfig, moe_mma_defaults
     from kernels.mxfp4.moe_decode import moe_decode_fma
 
@@ -95,9 +98,11 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int], optio
         rows = _MoERows(t, _routings(t, dims, gen, device), w, dims, copy_gbps, [])
         launches = [("defaults", *moe_mma_defaults(t, kb, kb, tiled=True))]
         launches += [(f"{g}/{d}", MmaConfig(*g), MmaConfig(*d)) for g, d in configs]
+        # A discarded timing first: the first rows of a process came out slower (run I).
+        time_calls([lambda a=a: moe_decode_fma(*a, wt, 1.702, 7.0) for a in rows.inputs], samples=3)
         for label, gu, dn in launches:
             ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
-            for name, (opts, down_opts) in options.items():
+            for name, (opts, down_opts) in options:
                 cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **down_opts)
                 fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
                 same = torch.equal(fn(*rows.inputs[0]), ref)
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moe-configs", default="", help="MoE launches beside the defaults (gate_up/down;...)")
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"of {','.join(OPTIONS)}")
     parser.add_argument("--split", action="store_true", help="also each MoE kernel's device time (profiler)")
+    parser.add_argument("--repeat", type=int, default=1, help="time the option list this many times, interleaved")
     args = parser.parse_args(argv)
     os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
     device = torch.device("cuda")
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s]
     configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
-    options = {name: OPTIONS[name] for name in args.options.split(",")}
+    options = [(name, OPTIONS[name]) for _ in range(args.repeat) for name in args.options.split(",")]
     moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
     compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
     compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe,  # type: ignore
