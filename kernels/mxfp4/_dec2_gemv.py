@@ -92,9 +92,9 @@ def gemv_mma_default(n: int, k_blocks: int, sms: int, tiled: bool = False) -> Mm
     """Fixed launch (no autotuning). H100 run F3 (docs/PERFORMANCE.md) on 28672x8192: K slices of 16
     blocks, 4 warps of two rows a thread, two groups loaded ahead with the L2 fetch hint, 63.8 us.
     On "fma8t" codes (``tiled``) one group ahead and, since the block scales moved to the fp32 sums
-    (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3), launched with
-    PDL (about 0.5 us: the next launch's programs are placed while this one drains); the loads of a
-    tile are one run of memory, and fewer registers a thread keep more warps an SM. 2880-wide
+    (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3), launched
+    with PDL (0.3-0.4 us, run I10: the next launch's programs are placed while this one drains);
+    the loads of a tile are one run of memory, and fewer registers a thread keep more warps an SM. 2880-wide
     layers (which run the CUDA-core variant by default, ``gemv.py``) liked 12-block slices with 2
     warps of one row."""
     if k_blocks <= 128:

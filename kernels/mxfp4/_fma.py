@@ -141,10 +141,10 @@ def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int, tiled: bool 
     F1-F3 (docs/PERFORMANCE.md): K slices of 3 groups (12 blocks), two groups loaded ahead with
     the 256-byte L2 fetch hint; gate_up two rows a thread (2 warps at 1 token, 4 above), down 4
     warps of one row. On "fma8t" experts (``tiled``, kernels run I) one group ahead, 4 warps of
-    two rows in both launches, launched with PDL (the down launch starts during gate_up's tail):
-    33.2-34.1 against 37.1-38.0 us at 1 token, 95.0 against 104.6 at 4, 176.8 against 196.4 at 8
-    (run H's defaults, gate_up one row a thread, no PDL). Capped at the whole row so small test
-    shapes stay small."""
+    two rows in both launches (run I3, both with PDL: 34.1 against 34.3 us at 1 token, 55.0 against
+    56.8 at 2, 95.0 against 102.7 at 4, 176.8 against 194.5 at 8 for gate_up one row a thread),
+    launched with PDL (the down launch's programs are placed during gate_up's tail: 0.6-0.9 us at
+    1-2 tokens, run I10). Capped at the whole row so small test shapes stay small."""
     gu = min(3, triton.cdiv(k_blocks_h, 4))
     dn = min(3, triton.cdiv(k_blocks_i, 4))
     if tiled:
