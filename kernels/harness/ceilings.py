@@ -7,6 +7,7 @@ square bf16 product through torch (cuBLAS) on random data.
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -53,3 +54,14 @@ def measure_ceilings(device: torch.device) -> Ceilings:
     matmul = measure_matmul_tflops(device)
     torch.cuda.empty_cache()
     return Ceilings(copy_gbps=copy, matmul_tflops=matmul, copy_bytes=1 << 30, matmul_n=8192)
+
+
+def probe_start(shapes: str) -> tuple[torch.device, float, list[tuple[int, int]]]:
+    """The common start of a probe script (``layout_compare``, ``stream_compare``): fixed launches (no
+    autotuning), the CUDA device and its copy bandwidth (printed), and ``shapes`` ("NxK,...") parsed."""
+    os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
+    device = torch.device("cuda")
+    copy_gbps = measure_copy_gbps(device)
+    print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
+    parsed = [tuple(int(v) for v in s.split("x")) for s in shapes.split(",") if s]
+    return device, copy_gbps, parsed  # type: ignore[return-value]

@@ -17,12 +17,11 @@ benchmark, not a test (docs/PERFORMANCE.md, kernels run H).
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
 
-from kernels.harness.ceilings import measure_copy_gbps
+from kernels.harness.ceilings import probe_start
 from kernels.harness.sweep import _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
@@ -138,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rows", default="", help="also time mxfp4_linear at these rows, e.g. 8,64,2048")
     parser.add_argument("--batch-tokens", default="", help="also time mxfp4_moe at these tokens, e.g. 64,256")
     args = parser.parse_args(argv)
-    os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
-    device = torch.device("cuda")
-    copy_gbps = measure_copy_gbps(device)
-    print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s]
+    device, copy_gbps, shapes = probe_start(args.shapes)
     compare_gemv(device, copy_gbps, shapes)  # type: ignore[arg-type]
     compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t])
     if args.batch_rows or args.batch_tokens:

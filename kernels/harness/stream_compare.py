@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 import torch
 
-from kernels.harness.ceilings import measure_copy_gbps
+from kernels.harness.ceilings import probe_start
 from kernels.harness.sweep import _kernel_split, _moe_layer, _MoERows, _routings, linear_weights
 from kernels.harness.timing import time_calls
 
@@ -75,7 +74,8 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
                         print(f"{layout} {name}: error {type(exc).__name__}: {str(exc)[:200]}", flush=True)
                         continue
                     cap = f",regs {base.max_regs}" if base.max_regs else ""
-                    label = f"{layout} ({base.num_warps},{base.rpt},{base.groups},{base.prefetch},{base.hint}{cap}) {name}"
+                    launch = f"{base.num_warps},{base.rpt},{base.groups},{base.prefetch},{base.hint}{cap}"
+                    label = f"{layout} ({launch}) {name}"
                     print(f"{label:<44} {us:8.2f} {apart:9.2f} {100 * floor / us:6.1f}%{'' if same else '  DIFF'}",
                           flush=True)
             del group
@@ -123,14 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="store_true", help="also each MoE kernel's device time (profiler)")
     parser.add_argument("--repeat", type=int, default=1, help="time the option list this many times, interleaved")
     args = parser.parse_args(argv)
-    os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
-    device = torch.device("cuda")
-    copy_gbps = measure_copy_gbps(device)
-    print(f"{torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s")
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",") if s]
+    device, copy_gbps, shapes = probe_start(args.shapes)
     configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
     options = [(name, OPTIONS[name]) for _ in range(args.repeat) for name in args.options.split(",")]
-    moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
+    moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/"))
+           for c in args.moe_configs.split(";") if c]
     compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
     compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe,  # type: ignore
                 args.split)
