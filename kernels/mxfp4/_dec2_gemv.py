@@ -79,6 +79,8 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
     y = torch.empty((1, n), dtype=x.dtype, device=x.device)
     slices = cfg.slices(k_blocks)
     row_groups = triton.cdiv(n, 2 * cfg.rows)
+    if row_groups > 65535:  # the grid's second dimension (K slices go first)
+        raise ValueError(f"the mma GEMV takes at most {65535 * 2 * cfg.rows} rows with {cfg.rows}-row tiles, got {n}")
     part = torch.empty((slices, n), dtype=torch.float32, device=x.device)
     cnt = splitk_counters(x.device, row_groups)
     _gemv_mma_kernel[(slices, row_groups)](

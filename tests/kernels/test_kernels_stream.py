@@ -72,6 +72,15 @@ def test_gemv_pdl_equals_plain(layout: str, cfg: MmaConfig, n: int, k: int, devi
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
 
 
+def test_gemv_mma_refuses_more_row_groups_than_the_grid_holds(device) -> None:
+    """Row groups are the grid's second dimension (at most 65535): a clear error, not a launch failure."""
+    n = 65536 * 2 * 8  # one warp of one row: 16 rows a program
+    w = to_layout(quantize_torch(torch.zeros(n, 32, device=device)), "fma8")
+    with pytest.raises(ValueError, match="at most 1048560 rows"):
+        mxfp4_gemv(torch.zeros(1, 32, device=device, dtype=torch.bfloat16), w, variant="mma",
+                   config=MmaConfig(num_warps=1, rpt=1, groups=1))
+
+
 E, TOPK = 8, 4
 
 
