@@ -37,8 +37,6 @@ masks and the epilogues on the CPU and the PTX on CUDA.
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
@@ -92,15 +90,14 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
 _HINTS = ("", ".nc.L1::no_allocate.L2::256B")
 
 
-def load_asm(rpt: int, hint: int = 0, tiled: bool = False, xm: bool = False) -> str:
+def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     """PTX: one thread's loads of one group (4 MX blocks). Outputs: ``$0..$15`` the activation words
     of its block (value 2i in the low half of word i; the row is zero-padded to whole blocks),
     then per row set r the lo words, hi words, lo scale byte, hi scale byte (10 operands), then
     the thread's set-0 row. Inputs: the lo / hi code and scale tile bases, the activation row,
     lo / hi valid rows, the group's first block, blocks a row. ``tiled``: the codes and scales are
     "fma8t" (``layout.py``), the tile bases at a multiple of 8 rows."""
-    nx = 0 if xm else 16  # xm: the activations are loaded by the math (``compute_asm``), not here
-    n_out = nx + 10 * rpt + 1
+    n_out = 16 + 10 * rpt + 1
     # Input $n_out is a [32 * NW] tensor that only gives the outputs their shape.
     wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 1 + i}" for i in range(9))
     lines = ["{", ".reg .pred pb, pr;", ".reg .b16 sb;", ".reg .b64 a, o, ob;",
@@ -115,11 +112,11 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False, xm: bool = False) -> 
         # (blk / 2) * 16 + blk % 2); tw: the group's width, 2 or 1 for an odd last block
         lines += ["shl.b32 rs, kp, 3;", "shr.u32 u, blk, 1;", "shl.b32 tg, u, 4;", "and.b32 u, blk, 1;",
                   "add.s32 tg, tg, u;", "and.b32 u, blk, 0xFFFFFFFE;", "sub.s32 tw, kp, u;", "min.s32 tw, tw, 2;"]
-    lines += [f"mov.b32 ${i}, 0;" for i in range(nx)]
+    lines += [f"mov.b32 ${i}, 0;" for i in range(16)]
     lines += [f"@pb ld.global.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
-              for q in range(nx // 4)]
+              for q in range(4)]
     for r in range(rpt):
-        o = nx + 10 * r
+        o = 16 + 10 * r
         lines += _load_rows(r, "l", wl, sl, nl, [f"${o + i}" for i in range(4)], f"${o + 8}", _HINTS[hint], tiled)
         lines += _load_rows(r, "h", wh, sh, nh, [f"${o + 4 + i}" for i in range(4)], f"${o + 9}", _HINTS[hint],
                             tiled)
@@ -133,7 +130,7 @@ def _scale_f32(byte: str, out: str) -> list[str]:
             f"setp.eq.u32 pz, {byte}, 255;", f"selp.b32 {out}, 0x7FC00000, {out}, pz;"]
 
 
-def compute_asm(rpt: int, xm: bool = False) -> str:
+def compute_asm(rpt: int) -> str:
     """PTX: one group's decode and ``mma``s. Outputs: the running sums (fp32 bits; set r's lo row at
     2r, hi row at 2r + 1). Inputs: the sums, then ``load_asm``'s 16 activation words and 10 per
     row set.
@@ -149,18 +146,9 @@ def compute_asm(rpt: int, xm: bool = False) -> str:
     and of earlier groups, so their latencies overlap); the chains are added in fp32."""
     n_out = 2 * rpt
     acc = [f"${n_out + i}" for i in range(2 * rpt)]
-    nx = 3 if xm else 16
-    xin = [f"${n_out + 2 * rpt + i}" for i in range(nx)]
-    rows = [[f"${n_out + 2 * rpt + nx + 10 * r + i}" for i in range(10)] for r in range(rpt)]
-    head = []
-    if xm:  # inputs: the activation row, the group's first block, blocks a row; the lane's block from L1
-        xp, b0, kp = xin
-        xin = [f"n{i}" for i in range(16)]
-        head = [".reg .b32 " + ", ".join(xin) + ";", ".reg .b64 xa;", "mov.u32 u, %tid.x;", "and.b32 u, u, 3;",
-                f"add.s32 u, u, {b0};", f"setp.lt.s32 pz, u, {kp};", "mul.wide.s32 xa, u, 64;",
-                f"add.s64 xa, {xp}, xa;", *[f"mov.b32 {n}, 0;" for n in xin],
-                *[f"@pz ld.global.nc.v4.b32 {{{', '.join(xin[4 * q:4 * q + 4])}}}, [xa+{16 * q}];" for q in range(4)]]
-    lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, m, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;", *head,
+    xin = [f"${n_out + 2 * rpt + i}" for i in range(16)]
+    rows = [[f"${n_out + 2 * rpt + 16 + 10 * r + i}" for i in range(10)] for r in range(rpt)]
+    lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, m, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;",
              ".reg .b32 " + ", ".join(f"x{i}" for i in range(16)) + ";",
              ".reg .f32 fl, fh, z, " + ", ".join(f"d{q}_{i}" for q in range(4) for i in range(4)) + ";",
              "mov.b32 c, 0x7E807E80;", "mov.f32 z, 0f00000000;",
@@ -216,29 +204,20 @@ def pdl_wait(PDL: tl.constexpr):
         return 0
 
 
-# Experiment (session 6): the activations loaded by the math from L1, prefetched there a slice at a time.
-_XMB = os.environ.get("QUARTET_EXP_XM", "0") == "1"
-XM = tl.constexpr(_XMB)
-_NX = tl.constexpr(0 if _XMB else 16)
-_LOAD1 = tl.constexpr(load_asm(1, xm=_XMB))
-_LOAD2 = tl.constexpr(load_asm(2, xm=_XMB))
-_LOAD1H = tl.constexpr(load_asm(1, 1, xm=_XMB))
-_LOAD2H = tl.constexpr(load_asm(2, 1, xm=_XMB))
-_LOAD1T = tl.constexpr(load_asm(1, tiled=True, xm=_XMB))
-_LOAD2T = tl.constexpr(load_asm(2, tiled=True, xm=_XMB))
-_LOAD1HT = tl.constexpr(load_asm(1, 1, True, xm=_XMB))
-_LOAD2HT = tl.constexpr(load_asm(2, 1, True, xm=_XMB))
-_LCON1 = tl.constexpr(",".join(["=r"] * (_NX.value + 11) + ["r"] + ["l"] * 5 + ["r"] * 4))
-_LCON2 = tl.constexpr(",".join(["=r"] * (_NX.value + 21) + ["r"] + ["l"] * 5 + ["r"] * 4))
-_MATH1 = tl.constexpr(compute_asm(1, _XMB))
-_MATH2 = tl.constexpr(compute_asm(2, _XMB))
-_XIN = ["l", "r", "r"] if _XMB else ["r"] * 16
-_MCON1 = tl.constexpr(",".join(["=r"] * 2 + ["r"] * 2 + _XIN + ["r"] * 10))
-_MCON2 = tl.constexpr(",".join(["=r"] * 4 + ["r"] * 4 + _XIN + ["r"] * 20))
-_L1X = tl.constexpr("{\n.reg .pred p;\n.reg .b32 t, n;\n.reg .b64 a, o;\nmov.u32 t, %tid.x;\n"
-                    "mul.lo.s32 n, $4, 64;\nadd.s32 n, n, 127;\nshr.u32 n, n, 7;\nsetp.lt.u32 p, t, n;\n"
-                    "mul.wide.s32 o, $3, 64;\nadd.s64 a, $2, o;\nmul.wide.u32 o, t, 128;\nadd.s64 a, a, o;\n"
-                    "@p prefetch.global.L1 [a];\nmov.b32 $0, 0;\n}")
+_LOAD1 = tl.constexpr(load_asm(1))
+_LOAD2 = tl.constexpr(load_asm(2))
+_LOAD1H = tl.constexpr(load_asm(1, 1))
+_LOAD2H = tl.constexpr(load_asm(2, 1))
+_LOAD1T = tl.constexpr(load_asm(1, tiled=True))
+_LOAD2T = tl.constexpr(load_asm(2, tiled=True))
+_LOAD1HT = tl.constexpr(load_asm(1, 1, True))
+_LOAD2HT = tl.constexpr(load_asm(2, 1, True))
+_LCON1 = tl.constexpr(",".join(["=r"] * 27 + ["r"] + ["l"] * 5 + ["r"] * 4))
+_LCON2 = tl.constexpr(",".join(["=r"] * 37 + ["r"] + ["l"] * 5 + ["r"] * 4))
+_MATH1 = tl.constexpr(compute_asm(1))
+_MATH2 = tl.constexpr(compute_asm(2))
+_MCON1 = tl.constexpr(",".join(["=r"] * 2 + ["r"] * (2 + 16 + 10)))
+_MCON2 = tl.constexpr(",".join(["=r"] * 4 + ["r"] * (4 + 16 + 20)))
 
 
 @triton.jit
@@ -272,13 +251,13 @@ def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, R
                 (_LOAD1HT if HINT else _LOAD1T) if SWIZZLED >= 2 else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * (_NX + 11), is_pure=True, pack=1)
+                dtype=(tl.int32,) * 27, is_pure=True, pack=1)
         else:
             return tl.inline_asm_elementwise(
                 (_LOAD2HT if HINT else _LOAD2T) if SWIZZLED >= 2 else (_LOAD2H if HINT else _LOAD2), _LCON2,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * (_NX + 21), is_pure=True, pack=1)
+                dtype=(tl.int32,) * 37, is_pure=True, pack=1)
 
 
 @triton.jit
@@ -287,11 +266,11 @@ def loaded_rows(ld, RPT: tl.constexpr, INTERPRET: tl.constexpr):
     if INTERPRET:
         return ld[1]
     else:
-        return ld[_NX + 10 * RPT]
+        return ld[16 + 10 * RPT]
 
 
 @triton.jit
-def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, b0, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
+def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
                SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
     """Add a loaded group (``group_load``) to each thread's running sums ``accs`` (a tuple of
     ``2 * RPT`` fp32 ``[32 * NW]``: set r's lo row, hi row; set r's row is the set-0 row plus
@@ -308,27 +287,6 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, b0, K, KP_BLOCKS, NW: tl
             lo1 = _quad_sum_ref(accs[2], wl, sl, g + 8 * NW, nl, b0, KP_BLOCKS, xs, SWIZZLED)
             hi1 = _quad_sum_ref(accs[3], wh, sh, g + 8 * NW, nh, b0, KP_BLOCKS, xs, SWIZZLED)
             return (lo0, hi0, lo1, hi1)
-    elif XM:
-        xr = x_row.to(tl.int64) + tl.zeros((32 * NW,), tl.int64)
-        bb = b0 + tl.zeros((32 * NW,), tl.int32)
-        kk = KP_BLOCKS + tl.zeros((32 * NW,), tl.int32)
-        if RPT == 1:
-            r = tl.inline_asm_elementwise(
-                _MATH1, _MCON1,
-                [accs[0].to(tl.int32, bitcast=True), accs[1].to(tl.int32, bitcast=True), xr, bb, kk,
-                 ld[0], ld[1], ld[2], ld[3], ld[4], ld[5], ld[6], ld[7], ld[8], ld[9]],
-                dtype=(tl.int32, tl.int32), is_pure=True, pack=1)
-            return (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True))
-        else:
-            r = tl.inline_asm_elementwise(
-                _MATH2, _MCON2,
-                [accs[0].to(tl.int32, bitcast=True), accs[1].to(tl.int32, bitcast=True),
-                 accs[2].to(tl.int32, bitcast=True), accs[3].to(tl.int32, bitcast=True), xr, bb, kk,
-                 ld[0], ld[1], ld[2], ld[3], ld[4], ld[5], ld[6], ld[7], ld[8], ld[9], ld[10], ld[11], ld[12],
-                 ld[13], ld[14], ld[15], ld[16], ld[17], ld[18], ld[19]],
-                dtype=(tl.int32, tl.int32, tl.int32, tl.int32), is_pure=True, pack=1)
-            return (r[0].to(tl.float32, bitcast=True), r[1].to(tl.float32, bitcast=True),
-                    r[2].to(tl.float32, bitcast=True), r[3].to(tl.float32, bitcast=True))
     else:
         if RPT == 1:
             r = tl.inline_asm_elementwise(
@@ -367,11 +325,6 @@ def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr
     the sums (``group_math``) and the set-0 rows."""
     zero = tl.zeros((32 * NW,), tl.float32)
     accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    if XM and not INTERPRET:  # the slice's activations into L1 (the math loads them from there)
-        shape = tl.arange(0, 32 * NW)
-        tl.inline_asm_elementwise(_L1X, "=r,r,l,r,r", [shape, x_row.to(tl.int64), g0 * 4 + shape * 0,
-                                                        tl.minimum(GROUPS * 4, KP_BLOCKS - g0 * 4) + shape * 0],
-                                  dtype=tl.int32, is_pure=False, pack=1)
     ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
     if PF == 2 and GROUPS > 1:
         ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
@@ -385,8 +338,7 @@ def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr
         else:
             if j + 1 < GROUPS:
                 ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
-        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, (g0 + j) * 4, K, KP_BLOCKS, NW, RPT, SWIZZLED,
-                          INTERPRET)
+        accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, SWIZZLED, INTERPRET)
     if not INTERPRET:  # the interpreter's sums are whole rows already
         if RPT == 1:
             accs = (quad_sum(accs[0]), quad_sum(accs[1]))

@@ -50,21 +50,6 @@ def gather_tile(part_ptr, offs, mask, stride_split, n_split, SPLIT_P2: tl.conste
 
 
 @triton.jit
-def gather_chunks(part_ptr, offs, mask, stride_split, n_split, CHUNK: tl.constexpr):
-    """Like ``gather_tile`` a ``[CHUNK, BN]`` tile at a time (a fixed order: chunk sums added in turn).
-    A program's registers are sized for its largest live set: a fix-up tile of every split at once
-    (32 splits x 128 rows in the MoE down launch) held more than the main loop and cut the programs
-    an SM could hold for the whole launch."""
-    total = tl.zeros(offs.shape, tl.float32)
-    for c in range(0, n_split, CHUNK):
-        s = c + tl.arange(0, CHUNK)
-        ok = (s < n_split)[:, None] & mask[None, :]
-        total += tl.sum(tl.load(part_ptr + s[:, None] * stride_split + offs[None, :], mask=ok, other=0.0,
-                                cache_modifier=".cg"), axis=0)
-    return total
-
-
-@triton.jit
 def release(cnt_ptr, tile_id):
     tl.atomic_xchg(cnt_ptr + tile_id, 0)
 
@@ -118,7 +103,7 @@ def down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, offs_n, n_ok, H, s
     """MoE decode down, the last-arriving program: token ``t``'s split partials summed (a fixed order
     whoever arrives last: deterministic), each expert's down bias weighted by its routing weight added,
     cast and stored."""
-    y = gather_chunks(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, min(SPLIT_P2, 8))
+    y = gather_tile(part_ptr, t * H + offs_n, n_ok, stride_split, n_split, SPLIT_P2)
     if HAS_BIAS:
         for j in tl.static_range(TOPK):
             ej = tl.load(ids_ptr + t * TOPK + j).to(tl.int64)
