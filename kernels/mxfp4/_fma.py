@@ -61,10 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # MoE decode only, on the gate_up launch (``_dec2_moe``): 0 runs gate_up and down as two launches;
-    # n runs both in one persistent launch of n programs an SM (down items wait for their pair's
-    # activations), each half with its own launch's rows a thread, groups and prefetch.
-    one_launch: int = 0
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -75,8 +71,6 @@ class MmaConfig:
             raise ValueError(f"groups={self.groups} must be >= 1")
         if self.prefetch not in (1, 2):
             raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
-        if self.one_launch < 0:
-            raise ValueError(f"one_launch={self.one_launch} must be >= 0 (programs an SM; 0 = two launches)")
 
     @property
     def rows(self) -> int:
