@@ -2,7 +2,7 @@
 
     QUARTET_KERNELS_AUTOTUNE=0 python -m kernels.harness.stream_compare [--tokens 1,2,4]
         [--shapes 28672x8192] [--configs 4,2,4,1,1;2,2,4,1,1] [--options plain,pdl]
-        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,1,6,1,1/4,2,6,1,1] [--split] [--repeat 3]
+        [--moe-configs 4,1,3,1,1/4,2,3,1,1;4,2,3,1,1,regs=96/4,2,3,1,1] [--split] [--repeat 3]
 
 ``MmaConfig.pdl``: programmatic dependent launch, a launch's programs are placed while the
 previous kernel drains and wait before touching its data. Rows: the one-row GEMV on "fma8t" and
@@ -86,7 +86,7 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
 def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
                 options: list[tuple[str, tuple[dict, dict]]], configs: list[tuple[tuple, tuple]],
                 split: bool = False) -> None:
-    from kernels.mxfp4._fma import MmaConfig, moe_mma_defaults
+    from kernels.mxfp4._fma import moe_mma_defaults
     from kernels.mxfp4.moe_decode import moe_decode_fma
 
     dims = (32, 2880, 2880, 4)
@@ -97,7 +97,7 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
     for t in tokens:
         rows = _MoERows(t, _routings(t, dims, gen, device), w, dims, copy_gbps, [])
         launches = [("defaults", *moe_mma_defaults(t, kb, kb, tiled=True))]
-        launches += [(f"{g}/{d}", MmaConfig(*g), MmaConfig(*d)) for g, d in configs]
+        launches += [(f"{_label(g)}/{_label(d)}", _mma(g), _mma(d)) for g, d in configs]
         # A discarded timing first: the first rows of a process came out slower (run I).
         time_calls([lambda a=a: moe_decode_fma(*a, wt, 1.702, 7.0) for a in rows.inputs], samples=3)
         for label, gu, dn in launches:
@@ -113,6 +113,30 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
             _kernel_split(rows.inputs, wt)
 
 
+# Launch fields after the five positional ones, as ``key=value`` (``--moe-configs 4,2,3,1,1,regs=128/...``).
+_KEYS = {"regs": "max_regs"}
+
+
+def _parse(text: str) -> tuple:
+    """``4,2,3,1,1,one=4``: the positional fields as ints, then (name, int) pairs."""
+    parts = text.split(",")
+    try:
+        pos = tuple(int(v) for v in parts if "=" not in v)
+        keys = tuple((_KEYS[k], int(v)) for k, v in (p.split("=", 1) for p in parts if "=" in p))
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"bad launch {text!r}: {exc} (ints, then {', '.join(f'{k}=N' for k in _KEYS)})") from exc
+    return pos + keys
+
+
+def _mma(spec: tuple):
+    from kernels.mxfp4._fma import MmaConfig
+    return MmaConfig(*(v for v in spec if isinstance(v, int)), **dict(v for v in spec if isinstance(v, tuple)))
+
+
+def _label(spec: tuple) -> str:
+    return ",".join(str(v) if isinstance(v, int) else f"{v[0]}={v[1]}" for v in spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", default="1,2,4")
@@ -126,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     device, copy_gbps, shapes = probe_start(args.shapes)
     configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
     options = [(name, OPTIONS[name]) for _ in range(args.repeat) for name in args.options.split(",")]
-    moe = [tuple(tuple(int(v) for v in half.split(",")) for half in c.split("/"))
-           for c in args.moe_configs.split(";") if c]
+    moe = [tuple(_parse(half) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
     compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
     compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe,  # type: ignore
                 args.split)
