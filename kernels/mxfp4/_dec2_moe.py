@@ -169,8 +169,8 @@ def _down_mma_kernel(
         if OVERLAP:
             # Every program of this row group got past its wait; the last row group finished clears the
             # flags for the next call (whose gate_up writes only after this launch has ended).
-            n_groups = tl.num_programs(1) * n_tokens
-            if tl.atomic_add(fin_ptr, 1, sem="acq_rel", scope="gpu") == n_groups - 1:
+            rows = tl.num_programs(1) * n_tokens
+            if tl.atomic_add(fin_ptr, 1, sem="acq_rel", scope="gpu") == rows - 1:
                 n_flags = n_tokens * TOPK * SLICES
                 for b in range(0, n_flags, 2 * BR):
                     tl.atomic_xchg(flag_ptr + b + tl.arange(0, 2 * BR), 0, mask=b + tl.arange(0, 2 * BR) < n_flags)
