@@ -90,14 +90,13 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
 _HINTS = ("", ".nc.L1::no_allocate.L2::256B")
 
 
-def load_asm(rpt: int, hint: int = 0, tiled: bool = False, x_l2: bool = False) -> str:
+def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     """PTX: one thread's loads of one group (4 MX blocks). Outputs: ``$0..$15`` the activation words
     of its block (value 2i in the low half of word i; the row is zero-padded to whole blocks),
     then per row set r the lo words, hi words, lo scale byte, hi scale byte (10 operands), then
     the thread's set-0 row. Inputs: the lo / hi code and scale tile bases, the activation row,
     lo / hi valid rows, the group's first block, blocks a row. ``tiled``: the codes and scales are
-    "fma8t" (``layout.py``), the tile bases at a multiple of 8 rows. ``x_l2``: the activations are
-    read through L2 only (``.cg``): another kernel may still be writing them when this one starts."""
+    "fma8t" (``layout.py``), the tile bases at a multiple of 8 rows."""
     n_out = 16 + 10 * rpt + 1
     # Input $n_out is a [32 * NW] tensor that only gives the outputs their shape.
     wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 1 + i}" for i in range(9))
@@ -114,8 +113,7 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False, x_l2: bool = False) -
         lines += ["shl.b32 rs, kp, 3;", "shr.u32 u, blk, 1;", "shl.b32 tg, u, 4;", "and.b32 u, blk, 1;",
                   "add.s32 tg, tg, u;", "and.b32 u, blk, 0xFFFFFFFE;", "sub.s32 tw, kp, u;", "min.s32 tw, tw, 2;"]
     lines += [f"mov.b32 ${i}, 0;" for i in range(16)]
-    xld = "ld.global.cg" if x_l2 else "ld.global"
-    lines += [f"@pb {xld}.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
+    lines += [f"@pb ld.global.v4.b32 {{${4 * q}, ${4 * q + 1}, ${4 * q + 2}, ${4 * q + 3}}}, [a+{16 * q}];"
               for q in range(4)]
     for r in range(rpt):
         o = 16 + 10 * r
@@ -194,15 +192,6 @@ def quad_sum(v):
 
 
 @triton.jit
-def pdl_launch_next(PDL: tl.constexpr):
-    """With programmatic dependent launch: let the next kernel of the stream launch, without waiting for
-    the previous one (a kernel that orders its reads of the previous kernel's data some other way)."""
-    if PDL:
-        tl.inline_asm_elementwise("griddepcontrol.launch_dependents;\nmov.b32 $0, 0;", "=r", [], dtype=tl.int32,
-                                  is_pure=False, pack=1)
-
-
-@triton.jit
 def pdl_wait(PDL: tl.constexpr):
     """With programmatic dependent launch: wait for the previous kernel of the stream (its writes are
     visible after this), then let the next one launch. Returns an int32 zero the compiler cannot
@@ -223,16 +212,6 @@ _LOAD1T = tl.constexpr(load_asm(1, tiled=True))
 _LOAD2T = tl.constexpr(load_asm(2, tiled=True))
 _LOAD1HT = tl.constexpr(load_asm(1, 1, True))
 _LOAD2HT = tl.constexpr(load_asm(2, 1, True))
-# The same with the activations read through L2 only (``x_l2``): the MoE down launch when it starts
-# before gate_up ends (``MmaConfig.overlap``).
-_LOAD1_CG = tl.constexpr(load_asm(1, x_l2=True))
-_LOAD2_CG = tl.constexpr(load_asm(2, x_l2=True))
-_LOAD1H_CG = tl.constexpr(load_asm(1, 1, x_l2=True))
-_LOAD2H_CG = tl.constexpr(load_asm(2, 1, x_l2=True))
-_LOAD1T_CG = tl.constexpr(load_asm(1, tiled=True, x_l2=True))
-_LOAD2T_CG = tl.constexpr(load_asm(2, tiled=True, x_l2=True))
-_LOAD1HT_CG = tl.constexpr(load_asm(1, 1, True, True))
-_LOAD2HT_CG = tl.constexpr(load_asm(2, 1, True, True))
 _LCON1 = tl.constexpr(",".join(["=r"] * 27 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _LCON2 = tl.constexpr(",".join(["=r"] * 37 + ["r"] + ["l"] * 5 + ["r"] * 4))
 _MATH1 = tl.constexpr(compute_asm(1))
@@ -256,31 +235,26 @@ def _quad_sum_ref(acc, w_base, s_base, rows, n_valid, b0, KP_BLOCKS, xs, SWIZZLE
 
 @triton.jit
 def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
-               HINT: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr, XL2: tl.constexpr = False):
+               HINT: tl.constexpr, SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
     """Each thread's loads of the group of MX blocks ``b0 .. b0 + 3`` (``load_asm``), as a tuple of
     int32 ``[32 * NW]``, the thread's set-0 row last. ``wl`` / ``wh``: int32 code pointers at the lo /
     hi tile's first row (``sl`` / ``sh`` their scales), ``nl`` / ``nh`` rows valid in each,
     ``x_row`` the bf16 activations zero-padded to ``KP_BLOCKS * 32``. Issued a group or two
     ahead of ``group_math`` so that several groups' loads are in flight. ``SWIZZLED``: the codes'
-    ``layout.layout_code``, 1 ("fma8") or 2-3 ("fma8t", the tile bases at multiples of 8 rows).
-    ``XL2``: the activations read through L2 only (``load_asm``'s ``x_l2``)."""
+    ``layout.layout_code``, 1 ("fma8") or 2-3 ("fma8t", the tile bases at multiples of 8 rows)."""
     shape = tl.arange(0, 32 * NW)
     if INTERPRET:
         return (b0 + shape * 0, thread_rows(NW))  # the interpreter's math reads memory itself
     else:
         if RPT == 1:
             return tl.inline_asm_elementwise(
-                (((_LOAD1HT_CG if HINT else _LOAD1T_CG) if SWIZZLED >= 2 else (_LOAD1H_CG if HINT else _LOAD1_CG))
-                 if XL2 else ((_LOAD1HT if HINT else _LOAD1T) if SWIZZLED >= 2 else (_LOAD1H if HINT else _LOAD1))),
-                _LCON1,
+                (_LOAD1HT if HINT else _LOAD1T) if SWIZZLED >= 2 else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
                 dtype=(tl.int32,) * 27, is_pure=True, pack=1)
         else:
             return tl.inline_asm_elementwise(
-                (((_LOAD2HT_CG if HINT else _LOAD2T_CG) if SWIZZLED >= 2 else (_LOAD2H_CG if HINT else _LOAD2_CG))
-                 if XL2 else ((_LOAD2HT if HINT else _LOAD2T) if SWIZZLED >= 2 else (_LOAD2H if HINT else _LOAD2))),
-                _LCON2,
+                (_LOAD2HT if HINT else _LOAD2T) if SWIZZLED >= 2 else (_LOAD2H if HINT else _LOAD2), _LCON2,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
                  nl, nh, b0, KP_BLOCKS],
                 dtype=(tl.int32,) * 37, is_pure=True, pack=1)
@@ -338,33 +312,32 @@ def group_math(accs, ld, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW: tl.con
 
 @triton.jit
 def _load(wl, wh, sl, sh, x_row, nl, nh, group, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr, HINT: tl.constexpr,
-          SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr, XL2: tl.constexpr):
-    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET, XL2)
+          SWIZZLED: tl.constexpr, INTERPRET: tl.constexpr):
+    return group_load(wl, wh, sl, sh, x_row, nl, nh, group * 4, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
 
 
 @triton.jit
 def slice_sums(wl, wh, sl, sh, x_row, nl, nh, g0, K, KP_BLOCKS, NW: tl.constexpr, RPT: tl.constexpr,
                GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr, SWIZZLED: tl.constexpr,
-               INTERPRET: tl.constexpr, XL2: tl.constexpr = False):
+               INTERPRET: tl.constexpr):
     """Each thread's sums over groups ``g0 .. g0 + GROUPS - 1`` (a K slice), ``PF`` (1 or 2) groups'
     loads in flight ahead of the math, ``HINT`` the weight loads' cache hints (``_HINTS``). Returns
     the sums (``group_math``) and the set-0 rows."""
     zero = tl.zeros((32 * NW,), tl.float32)
     accs = (zero, zero) if RPT == 1 else (zero, zero, zero, zero)
-    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET, XL2)
+    ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
     if PF == 2 and GROUPS > 1:
-        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET, XL2)
+        ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
     for j in tl.static_range(GROUPS):
         cur = ld0
         if PF == 2:
             if j + 1 < GROUPS:
                 ld0 = ld1
             if j + 2 < GROUPS:
-                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET,
-                            XL2)
+                ld1 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 2, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
         else:
             if j + 1 < GROUPS:
-                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET, XL2)
+                ld0 = _load(wl, wh, sl, sh, x_row, nl, nh, g0 + j + 1, KP_BLOCKS, NW, RPT, HINT, SWIZZLED, INTERPRET)
         accs = group_math(accs, cur, wl, wh, sl, sh, x_row, nl, nh, K, KP_BLOCKS, NW, RPT, SWIZZLED, INTERPRET)
     if not INTERPRET:  # the interpreter's sums are whole rows already
         if RPT == 1:

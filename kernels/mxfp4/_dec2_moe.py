@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_launch_next, pdl_wait, slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
@@ -46,31 +46,6 @@ def _gate_up_set(lo, hi, rows, r0, p, e, pid_s, I, part_ptr, stride_split, gb_pt
         tl.store(part_ptr + pid_s * stride_split + base + I, hi, mask=n < I)
 
 
-@triton.jit
-def _publish(flag_ptr, p, r0, BR: tl.constexpr, I, S_DN, DN_W: tl.constexpr, OVERLAP: tl.constexpr):
-    """``OVERLAP``: pair ``p``'s activation columns ``r0 .. r0 + BR`` are stored; count them in the flag of
-    every down K slice (``DN_W`` columns) they fall in. The barrier orders every thread's stores
-    before the release (as in ``_epilogue.arrive``)."""
-    if OVERLAP:
-        tl.debug_barrier()
-        for s in range(r0 // DN_W, (tl.minimum(r0 + BR, I) - 1) // DN_W + 1):
-            tl.atomic_add(flag_ptr + p * S_DN + s, 1, sem="release", scope="gpu")
-
-
-@triton.jit
-def _wait_published(flag_ptr, key, need, INTERPRET: tl.constexpr):
-    """Spin until ``need`` gate_up row groups are counted in flag ``key``; returns an int32 zero the
-    compiler cannot see through, added to the activation pointer so that the PTX loads (pure
-    ``inline_asm``, free to move) stay after the loop."""
-    c = tl.atomic_add(flag_ptr + key, 0, sem="acquire", scope="gpu")
-    while c < need:
-        c = tl.atomic_add(flag_ptr + key, 0, sem="acquire", scope="gpu")
-    if INTERPRET:
-        return c * 0
-    else:
-        return tl.inline_asm_elementwise("mov.b32 $0, 0;", "=r,r", [c], dtype=tl.int32, is_pure=True, pack=1)
-
-
 @triton.jit(do_not_specialize=["T"])
 def _gate_up_mma_kernel(
     x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
@@ -78,7 +53,6 @@ def _gate_up_mma_kernel(
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
     SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
-    OVERLAP: tl.constexpr = False, flag_ptr=None, S_DN=1, DN_W: tl.constexpr = 128,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
@@ -106,9 +80,6 @@ def _gate_up_mma_kernel(
             l_sum = gather_tile(part_ptr, base + I, n < I, stride_split, N_SPLIT, SPLIT_P2)
             swiglu_store(g_sum, l_sum, gb_ptr, lb_ptr, act_ptr, e, p, I, n, n < I, alpha, limit, HAS_BIAS, INTERPRET)
             release(cnt_ptr, group)
-            _publish(flag_ptr, p, r0, BR, I, S_DN, DN_W, OVERLAP)
-    else:
-        _publish(flag_ptr, p, r0, BR, I, S_DN, DN_W, OVERLAP)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -118,43 +89,23 @@ def _down_mma_kernel(
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
     SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
-    OVERLAP: tl.constexpr = False, flag_ptr=None, fin_ptr=None, GU_BR: tl.constexpr = 64,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
-    if OVERLAP:
-        # Grid (K slice, row group, pair), pairs slowest: the first programs read the first pairs,
-        # which gate_up (also pairs slowest) finished first. No wait for gate_up's end: this launch's
-        # programs are placed once every gate_up program has started (which they do after waiting
-        # for the routing), and each waits only for the activation columns its K slice reads.
-        pdl_launch_next(PDL)
-        q_in = tl.program_id(0)
-        pid_r = tl.program_id(1)
-        p = tl.program_id(2)
-        t = p // TOPK
-        q = (p % TOPK) * SLICES + q_in
-        e = tl.load(ids_ptr + p).to(tl.int64)
-        weight = tl.load(wts_ptr + p).to(tl.float32)
-        c0 = q_in * GROUPS * 128  # the slice's first activation column
-        need = (tl.minimum(c0 + GROUPS * 128, I) - 1) // GU_BR - c0 // GU_BR + 1
-        x_row = act_ptr + p.to(tl.int64) * I + _wait_published(flag_ptr, p * SLICES + q_in, need, INTERPRET)
-        n_tokens = tl.num_programs(2) // TOPK
-    else:
-        q = tl.program_id(0)  # K slices (expert, K range) fastest (``_dec2_gemv``)
-        pid_r = tl.program_id(1)
-        t = tl.program_id(2)
-        p = t * TOPK + q // SLICES
-        after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
-        e = tl.load(ids_ptr + after + p).to(tl.int64)
-        weight = tl.load(wts_ptr + after + p).to(tl.float32)
-        x_row = act_ptr + after + p.to(tl.int64) * I
-        n_tokens = tl.num_programs(2)
+    q = tl.program_id(0)  # K slices (expert, K range) fastest (``_dec2_gemv``)
+    pid_r = tl.program_id(1)
+    t = tl.program_id(2)
+    p = t * TOPK + q // SLICES
+    after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
+    e = tl.load(ids_ptr + after + p).to(tl.int64)
+    weight = tl.load(wts_ptr + after + p).to(tl.float32)
+    x_row = act_ptr + after + p.to(tl.int64) * I
     r0 = pid_r * 2 * BR
     first = (e * H + r0) * KP_BLOCKS
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
-                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET, OVERLAP)
-    stride_split = n_tokens * H  # workspace [slices, T, H]
+                         KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
+    stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
@@ -166,18 +117,6 @@ def _down_mma_kernel(
         down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, n, n < H, H, stride_split, N_SPLIT,
                      TOPK, HAS_BIAS, INTERPRET, SPLIT_P2)
         release(cnt_ptr, group)
-        if OVERLAP:
-            # Every program of this row group got past its wait; the last row group finished clears the
-            # flags for the next call (whose gate_up writes only after this launch has ended).
-            rows = tl.num_programs(1) * n_tokens
-            if tl.atomic_add(fin_ptr, 1, sem="acq_rel", scope="gpu") == rows - 1:
-                n_flags = n_tokens * TOPK * SLICES
-                for b in range(0, n_flags, 2 * BR):
-                    tl.atomic_xchg(flag_ptr + b + tl.arange(0, 2 * BR), 0, mask=b + tl.arange(0, 2 * BR) < n_flags)
-                tl.atomic_xchg(fin_ptr, 0)
-    if OVERLAP:
-        # This launch ends after gate_up does, as if it had waited: the kernels after it count on that.
-        pdl_wait(PDL)
 
 
 def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **meta) -> None:
@@ -202,28 +141,17 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     part_g = torch.empty((s_gu, pairs, 2, i_dim), dtype=torch.float32, device=x.device)
     part_d = torch.empty((k * s_dn, t, h_dim), dtype=torch.float32, device=x.device)
     rows_gu, rows_dn = triton.cdiv(i_dim, gate_up.rows), triton.cdiv(h_dim, 2 * down.rows)
+    cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
-    gu_args = (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
-               bias(w.glu_bias), bias(w.linear_bias), act, part_g)
-    dn_args = (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d)
-    gu_meta = dict(N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
-    dn_meta = dict(TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
-                   **common)
-    if down.overlap:
-        # Counters: [gate_up arrivals][down arrivals][a flag a (pair, down K slice)][row groups finished],
-        # apart because the two launches now run at once.
-        cnt = splitk_counters(x.device, pairs * rows_gu + t * rows_dn + pairs * s_dn + 1)
-        cnt_dn = cnt[pairs * rows_gu:]
-        flags = cnt_dn[t * rows_dn:]
-        _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
-                (*gu_args, cnt, i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
-                OVERLAP=True, flag_ptr=flags, S_DN=s_dn, DN_W=128 * down.groups, **gu_meta)
-        _launch(_down_mma_kernel, (s_dn, rows_dn, pairs), down, (*dn_args, cnt_dn, i_dim, h_dim, t, kb_i),
-                OVERLAP=True, flag_ptr=flags, fin_ptr=flags[pairs * s_dn:], GU_BR=gate_up.rows, **dn_meta)
-    else:
-        cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
-        _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
-                (*gu_args, cnt, i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit), **gu_meta)
-        _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down, (*dn_args, cnt, i_dim, h_dim, t, kb_i), **dn_meta)
+    _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
+            (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
+             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
+             i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
+            N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
+    _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
+            (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
+             cnt, i_dim, h_dim, t, kb_i),
+            TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
+            **common)
     return y if x.dtype == torch.bfloat16 else y.to(x.dtype)

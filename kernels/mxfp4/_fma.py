@@ -61,10 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # MoE decode, on the down launch (``_dec2_moe``): each down program waits only for the activation
-    # columns its K slice reads (flags that gate_up counts up), not for the whole gate_up launch, so
-    # with ``pdl`` the down launch works through gate_up's tail.
-    overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):

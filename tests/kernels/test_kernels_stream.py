@@ -114,23 +114,6 @@ def test_moe_decode_pdl_equals_plain(layout: str, configs, tokens: int, device, 
     assert ((plain.double() - ref.double()).norm() / ref.double().norm()).item() < 1e-2
 
 
-@pytest.mark.parametrize("layout", ["fma8", "fma8t"])
-@pytest.mark.parametrize("configs,tokens", [(MOE[0], 1), (MOE[1], 3)], ids=["a-1", "b-3"])
-def test_moe_decode_overlap_equals_plain(layout: str, configs, tokens: int, device, gen) -> None:
-    """Down programs that wait on per-slice flags (``MmaConfig.overlap``) compute what the plain launches
-    do, call after call (the flags clear themselves), with and without PDL."""
-    w = _experts(160, 64, device, gen).to_layout(layout)
-    gu, dn = configs
-    over = dataclasses.replace(dn, overlap=True)
-    for _ in range(2):
-        x = torch.randn(tokens, 160, device=device, generator=gen).bfloat16()
-        ids, wts = _routing(tokens, device, gen)
-        plain = moe_decode_fma(x, ids, wts, w, 1.702, 7.0, gu, dn)
-        assert torch.equal(moe_decode_fma(x, ids, wts, w, 1.702, 7.0, gu, over), plain)
-        pdl = (dataclasses.replace(gu, **PDL), dataclasses.replace(over, **PDL))
-        assert torch.equal(moe_decode_fma(x, ids, wts, w, 1.702, 7.0, *pdl), plain)
-
-
 def _replayed(run, inputs: list[torch.Tensor], fresh) -> torch.Tensor:
     """``run()`` captured in a CUDA graph, replayed after refilling ``inputs`` from ``fresh()``."""
     run()
@@ -169,15 +152,14 @@ def test_gemv_chain_waits_for_the_previous_launch(layout: str, device, gen) -> N
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="programmatic dependent launch needs a GPU")
-@pytest.mark.parametrize("overlap", [False, True])
-def test_moe_chain_waits_for_the_previous_launch(overlap: bool, device, gen) -> None:
-    """Four MoE layers in a row (gate_up and down each launched with PDL; with ``overlap`` the down
-    programs wait on gate_up's flags), each layer's input the previous layer's output, in a graph."""
-    h, i, tokens = 2880, 2880, 1 + overlap
+def test_moe_chain_waits_for_the_previous_launch(device, gen) -> None:
+    """Four MoE layers in a row (gate_up and down each launched with PDL), each layer's input the
+    previous layer's output, in a graph."""
+    h, i, tokens = 2880, 2880, 1
     layers = [_experts(h, i, device, gen, 2 / h**0.5).to_layout("fma8t") for _ in range(2)] * 2
     routes = [_routing(tokens, device, gen) for _ in layers]
     gu = MmaConfig(num_warps=4, rpt=1, groups=3, prefetch=1, hint=1, **PDL)
-    dn = MmaConfig(num_warps=4, rpt=2, groups=3, prefetch=1, hint=1, overlap=overlap, **PDL)
+    dn = MmaConfig(num_warps=4, rpt=2, groups=3, prefetch=1, hint=1, **PDL)
     x = torch.randn(tokens, h, device=device, generator=gen).bfloat16()
 
     def run() -> torch.Tensor:
