@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._fma import FmaConfig, MmaConfig
+from kernels.mxfp4._fma import FmaConfig, MmaConfig, moe_mma_defaults
 from kernels.mxfp4.dequant import dequantize_triton
 from kernels.mxfp4.format import dequantize_torch, quantize_torch
 from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny
@@ -120,3 +120,19 @@ def test_kernel_layout_choice() -> None:
     with pytest.raises(ValueError, match="layout"):
         kernel_layout(dense, "tiled")
     assert to_kernel_layout(dense) is dense and to_kernel_layout(experts) is experts
+
+
+def test_moe_decode_default_one_token_splits_k(device, gen) -> None:
+    """The one-token default's K slices (5 groups, 20 MX blocks) over a 21-block gate_up row: a second,
+    ragged slice whose groups past the row's end read nothing."""
+    h2, i = 672, 64
+    gate_up = quantize_torch(torch.randn(E, 2 * i, h2, device=device, generator=gen) * 0.1)
+    down = quantize_torch(torch.randn(E, h2, i, device=device, generator=gen) * 0.1)
+    w = MoEWeights.from_gate_up(gate_up, down, torch.randn(E, 2 * i, device=device, generator=gen),
+                                torch.randn(E, h2, device=device, generator=gen)).to_layout("fma8t")
+    gu, _ = moe_mma_defaults(1, h2 // 32, i // 32, tiled=True)
+    assert gu.slices(h2 // 32) == 2
+    x = torch.randn(1, h2, device=device, generator=gen).bfloat16()
+    ids, wts = route_torch(torch.randn(1, E, device=device, generator=gen), TOPK)
+    out = moe_decode_fma(x, ids.to(torch.int32), wts, w, 1.702, 7.0)
+    _close(out, mxfp4_moe_torch(x.float(), ids, wts, w).to(out.dtype))
