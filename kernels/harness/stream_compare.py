@@ -118,7 +118,7 @@ _KEYS = {"regs": "max_regs"}
 
 
 def _parse(text: str) -> tuple:
-    """``4,2,3,1,1,one=4``: the positional fields as ints, then (name, int) pairs."""
+    """``4,2,3,1,1,regs=96``: the positional fields as ints, then (name, int) pairs."""
     parts = text.split(",")
     try:
         pos = tuple(int(v) for v in parts if "=" not in v)

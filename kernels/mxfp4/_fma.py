@@ -144,12 +144,12 @@ def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int, tiled: bool 
     two rows in both launches (run I3, both with PDL: 34.1 against 34.3 us at 1 token, 55.0 against
     56.8 at 2, 95.0 against 102.7 at 4, 176.8 against 194.5 at 8 for gate_up one row a thread),
     launched with PDL (the down launch's programs are placed during gate_up's tail: 0.6-0.9 us at
-    1-2 tokens, run I10). At one token on "fma8t", slices of 5 groups (run J4): a launch of short
+    1-2 tokens, run I10). At one token on "fma8t", slices of 5 groups (runs J6, J8): a launch of short
     programs that ends in a partial wave pays for the whole wave, and gpt-oss's layer at one token then
     makes 5 x 45 x 4 = 900 gate_up programs and 4 x 5 x 23 = 460 down programs, each within one wave
     of the H100's 132 SMs at the 7 and 4 programs an SM their registers allow (run I8), where slices
     of 3 groups made 1.56 and 1.39 waves: 31.3-31.8 against 33.0-33.8 us. From two tokens 3 groups
-    stayed as fast or faster (J3, J4). Capped at the whole row so small test shapes stay small."""
+    stayed as fast or faster (J7). Capped at the whole row so small test shapes stay small."""
     slice_groups = 5 if tiled and tokens == 1 else 3
     gu = min(slice_groups, triton.cdiv(k_blocks_h, 4))
     dn = min(slice_groups, triton.cdiv(k_blocks_i, 4))
