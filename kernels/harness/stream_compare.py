@@ -84,7 +84,7 @@ def compare_gemv(device: torch.device, copy_gbps: float, shapes: list[tuple[int,
 
 
 def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
-                options: list[tuple[str, tuple[dict, dict]]], configs: list[tuple[tuple, tuple]],
+                options: list[tuple[str, tuple[dict, dict]]], configs: list[tuple],
                 split: bool = False) -> None:
     from kernels.mxfp4._fma import moe_mma_defaults
     from kernels.mxfp4.moe_decode import moe_decode_fma
@@ -97,7 +97,7 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
     for t in tokens:
         rows = _MoERows(t, _routings(t, dims, gen, device), w, dims, copy_gbps, [])
         launches = [("defaults", *moe_mma_defaults(t, kb, kb, tiled=True))]
-        launches += [(f"{_label(g)}/{_label(d)}", _mma(g), _mma(d)) for g, d in configs]
+        launches += configs
         # A discarded timing first: the first rows of a process came out slower (run I).
         time_calls([lambda a=a: moe_decode_fma(*a, wt, 1.702, 7.0) for a in rows.inputs], samples=3)
         for label, gu, dn in launches:
@@ -117,24 +117,25 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
 _KEYS = {"regs": "max_regs"}
 
 
-def _parse(text: str) -> tuple:
-    """``4,2,3,1,1,regs=96``: the positional fields as ints, then (name, int) pairs."""
+def _mma(text: str):
+    """``4,2,3,1,1,regs=96``: an ``MmaConfig`` from the positional fields, then the named ones."""
+    from kernels.mxfp4._fma import MmaConfig
+
     parts = text.split(",")
     try:
-        pos = tuple(int(v) for v in parts if "=" not in v)
-        keys = tuple((_KEYS[k], int(v)) for k, v in (p.split("=", 1) for p in parts if "=" in p))
-    except (KeyError, ValueError) as exc:
+        pos = [int(v) for v in parts if "=" not in v]
+        named = {_KEYS[k]: int(v) for k, v in (p.split("=", 1) for p in parts if "=" in p)}
+        return MmaConfig(*pos, **named)
+    except (KeyError, ValueError, TypeError) as exc:
         raise SystemExit(f"bad launch {text!r}: {exc} (ints, then {', '.join(f'{k}=N' for k in _KEYS)})") from exc
-    return pos + keys
 
 
-def _mma(spec: tuple):
-    from kernels.mxfp4._fma import MmaConfig
-    return MmaConfig(*(v for v in spec if isinstance(v, int)), **dict(v for v in spec if isinstance(v, tuple)))
-
-
-def _label(spec: tuple) -> str:
-    return ",".join(str(v) if isinstance(v, int) else f"{v[0]}={v[1]}" for v in spec)
+def _moe_launch(text: str) -> tuple:
+    """``gate_up/down`` -> (label, gate_up MmaConfig, down MmaConfig)."""
+    halves = text.split("/")
+    if len(halves) != 2:
+        raise SystemExit(f"bad MoE launch {text!r}: want gate_up/down")
+    return (text, _mma(halves[0]), _mma(halves[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     device, copy_gbps, shapes = probe_start(args.shapes)
     configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";") if c]
     options = [(name, OPTIONS[name]) for _ in range(args.repeat) for name in args.options.split(",")]
-    moe = [tuple(_parse(half) for half in c.split("/")) for c in args.moe_configs.split(";") if c]
+    moe = [_moe_launch(c) for c in args.moe_configs.split(";") if c]  # parsed before any timing
     compare_gemv(device, copy_gbps, shapes, configs, options)  # type: ignore[arg-type]
     compare_moe(device, copy_gbps, [int(t) for t in args.tokens.split(",") if t], options, moe,  # type: ignore
                 args.split)
