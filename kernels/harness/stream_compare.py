@@ -101,12 +101,9 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
         # A discarded timing first: the first rows of a process came out slower (run I).
         time_calls([lambda a=a: moe_decode_fma(*a, wt, 1.702, 7.0) for a in rows.inputs], samples=3)
         for label, gu, dn in launches:
-            ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dataclasses.replace(dn, l2_prefetch=False))
+            ref = moe_decode_fma(*rows.inputs[0], wt, 1.702, 7.0, gu, dn)
             for name, (opts, down_opts) in options:
                 cg, cd = dataclasses.replace(gu, **opts), dataclasses.replace(dn, **down_opts)
-                if cd.l2_prefetch and not cd.pdl:
-                    print(f"T={t} {label} {name}: skipped (l2pf needs PDL on the down launch)", flush=True)
-                    continue
                 fn = lambda x, ids, wts, cg=cg, cd=cd: moe_decode_fma(x, ids, wts, wt, 1.702, 7.0, cg, cd)  # noqa: E731
                 same = torch.equal(fn(*rows.inputs[0]), ref)
                 rows.row(f"T={t} {label} {name}{'' if same else ' DIFF'}", fn)

@@ -143,13 +143,12 @@ def test_moe_decode_default_one_token_splits_k(device, gen) -> None:
     _close(out, mxfp4_moe_torch(x.float(), ids, wts, w).to(out.dtype))
 
 
-def test_l2_prefetch_only_where_it_is_safe(device) -> None:
+def test_l2_prefetch_only_where_it_is_safe() -> None:
     """gate_up's experts come from the kernel just before it, so only the down launch may prefetch,
     and only with PDL (the prefetch overlaps its wait); the GEMV has no such launch."""
-    w = MoEWeights.from_gate_up(quantize_torch(torch.randn(2, 64, 64, device=device)),
-                                quantize_torch(torch.randn(2, 64, 32, device=device)))
-    x = torch.randn(1, 64, device=device).bfloat16()
-    ids, wts = route_torch(torch.randn(1, 2, device=device), 2)
+    w = MoEWeights.from_gate_up(quantize_torch(torch.randn(2, 64, 64)), quantize_torch(torch.randn(2, 64, 32)))
+    x = torch.randn(1, 64).bfloat16()
+    ids, wts = route_torch(torch.randn(1, 2), 2)
     plain, pf = MmaConfig(groups=1, pdl=True), MmaConfig(groups=1, pdl=True, l2_prefetch=True)
     with pytest.raises(ValueError, match="down launch only"):
         moe_decode_fma(x, ids.to(torch.int32), wts, w.to_layout("fma8t"), 1.702, 7.0, pf, plain)
@@ -157,4 +156,4 @@ def test_l2_prefetch_only_where_it_is_safe(device) -> None:
         moe_decode_fma(x, ids.to(torch.int32), wts, w.to_layout("fma8t"), 1.702, 7.0, plain,
                        MmaConfig(groups=1, l2_prefetch=True))
     with pytest.raises(ValueError, match="MoE down launch only"):
-        mxfp4_gemv(x, to_layout(quantize_torch(torch.randn(16, 64, device=device)), "fma8"), variant="mma", config=pf)
+        mxfp4_gemv(x, to_layout(quantize_torch(torch.randn(16, 64)), "fma8"), variant="mma", config=pf)
