@@ -204,32 +204,6 @@ def pdl_wait(PDL: tl.constexpr):
         return 0
 
 
-# One bulk prefetch into L2 (sm_90) where ``$2`` (bytes, a multiple of 16, the address 16-aligned) is not 0.
-_PREFETCH = tl.constexpr("{\n.reg .pred p;\nsetp.ne.s32 p, $2, 0;\n@p cp.async.bulk.prefetch.L2.global [$1], $2;\n"
-                         "mov.b32 $0, 0;\n}")
-
-
-@triton.jit
-def tile_prefetch(codes, scales, tile, n_left, b0, KP_BLOCKS, NB: tl.constexpr, NT: tl.constexpr, NW: tl.constexpr):
-    """Ask L2 for blocks ``b0 .. b0 + NB - 1`` of the "fma8t" row tiles ``tile, tile + 8, ...`` (``NT``
-    tiles, those of the first ``n_left`` rows; ``tile`` a stacked row, a multiple of 8, or -1 for
-    none): thread j < NT the codes of tile j,
-    thread NT + j its scales. In "fma8t" a tile's blocks from an even ``b0`` are one contiguous run
-    (pairs of blocks, 8 rows each: 256 code bytes and 16 scale bytes a pair). A hint only: nothing
-    is read into registers, and runs that are not 16-byte aligned are skipped."""
-    t = tl.arange(0, 32 * NW)
-    j = t % NT
-    row = tile + 8 * j.to(tl.int64)  # past n_left it may lie past the stack: masked below, never asked for
-    nb = tl.minimum(NB, KP_BLOCKS - b0)
-    code = (codes + row * (KP_BLOCKS * 4) + 32 * b0).to(tl.int64)
-    scale = (scales + row * KP_BLOCKS + 8 * b0).to(tl.int64)
-    addr = tl.where(t < NT, code, scale)
-    size = tl.where(t < NT, nb * 128, nb * 8)
-    ok = (t < 2 * NT) & (tile >= 0) & (8 * j < n_left) & (nb > 0) & (b0 % 2 == 0) & (addr % 16 == 0) & (size % 16 == 0)
-    return tl.inline_asm_elementwise(_PREFETCH, "=r,l,r", [addr, tl.where(ok, size, 0)], dtype=tl.int32,
-                                     is_pure=False, pack=1)
-
-
 _LOAD1 = tl.constexpr(load_asm(1))
 _LOAD2 = tl.constexpr(load_asm(2))
 _LOAD1H = tl.constexpr(load_asm(1, 1))

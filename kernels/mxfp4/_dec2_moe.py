@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums, tile_prefetch
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
@@ -85,10 +85,10 @@ def _gate_up_mma_kernel(
 @triton.jit(do_not_specialize=["T"])
 def _down_mma_kernel(
     act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
-    I, H, T, KP_BLOCKS, E, TOPK: tl.constexpr,
+    I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, L2PF: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -96,18 +96,11 @@ def _down_mma_kernel(
     pid_r = tl.program_id(1)
     t = tl.program_id(2)
     p = t * TOPK + q // SLICES
-    r0 = pid_r * 2 * BR
-    if L2PF and PDL and SWIZZLED >= 2 and not INTERPRET:
-        # Before the wait: this program's weights do not depend on gate_up, only on the routing,
-        # which gate_up's own wait already saw complete before this launch could start. The
-        # expert is clamped so that the hint's addresses stay inside the stack whatever it reads.
-        e_pf = tl.minimum(tl.maximum(tl.load(ids_ptr + p), 0), E - 1).to(tl.int64)
-        tile = tl.where(H % 8 == 0, e_pf * H + r0, -1)
-        tile_prefetch(dq_ptr, ds_ptr, tile, H - r0, (q % SLICES) * GROUPS * 4, KP_BLOCKS, GROUPS * 4, 2 * BR // 8, NW)
     after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     weight = tl.load(wts_ptr + after + p).to(tl.float32)
     x_row = act_ptr + after + p.to(tl.int64) * I
+    r0 = pid_r * 2 * BR
     first = (e * H + r0) * KP_BLOCKS
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
@@ -130,14 +123,6 @@ def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **m
     kernel[grid](*args, **meta, **cfg.meta(), **cfg.launch_options())
 
 
-def _check_prefetch(gate_up: MmaConfig, down: MmaConfig) -> None:
-    # gate_up's experts come from the kernel just before it: there is nothing safe to prefetch early.
-    if gate_up.l2_prefetch:
-        raise ValueError("l2_prefetch applies to the down launch only (gate_up's experts are not known before its wait)")
-    if down.l2_prefetch and not down.pdl:
-        raise ValueError("l2_prefetch needs pdl=True on the down launch (it overlaps the wait for gate_up)")
-
-
 def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,
                    limit: float, gate_up: MmaConfig, down: MmaConfig) -> torch.Tensor:
     """Decode path on fma8 experts, tensor-core decode. ``x`` ``[T, H]`` (read as bf16), ``ids32`` int32
@@ -147,7 +132,6 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     i_dim, h_dim = w.intermediate, w.hidden
     if i_dim % 32:
         raise ValueError(f"the tensor-core MoE decode needs I a multiple of 32, got {i_dim} (use cuda_cores=True)")
-    _check_prefetch(gate_up, down)
     pairs = t * k
     kb_h, kb_i = w.glu.k_padded // 32, w.down.k_padded // 32
     xb = whole_blocks(x, kb_h)
@@ -167,7 +151,7 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
             N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
     _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
-             cnt, i_dim, h_dim, t, kb_i, w.num_experts),
-            TOPK=k, L2PF=int(down.l2_prefetch), N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
+             cnt, i_dim, h_dim, t, kb_i),
+            TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
             **common)
     return y if x.dtype == torch.bfloat16 else y.to(x.dtype)

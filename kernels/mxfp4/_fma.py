@@ -61,10 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # The MoE down launch only, with ``pdl``: before waiting on gate_up, each program asks L2 for its own
-    # slice of the down weights (one bulk prefetch per 8-row tile), so that they stream from HBM during
-    # gate_up's tail instead of after it. Correctness never depends on it (a hint, on clamped addresses).
-    l2_prefetch: bool = False
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):

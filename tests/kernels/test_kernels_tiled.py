@@ -75,11 +75,6 @@ MOE = [
     ("decode mma", 2, lambda x, ids, wts, w: moe_decode_fma(
         x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1),
         MmaConfig(num_warps=1, rpt=1, groups=2, prefetch=2))),
-    # The down launch asks L2 for its weights before waiting on gate_up (CUDA only; the last row
-    # group's tiles past H are masked): the result must not change.
-    ("decode mma l2 prefetch", 2, lambda x, ids, wts, w: moe_decode_fma(
-        x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1, pdl=True),
-        MmaConfig(num_warps=2, rpt=2, groups=1, prefetch=1, hint=1, pdl=True, l2_prefetch=True))),
     ("decode dequant_dot", 2, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="decode",
                                                                         mode="dequant_dot")),
     ("grouped paired", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
@@ -141,19 +136,3 @@ def test_moe_decode_default_one_token_splits_k(device, gen) -> None:
     ids, wts = route_torch(torch.randn(1, E, device=device, generator=gen), TOPK)
     out = moe_decode_fma(x, ids.to(torch.int32), wts, w, 1.702, 7.0)
     _close(out, mxfp4_moe_torch(x.float(), ids, wts, w).to(out.dtype))
-
-
-def test_l2_prefetch_only_where_it_is_safe() -> None:
-    """gate_up's experts come from the kernel just before it, so only the down launch may prefetch,
-    and only with PDL (the prefetch overlaps its wait); the GEMV has no such launch."""
-    w = MoEWeights.from_gate_up(quantize_torch(torch.randn(2, 64, 64)), quantize_torch(torch.randn(2, 64, 32)))
-    x = torch.randn(1, 64).bfloat16()
-    ids, wts = route_torch(torch.randn(1, 2), 2)
-    plain, pf = MmaConfig(groups=1, pdl=True), MmaConfig(groups=1, pdl=True, l2_prefetch=True)
-    with pytest.raises(ValueError, match="down launch only"):
-        moe_decode_fma(x, ids.to(torch.int32), wts, w.to_layout("fma8t"), 1.702, 7.0, pf, plain)
-    with pytest.raises(ValueError, match="needs pdl"):
-        moe_decode_fma(x, ids.to(torch.int32), wts, w.to_layout("fma8t"), 1.702, 7.0, plain,
-                       MmaConfig(groups=1, l2_prefetch=True))
-    with pytest.raises(ValueError, match="MoE down launch only"):
-        mxfp4_gemv(x, to_layout(quantize_torch(torch.randn(16, 64)), "fma8"), variant="mma", config=pf)
