@@ -74,24 +74,20 @@ def _load_rows(r: int, side: str, base: str, scales: str, valid: str, out_w: lis
     else:
         where = ["mul.wide.s32 o, gr, rs;", f"add.s64 a, {base}, o;", "add.s64 a, a, ob;",
                  "mad.lo.s32 u, gr, kp, blk;"]
-    pol = ", pol" if "cache_hint" in hint else ""
     return [
         "mov.b32 gr, g;" if r == 0 else f"mad.lo.s32 gr, nw8, {r}, g;",
         f"setp.lt.s32 pr, gr, {valid};", "and.pred pr, pr, pb;",
         *where,
         *[f"mov.b32 {w}, 0;" for w in out_w],
-        f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a]{pol};",
+        f"@pr ld.global{hint}.v4.b32 {{{', '.join(out_w)}}}, [a];",
         "cvt.s64.s32 o, u;", f"add.s64 a, {scales}, o;",
-        "mov.b16 sb, 0;", f"@pr ld.global{hint}.b8 sb, [a]{pol};", f"cvt.u32.u16 {out_s}, sb;",
+        "mov.b16 sb, 0;", f"@pr ld.global{hint}.b8 sb, [a];", f"cvt.u32.u16 {out_s}, sb;",
     ]
 
 
 # Weight loads with ``HINT``: through the read-only path, not kept in L1, and each L2 miss fetching
 # 256 bytes, the rest of the row's slice for the next groups (a K slice is 192 to 512 bytes a row).
-# 2: the same, and L2 evicts these lines first (``pol``, an evict-first policy), so that a stream of
-# weights read once does not push out lines another launch will read (the MoE down weights that
-# gate_up asks L2 for, ``down_prefetch``).
-_HINTS = ("", ".nc.L1::no_allocate.L2::256B", ".nc.L1::no_allocate.L2::cache_hint.L2::256B")
+_HINTS = ("", ".nc.L1::no_allocate.L2::256B")
 
 
 def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
@@ -104,8 +100,7 @@ def load_asm(rpt: int, hint: int = 0, tiled: bool = False) -> str:
     n_out = 16 + 10 * rpt + 1
     # Input $n_out is a [32 * NW] tensor that only gives the outputs their shape.
     wl, wh, sl, sh, xp, nl, nh, b0, kpb = (f"${n_out + 1 + i}" for i in range(9))
-    lines = ["{", ".reg .pred pb, pr;", ".reg .b16 sb;", ".reg .b64 a, o, ob, pol;",
-             "createpolicy.fractional.L2::evict_first.b64 pol, 1.0;" if hint == 2 else "",
+    lines = ["{", ".reg .pred pb, pr;", ".reg .b16 sb;", ".reg .b64 a, o, ob;",
              ".reg .b32 t, g, c, blk, gr, nw8, rs, kp, u, tw, tg, q;",
              # Thread -> (row g, block c): 8 rows and 4 blocks a warp, warps stacked along rows.
              "mov.u32 t, %tid.x;", "and.b32 c, t, 3;", "shr.u32 g, t, 5;", "shl.b32 g, g, 3;",
@@ -209,30 +204,6 @@ def pdl_wait(PDL: tl.constexpr):
         return 0
 
 
-# One bulk prefetch into L2 (sm_90) where ``$2`` (bytes, a multiple of 16, the address 16-aligned) is not 0.
-_PREFETCH = tl.constexpr("{\n.reg .pred p;\nsetp.ne.s32 p, $2, 0;\n@p cp.async.bulk.prefetch.L2.global [$1], $2;\n"
-                         "mov.b32 $0, 0;\n}")
-
-
-@triton.jit
-def region_prefetch(base, nbytes, part, parts, NW: tl.constexpr, PIECE: tl.constexpr):
-    """Ask L2 for share ``part`` of ``parts`` of the ``nbytes`` bytes at ``base`` (16-aligned, a
-    multiple of 16; else nothing), in pieces of ``PIECE`` bytes, one a thread. A hint only: nothing
-    is read into registers."""
-    t = tl.arange(0, 32 * NW)
-    share = tl.cdiv(tl.cdiv(nbytes, 16), parts) * 16
-    off = part.to(tl.int64) * share + t.to(tl.int64) * PIECE
-    size = tl.minimum(tl.minimum(share - t * PIECE, PIECE).to(tl.int64), nbytes - off)
-    addr = (base + off).to(tl.int64)
-    ok = (size > 0) & (base.to(tl.int64) % 16 == 0) & (nbytes % 16 == 0)
-    return tl.inline_asm_elementwise(_PREFETCH, "=r,l,r", [addr, tl.where(ok, size, 0).to(tl.int32)],
-                                     dtype=tl.int32, is_pure=False, pack=1)
-
-
-_LOAD1E = tl.constexpr(load_asm(1, 2))
-_LOAD2E = tl.constexpr(load_asm(2, 2))
-_LOAD1ET = tl.constexpr(load_asm(1, 2, True))
-_LOAD2ET = tl.constexpr(load_asm(2, 2, True))
 _LOAD1 = tl.constexpr(load_asm(1))
 _LOAD2 = tl.constexpr(load_asm(2))
 _LOAD1H = tl.constexpr(load_asm(1, 1))
@@ -275,19 +246,7 @@ def group_load(wl, wh, sl, sh, x_row, nl, nh, b0, KP_BLOCKS, NW: tl.constexpr, R
     if INTERPRET:
         return (b0 + shape * 0, thread_rows(NW))  # the interpreter's math reads memory itself
     else:
-        if RPT == 1 and HINT == 2:
-            return tl.inline_asm_elementwise(
-                _LOAD1ET if SWIZZLED >= 2 else _LOAD1E, _LCON1,
-                [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
-                 nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 27, is_pure=True, pack=1)
-        elif HINT == 2:
-            return tl.inline_asm_elementwise(
-                _LOAD2ET if SWIZZLED >= 2 else _LOAD2E, _LCON2,
-                [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),
-                 nl, nh, b0, KP_BLOCKS],
-                dtype=(tl.int32,) * 37, is_pure=True, pack=1)
-        elif RPT == 1:
+        if RPT == 1:
             return tl.inline_asm_elementwise(
                 (_LOAD1HT if HINT else _LOAD1T) if SWIZZLED >= 2 else (_LOAD1H if HINT else _LOAD1), _LCON1,
                 [shape, wl.to(tl.int64), wh.to(tl.int64), sl.to(tl.int64), sh.to(tl.int64), x_row.to(tl.int64),

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_wait, region_prefetch, slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, down_finish, gather_tile, release, swiglu_store
 from kernels.mxfp4._fma import MmaConfig
@@ -48,11 +48,11 @@ def _gate_up_set(lo, hi, rows, r0, p, e, pid_s, I, part_ptr, stride_split, gb_pt
 
 @triton.jit(do_not_specialize=["T"])
 def _gate_up_mma_kernel(
-    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr, dq_ptr, ds_ptr,
-    I, H, T, stride_x, KP_BLOCKS, KP_DOWN, TOPK, alpha, limit,
+    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
+    I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, DNPF: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
@@ -62,12 +62,6 @@ def _gate_up_mma_kernel(
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     x_row = x_ptr + after + (p // TOPK).to(tl.int64) * stride_x
     r0 = pid_r * BR
-    if DNPF and not INTERPRET:  # this program's share of its expert's down weights, into L2
-        part = pid_r * tl.num_programs(0) + pid_s
-        parts = tl.num_programs(0) * tl.num_programs(1)
-        down = (e * H) * KP_DOWN
-        region_prefetch(dq_ptr + down * 4, H * KP_DOWN * 16, part, parts, NW, 2048)
-        region_prefetch(ds_ptr + down, H * KP_DOWN, part, parts, NW, 2048)
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
                          I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
@@ -129,11 +123,6 @@ def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **m
     kernel[grid](*args, **meta, **cfg.meta(), **cfg.launch_options())
 
 
-def _check(gate_up: MmaConfig, down: MmaConfig) -> None:
-    if down.down_prefetch:
-        raise ValueError("down_prefetch belongs to the gate_up launch (it prefetches the down weights)")
-
-
 def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,
                    limit: float, gate_up: MmaConfig, down: MmaConfig) -> torch.Tensor:
     """Decode path on fma8 experts, tensor-core decode. ``x`` ``[T, H]`` (read as bf16), ``ids32`` int32
@@ -143,7 +132,6 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     i_dim, h_dim = w.intermediate, w.hidden
     if i_dim % 32:
         raise ValueError(f"the tensor-core MoE decode needs I a multiple of 32, got {i_dim} (use cuda_cores=True)")
-    _check(gate_up, down)
     pairs = t * k
     kb_h, kb_i = w.glu.k_padded // 32, w.down.k_padded // 32
     xb = whole_blocks(x, kb_h)
@@ -158,9 +146,9 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
-             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt, code_pointer(w.down), w.down.scales,
-             i_dim, h_dim, t, xb.stride(0), kb_h, kb_i, k, alpha, limit),
-            DNPF=int(gate_up.down_prefetch), N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
+             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
+             i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
+            N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
     _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
              cnt, i_dim, h_dim, t, kb_i),

@@ -61,10 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # The MoE gate_up launch only: each program also asks L2 for its share of its expert's down weights,
-    # so that both halves' bytes stream from HBM in one go and down reads L2 (pair it with hint=2 so
-    # that gate_up's own stream does not evict them). Correctness never depends on it (a hint).
-    down_prefetch: bool = False
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -75,8 +71,6 @@ class MmaConfig:
             raise ValueError(f"groups={self.groups} must be >= 1")
         if self.prefetch not in (1, 2):
             raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
-        if self.hint not in (0, 1, 2):
-            raise ValueError(f"hint={self.hint} must be 0, 1 or 2 (_dec2_mma._HINTS)")
 
     @property
     def rows(self) -> int:
