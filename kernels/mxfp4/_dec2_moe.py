@@ -29,21 +29,6 @@ from kernels.mxfp4.moe_layout import MoEWeights
 
 
 @triton.jit
-def _stamp(dep):
-    """%globaltimer (ns) after ``dep`` (an int32 the caller computed), and the SM id."""
-    return tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;\nmov.u32 $1, %smid;\nadd.u32 $1, $1, $2;",
-                                     "=l,=r,r", [dep], dtype=(tl.int64, tl.int32), is_pure=False, pack=1)
-
-
-@triton.jit
-def _trace(trace_ptr, prog, a, b, c, sm):
-    tl.store(trace_ptr + prog * 4 + 0, a)
-    tl.store(trace_ptr + prog * 4 + 1, b)
-    tl.store(trace_ptr + prog * 4 + 2, c)
-    tl.store(trace_ptr + prog * 4 + 3, sm.to(tl.int64))
-
-
-@triton.jit
 def _rows_of(accs, g, NW: tl.constexpr, RPT: tl.constexpr, SET: tl.constexpr):
     """(lo sum, hi sum, row in the tile) of row set ``SET`` of each thread."""
     return accs[2 * SET], accs[2 * SET + 1], g + 8 * NW * SET
@@ -63,34 +48,23 @@ def _gate_up_set(lo, hi, rows, r0, p, e, pid_s, I, part_ptr, stride_split, gb_pt
 
 @triton.jit(do_not_specialize=["T"])
 def _gate_up_mma_kernel(
-    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr, trace_ptr,
+    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
     I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, TRACE: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
     pid_r = tl.program_id(1)
     p = tl.program_id(2)
-    if TRACE == 2:
-        t0, sm = _stamp(pid_s * 0)
     after = pdl_wait(PDL)  # the expert ids and x come from kernels before
-    if TRACE:
-        t1, sm1 = _stamp(after)
-        if TRACE == 1:
-            t0 = t1
-            sm = sm1
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     x_row = x_ptr + after + (p // TOPK).to(tl.int64) * stride_x
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
                          I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
-    if TRACE:  # the slice's sums are done (before the stores and the fix-up)
-        t2v, sm2 = _stamp(accs[0].to(tl.int32, bitcast=True) * 0)
-        prog = (p * tl.num_programs(1) + pid_r) * tl.num_programs(0) + pid_s
-        _trace(trace_ptr, prog, t0, t1, tl.max(t2v, axis=0), sm)
     stride_split = tl.num_programs(2) * 2 * I
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
@@ -108,14 +82,13 @@ def _gate_up_mma_kernel(
             release(cnt_ptr, group)
 
 
-
 @triton.jit(do_not_specialize=["T"])
 def _down_mma_kernel(
-    act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr, trace_ptr,
+    act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
     I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, TRACE: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
@@ -123,14 +96,7 @@ def _down_mma_kernel(
     pid_r = tl.program_id(1)
     t = tl.program_id(2)
     p = t * TOPK + q // SLICES
-    if TRACE == 2:
-        t0, sm = _stamp(q * 0)
     after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
-    if TRACE:
-        t1, sm1 = _stamp(after)
-        if TRACE == 1:
-            t0 = t1
-            sm = sm1
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     weight = tl.load(wts_ptr + after + p).to(tl.float32)
     x_row = act_ptr + after + p.to(tl.int64) * I
@@ -139,10 +105,6 @@ def _down_mma_kernel(
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
                          KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
-    if TRACE:  # the slice's sums are done (before the stores and the fix-up)
-        t2v, sm2 = _stamp(accs[0].to(tl.int32, bitcast=True) * 0)
-        prog = (t * tl.num_programs(1) + pid_r) * tl.num_programs(0) + q
-        _trace(trace_ptr, prog, t0, t1, tl.max(t2v, axis=0), sm)
     stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
@@ -157,13 +119,12 @@ def _down_mma_kernel(
         release(cnt_ptr, group)
 
 
-
 def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **meta) -> None:
     kernel[grid](*args, **meta, **cfg.meta(), **cfg.launch_options())
 
 
 def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,
-                   limit: float, gate_up: MmaConfig, down: MmaConfig, trace=None) -> torch.Tensor:
+                   limit: float, gate_up: MmaConfig, down: MmaConfig) -> torch.Tensor:
     """Decode path on fma8 experts, tensor-core decode. ``x`` ``[T, H]`` (read as bf16), ``ids32`` int32
     ``[T, k]``, ``wts`` fp32 ``[T, k]``; I a multiple of 32 (the activations between the launches are
     read in whole MX blocks). No host synchronisation and no data-dependent sizes (graph-safe)."""
@@ -185,12 +146,12 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
-             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt, cnt if trace is None else trace[0],
+             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
              i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
-            TRACE=2 if trace is not None else 0, N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
+            N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
     _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
-             cnt, cnt if trace is None else trace[1], i_dim, h_dim, t, kb_i),
-            TOPK=k, TRACE=2 if trace is not None else 0, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
+             cnt, i_dim, h_dim, t, kb_i),
+            TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
             **common)
     return y if x.dtype == torch.bfloat16 else y.to(x.dtype)
