@@ -74,8 +74,6 @@ def _gemv_mma_kernel(
 
 def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: MmaConfig) -> torch.Tensor:
     """One row ``x[1, K]`` (read as bf16) times fma8 ``w[N, K]``: ``[1, N]`` in x's dtype."""
-    if cfg.persistent:
-        raise ValueError("persistent applies to the MoE decode launches only")
     n, k_blocks = w.n, w.k_padded // 32
     xb = whole_blocks(x.reshape(1, -1), k_blocks).reshape(-1)
     y = torch.empty((1, n), dtype=x.dtype, device=x.device)

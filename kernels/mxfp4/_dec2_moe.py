@@ -46,27 +46,33 @@ def _gate_up_set(lo, hi, rows, r0, p, e, pid_s, I, part_ptr, stride_split, gb_pt
         tl.store(part_ptr + pid_s * stride_split + base + I, hi, mask=n < I)
 
 
-@triton.jit
-def _gate_up_item(pid_s, pid_r, p, after, x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr,
-                  part_ptr, cnt_ptr, I, H, stride_x, KP_BLOCKS, TOPK, alpha, limit, R_GROUPS, PAIRS,
-                  HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr, NW: tl.constexpr,
-                  RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-                  SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr):
+@triton.jit(do_not_specialize=["T"])
+def _gate_up_mma_kernel(
+    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr,
+    I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit,
+    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
+    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
+):
     BR: tl.constexpr = 8 * NW * RPT
+    pid_s = tl.program_id(0)  # K slices fastest (``_dec2_gemv``)
+    pid_r = tl.program_id(1)
+    p = tl.program_id(2)
+    after = pdl_wait(PDL)  # the expert ids and x come from kernels before
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     x_row = x_ptr + after + (p // TOPK).to(tl.int64) * stride_x
     r0 = pid_r * BR
     first = (e * I + r0) * KP_BLOCKS  # the lo tile is glu's rows, the hi tile linear's same rows
     accs, g = slice_sums(gq_ptr + first * 4, lq_ptr + first * 4, gs_ptr + first, ls_ptr + first, x_row, I - r0,
                          I - r0, pid_s * GROUPS, H, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
-    stride_split = PAIRS * 2 * I
+    stride_split = tl.num_programs(2) * 2 * I
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
         _gate_up_set(lo, hi, rows, r0, p, e, pid_s, I, part_ptr, stride_split, gb_ptr, lb_ptr, act_ptr, alpha, limit,
                      N_SPLIT, HAS_BIAS, INTERPRET)
     if N_SPLIT > 1:
         # The last of the row group's K slices finishes it, summing the slices in a fixed order.
-        group = p * R_GROUPS + pid_r
+        group = p * tl.num_programs(1) + pid_r
         if arrive(cnt_ptr, group, N_SPLIT):
             n = r0 + tl.arange(0, BR)
             base = p * 2 * I + n
@@ -76,60 +82,21 @@ def _gate_up_item(pid_s, pid_r, p, after, x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr
             release(cnt_ptr, group)
 
 
-@triton.jit
-def _next_item(tick_ptr, after):
-    # relaxed: the ticket orders nothing but the work split; the data each item reads was written
-    # by earlier kernels (gate_up) or is published through the split-K counters (acq_rel)
-    return tl.atomic_add(tick_ptr + after, 1, sem="relaxed", scope="gpu")
-
-
-@triton.jit
-def _last_ticket_resets(tick_ptr, item, total):
-    # Every program draws exactly one ticket past the last item (the one that ends its loop), so the
-    # draw numbered ``total + programs - 1`` is the last draw of the launch: that program resets the
-    # counter for the next call (graph-safe, no host work).
-    if item == total + tl.num_programs(0) - 1:
-        tl.atomic_xchg(tick_ptr, 0)
-
-
 @triton.jit(do_not_specialize=["T"])
-def _gate_up_mma_kernel(
-    x_ptr, ids_ptr, gq_ptr, gs_ptr, lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr, tick_ptr,
-    I, H, T, stride_x, KP_BLOCKS, TOPK, alpha, limit, R_GROUPS, PAIRS,
+def _down_mma_kernel(
+    act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
+    I, H, T, KP_BLOCKS, TOPK: tl.constexpr,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, PERSIST: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
-    after = pdl_wait(PDL)  # the expert ids and x come from kernels before
-    if PERSIST:
-        # Items (K slice fastest, then row group, then pair) by ticket: a program that finishes early
-        # takes the next one, so the launch ends when the work does, not with its slowest wave.
-        total = N_SPLIT * R_GROUPS * PAIRS
-        item = _next_item(tick_ptr, after)
-        while item < total:
-            nxt = _next_item(tick_ptr, after)  # drawn now, so its round trip overlaps this item
-            rest = item // N_SPLIT
-            _gate_up_item(item % N_SPLIT, rest % R_GROUPS, rest // R_GROUPS, after, x_ptr, ids_ptr, gq_ptr, gs_ptr,
-                          lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr, I, H, stride_x, KP_BLOCKS,
-                          TOPK, alpha, limit, R_GROUPS, PAIRS, HAS_BIAS, INTERPRET, N_SPLIT, NW, RPT, GROUPS, PF,
-                          HINT, SPLIT_P2, SWIZZLED)
-            item = nxt
-        _last_ticket_resets(tick_ptr, item, total)
-    else:
-        _gate_up_item(tl.program_id(0), tl.program_id(1), tl.program_id(2), after, x_ptr, ids_ptr, gq_ptr, gs_ptr,
-                      lq_ptr, ls_ptr, gb_ptr, lb_ptr, act_ptr, part_ptr, cnt_ptr, I, H, stride_x, KP_BLOCKS, TOPK,
-                      alpha, limit, R_GROUPS, PAIRS, HAS_BIAS, INTERPRET, N_SPLIT, NW, RPT, GROUPS, PF, HINT,
-                      SPLIT_P2, SWIZZLED)
-
-
-@triton.jit
-def _down_item(q, pid_r, t, after, act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr,
-               I, H, KP_BLOCKS, R_GROUPS, TOKENS, TOPK: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr,
-               N_SPLIT: tl.constexpr, NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr,
-               HINT: tl.constexpr, SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr):
     BR: tl.constexpr = 8 * NW * RPT
     SLICES: tl.constexpr = N_SPLIT // TOPK  # K slices per expert
+    q = tl.program_id(0)  # K slices (expert, K range) fastest (``_dec2_gemv``)
+    pid_r = tl.program_id(1)
+    t = tl.program_id(2)
     p = t * TOPK + q // SLICES
+    after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
     e = tl.load(ids_ptr + after + p).to(tl.int64)
     weight = tl.load(wts_ptr + after + p).to(tl.float32)
     x_row = act_ptr + after + p.to(tl.int64) * I
@@ -138,13 +105,13 @@ def _down_item(q, pid_r, t, after, act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db
     accs, g = slice_sums(dq_ptr + first * 4, dq_ptr + (first + BR * KP_BLOCKS) * 4, ds_ptr + first,
                          ds_ptr + first + BR * KP_BLOCKS, x_row, H - r0, H - r0 - BR, (q % SLICES) * GROUPS, I,
                          KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
-    stride_split = TOKENS * H  # workspace [slices, T, H]
+    stride_split = tl.num_programs(2) * H  # workspace [slices, T, H]
     out = part_ptr + q * stride_split + t * H + r0
     for s in tl.static_range(RPT):
         lo, hi, rows = _rows_of(accs, g, NW, RPT, s)
         tl.store(out + rows, lo * weight, mask=r0 + rows < H)
         tl.store(out + BR + rows, hi * weight, mask=r0 + BR + rows < H)
-    group = t * R_GROUPS + pid_r
+    group = t * tl.num_programs(1) + pid_r
     if arrive(cnt_ptr, group, N_SPLIT):
         n = r0 + tl.arange(0, 2 * BR)
         down_finish(y_ptr, db_ptr, ids_ptr, wts_ptr, part_ptr, t, n, n < H, H, stride_split, N_SPLIT,
@@ -152,44 +119,8 @@ def _down_item(q, pid_r, t, after, act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db
         release(cnt_ptr, group)
 
 
-@triton.jit(do_not_specialize=["T"])
-def _down_mma_kernel(
-    act_ptr, ids_ptr, wts_ptr, dq_ptr, ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr, tick_ptr,
-    I, H, T, KP_BLOCKS, R_GROUPS, TOPK: tl.constexpr,
-    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
-    NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, PERSIST: tl.constexpr,
-):
-    after = pdl_wait(PDL)  # gate_up's activations (and, before it, the routing)
-    if PERSIST:  # as in gate_up: items (K slice fastest, then row group, then token) by ticket
-        total = N_SPLIT * R_GROUPS * T
-        item = _next_item(tick_ptr, after)
-        while item < total:
-            nxt = _next_item(tick_ptr, after)
-            rest = item // N_SPLIT
-            _down_item(item % N_SPLIT, rest % R_GROUPS, rest // R_GROUPS, after, act_ptr, ids_ptr, wts_ptr, dq_ptr,
-                       ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr, I, H, KP_BLOCKS, R_GROUPS, T, TOPK, HAS_BIAS,
-                       INTERPRET, N_SPLIT, NW, RPT, GROUPS, PF, HINT, SPLIT_P2, SWIZZLED)
-            item = nxt
-        _last_ticket_resets(tick_ptr, item, total)
-    else:
-        _down_item(tl.program_id(0), tl.program_id(1), tl.program_id(2), after, act_ptr, ids_ptr, wts_ptr, dq_ptr,
-                   ds_ptr, db_ptr, y_ptr, part_ptr, cnt_ptr, I, H, KP_BLOCKS, R_GROUPS, T, TOPK, HAS_BIAS, INTERPRET,
-                   N_SPLIT, NW, RPT, GROUPS, PF, HINT, SPLIT_P2, SWIZZLED)
-
-
 def _launch(kernel, grid: tuple[int, int, int], cfg: MmaConfig, args: tuple, **meta) -> None:
-    """One program per item, or with ``cfg.persistent`` that many programs an SM (at most one an item)
-    drawing items by ticket."""
-    if cfg.persistent:
-        items = grid[0] * grid[1] * grid[2]
-        grid = (min(items, cfg.persistent * _sm_count(args[0].device)), 1, 1)
-    kernel[grid](*args, **meta, **cfg.meta(), PERSIST=int(cfg.persistent > 0), **cfg.launch_options())
-
-
-def _sm_count(device: torch.device) -> int:
-    # The interpreter runs programs one after another: a few are enough to exercise the tickets.
-    return 3 if is_interpreter() else torch.cuda.get_device_properties(device).multi_processor_count
+    kernel[grid](*args, **meta, **cfg.meta(), **cfg.launch_options())
 
 
 def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: MoEWeights, alpha: float,
@@ -210,18 +141,17 @@ def moe_decode_mma(x: torch.Tensor, ids32: torch.Tensor, wts: torch.Tensor, w: M
     part_g = torch.empty((s_gu, pairs, 2, i_dim), dtype=torch.float32, device=x.device)
     part_d = torch.empty((k * s_dn, t, h_dim), dtype=torch.float32, device=x.device)
     rows_gu, rows_dn = triton.cdiv(i_dim, gate_up.rows), triton.cdiv(h_dim, 2 * down.rows)
-    groups = max(pairs * rows_gu, t * rows_dn)
-    cnt = splitk_counters(x.device, groups + 2)  # the arrival counters, then the two launches' tickets
+    cnt = splitk_counters(x.device, max(pairs * rows_gu, t * rows_dn))
     bias = lambda b: act if b is None else b  # noqa: E731
     common = dict(HAS_BIAS=w.has_bias, INTERPRET=is_interpreter())
     _launch(_gate_up_mma_kernel, (s_gu, rows_gu, pairs), gate_up,
             (xb, ids32, code_pointer(w.glu), w.glu.scales, code_pointer(w.linear), w.linear.scales,
-             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt, cnt[groups:],
-             i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit, rows_gu, pairs),
+             bias(w.glu_bias), bias(w.linear_bias), act, part_g, cnt,
+             i_dim, h_dim, t, xb.stride(0), kb_h, k, alpha, limit),
             N_SPLIT=s_gu, SPLIT_P2=triton.next_power_of_2(s_gu), SWIZZLED=layout_code(w.glu), **common)
     _launch(_down_mma_kernel, (k * s_dn, rows_dn, t), down,
             (act, ids32, wts, code_pointer(w.down), w.down.scales, bias(w.down_bias), y, part_d,
-             cnt, cnt[groups + 1:], i_dim, h_dim, t, kb_i, rows_dn),
+             cnt, i_dim, h_dim, t, kb_i),
             TOPK=k, N_SPLIT=k * s_dn, SPLIT_P2=triton.next_power_of_2(k * s_dn), SWIZZLED=layout_code(w.down),
             **common)
     return y if x.dtype == torch.bfloat16 else y.to(x.dtype)

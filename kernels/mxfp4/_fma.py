@@ -61,9 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # The MoE decode launches only: this many programs an SM (0: one program an item), each taking
-    # items by ticket until none is left, so the launch ends with its work, not with its slowest wave.
-    persistent: int = 0
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -74,8 +71,6 @@ class MmaConfig:
             raise ValueError(f"groups={self.groups} must be >= 1")
         if self.prefetch not in (1, 2):
             raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
-        if not 0 <= self.persistent <= 32:
-            raise ValueError(f"persistent={self.persistent} must be 0 (off) to 32 programs an SM")
 
     @property
     def rows(self) -> int:

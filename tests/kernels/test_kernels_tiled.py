@@ -75,11 +75,6 @@ MOE = [
     ("decode mma", 2, lambda x, ids, wts, w: moe_decode_fma(
         x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1),
         MmaConfig(num_warps=1, rpt=1, groups=2, prefetch=2))),
-    # Fewer programs than items (3 or 6 on the CPU): each takes items by ticket, and the last draw
-    # resets the tickets, which the second call (the other layout) depends on.
-    ("decode mma persistent", 2, lambda x, ids, wts, w: moe_decode_fma(
-        x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1, persistent=1),
-        MmaConfig(num_warps=1, rpt=1, groups=2, prefetch=2, persistent=2))),
     ("decode dequant_dot", 2, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="decode",
                                                                         mode="dequant_dot")),
     ("grouped paired", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
