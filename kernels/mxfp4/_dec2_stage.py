@@ -87,7 +87,7 @@ def stage_asm(rpt: int, groups: int, nw: int, hint: int = 1, tiled: bool = True)
                 lines += _addresses("lh"[side], base, scales, valid, r, _HINTS[hint], tiled)
                 lines += [f"cvt.u32.u16 {scale[j][k]}, sb;", "shl.b32 d, t, 4;",
                           f"add.u32 d, d, {(j * 2 * rpt + k) * nt * 16};", "add.u32 d, d, sbase;",
-                          "cp.async.cg.shared.global.L2::256B [d], [a], 16, sz;"]
+                          "cp.async.cg.shared.global [d], [a], 16, sz;"]
         lines.append("cp.async.commit_group;")
     for j in range(groups):
         lines.append(f"cp.async.wait_group {groups - 1 - j};")
