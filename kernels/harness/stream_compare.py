@@ -114,7 +114,7 @@ def compare_moe(device: torch.device, copy_gbps: float, tokens: list[int],
 
 
 # Launch fields after the five positional ones, as ``key=value`` (``--moe-configs 4,2,3,1,1,regs=128/...``).
-_KEYS = {"regs": "max_regs", "stage": "stage"}
+_KEYS = {"regs": "max_regs"}
 
 
 def _mma(text: str):

@@ -12,8 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._dec2_mma import pdl_wait
-from kernels.mxfp4._dec2_stage import k_slice_sums
+from kernels.mxfp4._dec2_mma import pdl_wait, slice_sums
 from kernels.mxfp4._env import is_interpreter
 from kernels.mxfp4._epilogue import arrive, gather_tile, release
 from kernels.mxfp4._fma import MmaConfig
@@ -46,7 +45,7 @@ def _gemv_mma_kernel(
     x_ptr, w_ptr, ws_ptr, b_ptr, y_ptr, part_ptr, cnt_ptr, N, K, KP_BLOCKS,
     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, N_SPLIT: tl.constexpr,
     NW: tl.constexpr, RPT: tl.constexpr, GROUPS: tl.constexpr, PF: tl.constexpr, HINT: tl.constexpr,
-    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr, STAGE: tl.constexpr,
+    SPLIT_P2: tl.constexpr, SWIZZLED: tl.constexpr, PDL: tl.constexpr,
 ):
     BR: tl.constexpr = 8 * NW * RPT  # rows a tile; a program takes two (lo, hi)
     # K slices vary fastest: a row group's slices run side by side, so its partials are summed while
@@ -57,8 +56,8 @@ def _gemv_mma_kernel(
     wl = w_ptr + r0.to(tl.int64) * KP_BLOCKS * 4
     sl = ws_ptr + r0.to(tl.int64) * KP_BLOCKS
     x_ptr += pdl_wait(PDL)
-    accs, g = k_slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
-                         pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET, STAGE)
+    accs, g = slice_sums(wl, wl + BR * KP_BLOCKS * 4, sl, sl + BR * KP_BLOCKS, x_ptr, N - r0, N - r0 - BR,
+                         pid_s * GROUPS, K, KP_BLOCKS, NW, RPT, GROUPS, PF, HINT, SWIZZLED, INTERPRET)
     # Each thread's rows come back from slice_sums (the four lanes of a quad store the same sum).
     _publish(accs[0], r0 + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)
     _publish(accs[1], r0 + BR + g, N, part_ptr, pid_s, N_SPLIT, y_ptr, b_ptr, HAS_BIAS, INTERPRET)

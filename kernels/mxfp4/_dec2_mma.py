@@ -133,18 +133,7 @@ def _scale_f32(byte: str, out: str) -> list[str]:
 def compute_asm(rpt: int) -> str:
     """PTX: one group's decode and ``mma``s. Outputs: the running sums (fp32 bits; set r's lo row at
     2r, hi row at 2r + 1). Inputs: the sums, then ``load_asm``'s 16 activation words and 10 per
-    row set (``group_math_lines``)."""
-    n_out = 2 * rpt
-    acc = [f"${n_out + i}" for i in range(2 * rpt)]
-    xin = [f"${n_out + 2 * rpt + i}" for i in range(16)]
-    rows = [[f"${n_out + 2 * rpt + 16 + 10 * r + i}" for i in range(10)] for r in range(rpt)]
-    return "\n".join(group_math_lines(acc, [f"${i}" for i in range(n_out)], xin, rows))
-
-
-def group_math_lines(acc: list[str], out: list[str], xin: list[str], rows: list[list[str]]) -> list[str]:
-    """One group's decode and ``mma``s as a PTX block: ``out[i] = acc[i] +`` the group's sums (set r's lo
-    row at 2r, hi row at 2r + 1), from the 16 activation words ``xin`` of the lane's block and per row
-    set r the lo words, hi words, lo scale byte, hi scale byte (``rows[r]``, 10 registers).
+    row set.
 
     The block scale is applied to fp32 sums, not to the weights: B column ``2j`` holds only the
     activations of quad position ``j``'s block (lane ``l`` keeps its B registers when ``l // 4 ==
@@ -155,7 +144,10 @@ def group_math_lines(acc: list[str], out: list[str], xin: list[str], rows: list[
     Each lane's running sums then cover its own blocks; ``quad_sum`` adds the four lanes at the
     end of a slice. Each word's two ``mma``s start a fresh chain (independent of the other words
     and of earlier groups, so their latencies overlap); the chains are added in fp32."""
-    rpt = len(rows)
+    n_out = 2 * rpt
+    acc = [f"${n_out + i}" for i in range(2 * rpt)]
+    xin = [f"${n_out + 2 * rpt + i}" for i in range(16)]
+    rows = [[f"${n_out + 2 * rpt + 16 + 10 * r + i}" for i in range(10)] for r in range(rpt)]
     lines = ["{", ".reg .pred pz;", ".reg .b32 c, u, v, m, l0, l1, l2, l3, h0, h1, h2, h3, sl, sh;",
              ".reg .b32 " + ", ".join(f"x{i}" for i in range(16)) + ";",
              ".reg .f32 fl, fh, z, " + ", ".join(f"d{q}_{i}" for q in range(4) for i in range(4)) + ";",
@@ -181,9 +173,9 @@ def group_math_lines(acc: list[str], out: list[str], xin: list[str], rows: list[
                   f"mov.b32 u, {acc[2 * r]};", f"mov.b32 v, {acc[2 * r + 1]};"]
         lines += ["mov.b32 d0_0, u;", "mov.b32 d0_2, v;", "mov.b32 d1_0, sl;", "mov.b32 d1_2, sh;",
                   "fma.rn.f32 fl, fl, d1_0, d0_0;", "fma.rn.f32 fh, fh, d1_2, d0_2;",
-                  f"mov.b32 {out[2 * r]}, fl;", f"mov.b32 {out[2 * r + 1]}, fh;"]
+                  f"mov.b32 ${2 * r}, fl;", f"mov.b32 ${2 * r + 1}, fh;"]
     lines.append("}")
-    return lines
+    return "\n".join(lines)
 
 
 # The four lanes of a quad hold one row's sums over their own blocks: a butterfly over the quad

@@ -61,9 +61,6 @@ class MmaConfig:
     # previous kernel of the stream drains; they wait (``griddepcontrol.wait``) before reading anything
     # another kernel wrote and before writing. Ignored by the interpreter.
     pdl: bool = False
-    # Every group of a K slice in flight at once, staged through shared memory (``_dec2_stage.py``):
-    # 4 warps of two rows a thread on "fma8t" codes, hint 1, up to 5 groups. CUDA only.
-    stage: bool = False
 
     def __post_init__(self) -> None:
         if self.num_warps not in (1, 2, 4, 8):
@@ -74,8 +71,6 @@ class MmaConfig:
             raise ValueError(f"groups={self.groups} must be >= 1")
         if self.prefetch not in (1, 2):
             raise ValueError(f"prefetch={self.prefetch} must be 1 or 2 (groups loaded ahead)")
-        if self.stage and (self.num_warps, self.rpt, self.hint) != (4, 2, 1) or self.stage and self.groups > 5:
-            raise ValueError("stage=True serves num_warps=4, rpt=2, hint=1 and at most 5 groups")
 
     @property
     def rows(self) -> int:
@@ -83,7 +78,7 @@ class MmaConfig:
 
     def meta(self) -> dict:
         return {"NW": self.num_warps, "RPT": self.rpt, "GROUPS": self.groups, "PF": self.prefetch, "HINT": self.hint,
-                "PDL": int(self.pdl and not is_interpreter()), "STAGE": int(self.stage)}
+                "PDL": int(self.pdl and not is_interpreter())}
 
     def slices(self, k_blocks: int) -> int:
         return triton.cdiv(k_blocks, 4 * self.groups)

@@ -75,10 +75,6 @@ MOE = [
     ("decode mma", 2, lambda x, ids, wts, w: moe_decode_fma(
         x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=1, rpt=2, groups=1, prefetch=1, hint=1),
         MmaConfig(num_warps=1, rpt=1, groups=2, prefetch=2))),
-    # Every group of a slice in flight through shared memory (CUDA; the CPU runs the reference path).
-    ("decode mma staged", 2, lambda x, ids, wts, w: moe_decode_fma(
-        x, ids, wts, w, 1.702, 7.0, MmaConfig(num_warps=4, rpt=2, groups=1, prefetch=1, hint=1, stage=True),
-        MmaConfig(num_warps=4, rpt=2, groups=2, prefetch=1, hint=1, pdl=True, stage=True))),
     ("decode dequant_dot", 2, lambda x, ids, wts, w: mxfp4_moe_triton(x, ids, wts, w, path="decode",
                                                                         mode="dequant_dot")),
     ("grouped paired", 12, lambda x, ids, wts, w: mxfp4_moe_triton(
