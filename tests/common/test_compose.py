@@ -13,7 +13,7 @@ import pytest
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from services.cli import COMPOSE_FILE
+from quartet.services.cli import COMPOSE_FILE
 
 COMPOSE_BINARY = Path(compose_wheel.__file__).parent / "docker-compose"
 
@@ -88,10 +88,10 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
 
 
 def _settings_classes() -> dict[str, type]:
-    from services.engine.settings import EngineSettings
-    from services.gateway.settings import GatewaySettings
-    from services.memory.settings import MemorySettings
-    from services.router.settings import RouterSettings
+    from quartet.services.engine.settings import EngineSettings
+    from quartet.services.gateway.settings import GatewaySettings
+    from quartet.services.memory.settings import MemorySettings
+    from quartet.services.router.settings import RouterSettings
 
     return {"engine": EngineSettings, "gateway": GatewaySettings, "memory": MemorySettings, "router": RouterSettings}
 

@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.common.errors import InvalidArgument, NotFound, ResourceExhausted
-from services.common.grpc_server import build_server
+from quartet.services.common.errors import InvalidArgument, NotFound, ResourceExhausted
+from quartet.services.common.grpc_server import build_server
 
 SERVICE = engine_pb2.DESCRIPTOR.services_by_name["EngineService"].full_name
 

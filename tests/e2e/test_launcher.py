@@ -30,13 +30,13 @@ def _free_port() -> int:
 
 
 class LauncherProcess:
-    """`python -m services.launcher` with its output collected line by line."""
+    """`python -m quartet.services.launcher` with its output collected line by line."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.up = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.launcher"],
+            [sys.executable, "-m", "quartet.services.launcher"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

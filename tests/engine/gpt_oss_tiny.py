@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from kernels import dequantize_torch, quantize
-from services.engine.layers.attention import Attention
+from quartet.kernels import dequantize_torch, quantize
+from quartet.services.engine.layers.attention import Attention
 
 TINY_CONFIG = dict(
     num_hidden_layers=4,

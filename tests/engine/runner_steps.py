@@ -11,11 +11,11 @@ from collections.abc import Sequence as Seq
 
 import torch
 
-from services.engine.block_manager import BlockManager
-from services.engine.model_runner import ModelRunner
-from services.engine.request import StoppingCriteria
-from services.engine.scheduler import ScheduledSequence
-from services.engine.sequence import Sequence, new_sequences
+from quartet.services.engine.block_manager import BlockManager
+from quartet.services.engine.model_runner import ModelRunner
+from quartet.services.engine.request import StoppingCriteria
+from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.sequence import Sequence, new_sequences
 
 
 class Steps:

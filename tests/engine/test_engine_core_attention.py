@@ -9,13 +9,13 @@ import sys
 import pytest
 import torch
 
-from services.engine.layers.attention import Attention, AttentionMetadata, reference_attention
+from quartet.services.engine.layers.attention import Attention, AttentionMetadata, reference_attention
 
 # The Triton backend runs here in Triton's CPU interpreter, which must be chosen before its kernels are
 # decorated (as tests/kernels/conftest.py does for the kernel tests).
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") is None:
     os.environ["TRITON_INTERPRET"] = "1"
-    for _name in [m for m in sys.modules if m.startswith("kernels.attention.")]:
+    for _name in [m for m in sys.modules if m.startswith("quartet.kernels.attention.")]:
         del sys.modules[_name]
 
 HEADS, KV_HEADS, DIM, BLOCK = 4, 2, 8, 4
@@ -125,7 +125,7 @@ def test_graph_padding_rows_on_the_scratch_block_leave_real_rows_alone(backend: 
 
 
 def test_backend_switch_reads_engine_attention(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.engine.layers import attention as module
+    from quartet.services.engine.layers import attention as module
 
     for value, expected in (("torch", "torch"), (" Triton ", "triton"), ("", "auto")):
         monkeypatch.setenv("ENGINE_ATTENTION", value)

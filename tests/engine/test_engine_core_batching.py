@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.engine.core import EngineCore
-from services.engine.events import Chunk, Complete
-from services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
-from services.engine.settings import EngineSettings
+from quartet.services.engine.core import EngineCore
+from quartet.services.engine.events import Chunk, Complete
+from quartet.services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
+from quartet.services.engine.settings import EngineSettings
 from tests.helpers import ThreadLoop
 
 SYSTEM = "You are a helpful assistant who answers in one or two short sentences, without lists."

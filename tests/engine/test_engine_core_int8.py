@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.engine.model_cache import ensure_bundled_model
-from services.engine.model_runner import RunnerOptions
-from services.engine.models.int8_linear import Int8Linear
-from services.engine.models.linear import Linear
-from services.engine.native_runner import NativeRunner
-from services.engine.request import ChatInput, ChatMessage
-from services.engine.tokenizer import Tokenizer
+from quartet.services.engine.model_cache import ensure_bundled_model
+from quartet.services.engine.model_runner import RunnerOptions
+from quartet.services.engine.models.int8_linear import Int8Linear
+from quartet.services.engine.models.linear import Linear
+from quartet.services.engine.native_runner import NativeRunner
+from quartet.services.engine.request import ChatInput, ChatMessage
+from quartet.services.engine.tokenizer import Tokenizer
 from tests.engine.runner_steps import Steps
 
 
@@ -68,15 +68,15 @@ def test_bundled_model_in_int8_stays_within_the_stated_tolerance(runners) -> Non
 
 
 def test_int8_is_refused_off_the_cpu() -> None:
-    from services.engine.models.loader import load_model
-    from services.engine.models.weights import DictWeights
+    from quartet.services.engine.models.loader import load_model
+    from quartet.services.engine.models.weights import DictWeights
 
     with pytest.raises(ValueError, match="int8 runs on the CPU"):
         load_model({"model_type": "llama"}, DictWeights({}), device="meta", dtype=torch.float32, weight_format="int8")
 
 
 def test_auto_is_int8_for_the_dense_family_on_the_cpu_only() -> None:
-    from services.engine.models.loader import resolve_weight_format
+    from quartet.services.engine.models.loader import resolve_weight_format
 
     assert resolve_weight_format("auto", "cpu", "llama") == "int8"
     assert resolve_weight_format("auto", "cpu", "qwen3") == "int8"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.engine.model_runner import RunnerOptions
-from services.engine.models.registry import is_supported
-from services.engine.native_runner import NativeRunner
+from quartet.services.engine.model_runner import RunnerOptions
+from quartet.services.engine.models.registry import is_supported
+from quartet.services.engine.native_runner import NativeRunner
 from tests.engine.runner_steps import Steps
 
 TINY = dict(
@@ -122,7 +122,7 @@ def test_32_greedy_tokens_through_the_paged_cache_match_generate(checkpoint) -> 
 
 
 def test_registry_names_what_it_cannot_run() -> None:
-    from services.engine.models.registry import build_model
+    from quartet.services.engine.models.registry import build_model
 
     assert is_supported({"model_type": "qwen3"}) and is_supported({"architectures": ["LlamaForCausalLM"]})
     with pytest.raises(ValueError, match="ENGINE=transformers"):

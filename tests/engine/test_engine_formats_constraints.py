@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from services.common.errors import InvalidArgument
-from services.engine.constraints import (
+from quartet.services.common.errors import InvalidArgument
+from quartet.services.engine.constraints import (
     ConstraintCompiler,
     GrammarCache,
     GrammarKind,
@@ -22,8 +22,8 @@ from services.engine.constraints import (
     ToolCallFormat,
     grammar_spec,
 )
-from services.engine.request import Constraint, SamplingParams, Tool
-from services.engine.sampler import SamplingRow, new_generator, sample
+from quartet.services.engine.request import Constraint, SamplingParams, Tool
+from quartet.services.engine.sampler import SamplingRow, new_generator, sample
 
 VOCAB = [
     b"<eos>",

@@ -13,7 +13,7 @@ import pytest
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON = {
@@ -163,7 +163,7 @@ async def test_forced_tool_call_streams_a_typed_call_and_ends_with_tool_calls(st
 
 
 async def test_repeated_constraint_hits_the_grammar_cache(engine_core) -> None:
-    from services.engine.request import (
+    from quartet.services.engine.request import (
         ChatInput,
         ChatMessage,
         Constraint,

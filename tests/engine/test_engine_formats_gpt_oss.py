@@ -17,10 +17,10 @@ import pytest
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
-from services.engine.core import EngineCore
-from services.engine.server import create_server
-from services.engine.settings import EngineSettings
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
+from quartet.services.engine.core import EngineCore
+from quartet.services.engine.server import create_server
+from quartet.services.engine.settings import EngineSettings
 from tests.engine.gpt_oss_tiny import write_tiny_gpt_oss
 from tests.helpers import ThreadLoop
 

@@ -23,14 +23,14 @@ from openai_harmony import (
     ToolDescription,
 )
 
-from services.engine.constraints import ToolCallFormat
-from services.engine.events import DeltaKind
-from services.engine.harmony import vocab
-from services.engine.harmony.parser import HarmonyOutputParser
-from services.engine.harmony.render import Prefill, render_prompt
-from services.engine.harmony.tokenizer import CALL, RETURN, HarmonyTokenizer
-from services.engine.output_parser import Delta
-from services.engine.request import ChatInput, ChatMessage, Constraint, GenerateRequest, TextInput, Tool, ToolCall
+from quartet.services.engine.constraints import ToolCallFormat
+from quartet.services.engine.events import DeltaKind
+from quartet.services.engine.harmony import vocab
+from quartet.services.engine.harmony.parser import HarmonyOutputParser
+from quartet.services.engine.harmony.render import Prefill, render_prompt
+from quartet.services.engine.harmony.tokenizer import CALL, RETURN, HarmonyTokenizer
+from quartet.services.engine.output_parser import Delta
+from quartet.services.engine.request import ChatInput, ChatMessage, Constraint, GenerateRequest, TextInput, Tool, ToolCall
 
 WEATHER_SCHEMA = {
     "type": "object",

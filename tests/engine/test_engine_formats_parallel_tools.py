@@ -11,14 +11,14 @@ import pytest
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from services.common.errors import InvalidArgument
-from services.common.grpc_server import CHANNEL_OPTIONS
-from services.engine.events import DeltaKind, FinishReason, Usage
-from services.engine.json_tool_calls import JsonToolCallParser
-from services.engine.output_parser import Delta, typed_chunks
-from services.engine.request import ChatInput, ChatMessage, Tool, ToolCall
-from services.engine.tool_prompt import PARALLEL_TOOL_INSTRUCTIONS, TOOL_INSTRUCTIONS, with_tools
-from services.engine.validation import check_chat
+from quartet.services.common.errors import InvalidArgument
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.engine.events import DeltaKind, FinishReason, Usage
+from quartet.services.engine.json_tool_calls import JsonToolCallParser
+from quartet.services.engine.output_parser import Delta, typed_chunks
+from quartet.services.engine.request import ChatInput, ChatMessage, Tool, ToolCall
+from quartet.services.engine.tool_prompt import PARALLEL_TOOL_INSTRUCTIONS, TOOL_INSTRUCTIONS, with_tools
+from quartet.services.engine.validation import check_chat
 
 NAMES = ["get_weather", "get_time"]
 WEATHER = '{"name": "get_weather", "arguments": {"city": "Pa}ris, \\"north\\"", "days": [1, 2]}}'

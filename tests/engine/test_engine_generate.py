@@ -9,7 +9,7 @@ import pytest
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 
 FRANCE = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="What is the capital of France?")])
 STORY = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="Write a long story about a dragon.")])

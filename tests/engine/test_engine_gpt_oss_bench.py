@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.engine.bench_gpu import Recorder, Workload, ceilings, decode_bytes_per_token, run_pass, table
-from services.engine.models.gpt_oss import GptOssConfig
-from services.engine.models.loader import load_model
-from services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
+from quartet.services.engine.bench_gpu import Recorder, Workload, ceilings, decode_bytes_per_token, run_pass, table
+from quartet.services.engine.models.gpt_oss import GptOssConfig
+from quartet.services.engine.models.loader import load_model
+from quartet.services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
 
 TINY = GptOssConfig(
     num_hidden_layers=2, hidden_size=128, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,

@@ -4,7 +4,7 @@ Both load the same directory in the released layout (tests/engine/gpt_oss_tiny.p
 longer than the 8-token sliding window, so the windowed and full layers both matter, and our side
 runs on the paged KV cache with blocks scattered over the pool.
 
-Numerics and tolerances. ``kernels.mxfp4_moe`` rounds the SwiGLU activation to bf16 between the
+Numerics and tolerances. ``quartet.kernels.mxfp4_moe`` rounds the SwiGLU activation to bf16 between the
 two expert matmuls (its contract, as in a bf16 model and the CUDA kernels); transformers in fp32
 keeps it fp32. That rounding is the only difference: with it taken out the models agree to 2e-6
 on every logit (measured), so attention, sinks, windows, YaRN, routing and norms are exact. Hence:
@@ -29,14 +29,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from kernels import dequantize_torch, from_blocks
-from services.engine.core import EngineCore
-from services.engine.events import Chunk
-from services.engine.layers.attention import AttentionMetadata
-from services.engine.models.gpt_oss import GptOssConfig, GptOssForCausalLM, build_gpt_oss, yarn_inv_freq
-from services.engine.models.weights import SafetensorsWeights
-from services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
-from services.engine.settings import EngineSettings
+from quartet.kernels import dequantize_torch, from_blocks
+from quartet.services.engine.core import EngineCore
+from quartet.services.engine.events import Chunk
+from quartet.services.engine.layers.attention import AttentionMetadata
+from quartet.services.engine.models.gpt_oss import GptOssConfig, GptOssForCausalLM, build_gpt_oss, yarn_inv_freq
+from quartet.services.engine.models.weights import SafetensorsWeights
+from quartet.services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+from quartet.services.engine.settings import EngineSettings
 from tests.engine.gpt_oss_tiny import TINY_CONFIG, bind_kv_pools, load_transformers, write_tiny_gpt_oss
 
 BLOCK = 4
@@ -72,7 +72,7 @@ def reference(checkpoint: Path):
 
 @pytest.fixture(scope="module")
 def reference_bf16_activation(checkpoint: Path):
-    """Transformers' GptOss with its expert activation rounded to bf16, as ``kernels.mxfp4_moe`` does."""
+    """Transformers' GptOss with its expert activation rounded to bf16, as ``quartet.kernels.mxfp4_moe`` does."""
     model = load_transformers(checkpoint)
     for layer in model.model.layers:
         gate = layer.mlp.experts._apply_gate

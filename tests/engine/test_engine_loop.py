@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from services.engine.engine_loop import EngineLoop
-from services.engine.events import Chunk, Complete, ErrorEvent, FinishReason
-from services.engine.model_runner import KVLayout, ModelRunner, RunnerInfo
-from services.engine.request import Priority, SamplingParams, StoppingCriteria
-from services.engine.scheduler import ScheduledSequence, SchedulerConfig
-from services.engine.sequence import RequestState, new_sequences
+from quartet.services.engine.engine_loop import EngineLoop
+from quartet.services.engine.events import Chunk, Complete, ErrorEvent, FinishReason
+from quartet.services.engine.model_runner import KVLayout, ModelRunner, RunnerInfo
+from quartet.services.engine.request import Priority, SamplingParams, StoppingCriteria
+from quartet.services.engine.scheduler import ScheduledSequence, SchedulerConfig
+from quartet.services.engine.sequence import RequestState, new_sequences
 
 VOCAB = 8
 
@@ -169,7 +169,7 @@ def test_router_priority_overtakes_waiting_default_work(loop_and_runner) -> None
 
 
 def test_submit_after_stop_is_unavailable(loop_and_runner) -> None:
-    from services.common.errors import Unavailable
+    from quartet.services.common.errors import Unavailable
 
     loop, _ = loop_and_runner
     loop.stop()

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 
 FRANCE = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="What is the capital of France?")])
 

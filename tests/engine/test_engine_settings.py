@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.common.errors import InvalidArgument
-from services.engine import model_cache
-from services.engine.model_cache import BUNDLED_MODEL_ID, REQUIRED_FILES, ensure_bundled_model, resolve_model
-from services.engine.settings import EngineSettings
+from quartet.services.common.errors import InvalidArgument
+from quartet.services.engine import model_cache
+from quartet.services.engine.model_cache import BUNDLED_MODEL_ID, REQUIRED_FILES, ensure_bundled_model, resolve_model
+from quartet.services.engine.settings import EngineSettings
 
 
 def test_defaults_and_environment(monkeypatch) -> None:

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from kernels import dequantize_torch, quantize
-from services.engine.layers.attention import AttentionMetadata
-from services.engine.models.loader import load_model, load_model_dir, resolve_weight_format, weight_bytes
-from services.engine.models.mxfp4_linear import MXFP4Linear, quantize_linears
-from services.engine.models.weights import DictWeights, SafetensorsWeights
+from quartet.kernels import dequantize_torch, quantize
+from quartet.services.engine.layers.attention import AttentionMetadata
+from quartet.services.engine.models.loader import load_model, load_model_dir, resolve_weight_format, weight_bytes
+from quartet.services.engine.models.mxfp4_linear import MXFP4Linear, quantize_linears
+from quartet.services.engine.models.weights import DictWeights, SafetensorsWeights
 from tests.engine.gpt_oss_tiny import bind_kv_pools, on_mxfp4_grid, write_tiny_gpt_oss
 
 
@@ -143,7 +143,7 @@ def test_quantize_linears_skips_small_layers_and_what_it_is_told_to() -> None:
 def test_engine_weight_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from services.engine.settings import EngineSettings
+    from quartet.services.engine.settings import EngineSettings
 
     assert EngineSettings(_env_file=None).weight_format == "auto"
     monkeypatch.setenv("ENGINE_WEIGHT_FORMAT", "mxfp4")
@@ -154,8 +154,8 @@ def test_engine_weight_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_native_runner_loads_gpt_oss_with_mxfp4_linears(gpt_oss_dir: Path) -> None:
-    from services.engine.model_runner import RunnerOptions
-    from services.engine.native_runner import NativeRunner
+    from quartet.services.engine.model_runner import RunnerOptions
+    from quartet.services.engine.native_runner import NativeRunner
 
     runner = NativeRunner.load(gpt_oss_dir, RunnerOptions(num_kv_blocks=16, block_size=4, weight_format="mxfp4"))
     dense = load_model_dir(gpt_oss_dir, config_of(gpt_oss_dir), device="cpu", dtype=torch.float32)

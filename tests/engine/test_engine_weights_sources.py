@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.common.errors import InvalidArgument, Unavailable
-from services.engine.hf_hub import cache_dirs, find_snapshot
-from services.engine.layers.attention import AttentionMetadata
-from services.engine.model_cache import bundled_cache_dir, bundled_gguf_path, gguf_cache_dir, resolve_model
-from services.engine.models.loader import load_model_dir
+from quartet.services.common.errors import InvalidArgument, Unavailable
+from quartet.services.engine.hf_hub import cache_dirs, find_snapshot
+from quartet.services.engine.layers.attention import AttentionMetadata
+from quartet.services.engine.model_cache import bundled_cache_dir, bundled_gguf_path, gguf_cache_dir, resolve_model
+from quartet.services.engine.models.loader import load_model_dir
 from tests.engine.gpt_oss_tiny import bind_kv_pools, write_tiny_gpt_oss
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from services.common.grpc_server import GrpcServer
-from services.memory.core import MemoryCore
-from services.memory.server import create_server as create_memory_server
-from services.memory.sqlite_store import SqliteStore
-from services.router.core import RouterCore
-from services.router.engine_client import EngineClient
-from services.router.memory_client import MemoryClient
-from services.router.server import create_server as create_router_server
+from quartet.services.common.grpc_server import GrpcServer
+from quartet.services.memory.core import MemoryCore
+from quartet.services.memory.server import create_server as create_memory_server
+from quartet.services.memory.sqlite_store import SqliteStore
+from quartet.services.router.core import RouterCore
+from quartet.services.router.engine_client import EngineClient
+from quartet.services.router.memory_client import MemoryClient
+from quartet.services.router.server import create_server as create_router_server
 from tests.gateway.live import LiveGateway, gateway_settings
 from tests.helpers import ThreadLoop
 from tests.router.support import make_registry

@@ -10,8 +10,8 @@ import pytest
 import uvicorn
 from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
 
-from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
+from quartet.services.gateway.app import create_app
+from quartet.services.gateway.settings import GatewaySettings
 
 
 class LiveGateway:

@@ -20,7 +20,7 @@ KEY = Fernet.generate_key().decode()
 
 def quartet(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "quartet.services.cli", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
@@ -36,11 +36,11 @@ def keyed_url(engine_address: str) -> Iterator[str]:
 
 
 def test_keygen_prints_a_usable_key() -> None:
-    done = subprocess.run([sys.executable, "-m", "services.cli", "keygen"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "quartet.services.cli", "keygen"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip()
     assert Fernet(key.encode()).decrypt(Fernet(key.encode()).encrypt(b"ok")) == b"ok"
-    again = subprocess.run([sys.executable, "-m", "services.cli", "keygen"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    again = subprocess.run([sys.executable, "-m", "quartet.services.cli", "keygen"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert again.stdout.strip() != key
 
 

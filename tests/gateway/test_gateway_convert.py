@@ -13,11 +13,11 @@ from openai.types.chat import ChatCompletion as SdkCompletion
 from openai.types.chat import ChatCompletionChunk as SdkChunk
 from quartet.engine.v1 import engine_pb2
 
-from services.gateway.chat_completion import CompletionInfo, Transcript
-from services.gateway.convert import to_generate_request
-from services.gateway.errors import EngineAborted
-from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.validation import parse_body
+from quartet.services.gateway.chat_completion import CompletionInfo, Transcript
+from quartet.services.gateway.convert import to_generate_request
+from quartet.services.gateway.errors import EngineAborted
+from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.validation import parse_body
 
 
 def request(**fields) -> ChatCompletionRequest:
@@ -134,8 +134,8 @@ def test_formats_become_engine_constraints() -> None:
     assert to_generate_request(request(response_format={"type": "json_object"}), "r").constraint.json_object
     assert not to_generate_request(request(response_format={"type": "text"}), "r").HasField("constraint")
 
-    from services.gateway.convert import to_responses_generate_request
-    from services.gateway.schemas.responses_request import ResponsesRequest
+    from quartet.services.gateway.convert import to_responses_generate_request
+    from quartet.services.gateway.schemas.responses_request import ResponsesRequest
 
     body = parse_body(
         json.dumps({"model": "m", "input": "hi", "text": {"format": {"type": "json_schema", "name": "A", "schema": schema}}}).encode(),

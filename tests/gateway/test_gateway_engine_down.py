@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.common.grpc_server import GrpcServer
-from services.engine.core import EngineCore
-from services.engine.server import create_server
+from quartet.services.common.grpc_server import GrpcServer
+from quartet.services.engine.core import EngineCore
+from quartet.services.engine.server import create_server
 from tests.gateway.live import LiveGateway, gateway_settings
 from tests.helpers import ThreadLoop
 

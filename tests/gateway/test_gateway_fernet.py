@@ -175,7 +175,7 @@ def test_require_encryption_refuses_plain_bodies(engine_address: str, model_id: 
 
 
 def test_a_bad_key_stops_the_gateway_at_startup_without_showing_it() -> None:
-    from services.gateway.app import create_app
+    from quartet.services.gateway.app import create_app
 
     with pytest.raises(ValueError) as info:
         create_app(gateway_settings("127.0.0.1:1", encryption_key="not-a-fernet-key-at-all"))

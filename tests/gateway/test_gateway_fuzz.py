@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.schemas.completion_request import CompletionRequest
-from services.gateway.schemas.responses_request import ResponsesRequest
+from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.schemas.completion_request import CompletionRequest
+from quartet.services.gateway.schemas.responses_request import ResponsesRequest
 from tests.gateway.live import LiveGateway, gateway_settings
 
 #: Bounded time per request: anything slower is a hang.

@@ -11,7 +11,7 @@ import openai
 import pytest
 from grpc_health.v1 import health_pb2
 
-from services.common.grpc_server import GrpcServer, build_server
+from quartet.services.common.grpc_server import GrpcServer, build_server
 from tests.gateway.live import LiveGateway, gateway_settings
 
 

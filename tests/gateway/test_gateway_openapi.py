@@ -7,9 +7,9 @@ import jsonschema
 import pytest
 from pydantic import BaseModel
 
-from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.schemas.completion_request import CompletionRequest
-from services.gateway.schemas.responses_request import ResponsesRequest
+from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.schemas.completion_request import CompletionRequest
+from quartet.services.gateway.schemas.responses_request import ResponsesRequest
 
 BODIES: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,

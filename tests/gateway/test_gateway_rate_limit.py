@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.errors import BadRequest
-from services.gateway.limits import resolve_max_tokens
-from services.gateway.rate_limit import RateLimiter
+from quartet.services.gateway.errors import BadRequest
+from quartet.services.gateway.limits import resolve_max_tokens
+from quartet.services.gateway.rate_limit import RateLimiter
 
 
 class Clock:

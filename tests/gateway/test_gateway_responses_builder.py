@@ -8,9 +8,9 @@ import pytest
 from openai.types.responses import Response as SdkResponse
 from quartet.engine.v1 import engine_pb2
 
-from services.gateway.errors import Internal
-from services.gateway.responses_builder import ResponseBuilder
-from services.gateway.schemas.responses_object import Response
+from quartet.services.gateway.errors import Internal
+from quartet.services.gateway.responses_builder import ResponseBuilder
+from quartet.services.gateway.schemas.responses_object import Response
 
 
 def chunk(text: str, kind: int = engine_pb2.DELTA_KIND_CONTENT) -> engine_pb2.GenerateResponse:

@@ -11,10 +11,10 @@ import openai
 import pytest
 from quartet.engine.v1 import engine_pb2
 
-from services.common.grpc_server import GrpcServer
-from services.memory.core import MemoryCore
-from services.memory.server import create_server
-from services.memory.sqlite_store import SqliteStore
+from quartet.services.common.grpc_server import GrpcServer
+from quartet.services.memory.core import MemoryCore
+from quartet.services.memory.server import create_server
+from quartet.services.memory.sqlite_store import SqliteStore
 from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
 from tests.helpers import ThreadLoop
 

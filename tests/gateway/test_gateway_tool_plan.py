@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from services.gateway.convert import to_generate_request
-from services.gateway.errors import BadRequest, UnsupportedParameter
-from services.gateway.request_body import parse_body
-from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.tool_plan import FunctionSpec, plan_tools
+from quartet.services.gateway.convert import to_generate_request
+from quartet.services.gateway.errors import BadRequest, UnsupportedParameter
+from quartet.services.gateway.request_body import parse_body
+from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.tool_plan import FunctionSpec, plan_tools
 
 A = FunctionSpec("a", parameters={"type": "object", "properties": {"x": {"type": "integer"}}})
 B = FunctionSpec("b")

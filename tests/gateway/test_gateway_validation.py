@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from services.gateway.errors import BadRequest
-from services.gateway.schemas.chat_request import ChatCompletionRequest
-from services.gateway.validation import parse_body
+from quartet.services.gateway.errors import BadRequest
+from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.validation import parse_body
 
 USER = {"role": "user", "content": "hi"}
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.attention._launch import DecodeConfig, PrefillConfig, decode_config
-from kernels.attention.decode import paged_decode
-from kernels.attention.prefill import paged_prefill, plan_for
-from kernels.attention.reference import paged_attention_torch
+from quartet.kernels.attention._launch import DecodeConfig, PrefillConfig, decode_config
+from quartet.kernels.attention.decode import paged_decode
+from quartet.kernels.attention.prefill import paged_prefill, plan_for
+from quartet.kernels.attention.reference import paged_attention_torch
 
 BLOCK = 16
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}

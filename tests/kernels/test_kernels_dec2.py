@@ -10,14 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._fma import MmaConfig
-from kernels.mxfp4._launch import splitk_counters
-from kernels.mxfp4.format import MXFP4Tensor, quantize_torch
-from kernels.mxfp4.gemv import mxfp4_gemv
-from kernels.mxfp4.layout import to_layout
-from kernels.mxfp4.moe_decode import moe_decode_fma
-from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
+from quartet.kernels.mxfp4._fma import MmaConfig
+from quartet.kernels.mxfp4._launch import splitk_counters
+from quartet.kernels.mxfp4.format import MXFP4Tensor, quantize_torch
+from quartet.kernels.mxfp4.gemv import mxfp4_gemv
+from quartet.kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4.moe_decode import moe_decode_fma
+from quartet.kernels.mxfp4.moe_layout import MoEWeights
+from quartet.kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 from tests.kernels.kernel_checks import assert_bf16_close, oracle
 from tests.kernels.test_kernels_moe import assert_moe_close
 
@@ -75,7 +75,7 @@ def test_gemv_mma_errors_are_clear(device, gen) -> None:
     with pytest.raises(ValueError, match="fma8 layout"):
         mxfp4_gemv(x, w, variant="mma")
     with pytest.raises(TypeError, match="MmaConfig"):
-        from kernels.mxfp4._fma import FmaConfig
+        from quartet.kernels.mxfp4._fma import FmaConfig
         mxfp4_gemv(x, to_layout(w, "fma8"), variant="mma", config=FmaConfig())
     with pytest.raises(ValueError, match="rpt"):
         MmaConfig(rpt=3)
@@ -104,7 +104,7 @@ def test_moe_mma_split_k_matches_reference(tokens: int, configs: tuple[MmaConfig
 
 
 def test_moe_configs_of_two_kinds_are_refused(device, gen) -> None:
-    from kernels.mxfp4._fma import FmaConfig
+    from quartet.kernels.mxfp4._fma import FmaConfig
     w = MoEWeights.from_gate_up(quantize_torch(torch.zeros(2, 64, 32, device=device)),
                                 quantize_torch(torch.zeros(2, 32, 32, device=device)), None, None).to_layout("fma8")
     x = torch.zeros(1, 32, device=device, dtype=torch.bfloat16)

@@ -8,9 +8,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from kernels.mxfp4.checkpoint import load_gpt_oss_experts, load_mxfp4
-from kernels.mxfp4.format import E2M1_VALUES, MXFP4Tensor, dequantize_torch, e2m1_decode, e2m1_encode, quantize_torch
-from kernels.mxfp4.layout import FMA8_POSITIONS, to_layout
+from quartet.kernels.mxfp4.checkpoint import load_gpt_oss_experts, load_mxfp4
+from quartet.kernels.mxfp4.format import E2M1_VALUES, MXFP4Tensor, dequantize_torch, e2m1_decode, e2m1_encode, quantize_torch
+from quartet.kernels.mxfp4.layout import FMA8_POSITIONS, to_layout
 
 GRID = [Fraction(v).limit_denominator() for v in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
@@ -207,7 +207,7 @@ def test_fma8t_tiles_blocks_of_8_rows_by_2_and_round_trips(shape: tuple[int, ...
 
 
 def test_fma8t_needs_whole_row_tiles_and_is_not_split_by_row() -> None:
-    from kernels.mxfp4.moe_layout import MoEWeights
+    from quartet.kernels.mxfp4.moe_layout import MoEWeights
 
     with pytest.raises(ValueError, match="multiple of 8"):
         to_layout(quantize_torch(torch.randn(12, 64)), "fma8t")

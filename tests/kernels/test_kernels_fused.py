@@ -1,14 +1,14 @@
-"""The fused layer kernels (``kernels/fused``) against their torch references, on fresh random inputs."""
+"""The fused layer kernels (``quartet/kernels/fused``) against their torch references, on fresh random inputs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kernels.fused import add_rmsnorm, add_rmsnorm_torch, rope_qkv, rope_qkv_torch, route, route_torch
-from kernels.fused._norm_kernel import launch_add_rmsnorm
-from kernels.fused._rope_kernel import launch_rope_qkv
-from kernels.fused._router_kernel import launch_route_splitk, launch_topk_softmax
+from quartet.kernels.fused import add_rmsnorm, add_rmsnorm_torch, rope_qkv, rope_qkv_torch, route, route_torch
+from quartet.kernels.fused._norm_kernel import launch_add_rmsnorm
+from quartet.kernels.fused._rope_kernel import launch_rope_qkv
+from quartet.kernels.fused._router_kernel import launch_route_splitk, launch_topk_softmax
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor, tol: float) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._launch import MatmulConfig
-from kernels.mxfp4.format import quantize_torch
-from kernels.mxfp4.gemm import mxfp4_gemm
-from kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4._launch import MatmulConfig
+from quartet.kernels.mxfp4.format import quantize_torch
+from quartet.kernels.mxfp4.gemm import mxfp4_gemm
+from quartet.kernels.mxfp4.layout import to_layout
 from tests.kernels.kernel_checks import assert_bf16_close, oracle
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4.format import quantize_torch
-from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config
-from kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4.format import quantize_torch
+from quartet.kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny, skinny_config
+from quartet.kernels.mxfp4.layout import to_layout
 from tests.kernels.kernel_checks import assert_bf16_close, oracle
 
 
@@ -53,7 +53,7 @@ def test_config_tall_weights_take_128_rows_short_ones_split_k() -> None:
 @pytest.mark.parametrize("rows,n", [(17, 96), (200, 96), (300, 32768)])
 def test_linear_takes_it_at_decode_batches(rows: int, n: int, device, gen) -> None:
     """``mxfp4_linear`` on fma8 weights: 17-255 rows, and tall weights past 256 rows."""
-    from kernels.mxfp4.ops import mxfp4_linear
+    from quartet.kernels.mxfp4.ops import mxfp4_linear
 
     w = to_layout(quantize_torch(torch.randn(n, 64, device=device, generator=gen) * 0.05), "fma8")
     x = torch.randn(rows, 64, device=device, generator=gen).to(torch.bfloat16)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._fma import FmaConfig
-from kernels.mxfp4._launch import MatmulConfig, splitk_counters
-from kernels.mxfp4.format import MXFP4Tensor, quantize_torch
-from kernels.mxfp4.gemv import mxfp4_gemv, mxfp4_gemv_torch
-from kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4._fma import FmaConfig
+from quartet.kernels.mxfp4._launch import MatmulConfig, splitk_counters
+from quartet.kernels.mxfp4.format import MXFP4Tensor, quantize_torch
+from quartet.kernels.mxfp4.gemv import mxfp4_gemv, mxfp4_gemv_torch
+from quartet.kernels.mxfp4.layout import to_layout
 from tests.kernels.kernel_checks import assert_bf16_close, oracle
 
 

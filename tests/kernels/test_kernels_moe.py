@@ -7,13 +7,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.mxfp4._bf16x2 import e8m0_bf16_pair
-from kernels.mxfp4._tile import e8m0_to_f32
-from kernels.mxfp4.format import dequantize_torch, quantize_torch
-from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
-from kernels.mxfp4.moe_dense import DenseConfig
-from kernels.mxfp4.moe_layout import MoEWeights, group_by_expert
-from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
+from quartet.kernels.mxfp4._bf16x2 import e8m0_bf16_pair
+from quartet.kernels.mxfp4._tile import e8m0_to_f32
+from quartet.kernels.mxfp4.format import dequantize_torch, quantize_torch
+from quartet.kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
+from quartet.kernels.mxfp4.moe_dense import DenseConfig
+from quartet.kernels.mxfp4.moe_layout import MoEWeights, group_by_expert
+from quartet.kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
 E, H, I, TOPK = 8, 96, 64, 4
 
@@ -90,8 +90,8 @@ def test_swiglu_clamps_are_exercised_and_respected(device, gen) -> None:
 
 
 def test_fma_decode_with_several_k_slices_and_chunks(device, gen) -> None:
-    from kernels.mxfp4._fma import FmaConfig
-    from kernels.mxfp4.moe_decode import moe_decode_fma
+    from quartet.kernels.mxfp4._fma import FmaConfig
+    from quartet.kernels.mxfp4.moe_decode import moe_decode_fma
 
     gate_up, down, gub, db = make_layer(device, gen, bias=True)
     w = MoEWeights.from_gate_up(gate_up, down, gub, db).to_layout("fma8")
@@ -276,7 +276,7 @@ def test_grouped_config_tiles_match_reference(layout: str, config: GroupedConfig
 def test_grouped_config_gives_most_experts_one_tile(device, gen) -> None:
     """The default block covers the busiest expert of a random routing at the decode batch sizes,
     so each expert's weights are decoded once (a spill costs a second decode of that expert)."""
-    from kernels.mxfp4.moe_grouped import grouped_config
+    from quartet.kernels.mxfp4.moe_grouped import grouped_config
 
     experts, k = 32, 4
     for tokens in (16, 64, 128, 256):
@@ -328,7 +328,7 @@ def test_grouped_config_decode_is_checked(device, gen) -> None:
 def test_default_grouped_tiles_switch_to_paired_bf16x2_on_fma8(device, gen) -> None:
     """From ``PAIRED_MIN_PAIRS`` the default tiles of fma8 experts are the paired bf16x2 ones
     (ocp experts keep the f32 decode, which reads either layout); the default path runs them."""
-    from kernels.mxfp4.moe_grouped import PAIRED_MIN_PAIRS, grouped_config
+    from quartet.kernels.mxfp4.moe_grouped import PAIRED_MIN_PAIRS, grouped_config
 
     paired = grouped_config(PAIRED_MIN_PAIRS, E)
     assert (paired.decode, paired.prefetch_scales, paired.pair_rows) == ("bf16x2", True, True)
@@ -344,7 +344,7 @@ def test_default_grouped_tiles_switch_to_paired_bf16x2_on_fma8(device, gen) -> N
 
 @pytest.mark.parametrize("tokens,k,h", [(5, 4, 2880 // 16 + 3), (1, 1, 64), (0, 4, 32)])
 def test_sum_slots_adds_slots_in_order_then_casts(tokens: int, k: int, h: int, device, gen) -> None:
-    from kernels.mxfp4._epilogue import sum_slots
+    from quartet.kernels.mxfp4._epilogue import sum_slots
 
     rows = torch.randn(tokens * k, h, device=device, generator=gen)
     want = rows.view(tokens, k, h)[:, 0].clone()

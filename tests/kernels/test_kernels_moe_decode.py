@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._fma import FmaConfig
-from kernels.mxfp4.moe import mxfp4_moe_triton
-from kernels.mxfp4.moe_decode import moe_decode_fma
-from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
+from quartet.kernels.mxfp4._fma import FmaConfig
+from quartet.kernels.mxfp4.moe import mxfp4_moe_triton
+from quartet.kernels.mxfp4.moe_decode import moe_decode_fma
+from quartet.kernels.mxfp4.moe_layout import MoEWeights
+from quartet.kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 
 from tests.kernels.test_kernels_moe import E, H, TOPK, assert_moe_close, make_layer
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4.moe import GroupedConfig, mxfp4_moe_triton
-from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.reference import mxfp4_moe_torch
+from quartet.kernels.mxfp4.moe import GroupedConfig, mxfp4_moe_triton
+from quartet.kernels.mxfp4.moe_layout import MoEWeights
+from quartet.kernels.mxfp4.reference import mxfp4_moe_torch
 from tests.kernels.test_kernels_moe import H, _routing, assert_moe_close, make_layer
 
 CONFIGS = [

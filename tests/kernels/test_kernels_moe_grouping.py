@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4.moe_layout import group_by_expert
+from quartet.kernels.mxfp4.moe_layout import group_by_expert
 
 
 @pytest.mark.parametrize("tokens,k,experts,block", [(37, 4, 8, 16), (256, 4, 32, 64), (100, 4, 24, 16),

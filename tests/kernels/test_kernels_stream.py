@@ -15,15 +15,15 @@ import dataclasses
 import pytest
 import torch
 
-from kernels.mxfp4._env import is_interpreter
-from kernels.mxfp4._fma import MmaConfig
-from kernels.mxfp4._launch import whole_blocks
-from kernels.mxfp4.format import quantize_torch
-from kernels.mxfp4.gemv import mxfp4_gemv
-from kernels.mxfp4.layout import to_layout
-from kernels.mxfp4.moe_decode import moe_decode_fma
-from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
+from quartet.kernels.mxfp4._env import is_interpreter
+from quartet.kernels.mxfp4._fma import MmaConfig
+from quartet.kernels.mxfp4._launch import whole_blocks
+from quartet.kernels.mxfp4.format import quantize_torch
+from quartet.kernels.mxfp4.gemv import mxfp4_gemv
+from quartet.kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4.moe_decode import moe_decode_fma
+from quartet.kernels.mxfp4.moe_layout import MoEWeights
+from quartet.kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
 
 PDL = {"pdl": True}
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.mxfp4._fma import FmaConfig, MmaConfig, moe_mma_defaults
-from kernels.mxfp4.dequant import dequantize_triton
-from kernels.mxfp4.format import dequantize_torch, quantize_torch
-from kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny
-from kernels.mxfp4.gemv import mxfp4_gemv
-from kernels.mxfp4.layout import to_layout
-from kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
-from kernels.mxfp4.moe_decode import moe_decode_fma
-from kernels.mxfp4.moe_dense import DenseConfig
-from kernels.mxfp4.moe_layout import MoEWeights
-from kernels.mxfp4.ops import EXPERT_LAYOUT, kernel_layout, to_kernel_layout
-from kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
+from quartet.kernels.mxfp4._fma import FmaConfig, MmaConfig, moe_mma_defaults
+from quartet.kernels.mxfp4.dequant import dequantize_triton
+from quartet.kernels.mxfp4.format import dequantize_torch, quantize_torch
+from quartet.kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny
+from quartet.kernels.mxfp4.gemv import mxfp4_gemv
+from quartet.kernels.mxfp4.layout import to_layout
+from quartet.kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
+from quartet.kernels.mxfp4.moe_decode import moe_decode_fma
+from quartet.kernels.mxfp4.moe_dense import DenseConfig
+from quartet.kernels.mxfp4.moe_layout import MoEWeights
+from quartet.kernels.mxfp4.ops import EXPERT_LAYOUT, kernel_layout, to_kernel_layout
+from quartet.kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch, route_torch
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor, tol: float = 1e-2) -> None:

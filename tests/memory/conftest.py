@@ -11,13 +11,13 @@ import grpc
 import pytest
 from quartet.memory.v1 import memory_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
-from services.memory.core import MemoryCore
-from services.memory.embedder import Embedder, load_embedder
-from services.memory.limits import Limits
-from services.memory.server import create_server
-from services.memory.sqlite_store import SqliteStore
-from services.memory.store import Store
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.memory.core import MemoryCore
+from quartet.services.memory.embedder import Embedder, load_embedder
+from quartet.services.memory.limits import Limits
+from quartet.services.memory.server import create_server
+from quartet.services.memory.sqlite_store import SqliteStore
+from quartet.services.memory.store import Store
 from tests.memory.pg_server import PgServer, find_bin_dir
 
 # Small limits so the tests can cross them cheaply.
@@ -61,7 +61,7 @@ def embedder() -> Embedder:
 async def open_backend(backend: str, request: pytest.FixtureRequest, tmp_path) -> Store:
     if backend == "sqlite":
         return await SqliteStore.open(tmp_path / "memory.sqlite3")
-    from services.memory.pg_store import PostgresStore
+    from quartet.services.memory.pg_store import PostgresStore
 
     server: PgServer = request.getfixturevalue("pg_server")
     return await PostgresStore.open(server.new_database())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.memory.core import fit_budget, turn_tokens
-from services.memory.turns import Turn
+from quartet.services.memory.core import fit_budget, turn_tokens
+from quartet.services.memory.turns import Turn
 
 
 def turns(*sizes: int) -> list[Turn]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.errors import FailedPrecondition
-from services.memory.embedder import bundled_model_dir, load_embedder
-from services.memory.turns import Turn
-from services.memory.vectors import from_bytes, to_bytes, top_k
+from quartet.services.common.errors import FailedPrecondition
+from quartet.services.memory.embedder import bundled_model_dir, load_embedder
+from quartet.services.memory.turns import Turn
+from quartet.services.memory.vectors import from_bytes, to_bytes, top_k
 
 TEXTS = [
     "The cat sits on the mat.",

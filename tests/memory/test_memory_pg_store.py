@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from services.common.errors import FailedPrecondition
-from services.memory.pg_migrations import LATEST_VERSION
-from services.memory.pg_store import PostgresStore, redact
-from services.memory.turns import Turn
+from quartet.services.common.errors import FailedPrecondition
+from quartet.services.memory.pg_migrations import LATEST_VERSION
+from quartet.services.memory.pg_store import PostgresStore, redact
+from quartet.services.memory.turns import Turn
 
 
 async def test_migrations_run_once_and_are_recorded(pg_server):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.memory.server import SERVICE_NAME
+from quartet.services.memory.server import SERVICE_NAME
 
 
 async def test_health_reports_serving(memory):

@@ -1,4 +1,4 @@
-"""``python -m services.memory`` as a real process: durability across restarts, clean SIGTERM."""
+"""``python -m quartet.services.memory`` as a real process: durability across restarts, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from quartet.memory.v1 import memory_pb2 as pb
 from quartet.memory.v1 import memory_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -30,7 +30,7 @@ def _env(**extra: str) -> dict[str, str]:
 async def _start(db_path: Path, database_url: str = "") -> tuple[asyncio.subprocess.Process, int]:
     """Start the service on a free port and read the port from its 'serving' log line."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.memory",
+        sys.executable, "-m", "quartet.services.memory",
         cwd=REPO,
         env=_env(MEMORY_LISTEN="127.0.0.1:0", MEMORY_DB_PATH=str(db_path), DATABASE_URL=database_url, MEMORY_EMBEDDINGS="none"),
         stderr=asyncio.subprocess.PIPE,
@@ -99,7 +99,7 @@ async def test_unreachable_postgresql_is_a_clear_startup_error(tmp_path):
     # Port 1 refuses at once; the password must not appear in the message.
     url = "postgresql://quartet:hunter2@127.0.0.1:1/quartet?connect_timeout=2"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.memory",
+        sys.executable, "-m", "quartet.services.memory",
         cwd=REPO,
         env=_env(MEMORY_LISTEN="127.0.0.1:0", DATABASE_URL=url, QUARTET_HOME=str(tmp_path), MEMORY_EMBEDDINGS="none"),
         stderr=asyncio.subprocess.PIPE,

@@ -9,12 +9,12 @@ import grpc
 import pytest
 from quartet.memory.v1 import memory_pb2
 
-from services.memory.core import MemoryCore
-from services.memory.limits import Limits
-from services.memory.migrations import MIGRATIONS
-from services.memory.responses import ResponseRecord
-from services.memory.sqlite_store import SqliteStore
-from services.memory.turns import Turn
+from quartet.services.memory.core import MemoryCore
+from quartet.services.memory.limits import Limits
+from quartet.services.memory.migrations import MIGRATIONS
+from quartet.services.memory.responses import ResponseRecord
+from quartet.services.memory.sqlite_store import SqliteStore
+from quartet.services.memory.turns import Turn
 
 BODY = json.dumps({"response": {"id": "resp_1", "output": []}, "items": [{"role": "user", "content": "hi"}]})
 

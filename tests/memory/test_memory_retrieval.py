@@ -6,7 +6,7 @@ import grpc
 import pytest
 from quartet.memory.v1 import memory_pb2 as pb
 
-from services.memory.turns import Turn
+from quartet.services.memory.turns import Turn
 
 FACTS = [
     ("user", "My dog Rex loves chasing tennis balls in the park."),

@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
-from services.common.errors import FailedPrecondition
-from services.memory.backends import is_postgres_url, sqlite_path
-from services.memory.migrations import LATEST_VERSION
-from services.memory.sqlite_store import SqliteStore
-from services.memory.turns import Turn
+from quartet.services.common.errors import FailedPrecondition
+from quartet.services.memory.backends import is_postgres_url, sqlite_path
+from quartet.services.memory.migrations import LATEST_VERSION
+from quartet.services.memory.sqlite_store import SqliteStore
+from quartet.services.memory.turns import Turn
 
 
 async def test_wal_and_full_sync(tmp_path):

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from quartet.memory.v1 import memory_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
-from services.memory.core import MemoryCore
-from services.memory.embedder import load_embedder
-from services.memory.server import create_server as create_memory_server
-from services.memory.sqlite_store import SqliteStore
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
+from quartet.services.memory.core import MemoryCore
+from quartet.services.memory.embedder import load_embedder
+from quartet.services.memory.server import create_server as create_memory_server
+from quartet.services.memory.sqlite_store import SqliteStore
 from tests.router.support import Memory, Router, running_router
 
 

@@ -10,15 +10,15 @@ import yaml
 from quartet.memory.v1 import memory_pb2_grpc
 from quartet.router.v1 import router_pb2_grpc
 
-from services.common.grpc_server import CHANNEL_OPTIONS
-from services.router.agents import AgentRegistry
-from services.router.config import parse_agents
-from services.router.core import RouterCore
-from services.router.engine_client import EngineClient
-from services.router.library import Library
-from services.router.memory_client import MemoryClient
-from services.router.server import create_server
-from services.router.settings import REPO_ROOT
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.router.agents import AgentRegistry
+from quartet.services.router.config import parse_agents
+from quartet.services.router.core import RouterCore
+from quartet.services.router.engine_client import EngineClient
+from quartet.services.router.library import Library
+from quartet.services.router.memory_client import MemoryClient
+from quartet.services.router.server import create_server
+from quartet.services.router.settings import REPO_ROOT
 
 REPO_LIBRARY = Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas", REPO_ROOT / "grammars")
 

@@ -8,10 +8,10 @@ import json
 import pytest
 import yaml
 
-from services.router.agents import AgentKind, MemoryPolicy, Priority
-from services.router.config import ConfigError, load_agents, parse_agents
-from services.router.library import Library, LibraryError
-from services.router.settings import REPO_ROOT
+from quartet.services.router.agents import AgentKind, MemoryPolicy, Priority
+from quartet.services.router.config import ConfigError, load_agents, parse_agents
+from quartet.services.router.library import Library, LibraryError
+from quartet.services.router.settings import REPO_ROOT
 
 SCHEMA = {
     "type": "object",

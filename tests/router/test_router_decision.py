@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from services.router.decision import DecisionError, extract_json_object, parse_decision
-from services.router.settings import REPO_ROOT
+from quartet.services.router.decision import DecisionError, extract_json_object, parse_decision
+from quartet.services.router.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "router_decision.json").read_text())
 

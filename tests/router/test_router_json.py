@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from quartet.router.v1 import router_pb2 as pb
 
-from services.router.settings import REPO_ROOT
+from quartet.services.router.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "router_decision.json").read_text())
 

@@ -11,11 +11,11 @@ from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
 from quartet.memory.v1 import memory_pb2
 from quartet.router.v1 import router_pb2 as pb
 
-from services.common.grpc_server import CHANNEL_OPTIONS
-from services.router.context_fit import SAFETY_MARGIN_TOKENS, fit_messages
-from services.router.domain import MemoryContext, Message, SummaryNote
-from services.router.engine_client import EngineClient
-from services.router.prompting import RETRIEVED_HEADING, SUMMARY_HEADING
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.router.context_fit import SAFETY_MARGIN_TOKENS, fit_messages
+from quartet.services.router.domain import MemoryContext, Message, SummaryNote
+from quartet.services.router.engine_client import EngineClient
+from quartet.services.router.prompting import RETRIEVED_HEADING, SUMMARY_HEADING
 
 
 def new_id(prefix: str) -> str:

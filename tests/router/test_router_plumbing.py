@@ -1,4 +1,4 @@
-"""Health, reflection, and ``python -m services.router`` refusing a bad agents file."""
+"""Health, reflection, and ``python -m quartet.services.router`` refusing a bad agents file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.router.server import SERVICE_NAME
-from services.router.settings import REPO_ROOT
+from quartet.services.router.server import SERVICE_NAME
+from quartet.services.router.settings import REPO_ROOT
 from tests.router.support import running_router
 
 
@@ -31,7 +31,7 @@ async def test_bad_agents_file_stops_startup(tmp_path):
     agents.write_text("agents:\n  - {name: evil, kind: topic, prompt: ../etc/passwd}\n")
     env = {**os.environ, "AGENTS_FILE": str(agents), "ROUTER_LISTEN": "127.0.0.1:0"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.router", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "quartet.services.router", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
     )
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
@@ -47,7 +47,7 @@ async def test_grammar_that_does_not_compile_stops_startup(tmp_path):
     )
     env = {**os.environ, "AGENTS_FILE": str(agents), "GRAMMARS_DIR": str(tmp_path / "grammars"), "ROUTER_LISTEN": "127.0.0.1:0"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.router", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "quartet.services.router", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
     )
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.errors import InvalidArgument
-from services.router.domain import Message
-from services.router.prompting import router_prompt, topic_messages
-from services.router.topic_turn import SAFETY_MARGIN_TOKENS, TURN_OVERHEAD_TOKENS, context_budget
+from quartet.services.common.errors import InvalidArgument
+from quartet.services.router.domain import Message
+from quartet.services.router.prompting import router_prompt, topic_messages
+from quartet.services.router.topic_turn import SAFETY_MARGIN_TOKENS, TURN_OVERHEAD_TOKENS, context_budget
 from tests.router.support import make_registry
 
 AGENTS = make_registry()

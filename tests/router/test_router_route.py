@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from jsonschema import Draft202012Validator
 from quartet.router.v1 import router_pb2 as pb
 
-from services.router.settings import REPO_ROOT
+from quartet.services.router.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "router_decision.json").read_text())
 

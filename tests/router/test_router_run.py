@@ -11,7 +11,7 @@ from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
 from quartet.memory.v1 import memory_pb2
 from quartet.router.v1 import router_pb2 as pb
 
-from services.common.grpc_server import CHANNEL_OPTIONS
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 from tests.router.support import running_router
 
 
