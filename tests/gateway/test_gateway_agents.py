@@ -17,8 +17,11 @@ from tests.gateway.agent_stack import AgentStack
 
 @pytest.fixture(scope="module")
 def stack(engine_address: str) -> Iterator[AgentStack]:
-    # A small queue and window, so a slow reader reaches the limits within a short answer.
-    live = AgentStack(engine_address, socketio_queue_size=4, socketio_window=2, socketio_ack_timeout_seconds=20)
+    # A small queue and window, so a slow reader reaches the limits within a short answer; a cap
+    # (MAX_TOKENS_CAP) that the longest test answer fits, so Socket.IO's use of it can be seen.
+    live = AgentStack(
+        engine_address, socketio_queue_size=4, socketio_window=2, socketio_ack_timeout_seconds=20, max_tokens_cap=300
+    )
     yield live
     live.stop()
 
@@ -126,16 +129,25 @@ async def test_socketio_streams_tokens_then_done(stack):
 @pytest.mark.parametrize(
     ("payload", "text"),
     [
-        ({"input": "hi"}, "run.agent is required"),
-        ({"agent": "chat", "input": 5}, "run.input must be a string"),
+        ({"input": "hi"}, "missing required parameter: 'agent'"),
+        ({"agent": "chat", "input": 5}, "invalid value for 'input'"),
         ({"agent": "ghost", "input": "hi", "session_id": "s"}, "no agent named 'ghost'"),
         ({"agent": "chat", "input": "hi"}, "session_id is required"),
+        # The hostile max_tokens of issue 18: each an error event naming the field, never a hang.
+        ({"agent": "chat", "input": "hi", "session_id": "s", "max_tokens": 2**32}, "invalid value for 'max_tokens'"),
+        ({"agent": "chat", "input": "hi", "session_id": "s", "max_tokens": True}, "got a boolean"),
+        ({"agent": "chat", "input": "hi", "session_id": "s", "max_tokens": -1}, "invalid value for 'max_tokens'"),
+        ({"agent": "chat", "input": "hi", "session_id": "s", "max_tokens": 2.5}, "got a number"),
+        ({"agent": "chat", "input": "hi", "session_id": "s", "max_tokens": 301}, "more than this server allows (300)"),
+        ({"agent": "chat", "input": "hi", "extra": 1}, "unrecognized request argument supplied: 'extra'"),
+        (["not", "an", "object"], "run takes an object"),
     ],
-    ids=["no-agent", "bad-input", "unknown-agent", "no-session"],
+    ids=["no-agent", "bad-input", "unknown-agent", "no-session", "2**32", "bool", "negative", "float", "past-cap",
+         "unknown-field", "not-object"],
 )
 async def test_socketio_errors(stack, payload, text):
     tokens, end = await run_over_socket(stack.gateway.url, payload)
-    assert tokens == [] and end["event"] == "error" and text in end["message"]
+    assert tokens == [] and end["event"] == "error" and text in end["message"], end
 
 
 async def test_slow_client_makes_the_producer_wait_and_memory_stays_bounded(stack):
@@ -166,3 +178,21 @@ async def test_disconnect_mid_run_cancels_it(stack, engine_probe):
     await asyncio.wait_for(first, 60)
     await client.disconnect()
     await asyncio.to_thread(engine_probe.wait_idle, 10)  # the engine dropped the sequence
+
+
+async def test_socketio_runs_share_the_http_rate_limit(engine_address: str):
+    """One limits layer: a Socket.IO run takes a request from the same bucket as an HTTP call, and
+    the refusal is an error event with the Retry-After, as the HTTP 429 carries it."""
+    limited = AgentStack(engine_address, rate_limit_per_minute=1, rate_limit_burst=1)
+    try:
+        url = limited.gateway.url
+        # The one request of the minute; its own failure (no session) does not matter here.
+        _, first = await run_over_socket(url, {"agent": "chat", "input": "hi"})
+        assert "rate limit" not in first["message"], first
+        _, second = await run_over_socket(url, {"agent": "chat", "input": "hi"})
+        assert second["event"] == "error" and second["code"] == "rate_limit_exceeded" and second["retry_after"] >= 1
+        async with httpx.AsyncClient(base_url=url) as http:
+            reply = await http.get("/v1/models")  # same caller (this address), same empty bucket
+        assert reply.status_code == 429 and int(reply.headers["retry-after"]) >= 1
+    finally:
+        limited.stop()

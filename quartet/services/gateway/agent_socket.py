@@ -29,10 +29,15 @@ import socketio
 from fastapi import FastAPI
 from quartet.router.v1 import router_pb2
 
+from pydantic import ValidationError
+
 from quartet.services.common.errors import QuartetError
-from quartet.services.gateway.errors import Unauthorized
+from quartet.services.gateway.errors import BadRequest, Unauthorized
+from quartet.services.gateway.limits import caller_of, resolve_max_tokens, take_rate_token
 from quartet.services.gateway.router_client import AGENT_PREFIX, RouterClient
+from quartet.services.gateway.schemas.socket_run import RunEvent
 from quartet.services.gateway.settings import GatewaySettings
+from quartet.services.gateway.validation import describe
 
 log = logging.getLogger(__name__)
 
@@ -50,38 +55,44 @@ class RunStats:
     num_producer_waits: int = 0  # times the producer found the queue full and waited
 
 
-class RunRequestError(ValueError):
-    """The ``run`` event's payload is malformed."""
+def parse_run(data: Any, *, max_tokens_cap: int | None) -> tuple[str, router_pb2.RunRequest]:
+    """The agent and RunRequest a ``run`` payload asks for; BadRequest naming the field otherwise.
 
-
-def parse_run(data: Any) -> tuple[str, router_pb2.RunRequest]:
-    """The agent and RunRequest a ``run`` payload asks for; RunRequestError says what is wrong."""
+    The same checks as an HTTP body (strict types and bounds, through ``validation.describe``)
+    and the same ``MAX_TOKENS_CAP`` (``limits.resolve_max_tokens``).
+    """
     if not isinstance(data, dict):
-        raise RunRequestError("run takes an object: {agent, input, session_id, topic_id, memory_mode}")
-    fields: dict[str, str] = {}
-    for key in ("agent", "input", "session_id", "topic_id", "memory_mode"):
-        value = data.get(key, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise RunRequestError(f"run.{key} must be a string")
-        fields[key] = value
-    max_tokens = data.get("max_tokens") or 0
-    if not isinstance(max_tokens, int) or max_tokens < 0:
-        raise RunRequestError("run.max_tokens must be a positive integer")
-    agent = fields["agent"].removeprefix(AGENT_PREFIX)
+        raise BadRequest("run takes an object: {agent, input, session_id, topic_id, memory_mode, max_tokens}")
+    try:
+        event = RunEvent.model_validate(data)
+    except ValidationError as error:
+        raise describe(error.errors(include_url=False), RunEvent) from None
+    agent = event.agent.removeprefix(AGENT_PREFIX)
     if not agent:
-        raise RunRequestError("run.agent is required: the name of a topic agent (see GET /v1/models)")
+        raise BadRequest("run.agent is required: the name of a topic agent (see GET /v1/models)", field="agent")
+    max_tokens = resolve_max_tokens(event.max_tokens, field="max_tokens", cap=max_tokens_cap)
     request = router_pb2.RunRequest(
         agent=agent,
-        input=fields["input"],
-        session_id=fields["session_id"],
-        topic_id=fields["topic_id"],
-        memory_mode=fields["memory_mode"],
+        input=event.input,
+        session_id=event.session_id or "",
+        topic_id=event.topic_id or "",
+        memory_mode=event.memory_mode or "",
         request_id=f"sio-{uuid.uuid4().hex}",
-        max_tokens=max_tokens,
+        max_tokens=max_tokens or 0,
     )
     return agent, request
+
+
+def error_event(error: QuartetError) -> dict[str, Any]:
+    """The ``error`` event for a typed error: its message, and the field and code where known."""
+    event: dict[str, Any] = {"message": error.message}
+    if getattr(error, "field", None):
+        event["param"] = error.field
+    if getattr(error, "code", None):
+        event["code"] = error.code
+    if getattr(error, "retry_after", None):
+        event["retry_after"] = error.retry_after
+    return event
 
 
 class AgentSocket:
@@ -91,9 +102,14 @@ class AgentSocket:
         self._app = app
         self._settings = settings
         origins: list[str] | str = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, logger=False, engineio_logger=False)
+        # One message may be as large as an HTTP body may (MAX_BODY_BYTES), no larger.
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", cors_allowed_origins=origins, logger=False, engineio_logger=False,
+            max_http_buffer_size=settings.max_body_bytes,
+        )
         self.asgi_app = socketio.ASGIApp(self.sio, socketio_path="socket.io")
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._callers: dict[str, str] = {}  # sid -> who connected (limits.caller_of), for the rate limit
         #: The most recent runs' peaks, newest last.
         self.finished: deque[RunStats] = deque(maxlen=64)
         self.sio.on("connect", self._connect)
@@ -105,34 +121,39 @@ class AgentSocket:
         return self._app.state.gateway.clients.router
 
     async def _connect(self, sid: str, environ: dict, auth: Any = None) -> None:
-        keys = self._app.state.gateway.api_keys
-        if not keys.enabled:
-            return
         token = auth.get("token") if isinstance(auth, dict) else None
-        header = f"Bearer {token}" if token else environ.get("HTTP_AUTHORIZATION")
+        header = f"Bearer {token}" if isinstance(token, str) and token else environ.get("HTTP_AUTHORIZATION")
         try:
-            keys.caller(header)
+            self._callers[sid] = caller_of(self._app.state.gateway, header, _client_host(environ))
         except Unauthorized as error:
             raise socketio.exceptions.ConnectionRefusedError(error.message) from None
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
+        self._callers.pop(sid, None)
         task = self._runs.pop(sid, None)
         if task is not None:
             task.cancel()
 
     async def _run(self, sid: str, data: Any = None) -> None:
-        if sid in self._runs:
-            await self.sio.emit("error", {"message": "a run is already going on this connection; wait for its done"}, to=sid)
-            return
         try:
-            agent, request = parse_run(data)
-        except RunRequestError as error:
-            await self.sio.emit("error", {"message": str(error)}, to=sid)
-            return
+            await self._start_run(sid, data)
+        except QuartetError as error:
+            await self.sio.emit("error", error_event(error), to=sid)
+        except Exception as error:  # never leave a client waiting on a run that will not start
+            log.exception("socket run failed to start", extra={"error_type": type(error).__name__})
+            await self.sio.emit("error", {"message": f"internal error in the gateway ({type(error).__name__}); see its log"}, to=sid)
+
+    async def _start_run(self, sid: str, data: Any) -> None:
+        if sid in self._runs:
+            raise BadRequest("a run is already going on this connection; wait for its done")
+        state = self._app.state.gateway
+        # Authenticated at connect; each run then takes one request's worth of the rate limit,
+        # as each HTTP call does (the two halves of limits.admit).
+        take_rate_token(state, self._callers.get(sid, "addr:unknown"))
+        agent, request = parse_run(data, max_tokens_cap=self._settings.max_tokens_cap)
         router = self._router
         if router is None or not router.enabled:
-            await self.sio.emit("error", {"message": "agents are off: the gateway has no router (ROUTER_ADDRESS)"}, to=sid)
-            return
+            raise BadRequest("agents are off: the gateway has no router (ROUTER_ADDRESS)")
         task = asyncio.get_running_loop().create_task(self._serve(sid, router, agent, request))
         self._runs[sid] = task
         task.add_done_callback(lambda _: self._runs.pop(sid, None) if self._runs.get(sid) is task else None)
@@ -182,7 +203,7 @@ class AgentSocket:
                 await self.sio.emit("error", {"message": "the router ended the turn without a done event"}, to=sid)
                 return
             if isinstance(item, QuartetError):
-                await self.sio.emit("error", {"message": item.message}, to=sid)
+                await self.sio.emit("error", error_event(item), to=sid)
                 return
             assert isinstance(item, router_pb2.RunResponse)
             kind = item.WhichOneof("event")
@@ -215,3 +236,10 @@ class AgentSocket:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _client_host(environ: dict) -> str | None:
+    """The peer's address as the ASGI scope gives it (python-socketio passes the scope in environ)."""
+    scope = environ.get("asgi.scope") or {}
+    client = scope.get("client")
+    return client[0] if client else environ.get("REMOTE_ADDR")

@@ -1,4 +1,4 @@
-"""API keys (``Authorization: Bearer <key>``) and the per-caller rate limit, as one route dependency.
+"""API keys (``Authorization: Bearer <key>``); ``limits.admit`` applies them on every entry.
 
 Keys are kept only as SHA-256 digests and compared in constant time; neither a
 key nor its digest is ever logged. Without configured keys every caller is
@@ -10,12 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 
-from fastapi import Request
-
-from quartet.services.gateway.errors import RateLimited, Unauthorized
-from quartet.services.gateway.rate_limit import RateLimiter
+from quartet.services.gateway.errors import Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +41,3 @@ class ApiKeys:
             log.info("rejected an unknown API key")
             raise Unauthorized("incorrect API key provided; check the key you were given")
         return "key:" + digest.hex()[:16]
-
-
-async def guard(request: Request) -> None:
-    """FastAPI dependency of every API route: authenticate, then rate-limit the caller."""
-    state = request.app.state.gateway
-    keys: ApiKeys = state.api_keys
-    if keys.enabled:
-        caller = keys.caller(request.headers.get("authorization"))
-    else:
-        caller = "addr:" + (request.client.host if request.client else "unknown")
-    limiter: RateLimiter | None = state.rate_limiter
-    if limiter is None:
-        return
-    wait = limiter.acquire(caller)
-    if wait > 0:
-        retry_after = max(1, math.ceil(wait))
-        raise RateLimited(
-            f"rate limit reached ({limiter.rate * 60:g} requests per minute); retry in {retry_after} s",
-            retry_after=retry_after,
-        )

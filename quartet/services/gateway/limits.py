@@ -1,8 +1,53 @@
-"""The operator's cap on generated tokens (``MAX_TOKENS_CAP``), applied the same way on every route."""
+"""The one limits layer of the gateway: who may call, how often, and how much they may ask for.
+
+Every entry goes through these functions, so a limit holds the same way everywhere: the HTTP
+routes (``auth.guard``, a FastAPI dependency, and the body schemas' bounds), and the Socket.IO
+events (``agent_socket``: ``admit`` at connect and on every ``run``, ``resolve_max_tokens`` on its
+``max_tokens``). The router's gRPC calls come only through those two.
+"""
 
 from __future__ import annotations
 
-from quartet.services.gateway.errors import BadRequest
+import math
+
+from fastapi import Request
+
+from quartet.services.gateway.errors import BadRequest, RateLimited
+from quartet.services.gateway.state import GatewayState
+
+
+def caller_of(state: GatewayState, authorization: str | None, client_host: str | None) -> str:
+    """Who is calling: a digest of the API key (Unauthorized without a valid one, when keys are
+    configured), else the client's address."""
+    if state.api_keys.enabled:
+        return state.api_keys.caller(authorization)
+    return "addr:" + (client_host or "unknown")
+
+
+def take_rate_token(state: GatewayState, caller: str) -> None:
+    """One request's worth of ``caller``'s rate limit, or RateLimited with the Retry-After."""
+    limiter = state.rate_limiter
+    if limiter is None:
+        return
+    wait = limiter.acquire(caller)
+    if wait > 0:
+        retry_after = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"rate limit reached ({limiter.rate * 60:g} requests per minute); retry in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
+def admit(state: GatewayState, authorization: str | None, client_host: str | None) -> str:
+    """Authenticate and rate-limit one request; returns the caller."""
+    caller = caller_of(state, authorization, client_host)
+    take_rate_token(state, caller)
+    return caller
+
+
+async def guard(request: Request) -> None:
+    """FastAPI dependency of every API route: ``admit`` the request."""
+    admit(request.app.state.gateway, request.headers.get("authorization"), request.client.host if request.client else None)
 
 
 def resolve_max_tokens(requested: int | None, *, field: str, cap: int | None, default: int | None = None) -> int | None:

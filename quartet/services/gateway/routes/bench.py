@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from quartet.services.common.errors import ResourceExhausted
-from quartet.services.gateway.auth import guard
 from quartet.services.gateway.bench import BenchResult, run_bench
 from quartet.services.gateway.disconnect import until_disconnect
 from quartet.services.gateway.errors import BadRequest
+from quartet.services.gateway.limits import guard
 from quartet.services.gateway.state import GatewayState, gateway_state
 
 router = APIRouter(tags=["bench"], dependencies=[Depends(guard)])

@@ -12,11 +12,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from quartet.services.common.logs import debug_payloads
 from quartet.services.gateway import convert
 from quartet.services.gateway.agent_chat import AgentTurn, run_request
-from quartet.services.gateway.auth import guard
 from quartet.services.gateway.chat_completion import CompletionInfo, Transcript, chunks, collect
 from quartet.services.gateway.disconnect import until_disconnect
 from quartet.services.gateway.errors import ModelNotFound
-from quartet.services.gateway.limits import resolve_max_tokens
+from quartet.services.gateway.limits import guard, resolve_max_tokens
 from quartet.services.gateway.openapi import body_spec
 from quartet.services.gateway.reply import json_reply
 from quartet.services.gateway.request_body import parse_request

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from quartet.services.gateway.auth import guard
+from quartet.services.gateway.limits import guard
 from quartet.services.gateway.schemas.models import ModelCard, ModelList
 from quartet.services.gateway.state import GatewayState, gateway_state
 

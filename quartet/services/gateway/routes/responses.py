@@ -21,11 +21,10 @@ from pydantic import BaseModel
 from quartet.services.common.errors import NotFound, QuartetError
 from quartet.services.common.logs import debug_payloads
 from quartet.services.gateway import convert
-from quartet.services.gateway.auth import guard
 from quartet.services.gateway.clients import GenerateStream
 from quartet.services.gateway.disconnect import until_disconnect
 from quartet.services.gateway.errors import BadRequest
-from quartet.services.gateway.limits import resolve_max_tokens
+from quartet.services.gateway.limits import guard, resolve_max_tokens
 from quartet.services.gateway.openapi import body_spec
 from quartet.services.gateway.reply import json_reply
 from quartet.services.gateway.request_body import parse_request

@@ -97,7 +97,7 @@ function runAgent(model, text, out, started) {
     session_id: $("session-id").value.trim(),
     topic_id: $("topic-id").value.trim(),
     memory_mode: $("memory-mode").value,
-    max_tokens: parseInt($("max-tokens").value, 10) || 0,
+    max_tokens: parseInt($("max-tokens").value, 10) || null, // null: the agent's default
   });
 }
 
