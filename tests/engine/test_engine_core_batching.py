@@ -127,3 +127,17 @@ def test_start_up_heap_is_frozen_while_serving_and_released_at_close() -> None:
         with ThreadLoop("frozen-close") as loop:
             loop.run(core.close())
     assert gc.get_freeze_count() == 0
+
+
+def test_metrics_bind_loopback_unless_configured() -> None:
+    """Issue 18: the unauthenticated Prometheus endpoint is not on every interface by default."""
+    from quartet.services.engine.metrics import EngineMetrics
+
+    assert EngineSettings(_env_file=None).metrics_host == "127.0.0.1"
+    metrics = EngineMetrics()
+    try:
+        port = metrics.serve(0)
+        assert metrics._server.server_address[0] == "127.0.0.1"
+        assert b"quartet_engine" in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    finally:
+        metrics.close()

@@ -146,3 +146,16 @@ def test_without_keys_the_rate_limit_is_per_client_address(engine_address: str) 
         assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200, "health is never limited"
     finally:
         live.stop()
+
+
+def test_metrics_can_require_the_api_key(engine_address: str) -> None:
+    live = LiveGateway(gateway_settings(engine_address, api_keys="sk-alpha", metrics_require_key=True))
+    try:
+        assert httpx.get(f"{live.url}/metrics", timeout=10).status_code == 401
+        wrong = httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer sk-nope"}, timeout=10)
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        right = httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer sk-alpha"}, timeout=10)
+        assert right.status_code == 200 and "quartet_gateway" in right.text
+        assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200  # health stays open for probes
+    finally:
+        live.stop()

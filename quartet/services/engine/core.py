@@ -55,6 +55,7 @@ class EngineCore:
         scheduler: SchedulerConfig,
         num_threads: int,
         metrics_port: int = 0,
+        metrics_host: str = "127.0.0.1",
         async_scheduling: bool = False,
     ) -> None:
         self.model_id = model_id
@@ -67,7 +68,7 @@ class EngineCore:
             runner, tokenizer, scheduler, num_threads=num_threads, metrics=self.metrics,
             async_scheduling=async_scheduling,
         )  # fmt: skip
-        self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
+        self.metrics_port = self.metrics.serve(metrics_port, metrics_host) if metrics_port else 0
         self._seq_lock = threading.Lock()
         self._next_seq_id = 0
         self._closed = False
@@ -123,6 +124,7 @@ class EngineCore:
             scheduler=scheduler,
             num_threads=num_threads,
             metrics_port=settings.metrics_port,
+            metrics_host=settings.metrics_host,
             async_scheduling=settings.resolved_async_scheduling(device),
         )
 

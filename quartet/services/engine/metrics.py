@@ -74,12 +74,12 @@ class EngineMetrics:
         self.prefix_hits.set(stats.hit_tokens)
         self.prefix_hit_rate.set(stats.hit_tokens / stats.queried_tokens if stats.queried_tokens else 0.0)
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> int:
+    def serve(self, port: int, address: str = "127.0.0.1") -> int:
         """Start the ``/metrics`` HTTP server in a daemon thread; returns the bound port (``port`` 0 picks one)."""
         server, _thread = start_http_server(port, addr=address, registry=self.registry)
         self._server = server
         bound = server.server_address[1]
-        log.info("metrics serving", extra={"port": bound})
+        log.info("metrics serving", extra={"host": server.server_address[0], "port": bound})
         return bound
 
     def close(self) -> None:

@@ -102,6 +102,11 @@ class EngineSettings(ServiceSettings):
     metrics_port: int = Field(
         default=0, ge=0, le=65535, validation_alias=AliasChoices("ENGINE_METRICS_PORT", "metrics_port")
     )
+    # Where it binds: loopback unless asked (compose binds all interfaces inside the container and
+    # publishes the port on the host's loopback only). The endpoint has no authentication.
+    metrics_host: str = Field(
+        default="127.0.0.1", min_length=1, validation_alias=AliasChoices("ENGINE_METRICS_HOST", "metrics_host")
+    )
 
     @field_validator("backend")
     @classmethod

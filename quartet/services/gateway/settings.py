@@ -60,6 +60,8 @@ class GatewaySettings(ServiceSettings):
     rate_limit_per_minute: float = Field(default=0, ge=0)
     #: Requests a key may send at once after a quiet spell (the bucket size); unset is one minute's worth.
     rate_limit_burst: int | None = Field(default=None, ge=1)
+    #: /metrics asks for an API key too (when keys are set); off, it is open like /healthz.
+    metrics_require_key: bool = False
 
     #: Origins allowed by CORS ("*" for any); empty turns CORS off.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
