@@ -71,6 +71,7 @@ def test_engine_down_is_503_naming_it_then_recovers(engine: RestartableEngine, m
             for stream in (False, True):
                 reply = ask(http, model_id, stream=stream)
                 assert reply.status_code == 503, reply.text
+                assert int(reply.headers["retry-after"]) >= 1, "a 503 says when to try again"
                 error = reply.json()["error"]
                 assert error["type"] == "service_unavailable"
                 assert error["message"].startswith(f"engine unavailable at {engine.address}: ")

@@ -32,6 +32,9 @@ from quartet.services.gateway.schemas.errors import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
+#: Seconds a client is asked to wait before retrying a 503 (a supervised service restarts in about this).
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
+
 # OpenAI's error "type" per HTTP status; the SDK picks its exception class by status.
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -175,8 +178,12 @@ def error_response(error: QuartetError, request: Request | None = None) -> Respo
     envelope = getattr(request.state, "envelope", None) if request is not None else None
     if envelope is not None:
         body = envelope.seal_json(body)
-    headers = getattr(error, "headers", None)
-    return Response(body, status_code=error.http_status, media_type="application/json", headers=headers)
+    headers = dict(getattr(error, "headers", None) or {})
+    if isinstance(error, Unavailable):
+        # An upstream is down (restarting, usually): tell clients when to try again, as the
+        # OpenAI SDK and most HTTP clients honour Retry-After on a 503.
+        headers.setdefault("Retry-After", str(UNAVAILABLE_RETRY_AFTER_SECONDS))
+    return Response(body, status_code=error.http_status, media_type="application/json", headers=headers or None)
 
 
 def _plain(status: int, message: str, *, code: str | None = None) -> JSONResponse:

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from pydantic import TypeAdapter
 from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
-from quartet.services.gateway.clients import ServiceChannel
+from quartet.services.common.channels import ServiceChannel
 from quartet.services.gateway.errors import from_rpc_error
 from quartet.services.gateway.schemas.responses_object import OutputFunctionCall, OutputMessage, Response
 from quartet.services.gateway.schemas.responses_request import FunctionCallItem, InputItem, MessageItem

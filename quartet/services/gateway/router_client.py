@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import grpc
 from quartet.router.v1 import router_pb2, router_pb2_grpc
 
+from quartet.services.common.channels import ServiceChannel
 from quartet.services.common.errors import QuartetError, Unavailable
-from quartet.services.gateway.clients import ServiceChannel
 from quartet.services.gateway.errors import ModelNotFound, from_rpc_error
 
 AGENT_PREFIX = "agent/"

@@ -28,8 +28,12 @@ async def main(settings: RouterSettings) -> None:
     # Channels connect lazily: the router starts even if the engine or memory is still loading.
     core = RouterCore(
         agents,
-        EngineClient(settings.engine_address),
-        MemoryClient(settings.memory_address),
+        EngineClient(
+            settings.engine_address,
+            rpc_timeout_seconds=settings.rpc_timeout_seconds,
+            generate_timeout_seconds=settings.engine_timeout_seconds,
+        ),
+        MemoryClient(settings.memory_address, rpc_timeout_seconds=settings.rpc_timeout_seconds),
         max_input_chars=settings.max_input_chars,
     )
     try:

@@ -33,3 +33,8 @@ class RouterSettings(ServiceSettings):
     schemas_dir: Path = Field(REPO_ROOT / "schemas", validation_alias=_env("schemas_dir", "SCHEMAS_DIR"))
     grammars_dir: Path = Field(REPO_ROOT / "grammars", validation_alias=_env("grammars_dir", "GRAMMARS_DIR"))
     max_input_chars: int = Field(16_000, ge=1, validation_alias=_env("max_input_chars", "ROUTER_MAX_INPUT_CHARS"))
+    # Deadlines of the router's calls: one whole generation, and every other (unary) call.
+    engine_timeout_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("engine_timeout_seconds", "ROUTER_ENGINE_TIMEOUT_SECONDS")
+    )
+    rpc_timeout_seconds: float = Field(30.0, gt=0, validation_alias=_env("rpc_timeout_seconds", "ROUTER_RPC_TIMEOUT_SECONDS"))
