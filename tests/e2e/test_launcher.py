@@ -33,6 +33,7 @@ class LauncherProcess:
     """`python -m quartet.services.launcher` with its output collected line by line."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.lines: list[str] = []
         self.up = threading.Event()
         self.process = subprocess.Popen(
