@@ -13,7 +13,7 @@ CPU_LOCKS := locks/cpu.txt locks/model.txt locks/embeddings.txt
 TORCH_CPU_INDEX := $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*),,--extra-index-url https://download.pytorch.org/whl/cpu)
 export QUARTET_HOME ?= $(CURDIR)/var
 
-.PHONY: setup run test test-fast bench clean protos model postgres browser lock check-latest
+.PHONY: setup run test test-fast bench clean protos model postgres browser lock upgrade check-latest
 
 setup: $(INSTALLED) $(GENERATED) $(MODEL)
 
@@ -66,12 +66,16 @@ test-fast: setup postgres browser
 bench: setup
 	$(PY) -m quartet.services.engine.bench_cpu
 
-# Newest versions pyproject.toml allows, printed as what moved; then `make test` before committing.
+# After changing pyproject.toml: the locks again, moving as few pins as the change needs.
 lock: $(INSTALLED)
+	$(PY) tools/locks.py compile
+
+# The newest versions pyproject.toml allows (run `make check-latest` first), printed as what moved.
+upgrade: $(INSTALLED)
 	$(PY) tools/locks.py compile --upgrade
 
 # The upstream canary: the newest allowed versions in a throwaway venv, the fast tests on them.
-# Not part of `make test`; run it before `make lock` to see whether an upgrade is safe.
+# Not part of `make test`; run it before `make upgrade` to see whether the upgrade is safe.
 check-latest: $(GENERATED) $(MODEL)
 	$(PY) tools/check_latest.py
 

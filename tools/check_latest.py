@@ -1,9 +1,9 @@
 """`make check-latest`: the upstream canary. Would the newest allowed versions break us?
 
 Compiles the CPU lock afresh with ``--upgrade`` (the newest versions pyproject.toml's ranges
-allow, exactly what `make lock` would write now) into a throwaway folder, installs it into an
+allow, exactly what `make upgrade` would write now) into a throwaway folder, installs it into an
 empty venv with an empty pip cache, runs the fast tests (everything but e2e) there, and prints
-which packages moved. Nothing in the checkout changes. On success, `make lock` takes the same
+which packages moved. Nothing in the checkout changes. On success, `make upgrade` takes the same
 versions; on failure, the moved packages are the suspects: tighten a range in pyproject.toml
 (an upper bound, with a comment saying why) and run it again.
 
@@ -60,9 +60,9 @@ def main() -> int:
                            cwd=ROOT, env=env)
     # The editable install in the throwaway venv registered this checkout; the real venv's own
     # registration is unaffected (each venv has its own .pth finder).
-    print("\n== packages that moved against locks/ (what `make lock` would change)")
+    print("\n== packages that moved against locks/ (what `make upgrade` would change)")
     print("\n".join(moved) if moved else "  (nothing moved: the locks are the newest allowed)")
-    verdict = "PASS: `make lock` is safe to run" if tests.returncode == 0 else (
+    verdict = "PASS: `make upgrade` is safe to run" if tests.returncode == 0 else (
         f"FAIL (pytest exit {tests.returncode}): the packages above are the suspects; keep the locks as they are")
     print(f"\n{verdict}")
     if args.keep:

@@ -1,6 +1,6 @@
 """The lock files in locks/: compile them, say what moved, check a venv against one.
 
-    python tools/locks.py compile            # `make lock`: every lock from pyproject.toml's ranges
+    python tools/locks.py compile [--upgrade] # `make lock` (fewest moves) / `make upgrade` (newest allowed)
     python tools/locks.py diff OLD NEW       # the pins that moved between two lock files
     python tools/locks.py verify LOCK...     # this interpreter's installed packages == the locks' pins
 
