@@ -110,3 +110,26 @@ async def test_unreachable_postgresql_is_a_clear_startup_error(tmp_path):
     assert "cannot connect to PostgreSQL at postgresql://quartet@127.0.0.1:1/quartet" in text
     assert "hunter2" not in text
     assert not (tmp_path / "memory.sqlite3").exists()  # not silently SQLite
+
+
+@pytest.mark.e2e
+async def test_acknowledged_turns_survive_kill_9(tmp_path, database_url):
+    """Issue 18's drill on both stores: every AppendTurns that returned is there after a SIGKILL
+    that lands straight after the last acknowledgement (SQLite: WAL + synchronous=FULL)."""
+    db_path = tmp_path / "memory.sqlite3"
+    first, port = await _start(db_path, database_url)
+    try:
+        for i in range(20):
+            turn = pb.Turn(role="user" if i % 2 == 0 else "assistant", content=f"turn {i}")
+            await _call(port, "AppendTurns", pb.AppendTurnsRequest(session_id="killed", topic_id="t", turns=[turn]))
+    finally:
+        first.kill()  # SIGKILL: no shutdown hook runs
+        await first.wait()
+    assert first.returncode == -signal.SIGKILL
+
+    second, port = await _start(db_path, database_url)
+    try:
+        window = await _call(port, "GetContext", pb.GetContextRequest(policy=pb.MEMORY_POLICY_SESSION_WINDOW, session_id="killed", k=50))
+        assert [t.content for t in window.turns] == [f"turn {i}" for i in range(20)]
+    finally:
+        assert await _stop(second) == 0
