@@ -56,8 +56,9 @@ def main() -> int:
     run([str(py), str(ROOT / "tools" / "locks.py"), "verify", *(str(work / f"{n}.txt") for n in ("cpu", "model", "embeddings")),
          "--ignore", "quartet", "--ignore", "pip"], env=env)
     print(f"installed in {time.monotonic() - started:.0f} s")
+    # The install test compares the venv with these candidate locks, not with locks/.
     tests = subprocess.run([str(py), "-m", "pytest", "-q", *(args.pytest_args or ["-m", "not e2e", "-x"])],
-                           cwd=ROOT, env=env)
+                           cwd=ROOT, env={**env, "QUARTET_LOCK_DIR": str(work)})
     # The editable install in the throwaway venv registered this checkout; the real venv's own
     # registration is unaffected (each venv has its own .pth finder).
     print("\n== packages that moved against locks/ (what `make upgrade` would change)")
