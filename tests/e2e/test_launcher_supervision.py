@@ -7,6 +7,7 @@ uses a stand-in service that exits at once: a fault made to happen, named as suc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ import uuid
 import grpc
 import httpx
 import pytest
+import socketio
+from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
 from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
 from quartet.services.launcher import Launcher, RestartPolicy, ServiceSpec, Topology
@@ -43,9 +46,10 @@ def _statuses_until_ok(call, *, deadline_s: float = 180.0) -> list[int]:
 
 def _wait_for(launcher, text: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
-    while text not in launcher.output() and time.monotonic() < deadline:
+    # The whole log: output() keeps only its tail, where a busy service's lines push the launcher's out.
+    while text not in "".join(launcher.lines) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert text in launcher.output(), launcher.output()
+    assert text in "".join(launcher.lines), launcher.output()
 
 
 def _current_pid(launcher, name: str) -> int:
@@ -81,8 +85,27 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
     gateway_pid = _current_pid(launcher, "gateway")
     statuses = _statuses_until_ok(chat)
     assert statuses[0] == 503 and statuses[-1] == 200, statuses
-    assert "engine died (killed by SIGKILL); restarting it" in launcher.output()
+    assert "engine died (killed by SIGKILL); restarting it" in "".join(launcher.lines), launcher.output()
     assert _current_pid(launcher, "gateway") == gateway_pid
+
+    # 1b. The same over Socket.IO and straight over gRPC: an `error` event, and UNAVAILABLE.
+    assert asyncio.run(_socket_run_while_engine_dies(launcher, url)) == "error"
+    assert _statuses_until_ok(chat)[-1] == 200  # back again before the gRPC drill
+    engine_address = launcher.env["ENGINE_ADDRESS"]
+    with grpc.insecure_channel(engine_address) as channel:
+        stream = engine_pb2_grpc.EngineServiceStub(channel).Generate(
+            engine_pb2.GenerateRequest(
+                text="Tell me a long story.", stopping=engine_pb2.StoppingCriteria(max_tokens=4000, ignore_eos=True)
+            ),
+            timeout=120,
+        )
+        next(stream)
+        os.kill(_current_pid(launcher, "engine"), signal.SIGKILL)
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in stream:
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value
+    assert _statuses_until_ok(chat)[-1] == 200
 
     # 2. The router is SIGKILLed: the agent routes are 503, then answer again.
     agent = lambda: http.post(  # noqa: E731
@@ -114,6 +137,31 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
     assert [t.role for t in context.turns] == ["user", "assistant"] * 3, context
     assert _current_pid(launcher, "gateway") == gateway_pid
     http.close()
+
+
+async def _socket_run_while_engine_dies(launcher, url: str) -> str:
+    """A Socket.IO run of a long answer; the engine is killed after its first token. The event that ends it."""
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, transports=["websocket"], socketio_path="socket.io")
+    ended: asyncio.Future = asyncio.get_running_loop().create_future()
+    killed = False
+
+    @client.on("token")
+    async def on_token(data):
+        nonlocal killed
+        if not killed:
+            killed = True
+            os.kill(_current_pid(launcher, "engine"), signal.SIGKILL)
+        return True
+
+    client.on("done", lambda data: ended.done() or ended.set_result("done"))
+    client.on("error", lambda data: ended.done() or ended.set_result("error"))
+    try:
+        await client.emit("run", {"agent": "chat", "input": "Tell me a long story about a dragon.",
+                                  "session_id": f"drill-{uuid.uuid4().hex[:8]}", "max_tokens": 2000})
+        return await asyncio.wait_for(ended, 120)
+    finally:
+        await client.disconnect()
 
 
 def launcher_memory_address(launcher) -> str:
