@@ -11,6 +11,8 @@ import httpx
 import openai
 import pytest
 import socketio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.gateway.agent_stack import AgentStack
 
@@ -196,3 +198,38 @@ async def test_socketio_runs_share_the_http_rate_limit(engine_address: str):
         assert reply.status_code == 429 and int(reply.headers["retry-after"]) >= 1
     finally:
         limited.stop()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=5,
+)
+_run_payloads = st.one_of(
+    _json,
+    st.fixed_dictionaries(
+        {"agent": st.sampled_from(["chat", "agent/chat", "router", "ghost", ""]) | _json},
+        optional={
+            "input": st.text(max_size=20) | _json,
+            "session_id": st.text(max_size=10) | _json,
+            "topic_id": st.text(max_size=10) | _json,
+            "memory_mode": st.sampled_from(["none", "session_window", "bogus"]) | _json,
+            "max_tokens": st.integers(-3, 3) | st.sampled_from([2**32, 2**32 - 1, True, 1.5]) | _json,
+            "extra": _json,
+        },
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(payload=_run_payloads)
+def test_socketio_run_payloads_fuzzed(stack, payload) -> None:
+    """Hypothesis over the `run` event: whatever the payload, the run ends with `done` or an
+    `error` event carrying a message, within the deadline (no hang), and the gateway stays up."""
+    if isinstance(payload, dict) and isinstance(payload.get("max_tokens"), int) and not isinstance(payload["max_tokens"], bool):
+        payload["max_tokens"] = min(payload["max_tokens"], 3)  # an accepted run answers fast
+    _, end = asyncio.run(run_over_socket(stack.gateway.url, payload))
+    assert end["event"] in ("done", "error"), end
+    if end["event"] == "error":
+        assert isinstance(end["message"], str) and end["message"], end

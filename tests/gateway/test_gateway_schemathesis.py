@@ -4,7 +4,7 @@ schemathesis generates requests (valid and invalid, bodies, query and path param
 the schema the gateway publishes; the real engine answers whatever is accepted, capped at 3
 tokens (and /bench at 2 prompts of 3) so each example is quick. A bounded, derandomized
 example count keeps the run the same each time and a few minutes long on CI's 2 cores.
-Socket.IO is outside OpenAPI: its payloads are fuzzed in test_gateway_agents.py's error cases.
+Socket.IO is outside OpenAPI: its payloads are fuzzed in test_gateway_agents.py.
 """
 
 from __future__ import annotations
