@@ -111,9 +111,11 @@ def compile_lock(lock: Lock, upgrade: bool, out: Path | None = None) -> list[str
     header = (f"# Lock for {lock.name}: Python {lock.python}, {PLATFORM}. Made by `make lock`"
               " (tools/locks.py) from pyproject.toml and locks/*.in; never edit by hand.\n")
     subprocess.run(cmd, cwd=ROOT, check=True)
-    out.write_text(header + out.read_text())
-    changes = moved(before, pins(out.read_text()))
-    print(f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: {len(pins(out.read_text()))} pins, "
+    text = header + out.read_text()
+    out.write_text(text)
+    after = pins(text)
+    changes = moved(before, after)
+    print(f"{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: {len(after)} pins, "
           f"{len(changes)} moved from locks/{current.name}")
     for line in changes:
         print(line)

@@ -54,8 +54,13 @@ class LauncherProcess:
                 self.up.set()
 
     def child_pids(self) -> dict[str, int]:
-        found = (re.match(r"\[launcher\] started (\w+) \(pid (\d+)\)", line) for line in self.lines)
+        """Each service's current pid: the newest "started" or "restarted" line wins."""
+        found = (re.match(r"\[launcher\] (?:re)?started (\w+) \(pid (\d+)\)", line) for line in self.lines)
         return {m.group(1): int(m.group(2)) for m in found if m}
+
+    def log(self) -> str:
+        """Everything so far (``output`` keeps only the tail, for failure messages)."""
+        return "".join(self.lines)
 
     def output(self) -> str:
         return "".join(self.lines[-80:])
@@ -71,17 +76,24 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-@pytest.fixture()
-def suite(tmp_path: Path):
-    port = _free_port()
+def suite_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This environment, with the four services on free ports and the database in ``tmp_path``."""
     env = dict(os.environ)
     env.update(
-        PORT=str(port),
+        PORT=str(_free_port()),
         ENGINE_ADDRESS=f"127.0.0.1:{_free_port()}",
         MEMORY_ADDRESS=f"127.0.0.1:{_free_port()}",
         ROUTER_ADDRESS=f"127.0.0.1:{_free_port()}",
         MEMORY_DB_PATH=str(tmp_path / "memory.sqlite3"),
+        **extra,
     )
+    return env
+
+
+@pytest.fixture()
+def suite(tmp_path: Path):
+    env = suite_env(tmp_path)
+    port = env["PORT"]
     launcher = LauncherProcess(env)
     if not launcher.up.wait(timeout=300):
         launcher.process.kill()

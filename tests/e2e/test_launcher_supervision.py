@@ -46,22 +46,9 @@ def _statuses_until_ok(call, *, deadline_s: float = 180.0) -> list[int]:
 
 def _wait_for(launcher, text: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
-    # The whole log: output() keeps only its tail, where a busy service's lines push the launcher's out.
-    while text not in "".join(launcher.lines) and time.monotonic() < deadline:
+    while text not in launcher.log() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert text in "".join(launcher.lines), launcher.output()
-
-
-def _current_pid(launcher, name: str) -> int:
-    """The pid of the newest process of ``name`` (started or restarted)."""
-    pid = None
-    for line in launcher.lines:
-        for verb in ("started", "restarted"):
-            prefix = f"[launcher] {verb} {name} (pid "
-            if line.startswith(prefix):
-                pid = int(line[len(prefix):].split(")")[0])
-    assert pid is not None, launcher.output()
-    return pid
+    assert text in launcher.log(), launcher.output()
 
 
 def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
@@ -77,16 +64,16 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
         assert reply.status_code == 200
         lines = reply.iter_lines()
         assert next(line for line in lines if line.startswith("data: "))
-        os.kill(_current_pid(launcher, "engine"), signal.SIGKILL)
+        os.kill(launcher.child_pids()["engine"], signal.SIGKILL)
         rest = [line for line in lines if line.startswith("data: ")]
     assert rest[-1] == "data: [DONE]" and "error" in json.loads(rest[-2][len("data: "):]), rest[-3:]
     # New requests are 503 with Retry-After until the launcher has the engine back; then 200,
     # from the same gateway process.
-    gateway_pid = _current_pid(launcher, "gateway")
+    gateway_pid = launcher.child_pids()["gateway"]
     statuses = _statuses_until_ok(chat)
     assert statuses[0] == 503 and statuses[-1] == 200, statuses
-    assert "engine died (killed by SIGKILL); restarting it" in "".join(launcher.lines), launcher.output()
-    assert _current_pid(launcher, "gateway") == gateway_pid
+    assert "engine died (killed by SIGKILL); restarting it" in launcher.log(), launcher.output()
+    assert launcher.child_pids()["gateway"] == gateway_pid
 
     # 1b. The same over Socket.IO and straight over gRPC: an `error` event, and UNAVAILABLE.
     assert asyncio.run(_socket_run_while_engine_dies(launcher, url)) == "error"
@@ -100,7 +87,7 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
             timeout=120,
         )
         next(stream)
-        os.kill(_current_pid(launcher, "engine"), signal.SIGKILL)
+        os.kill(launcher.child_pids()["engine"], signal.SIGKILL)
         with pytest.raises(grpc.RpcError) as info:
             for _ in stream:
                 pass
@@ -115,7 +102,7 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
     )
     session = f"drill-{uuid.uuid4().hex[:8]}"
     assert agent().status_code == 200
-    os.kill(_current_pid(launcher, "router"), signal.SIGKILL)
+    os.kill(launcher.child_pids()["router"], signal.SIGKILL)
     _wait_for(launcher, "router died (killed by SIGKILL)")
     statuses = _statuses_until_ok(agent)
     assert statuses[-1] == 200, statuses
@@ -125,17 +112,16 @@ def test_kill_drills_engine_router_memory(suite) -> None:  # noqa: F811
     session = f"drill-{uuid.uuid4().hex[:8]}"
     for _ in range(3):
         assert agent().status_code == 200  # each 200 is an acknowledged turn (user + assistant)
-    os.kill(_current_pid(launcher, "memory"), signal.SIGKILL)
+    os.kill(launcher.child_pids()["memory"], signal.SIGKILL)
     _wait_for(launcher, "memory died (killed by SIGKILL)")
     _wait_for(launcher, "memory is serving again")
-    memory_address = launcher_memory_address(launcher)
-    with grpc.insecure_channel(memory_address) as channel:
+    with grpc.insecure_channel(launcher.env["MEMORY_ADDRESS"]) as channel:
         context = memory_pb2_grpc.MemoryServiceStub(channel).GetContext(
             memory_pb2.GetContextRequest(policy=memory_pb2.MEMORY_POLICY_SESSION_WINDOW, session_id=session, k=50),
             timeout=10,
         )
     assert [t.role for t in context.turns] == ["user", "assistant"] * 3, context
-    assert _current_pid(launcher, "gateway") == gateway_pid
+    assert launcher.child_pids()["gateway"] == gateway_pid
     http.close()
 
 
@@ -151,7 +137,7 @@ async def _socket_run_while_engine_dies(launcher, url: str) -> str:
         nonlocal killed
         if not killed:
             killed = True
-            os.kill(_current_pid(launcher, "engine"), signal.SIGKILL)
+            os.kill(launcher.child_pids()["engine"], signal.SIGKILL)
         return True
 
     client.on("done", lambda data: ended.done() or ended.set_result("done"))
@@ -162,10 +148,6 @@ async def _socket_run_while_engine_dies(launcher, url: str) -> str:
         return await asyncio.wait_for(ended, 120)
     finally:
         await client.disconnect()
-
-
-def launcher_memory_address(launcher) -> str:
-    return launcher.env["MEMORY_ADDRESS"]
 
 
 def test_a_service_that_keeps_dying_is_given_up_on_loudly(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,6 @@ for each secret and each piece of payload.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.e2e.test_launcher import MODEL, LauncherProcess, _free_port
+from tests.e2e.test_launcher import MODEL, LauncherProcess, suite_env
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +25,8 @@ def test_logs_hold_no_secret_and_no_payload(tmp_path: Path) -> None:
     api_key = f"sk-{uuid.uuid4().hex}"
     fernet_key = Fernet.generate_key()
     marker = f"zebra{uuid.uuid4().hex[:10]}"  # a word no log line could hold by chance
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        PORT=str(port), ENGINE_ADDRESS=f"127.0.0.1:{_free_port()}", MEMORY_ADDRESS=f"127.0.0.1:{_free_port()}",
-        ROUTER_ADDRESS=f"127.0.0.1:{_free_port()}", MEMORY_DB_PATH=str(tmp_path / "memory.sqlite3"),
-        API_KEYS=api_key, ENCRYPTION_KEY=fernet_key.decode(), LOG_LEVEL="DEBUG",
-    )
+    env = suite_env(tmp_path, API_KEYS=api_key, ENCRYPTION_KEY=fernet_key.decode(), LOG_LEVEL="DEBUG")
+    port = env["PORT"]
     env.pop("LOG_PAYLOADS", None)
     launcher = LauncherProcess(env)
     try:
@@ -57,7 +51,7 @@ def test_logs_hold_no_secret_and_no_payload(tmp_path: Path) -> None:
     finally:
         launcher.process.terminate()
         launcher.process.wait(timeout=60)
-    logs = "".join(launcher.lines)
+    logs = launcher.log()
     assert "request" in logs.lower(), "the services logged nothing: the search below would prove nothing"
     for name, secret in {
         "API key": api_key, "wrong key": "sk-wrong-", "Fernet key": fernet_key.decode(), "Fernet token": token.decode()[:40],

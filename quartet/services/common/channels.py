@@ -53,8 +53,10 @@ class ServiceChannel:
             self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
         return self._channel
 
-    def after_failure(self, channel: grpc.aio.Channel) -> None:
-        """Call when an RPC on ``channel`` failed UNAVAILABLE: a broken channel is replaced."""
+    def after_failure(self, channel: grpc.aio.Channel, error: grpc.aio.AioRpcError) -> None:
+        """Call when an RPC on ``channel`` failed: after UNAVAILABLE, a broken channel is replaced."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            return
         if channel is not self._channel or channel.get_state(try_to_connect=False) not in _BROKEN_STATES:
             return
         log.debug("replacing broken channel", extra={"service_name": self.name, "address": self.address})
@@ -74,8 +76,7 @@ class ServiceChannel:
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=False
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAVAILABLE:
-                self.after_failure(channel)
+            self.after_failure(channel, error)
             unreachable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             return "UNREACHABLE" if error.code() in unreachable else error.code().name
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -37,8 +37,7 @@ def generate(out_root: Path = ROOT, proto_root: Path = PROTO_ROOT) -> list[Path]
 
     protos = sorted(proto_root.rglob("*.proto"))
     for package in generated_packages(proto_root):
-        # quartet/services (hand-written) is never among these: the check above allows only
-        # quartet/<service>, and no proto package is called quartet.services.
+        # Each package folder is deleted and regenerated: never one of the hand-written ones.
         if package.parts[1] in ("services", "kernels"):
             raise SystemExit(f"proto package {package} would overwrite hand-written code")
         shutil.rmtree(out_root / package, ignore_errors=True)

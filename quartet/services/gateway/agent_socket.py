@@ -148,7 +148,7 @@ class AgentSocket:
             raise BadRequest("a run is already going on this connection; wait for its done")
         state = self._app.state.gateway
         # Authenticated at connect; each run then takes one request's worth of the rate limit,
-        # as each HTTP call does (the two halves of limits.admit).
+        # as each HTTP call does (limits.guard does the same two steps).
         take_rate_token(state, self._callers.get(sid, "addr:unknown"))
         agent, request = parse_run(data, max_tokens_cap=self._settings.max_tokens_cap)
         router = self._router

@@ -1,4 +1,4 @@
-"""API keys (``Authorization: Bearer <key>``); ``limits.admit`` applies them on every entry.
+"""API keys (``Authorization: Bearer <key>``); ``limits.caller_of`` applies them on every entry.
 
 Keys are kept only as SHA-256 digests and compared in constant time; neither a
 key nor its digest is ever logged. Without configured keys every caller is

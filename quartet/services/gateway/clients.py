@@ -100,8 +100,7 @@ class EngineClient:
         return self._channel.address
 
     def failure(self, error: grpc.aio.AioRpcError, channel: grpc.aio.Channel) -> Exception:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
-            self._channel.after_failure(channel)
+        self._channel.after_failure(channel, error)
         return from_rpc_error(error, service="engine", address=self.address)
 
     async def model_info(self) -> engine_pb2.GetModelInfoResponse:

@@ -1,9 +1,9 @@
 """The one limits layer of the gateway: who may call, how often, and how much they may ask for.
 
 Every entry goes through these functions, so a limit holds the same way everywhere: the HTTP
-routes (``auth.guard``, a FastAPI dependency, and the body schemas' bounds), and the Socket.IO
-events (``agent_socket``: ``admit`` at connect and on every ``run``, ``resolve_max_tokens`` on its
-``max_tokens``). The router's gRPC calls come only through those two.
+routes (``guard``, a FastAPI dependency, and the body schemas' bounds), and the Socket.IO
+events (``agent_socket``: ``caller_of`` at connect, ``take_rate_token`` on every ``run``,
+``resolve_max_tokens`` on its ``max_tokens``). The router's gRPC calls come only through those two.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ def take_rate_token(state: GatewayState, caller: str) -> None:
         )
 
 
-def admit(state: GatewayState, authorization: str | None, client_host: str | None) -> str:
-    """Authenticate and rate-limit one request; returns the caller."""
-    caller = caller_of(state, authorization, client_host)
-    take_rate_token(state, caller)
-    return caller
+def authenticate(request: Request) -> str:
+    """``caller_of`` an HTTP request (no rate limit taken: /metrics uses it alone)."""
+    return caller_of(
+        request.app.state.gateway, request.headers.get("authorization"), request.client.host if request.client else None
+    )
 
 
 async def guard(request: Request) -> None:
-    """FastAPI dependency of every API route: ``admit`` the request."""
-    admit(request.app.state.gateway, request.headers.get("authorization"), request.client.host if request.client else None)
+    """FastAPI dependency of every API route: authenticate, then take one of the caller's rate-limit tokens."""
+    take_rate_token(request.app.state.gateway, authenticate(request))
 
 
 def resolve_max_tokens(requested: int | None, *, field: str, cap: int | None, default: int | None = None) -> int | None:

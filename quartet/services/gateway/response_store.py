@@ -76,8 +76,7 @@ class MemoryResponseStore:
         try:
             return await rpc(request, timeout=self._timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAVAILABLE:
-                self._channel.after_failure(channel)
+            self._channel.after_failure(channel, error)
             raise from_rpc_error(error, service="memory", address=self._channel.address) from None
 
     async def put(self, stored: StoredResponse) -> None:

@@ -54,8 +54,7 @@ class RouterClient:
         return self._channel.address
 
     def _failure(self, error: grpc.aio.AioRpcError, channel: grpc.aio.Channel) -> QuartetError:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
-            self._channel.after_failure(channel)
+        self._channel.after_failure(channel, error)
         return from_rpc_error(error, service="router", address=self.address)
 
     async def agents(self, *, fresh: bool = False) -> list[AgentCard]:

@@ -37,8 +37,7 @@ class EngineClient:
         self._generate_timeout = generate_timeout_seconds
 
     def _failed(self, channel: grpc.aio.Channel, error: grpc.aio.AioRpcError) -> Exception:
-        if error.code() == grpc.StatusCode.UNAVAILABLE:
-            self._channel.after_failure(channel)
+        self._channel.after_failure(channel, error)
         return from_rpc_error("engine", self.address, error)
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[TextDelta | Finished]:

@@ -35,8 +35,7 @@ class MemoryClient:
                 request, timeout=self._rpc_timeout, wait_for_ready=False
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAVAILABLE:
-                self._channel.after_failure(channel)
+            self._channel.after_failure(channel, error)
             raise from_rpc_error("memory", self.address, error) from None
 
     async def get_context(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from quartet.services.gateway.limits import caller_of
+from quartet.services.gateway.limits import authenticate
 from quartet.services.gateway.metrics import CONTENT_TYPE
 from quartet.services.gateway.state import GatewayState, gateway_state
 
@@ -19,5 +19,5 @@ router = APIRouter(tags=["metrics"])
 async def metrics(request: Request, state: GatewayState = Depends(gateway_state)) -> Response:
     if state.settings.metrics_require_key:
         # Authentication only: a scraper's polls do not spend the caller's rate limit.
-        caller_of(state, request.headers.get("authorization"), request.client.host if request.client else None)
+        authenticate(request)
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
