@@ -155,6 +155,7 @@ def event_to_pb(event: events.Event) -> pb.GenerateResponse:
                     total_seconds=t.total_seconds,
                 ),
                 matched_stop=event.matched_stop,
+                constraint_closed=event.constraint_closed,
             )
         )
     return pb.GenerateResponse(error=pb.Error(code=event.code, message=event.message))

@@ -212,7 +212,9 @@ class EngineCore:
             compiler = await asyncio.to_thread(self.tokenizer.constraint_compiler, self.limits.vocab_size)
             await asyncio.to_thread(compiler.compile, prepared.grammar)
             for sequence in state.sequences:
-                sequence.constraint = compiler.new_constraint(prepared.grammar, stop_token_ids=prepared.grammar_stop_ids)
+                sequence.constraint = compiler.new_constraint(
+                    prepared.grammar, stop_token_ids=prepared.grammar_stop_ids, budget=sequence.max_tokens
+                )
         if prepared.new_parser is not None:
             for sequence in state.sequences:
                 sequence.parser = prepared.new_parser()

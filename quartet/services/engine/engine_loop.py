@@ -306,8 +306,10 @@ class EngineLoop:
         for sequence in request.sequences:
             assert sequence.finish_reason is not None
             timings = request.timings(sequence, now)
+            closed = sequence.constraint is not None and sequence.constraint.was_closed
             self._outbox.put(
-                request.sink, Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop)
+                request.sink,
+                Complete(sequence.index, sequence.finish_reason, usage, timings, sequence.matched_stop, closed),
             )
         self.metrics.requests.labels(finish_reason=request.sequences[0].finish_reason.value).inc()
         log.info(
@@ -318,6 +320,8 @@ class EngineLoop:
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "preemptions": sum(s.num_preemptions for s in request.sequences),
+                # Choices whose budget ran out inside their constraint and got the grammar's ending.
+                "constraint_closed": sum(bool(s.constraint and s.constraint.was_closed) for s in request.sequences),
                 "queue_seconds": round(timings.queue_seconds, 4),
                 "ttft_seconds": round(timings.time_to_first_token_seconds, 4),
                 "decode_tokens_per_second": round(timings.decode_tokens_per_second, 1),

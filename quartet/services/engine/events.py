@@ -90,6 +90,8 @@ class Complete:
     usage: Usage
     timings: Timings
     matched_stop: str = ""
+    #: The token budget ran out inside a constraint and the engine wrote the grammar's shortest ending.
+    constraint_closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

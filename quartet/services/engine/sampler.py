@@ -5,7 +5,9 @@ distribution; a grammar constraint's bitmask removes the tokens the grammar
 forbids; logit_bias and penalties shape the logits; temperature 0 takes the
 argmax; otherwise temperature scales, top-k, top-p and min-p truncate, and a
 per-request ``torch.Generator`` draws, so a seed reproduces a request no
-matter what else runs beside it.
+matter what else runs beside it. Last, a constrained row's token is vetted
+against its token budget (``constraints/closing.py``): one that would leave the
+output unable to close in time gives way to the grammar's ending.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class TokenMask(Protocol):
     """A row's grammar state (``constraints.SequenceConstraint``): its allowed-token bitmask for this step."""
 
     def wait(self) -> torch.Tensor | None: ...
+
+    def vet(self, token_id: int) -> int:
+        """The token to keep for a sampled one (the grammar's ending when the budget needs it)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -76,8 +82,19 @@ def sample(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> list[SampledTok
     raw = logits
     logits = _masked(logits, rows)
     if all(is_greedy(r.params) and not _needs_shaping(r.params) and not r.params.logprobs for r in rows):
-        return [SampledToken(int(t)) for t in logits.argmax(dim=-1).tolist()]
-    return [_sample_row(logits[i], raw[i], row) for i, row in enumerate(rows)]
+        tokens = [SampledToken(int(t)) for t in logits.argmax(dim=-1).tolist()]
+    else:
+        tokens = [_sample_row(logits[i], raw[i], row) for i, row in enumerate(rows)]
+    return [_vetted(tokens[i], raw[i], row) if row.constraint is not None else tokens[i] for i, row in enumerate(rows)]
+
+
+def _vetted(token: SampledToken, raw_logits: torch.Tensor, row: SamplingRow) -> SampledToken:
+    assert row.constraint is not None
+    kept = row.constraint.vet(token.token_id)
+    if kept == token.token_id:
+        return token
+    logprob = float(torch.log_softmax(raw_logits, dim=-1)[kept]) if token.logprob is not None else None
+    return SampledToken(kept, logprob, token.top)
 
 
 def _masked(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:

@@ -30,6 +30,7 @@ from quartet.services.gateway.schemas.chat_response import (
     ToolCall,
     Usage,
 )
+from quartet.services.gateway.schemas.warnings import OutputWarning
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class ChoiceState:
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None
+    warnings: list[OutputWarning] | None = None
 
 
 class Transcript:
@@ -89,8 +91,11 @@ class Transcript:
             complete = event.complete
             state = self._choice(complete.index, out)
             state.finish_reason = convert.finish_reason(complete)
+            state.warnings = convert.warnings(complete)
             self.usage = convert.usage(complete.usage)
-            out.append(ChunkChoice(index=complete.index, delta=Delta(), finish_reason=state.finish_reason))
+            out.append(
+                ChunkChoice(index=complete.index, delta=Delta(), finish_reason=state.finish_reason, warnings=state.warnings)
+            )
         return out
 
     def _apply_chunk(self, chunk: engine_pb2.Chunk, out: list[ChunkChoice]) -> None:
@@ -144,7 +149,11 @@ class Transcript:
                 reasoning_content="".join(state.reasoning) if state.reasoning else None,
             )
             logprobs = ChoiceLogprobs(content=state.logprobs) if self.info.wants_logprobs else None
-            choices.append(Choice(index=index, message=message, logprobs=logprobs, finish_reason=state.finish_reason))
+            choices.append(
+                Choice(
+                    index=index, message=message, logprobs=logprobs, finish_reason=state.finish_reason, warnings=state.warnings
+                )
+            )
         if not choices:
             raise Internal("the engine ended the stream without any output; see the engine log")
         info = self.info

@@ -27,6 +27,7 @@ from quartet.services.gateway.schemas.responses_request import (
     MessageItem,
     ResponsesRequest,
 )
+from quartet.services.gateway.schemas.warnings import CONSTRAINT_CLOSED, OutputWarning
 from quartet.services.gateway.tool_plan import ToolPlan
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,10 @@ def to_text_generate_request(
         pb.text = prompt
     else:
         pb.token_ids.ids.extend(prompt)
+    response_format = request.response_format
+    if response_format is not None:
+        schema = response_format.json_schema.schema_ if response_format.json_schema else None
+        _constrain(pb, response_format.type, schema)
     return pb
 
 
@@ -181,6 +186,11 @@ def finish_reason(complete: engine_pb2.Complete) -> FinishReason:
         raise Internal("the engine failed while generating and sent no error detail; see the engine log")
     log.warning("engine sent no finish reason; reporting stop", extra={"index": complete.index})
     return "stop"
+
+
+def warnings(complete: engine_pb2.Complete) -> list[OutputWarning] | None:
+    """The warnings of a finished choice, None when there are none."""
+    return [CONSTRAINT_CLOSED] if complete.constraint_closed else None
 
 
 def usage(usage_pb: engine_pb2.Usage) -> Usage:

@@ -217,6 +217,7 @@ class ResponseBuilder:
         )
         self.response.usage.output_tokens_details.reasoning_tokens = self._reasoning_tokens
         self.response.completed_at = int(time.time())
+        self.response.warnings = convert.warnings(self._finish)
         if incomplete:
             self.response.status = "incomplete"
             self.response.incomplete_details = IncompleteDetails(reason="max_output_tokens")

@@ -22,6 +22,7 @@ from quartet.services.gateway.schemas.completion_response import (
     LegacyLogprobs,
     TextFinishReason,
 )
+from quartet.services.gateway.schemas.warnings import OutputWarning
 
 Events = AsyncIterator[tuple[int, engine_pb2.GenerateResponse]]
 
@@ -50,6 +51,7 @@ class _ChoiceState:
     offset: int = 0
     logprobs: LegacyLogprobs | None = None
     finish_reason: TextFinishReason | None = None
+    warnings: list[OutputWarning] | None = None
 
 
 def _extend(total: LegacyLogprobs | None, part: LegacyLogprobs) -> LegacyLogprobs:
@@ -104,8 +106,9 @@ class TextTranscript:
         reason = convert.finish_reason(complete)
         # A text prompt cannot end in a tool call; OpenAI's text completions know only these.
         state.finish_reason = reason if reason in ("stop", "length", "content_filter") else "stop"
+        state.warnings = convert.warnings(complete)
         self._usage_by_prompt[prompt_index] = convert.usage(complete.usage)
-        return [CompletionChoice(index=state.index, text=echo, finish_reason=state.finish_reason)]
+        return [CompletionChoice(index=state.index, text=echo, finish_reason=state.finish_reason, warnings=state.warnings)]
 
     def _apply_chunk(self, prompt_index: int, chunk: engine_pb2.Chunk) -> list[CompletionChoice]:
         state, echo = self._choice(prompt_index, chunk.index)
@@ -145,7 +148,13 @@ class TextTranscript:
             if self.info.num_logprobs is not None and logprobs is None:
                 logprobs = LegacyLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
             choices.append(
-                CompletionChoice(index=index, text="".join(state.text), logprobs=logprobs, finish_reason=state.finish_reason)
+                CompletionChoice(
+                    index=index,
+                    text="".join(state.text),
+                    logprobs=logprobs,
+                    finish_reason=state.finish_reason,
+                    warnings=state.warnings,
+                )
             )
         info = self.info
         return Completion(id=info.id, created=info.created, model=info.model, choices=choices, usage=self.usage)

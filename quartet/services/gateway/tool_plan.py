@@ -129,16 +129,23 @@ def refuse_agent_tools(request: ChatCompletionRequest) -> None:
         raise UnsupportedParameter("tool_choice needs tools, which agent models do not take", field="tool_choice")
 
 
-def tools_refusal(error: BaseException, plan: ToolPlan, *, parameters_path: str, format_param: str) -> BaseException:
+def tools_refusal(
+    error: BaseException, plan: ToolPlan, *, parameters_path: str, format_param: str, limit_param: str = "max_tokens"
+) -> BaseException:
     """The engine's refusal of a constraint, named as the client's parameter.
 
     A tool schema the grammar compiler rejects comes back as ``tools[<name>]`` and becomes
     ``parameters_path`` of that tool's index (e.g. ``tools[{index}].function.parameters``); a
     refused ``required`` schema names ``tools``; anything else is the output format's (``format_param``).
+    The engine's ``max_tokens`` (too few for the format, or for the context) is the API's ``limit_param``.
     """
     if not isinstance(error, QuartetError):
         return error
     field_name = error.field or ""
+    if field_name == "max_tokens":
+        if limit_param == "max_tokens":
+            return error
+        return BadRequest(f"{limit_param}{error.message.removeprefix('max_tokens')}", field=limit_param)
     for index, tool in enumerate(plan.tools):
         if field_name == f"tools[{tool.name}]":
             path = parameters_path.format(index=index)

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import xgrammar as xgr
 
 from quartet.services.common.errors import InvalidArgument
+from quartet.services.engine.constraints.closing import EndingTokenizer
 from quartet.services.engine.constraints.matcher import SequenceConstraint
 from quartet.services.engine.constraints.spec import GrammarKind, GrammarSpec
 
@@ -31,6 +32,27 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_SIZE = 128
 # xgrammar's C++ errors start with "[hh:mm:ss] /path/file.cc:123: " and sometimes a failed check.
 _ERROR_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*(Check failed: \(.*?\) is false:\s*)?")
+
+# JSON numbers bounded to what a double carries: 17 significant digits in the integer part and in the
+# fraction, three exponent digits (1e308 is the largest double), integers to 16 digits (2**53 has 16).
+# Unbounded, a small model can write digits until its budget runs out. These are xgrammar's rules
+# for plain "number" and "integer" (and for every number of a json_object), rewritten line by line;
+# tests/engine/test_engine_constraints_closing.py fails if xgrammar ever writes them differently.
+NUMBER_BOUNDS = {
+    'basic_integer ::= (("0") | (basic_integer_1 [1-9] [0-9]*))': 'basic_integer ::= (("0") | (basic_integer_1 [1-9] [0-9]{0, 15}))',
+    'basic_number_2 ::= (("0") | ([1-9] [0-9]*))': 'basic_number_2 ::= (("0") | ([1-9] [0-9]{0, 16}))',
+    'basic_number_3 ::= ("" | ("." basic_number_digits{1, -1}))': 'basic_number_3 ::= ("" | ("." basic_number_digits{1, 17}))',
+    'basic_number_5 ::= ("" | ([eE] basic_number_4 basic_number_digits{1, -1}))': (
+        'basic_number_5 ::= ("" | ([eE] basic_number_4 basic_number_digits{1, 3}))'
+    ),
+}
+
+
+def bounded_json_grammar(schema: str) -> str:
+    """The EBNF of ``schema`` (fixed separators) with JSON numbers bounded by ``NUMBER_BOUNDS``."""
+    # Fixed separators (", " and ": "): free whitespace lets small models loop on newlines.
+    text = str(xgr.Grammar.from_json_schema(schema, any_whitespace=False))
+    return "\n".join(NUMBER_BOUNDS.get(line.strip(), line) for line in text.splitlines())
 
 
 class GrammarCache:
@@ -74,10 +96,15 @@ class ConstraintCompiler:
         *,
         cache: GrammarCache | None = None,
         mask_threads: int = 1,
+        excluded_ending_ids: Sequence[int] = (),
     ) -> None:
         self.tokenizer_info = tokenizer_info
         self.fingerprint = fingerprint
         self.vocab_size = tokenizer_info.vocab_size
+        # Endings are spelt with ordinary tokens only: never a special or stop token.
+        self.endings = EndingTokenizer(
+            tokenizer_info.decoded_vocab, excluded_ids=[*excluded_ending_ids, *tokenizer_info.stop_token_ids]
+        )
         self.cache = cache or GrammarCache()
         self._compiler = xgr.GrammarCompiler(tokenizer_info, max_threads=1, cache_enabled=False)
         # Bitmasks are filled here while the model's forward pass runs on the engine thread.
@@ -91,7 +118,8 @@ class ConstraintCompiler:
         )
         vocab = hf_tokenizer.get_vocab()
         digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
-        return cls(info, f"hf:{digest}:{vocab_size}:{sorted(stop_token_ids)}")
+        special = list(getattr(hf_tokenizer, "all_special_ids", ()) or ())
+        return cls(info, f"hf:{digest}:{vocab_size}:{sorted(stop_token_ids)}", excluded_ending_ids=special)
 
     @classmethod
     def from_token_bytes(
@@ -111,8 +139,7 @@ class ConstraintCompiler:
             return compiled
         try:
             if spec.kind is GrammarKind.JSON_SCHEMA:
-                # Fixed separators (", " and ": "): free whitespace lets small models loop on newlines.
-                compiled = self._compiler.compile_json_schema(spec.source, any_whitespace=False)
+                compiled = self._compiler.compile_grammar(bounded_json_grammar(spec.source), root_rule_name="root")
             elif spec.kind is GrammarKind.REGEX:
                 compiled = self._compiler.compile_regex(spec.source)
             else:
@@ -124,11 +151,31 @@ class ConstraintCompiler:
         self.cache.put(key, compiled)
         return compiled
 
-    def new_constraint(self, spec: GrammarSpec, *, stop_token_ids: Sequence[int]) -> SequenceConstraint:
-        """A fresh matcher at the grammar's start; its first bitmask starts filling at once."""
-        return SequenceConstraint(
-            self.compile(spec), vocab_size=self.vocab_size, stop_token_ids=stop_token_ids, executor=self._executor
+    def new_constraint(
+        self, spec: GrammarSpec, *, stop_token_ids: Sequence[int], budget: int | None = None
+    ) -> SequenceConstraint:
+        """A fresh matcher at the grammar's start; its first bitmask starts filling at once.
+
+        With a ``budget`` (the sequence's max_tokens) the output closes within it; a budget below the
+        shortest output the grammar allows is an InvalidArgument naming max_tokens.
+        """
+        constraint = SequenceConstraint(
+            self.compile(spec),
+            vocab_size=self.vocab_size,
+            stop_token_ids=stop_token_ids,
+            executor=self._executor,
+            endings=self.endings if budget is not None else None,
+            budget=budget,
         )
+        needed = constraint.ending_length
+        if budget is not None and needed is not None and needed > budget:
+            constraint.close()
+            raise InvalidArgument(
+                f"max_tokens: {budget} is too few for the requested output format, whose shortest valid output "
+                f"takes {needed} tokens; allow at least {needed}",
+                field="max_tokens",
+            )
+        return constraint
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

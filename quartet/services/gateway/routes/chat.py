@@ -47,11 +47,8 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         architecture=state.catalog.architecture(chat.model),
         parallel=chat.parallel_tool_calls is not False,
     )
-    max_tokens = resolve_max_tokens(
-        chat.completion_limit,
-        field="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",
-        cap=state.settings.max_tokens_cap,
-    )
+    limit = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    max_tokens = resolve_max_tokens(chat.completion_limit, field=limit, cap=state.settings.max_tokens_cap)
     info = CompletionInfo(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -94,7 +91,7 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         try:
             completion = await until_disconnect(request, collect(stream, transcript))
         except BaseException as error:
-            raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format") from None
+            raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format", limit_param=limit) from None
         finally:
             finished()
         return json_reply(request, completion, headers=headers)
@@ -103,7 +100,7 @@ async def create_chat_completion(request: Request, state: GatewayState = Depends
         await until_disconnect(request, stream.peek())
     except BaseException as error:
         finished()
-        raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format") from None
+        raise tools_refusal(error, tools, parameters_path=TOOL_PARAMETERS, format_param="response_format", limit_param=limit) from None
     return sse_response(request, chunks(stream, transcript), on_close=finished, headers=headers)
 
 

@@ -16,6 +16,7 @@ from quartet.services.common.errors import QuartetError
 from quartet.services.common.logs import debug_payloads
 from quartet.services.gateway import convert
 from quartet.services.gateway.disconnect import until_disconnect
+from quartet.services.gateway.errors import constraint_refusal
 from quartet.services.gateway.fanout import merge, peek_all
 from quartet.services.gateway.limits import guard, resolve_max_tokens
 from quartet.services.gateway.openapi import body_spec
@@ -36,9 +37,11 @@ ROUTE = "/v1/completions"
 _PROMPT_FIELDS = ("input", "text", "token_ids")
 
 
-def _name_prompt(error: BaseException) -> None:
+def _refusal(error: BaseException) -> BaseException:
+    """The engine's refusal in this API's words: its input fields are the prompt, its constraint the response_format."""
     if isinstance(error, QuartetError) and error.field in _PROMPT_FIELDS:
         error.field = "prompt"
+    return constraint_refusal(error, "response_format")
 
 
 @router.post(ROUTE, response_model=None, **body_spec(CompletionRequest, Completion))
@@ -92,8 +95,7 @@ async def create_completion(request: Request, state: GatewayState = Depends(gate
         try:
             completion = await until_disconnect(request, collect(merge(streams), transcript))
         except BaseException as error:
-            _name_prompt(error)
-            raise
+            raise _refusal(error) from None
         finally:
             finished()
         return json_reply(request, completion, headers=headers)
@@ -101,7 +103,6 @@ async def create_completion(request: Request, state: GatewayState = Depends(gate
         # Every prompt's first event before answering, so a refusal of any is a real HTTP error.
         await until_disconnect(request, peek_all(streams))
     except BaseException as error:
-        _name_prompt(error)
         finished()
-        raise
+        raise _refusal(error) from None
     return sse_response(request, chunks(merge(streams), transcript), on_close=finished, headers=headers)

@@ -189,7 +189,9 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         try:
             await until_disconnect(request, _drain(events))
         except BaseException as error:
-            raise tools_refusal(error, tools, parameters_path="tools[{index}].parameters", format_param="text.format") from None
+            raise tools_refusal(
+                error, tools, parameters_path="tools[{index}].parameters", format_param="text.format", limit_param="max_output_tokens"
+            ) from None
         finally:
             finished()
         return json_reply(request, builder.response, headers=headers)
@@ -198,7 +200,9 @@ async def create_response(request: Request, state: GatewayState = Depends(gatewa
         await until_disconnect(request, stream.peek())
     except BaseException as error:
         finished()
-        raise tools_refusal(error, tools, parameters_path="tools[{index}].parameters", format_param="text.format") from None
+        raise tools_refusal(
+                error, tools, parameters_path="tools[{index}].parameters", format_param="text.format", limit_param="max_output_tokens"
+            ) from None
     return sse_response(request, events, on_close=finished, headers=headers, named=True, done=False, error_event=builder.fail)
 
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, model_serializer
 
+from quartet.services.gateway.schemas.warnings import MayWarn
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
@@ -54,7 +56,7 @@ class AssistantMessage(BaseModel):
     reasoning_content: str | None = None
 
 
-class Choice(BaseModel):
+class Choice(MayWarn):
     index: int
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
@@ -100,7 +102,7 @@ class Delta(_OmitNone):
     tool_calls: list[DeltaToolCall] | None = None
 
 
-class ChunkChoice(BaseModel):
+class ChunkChoice(MayWarn):
     index: int
     delta: Delta
     logprobs: ChoiceLogprobs | None = None

@@ -4,7 +4,8 @@
 of them; each prompt is its own engine request, run side by side, and its
 ``n`` choices take the indices ``prompt_index * n + j`` (OpenAI's order).
 ``logprobs`` is the legacy integer form: how many alternatives to return per
-token, the chosen one always included.
+token, the chosen one always included. ``response_format`` (chat's, accepted here as
+vLLM does) constrains every choice to JSON or a JSON Schema.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from quartet.services.gateway.schemas.chat_request import StreamOptions
+from quartet.services.gateway.schemas.chat_request import ResponseFormat, StreamOptions
 from quartet.services.gateway.schemas.strict import (
     INT64_MAX,
     INT64_MIN,
@@ -62,6 +63,7 @@ class CompletionRequest(Strict):
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
     ignore_eos: bool | None = None
     stop_token_ids: list[int] | None = None
+    response_format: ResponseFormat | None = None
 
     @field_validator("prompt")
     @classmethod

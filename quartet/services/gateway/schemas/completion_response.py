@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from quartet.services.gateway.schemas.chat_response import Usage
+from quartet.services.gateway.schemas.warnings import MayWarn
 
 TextFinishReason = Literal["stop", "length", "content_filter"]
 
@@ -27,7 +28,7 @@ class LegacyLogprobs(BaseModel):
     text_offset: list[int]
 
 
-class CompletionChoice(BaseModel):
+class CompletionChoice(MayWarn):
     index: int
     text: str
     logprobs: LegacyLogprobs | None = None

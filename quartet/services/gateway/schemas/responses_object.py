@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from quartet.services.gateway.schemas.warnings import MayWarn
+
 ResponseStatus = Literal["completed", "failed", "in_progress", "incomplete"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
@@ -130,7 +132,7 @@ class ReasoningEcho(BaseModel):
     summary: str | None = None
 
 
-class Response(BaseModel):
+class Response(MayWarn):
     id: str
     object: Literal["response"] = "response"
     created_at: int
