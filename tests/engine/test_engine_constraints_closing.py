@@ -183,5 +183,6 @@ def test_an_adversary_cannot_make_the_output_unclosed(compiler, tokenizer, name:
         value = json.loads(text)  # the point: it always parses
         jsonschema.validate(value, schema)
         assert len(out) <= budget
+        assert constraint.is_closed == constraint.was_closed  # a forced ending is always written to its end
         closed += constraint.was_closed
     assert runs >= 20 and closed > 0  # the budget bit in some runs: the forcing path ran

@@ -270,6 +270,8 @@ class EngineLoop:
             logprobs = (self._position_logprobs(token),)
         if sequence.constraint is not None and not sequence.is_finished:
             sequence.constraint.accept(token.token_id)  # and starts the next step's bitmask in the background
+            if sequence.constraint.is_closed:
+                text += sequence.end_for_length()
         chunks, sequence.finish_reason = typed_chunks(
             sequence.parser,
             index=sequence.index,

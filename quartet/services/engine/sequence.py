@@ -115,6 +115,10 @@ class Sequence:
             return released.text + self._finish(FinishReason.LENGTH, self.detokenizer.flush())
         return released.text
 
+    def end_for_length(self) -> str:
+        """Finish as "length" before max_tokens: the budget forced the constraint's ending, now written."""
+        return self._finish(FinishReason.LENGTH, self.detokenizer.flush())
+
     def abort(self) -> str:
         """Finish as aborted, releasing no more text."""
         self._set_finished(FinishReason.ABORT)

@@ -15,7 +15,9 @@ With a token budget (``closing.py``) the constraint also keeps the tokens of a s
 ending from its state. The invariant is that the ending fits the tokens left: ``vet``
 replaces a sampled token whose state would need a longer ending than the budget leaves
 by the ending's first token, and once the ending takes all that is left, the mask allows
-only its next token. So the output completes the grammar before the budget runs out.
+only its next token. Either way the whole ending is then written and the output ends
+there (``is_closed``; the engine finishes it as "length"), so it completes the grammar
+before the budget runs out.
 """
 
 from __future__ import annotations
@@ -67,10 +69,15 @@ class SequenceConstraint:
 
     @property
     def is_closing(self) -> bool:
-        """The ending takes every token left: the next tokens are the ending's."""
-        return (
-            self.budget is not None and bool(self._ending) and not self.is_failed and len(self._ending) >= self.budget
-        )
+        """The next tokens are the ending's: it takes every token left, or writing it has begun."""
+        if self.budget is None or not self._ending or self.is_failed:
+            return False
+        return self.was_closed or len(self._ending) >= self.budget
+
+    @property
+    def is_closed(self) -> bool:
+        """The budget forced the ending and it is written: the output is complete and ends here."""
+        return self.was_closed and self._ending == []
 
     @property
     def is_terminated(self) -> bool:

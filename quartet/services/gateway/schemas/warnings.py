@@ -34,7 +34,7 @@ class MayWarn(BaseModel):
 CONSTRAINT_CLOSED = OutputWarning(
     code="constraint_closed",
     message=(
-        "the token limit ran out inside the requested output format, so the engine ended the output with "
+        "the output would not have fit its token limit in the requested format, so the engine ended it with "
         "the shortest completion the format allows: it parses, but the model was cut short"
     ),
 )
