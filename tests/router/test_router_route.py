@@ -50,13 +50,14 @@ async def test_schema_constrained_router_decides_too(router):
     assert decision["Operation"] == "LOCATE"
 
 
-async def test_output_that_is_not_a_decision_is_an_error(router):
-    # router-cut stops after 3 tokens: the real model's output is then never a whole object.
+async def test_a_budget_no_decision_fits_is_the_agents_error(router):
+    # router-cut may write 3 tokens: fewer than its grammar's shortest decision, so the engine refuses
+    # the budget up front and the router blames the agent's setting, not the caller.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await router.stub.Route(pb.RouteRequest(input="Where is Boston?", agent="router-cut"))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "no complete JSON object" in caught.value.details()
-    assert "cut at max_tokens" in caught.value.details()
+    assert "agent 'router-cut' cannot decide within its generation.max_tokens (3)" in caught.value.details()
+    assert "too few for the requested output format" in caught.value.details()
 
 
 @pytest.mark.parametrize(

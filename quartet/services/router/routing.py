@@ -7,10 +7,10 @@ import logging
 import time
 from contextlib import aclosing
 
-from quartet.services.common.errors import Unavailable
+from quartet.services.common.errors import InvalidArgument, Unavailable
 from quartet.services.common.logs import debug_payloads
 from quartet.services.router.agents import Agent
-from quartet.services.router.decision import parse_decision
+from quartet.services.router.decision import DecisionError, parse_decision
 from quartet.services.router.domain import Decision, EngineRequest, Finished, TextDelta
 from quartet.services.router.engine_client import EngineClient
 from quartet.services.router.prompting import router_prompt
@@ -46,12 +46,21 @@ async def decide(engine: EngineClient, agent: Agent, user_input: str, request_id
     started = time.perf_counter()
     pieces: list[str] = []
     finished: Finished | None = None
-    async with aclosing(engine.generate(route_request(agent, user_input, request_id))) as stream:
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            else:
-                finished = event
+    try:
+        async with aclosing(engine.generate(route_request(agent, user_input, request_id))) as stream:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    pieces.append(event.text)
+                else:
+                    finished = event
+    except InvalidArgument as error:
+        if "max_tokens" not in error.message:
+            raise
+        # The agent's own setting, not the caller's request: no decision can fit its budget.
+        raise DecisionError(
+            f"agent {agent.name!r} cannot decide within its generation.max_tokens ({agent.generation.max_tokens}); "
+            f"raise it in the agents file ({error.message})"
+        ) from None
     if finished is None:
         raise Unavailable(f"the engine at {engine.address} ended the stream without finishing; retry")
     if finished.finish_reason == "abort":
