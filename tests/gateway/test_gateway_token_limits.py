@@ -19,6 +19,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.gateway.test_gateway_responses import SEQUENCE
+
 PROMPT = "Describe one product as JSON with its name and price."
 PRODUCT = {
     "type": "object",
@@ -28,17 +30,7 @@ PRODUCT = {
 }
 CHAT_FORMAT = {"type": "json_schema", "json_schema": {"name": "product", "schema": PRODUCT}}
 TEXT_FORMAT = {"format": {"type": "json_schema", "name": "product", "schema": PRODUCT}}
-STREAM_ORDER = [
-    "response.created",
-    "response.in_progress",
-    "response.output_item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "response.incomplete",
-]
+STREAM_ORDER = [*SEQUENCE, "response.incomplete"]
 #: Budgets from just above the shortest valid product (10 tokens) to a few sentences.
 BUDGETS = [random.Random(25).randint(10, 40) for _ in range(8)]
 
