@@ -114,23 +114,25 @@ class SequenceConstraint:
         if self.budget is None or self._ending is None or self.is_failed or self.is_terminated:
             return token_id
         if self.is_closing:
-            self.was_closed = True
-            self._vetted = (self._ending[0], self._ending[1:])
-            return self._ending[0]
+            return self._force()
         if not self._ending:
             return token_id  # complete: only a stop token is allowed, and it ends the output
         self.close()  # no fill may read the matcher while it is forked
         after = self._matcher.fork()
         if not after.accept_token(token_id):
             return token_id  # accept() reports it
-        ending = ending_tokens(after, self._endings) if self._endings is not None else None
+        assert self._endings is not None  # a budget comes with its endings
+        ending = ending_tokens(after, self._endings)
         if ending is not None and len(ending) > self.budget - 1:
-            # This token's state could not close in what would be left: write the ending instead.
-            self.was_closed = True
-            self._vetted = (self._ending[0], self._ending[1:])
-            return self._ending[0]
-        self._vetted = (token_id, ending)
+            return self._force()  # this token's state could not close in what would be left
+        self._vetted = (token_id, ending)  # accept() takes it instead of walking again
         return token_id
+
+    def _force(self) -> int:
+        """Start (or go on) writing the ending; accept() then keeps the rest of it as the ending."""
+        assert self._ending
+        self.was_closed = True
+        return self._ending[0]
 
     def accept(self, token_id: int) -> bool:
         """Advance past a sampled token and start on the next mask; False if the grammar refused it."""
