@@ -64,7 +64,7 @@ test-fast: setup postgres browser
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: setup
-	$(PY) -m quartet.services.engine.bench_cpu
+	$(PY) -m benchmarks.engine_cpu
 
 # After changing pyproject.toml: the locks again, moving as few pins as the change needs.
 lock: $(INSTALLED)

@@ -10,7 +10,8 @@ Importing this package does not import Triton; the kernels load on first CUDA us
 """
 
 from quartet.kernels.mxfp4.checkpoint import from_blocks, load_gpt_oss_experts, load_mxfp4
-from quartet.kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
+from quartet.kernels.mxfp4.format import MXFP4Tensor
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.format import quantize_torch as quantize
 from quartet.kernels.mxfp4.moe_layout import MoEWeights
 from quartet.kernels.mxfp4.ops import dequantize, mxfp4_linear, mxfp4_moe, to_kernel_layout

@@ -70,16 +70,18 @@ def test_the_wheel_holds_every_module_and_data_file(wheel: zipfile.ZipFile) -> N
     sources = [p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     missing = [s for s in sources if s not in held]
     assert not missing, f"modules left out of the wheel: {missing[:10]}"
-    # Generated gRPC code, the playground's files and the harness's cases ship as package data.
+    # Generated gRPC code and the playground's files ship as package data.
     for needed in (
         "quartet/engine/v1/engine_pb2.py",
         "quartet/engine/v1/engine_pb2_grpc.py",
         "quartet/memory/v1/memory_pb2.py",
         "quartet/router/v1/router_pb2.py",
         "quartet/services/gateway/static/playground.html",
-        "quartet/kernels/harness/cases/tiny_moe/manifest.yaml",
     ):
         assert needed in held, needed
+    # Benchmarks and sweeps live in the checkout's benchmarks/, never in what users install.
+    shipped = [n for n in held if n.startswith("benchmarks/") or re.search(r"(^|/)(bench_[^/]*|sweep[^/]*)\.py$", n)]
+    assert not shipped, f"benchmark code in the wheel: {shipped[:10]}"
 
 
 def test_no_project_module_resolves_under_another_top_level_name(tmp_path: Path) -> None:

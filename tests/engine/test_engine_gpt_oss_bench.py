@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from quartet.services.engine.bench_gpu import Recorder, Workload, ceilings, decode_bytes_per_token, run_pass, table
+from benchmarks.engine_gpu import Recorder, Workload, ceilings, decode_bytes_per_token, run_pass, table
 from quartet.services.engine.models.gpt_oss import GptOssConfig
 from quartet.services.engine.models.loader import load_model
 from quartet.services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
@@ -46,8 +46,8 @@ def test_smoke_pass_through_the_engine_and_transformers(tmp_path: Path) -> None:
     assert set(rows) == {"setup", "decode_bs1", "ttft_16", "aggregate_3", "hf_decode_bs1"}
     assert rows["decode_bs1"]["new_tokens"] == WORK.decode_tokens and rows["decode_bs1"]["tokens_per_second"] > 0
     assert rows["aggregate_3"]["tokens_per_second"] > 0 and rows["ttft_16"]["seconds"] > 0
-    assert len((tmp_path / "bench_gpu.jsonl").read_text().splitlines()) == len(record.rows)
-    assert json.loads((tmp_path / "bench_gpu.jsonl").read_text().splitlines()[0])["metric"] == "hf_decode_bs1"
+    assert len((tmp_path / "engine_gpu.jsonl").read_text().splitlines()) == len(record.rows)
+    assert json.loads((tmp_path / "engine_gpu.jsonl").read_text().splitlines()[0])["metric"] == "hf_decode_bs1"
     text = table(record.rows, "smoke")
     assert "Decode, batch 1 (128-token prompt, 4 new)" in text and "Aggregate output, 3 concurrent" in text
 

@@ -18,7 +18,7 @@ ON_CUDA = torch.cuda.is_available()
 os.environ.setdefault("QUARTET_KERNELS_AUTOTUNE", "0")
 if not ON_CUDA and os.environ.get("TRITON_INTERPRET") is None:
     os.environ["TRITON_INTERPRET"] = "1"
-    for name in [m for m in sys.modules if m.startswith(("quartet.kernels.mxfp4.", "quartet.kernels.harness", "quartet.kernels.fused."))]:
+    for name in [m for m in sys.modules if m.startswith(("quartet.kernels.mxfp4.", "benchmarks.harness", "quartet.kernels.fused."))]:
         del sys.modules[name]
 
 DEVICE = torch.device("cuda" if ON_CUDA else "cpu")

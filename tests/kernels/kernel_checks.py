@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from quartet.kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
+from quartet.kernels.mxfp4.format import MXFP4Tensor
+from quartet.kernels.mxfp4.reference import dequantize_torch
 
 
 def oracle(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from quartet.kernels.mxfp4.dequant import DequantTiles, dequantize_triton
-from quartet.kernels.mxfp4.format import MXFP4Tensor, dequantize_torch, quantize_torch
+from quartet.kernels.mxfp4.format import MXFP4Tensor, quantize_torch
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.layout import to_layout
 
 BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}

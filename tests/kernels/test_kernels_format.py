@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from quartet.kernels.mxfp4.checkpoint import load_gpt_oss_experts, load_mxfp4
-from quartet.kernels.mxfp4.format import E2M1_VALUES, MXFP4Tensor, dequantize_torch, e2m1_decode, e2m1_encode, quantize_torch
+from quartet.kernels.mxfp4.format import E2M1_VALUES, MXFP4Tensor, e2m1_decode, e2m1_encode, quantize_torch
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.layout import FMA8_POSITIONS, to_layout
 
 GRID = [Fraction(v).limit_denominator() for v in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from quartet.kernels.harness import Experiment, archive, check_targets, format_table, list_cases, load_case, write_metrics
-from quartet.kernels.harness.inputs import case_inputs
-from quartet.kernels.harness.report import profile_trace, speedup_label
+from benchmarks.harness import Experiment, archive, check_targets, format_table, list_cases, load_case, write_metrics
+from benchmarks.harness.inputs import case_inputs
+from benchmarks.harness.report import profile_trace, speedup_label
 
 ISSUE_CASES = {"gpt_oss_gate_up": (5760, 2880), "gpt_oss_down": (2880, 2880), "gpt_oss_qkv": (5120, 2880),
                "gpt_oss_o": (2880, 4096), "gpt_oss_unembed": (201088, 2880), "dense_28672x8192": (28672, 8192)}

@@ -9,7 +9,8 @@ import triton.language as tl
 
 from quartet.kernels.mxfp4._bf16x2 import e8m0_bf16_pair
 from quartet.kernels.mxfp4._tile import e8m0_to_f32
-from quartet.kernels.mxfp4.format import dequantize_torch, quantize_torch
+from quartet.kernels.mxfp4.format import quantize_torch
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.moe import GroupedConfig, GroupedTiles, mxfp4_moe_triton
 from quartet.kernels.mxfp4.moe_dense import DenseConfig
 from quartet.kernels.mxfp4.moe_layout import MoEWeights, group_by_expert

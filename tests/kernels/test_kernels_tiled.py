@@ -13,7 +13,8 @@ import torch
 
 from quartet.kernels.mxfp4._fma import FmaConfig, MmaConfig, moe_mma_defaults
 from quartet.kernels.mxfp4.dequant import dequantize_triton
-from quartet.kernels.mxfp4.format import dequantize_torch, quantize_torch
+from quartet.kernels.mxfp4.format import quantize_torch
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.gemm_skinny import SkinnyConfig, mxfp4_gemm_skinny
 from quartet.kernels.mxfp4.gemv import mxfp4_gemv
 from quartet.kernels.mxfp4.layout import to_layout

@@ -3,7 +3,7 @@
 Decode (M <= 16) is a stream over the weights: the goal is enough programs in flight to
 cover every SM a few times, each reading long contiguous rows (BK/2 bytes a row a step).
 Prefill is tensor-core bound: large tiles, W's tile dequantized once and used against BM
-activation rows. The numbers here were picked from the GPU sweep in ``quartet.kernels.bench``
+activation rows. The numbers here were picked from the GPU sweep in ``benchmarks.kernels``
 (see docs/PERFORMANCE.md); change them only with a new measurement.
 """
 

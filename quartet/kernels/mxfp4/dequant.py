@@ -21,7 +21,8 @@ import triton.language as tl
 from quartet.kernels.mxfp4._env import can_launch, is_interpreter
 from quartet.kernels.mxfp4._matmul import code_pointer
 from quartet.kernels.mxfp4._tile import cast_out, dequant_tile, load_codes, row_starts
-from quartet.kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
+from quartet.kernels.mxfp4.format import MXFP4Tensor
+from quartet.kernels.mxfp4.reference import dequantize_torch
 from quartet.kernels.mxfp4.layout import layout_code
 
 __all__ = ["DEQUANT_TILES", "DEQUANT_TILES_TILED", "DequantTiles", "dequantize_torch", "dequantize_triton"]

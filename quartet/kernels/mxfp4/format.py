@@ -152,17 +152,3 @@ def quantize_torch(w: torch.Tensor) -> MXFP4Tensor:
     codes = e2m1_encode(scaled)
     packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
     return MXFP4Tensor(packed.contiguous(), scales.contiguous(), k)
-
-
-def dequantize_torch(w: MXFP4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """MXFP4 -> ``[..., N, k]`` in ``dtype``; exact (every MXFP4 value is a bf16 value)."""
-    if w.layout != "ocp":
-        from quartet.kernels.mxfp4.layout import to_layout
-
-        w = to_layout(w, "ocp")
-    lo = e2m1_decode(w.blocks & 0x0F)
-    hi = e2m1_decode(w.blocks >> 4)
-    values = torch.stack((lo, hi), dim=-1).flatten(-2)  # [..., N, Kp/32, 32], natural order
-    out = values * e8m0_decode(w.scales).unsqueeze(-1)
-    out = out.flatten(-2)[..., : w.k]
-    return out.to(dtype)

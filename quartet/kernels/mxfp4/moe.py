@@ -54,7 +54,7 @@ __all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedC
 # the grouped tiles took 351 us and the decode path 423 us; at 32 pairs and below not measured,
 # decode kept there.
 MOE_DECODE_MAX_PAIRS = 32
-# From this many (token, expert) pairs "dense_cublas" wins. H100, session 4 (`quartet.kernels.bench --cases
+# From this many (token, expert) pairs "dense_cublas" wins. H100, session 4 (`benchmarks.kernels --cases
 # gpt_oss_moe`, CUDA-graph replays, docs/PERFORMANCE.md "Run G"): grouped against dense_cublas 1359
 # against 1928 us at 8192 pairs, 1845 / 2226 at 12288, 2389 / 2489 at 16384, then 2897 / 2814 at
 # 20480 and 3432 / 3052 at 24576; the crossover between 16384 and 20480. (It was 8192 while the

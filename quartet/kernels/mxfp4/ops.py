@@ -13,7 +13,7 @@ from quartet.kernels.mxfp4.moe_layout import MoEWeights
 from quartet.kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
 
 
-#: The code layout ``to_kernel_layout`` gives MoE experts (a module setting: ``bench_gpu
+#: The code layout ``to_kernel_layout`` gives MoE experts (a module setting: ``engine_gpu
 #: --expert-layout`` swaps it to compare). "fma8t" (tiled, ``layout.py``): on the H100 the MoE
 #: decode at 1-256 tokens ran 0-10 % faster than on "fma8", prefill steps of 2048-8192 tokens
 #: 2-4 % slower (docs/PERFORMANCE.md, run H).
@@ -102,7 +102,7 @@ def mxfp4_moe(
 def dequantize(w: MXFP4Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Dense ``[..., N, k]`` copy of ``w`` in ``dtype``: the Triton kernel on CUDA, ``dequantize_torch`` elsewhere."""
     if not w.blocks.is_cuda:
-        from quartet.kernels.mxfp4.format import dequantize_torch
+        from quartet.kernels.mxfp4.reference import dequantize_torch
 
         return dequantize_torch(w, dtype)
     from quartet.kernels.mxfp4.dequant import dequantize_triton

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from quartet.kernels.mxfp4.format import MXFP4Tensor, dequantize_torch
+# The oracle decodes any layout: it lives here, above format.py and layout.py, so neither imports the other back.
+from quartet.kernels.mxfp4.format import MXFP4Tensor, e2m1_decode, e8m0_decode
+from quartet.kernels.mxfp4.layout import to_layout
 from quartet.kernels.mxfp4.moe_layout import MoEWeights
+
+
+def dequantize_torch(w: MXFP4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """MXFP4 -> ``[..., N, k]`` in ``dtype``; exact (every MXFP4 value is a bf16 value)."""
+    if w.layout != "ocp":
+        w = to_layout(w, "ocp")
+    lo = e2m1_decode(w.blocks & 0x0F)
+    hi = e2m1_decode(w.blocks >> 4)
+    values = torch.stack((lo, hi), dim=-1).flatten(-2)  # [..., N, Kp/32, 32], natural order
+    out = values * e8m0_decode(w.scales).unsqueeze(-1)
+    out = out.flatten(-2)[..., : w.k]
+    return out.to(dtype)
 
 
 def mxfp4_linear_torch(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
