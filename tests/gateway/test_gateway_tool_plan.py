@@ -10,7 +10,8 @@ from quartet.services.gateway.convert import to_generate_request
 from quartet.services.gateway.errors import BadRequest, UnsupportedParameter
 from quartet.services.gateway.request_body import parse_body
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
-from quartet.services.gateway.tool_plan import FunctionSpec, plan_tools
+from quartet.services.gateway.schemas.tools import FunctionSpec
+from quartet.services.gateway.tool_plan import plan_tools
 
 A = FunctionSpec("a", parameters={"type": "object", "properties": {"x": {"type": "integer"}}})
 B = FunctionSpec("b")

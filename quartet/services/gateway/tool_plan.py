@@ -29,20 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from quartet.services.common.errors import QuartetError
 from quartet.services.gateway.errors import BadRequest, UnsupportedParameter, constraint_refusal
+from quartet.services.gateway.schemas.tools import FunctionSpec
 
-if TYPE_CHECKING:  # the request schema imports FunctionSpec from here
+if TYPE_CHECKING:
     from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 
 #: Engine architectures whose tool calls are not a bare JSON envelope.
 HEADER_TOOL_FORMATS = frozenset({"gpt_oss"})
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionSpec:
-    name: str
-    description: str = ""
-    #: The arguments' JSON Schema; None means any object.
-    parameters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

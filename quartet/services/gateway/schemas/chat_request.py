@@ -19,8 +19,7 @@ from quartet.services.gateway.schemas.strict import Strict as _Strict
 from quartet.services.gateway.schemas.strict import absent as _absent
 from quartet.services.gateway.schemas.strict import invalid as _invalid
 from quartet.services.gateway.schemas.strict import unsupported as _unsupported
-from quartet.services.gateway.schemas.tools import ChatNamedToolChoice, ChatTool, ChatToolChoice
-from quartet.services.gateway.tool_plan import FunctionSpec
+from quartet.services.gateway.schemas.tools import ChatNamedToolChoice, ChatTool, ChatToolChoice, FunctionSpec
 
 
 class ContentPart(_Strict):

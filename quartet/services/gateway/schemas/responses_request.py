@@ -24,8 +24,7 @@ from quartet.services.gateway.schemas.strict import (
     invalid,
     unsupported,
 )
-from quartet.services.gateway.schemas.tools import ResponsesFunctionTool, ResponsesNamedToolChoice, ResponsesToolChoice
-from quartet.services.gateway.tool_plan import FunctionSpec
+from quartet.services.gateway.schemas.tools import FunctionSpec, ResponsesFunctionTool, ResponsesNamedToolChoice, ResponsesToolChoice
 
 #: The one ``include`` value honoured: token log-probabilities on output text.
 LOGPROBS_INCLUDE = "message.output_text.logprobs"

@@ -2,12 +2,13 @@
 
 The two APIs nest differently (Chat: ``{"type": "function", "function": {...}}``,
 Responses: the function's fields beside ``type``), but mean the same thing, so
-both become one ``tool_plan.FunctionSpec``. Only function tools exist here: a
+both become one ``FunctionSpec`` (below). Only function tools exist here: a
 custom, web-search or MCP tool is refused by its type, never ignored.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -23,6 +24,16 @@ def _check_parameters(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is not None and value and value.get("type", "object") != "object":
         raise invalid("a function's 'parameters' must be a JSON Schema of type 'object'")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """One function a request offers, as every request kind hands it on (chat and responses tools)."""
+
+    name: str
+    description: str = ""
+    #: The arguments' JSON Schema; None means any object.
+    parameters: dict[str, Any] | None = None
 
 
 class FunctionDefinition(Strict):
