@@ -14,9 +14,11 @@ from openai.types.chat import ChatCompletionChunk as SdkChunk
 from quartet.engine.v1 import engine_pb2
 
 from quartet.services.gateway.chat_completion import CompletionInfo, Transcript
-from quartet.services.gateway.convert import to_generate_request
-from quartet.services.gateway.errors import EngineAborted
+from quartet.services.gateway.convert import to_generate_request, to_responses_generate_request, to_text_generate_request
+from quartet.services.gateway.errors import BadRequest, EngineAborted
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
+from quartet.services.gateway.schemas.completion_request import CompletionRequest
+from quartet.services.gateway.schemas.responses_request import ResponsesRequest
 from quartet.services.gateway.validation import parse_body
 
 
@@ -36,6 +38,41 @@ def test_sampling_and_stopping_map_to_the_proto() -> None:
     assert pb.sampling.seed == 2**64 - 1
     assert pb.sampling.top_k == 3 and dict(pb.sampling.logit_bias) == {12: -100.0}
     assert list(pb.stopping.stop) == ["END"] and pb.stopping.max_tokens == 7
+
+
+#: One body shape per API, and how each turns into the engine request.
+_APIS = {
+    "chat": (ChatCompletionRequest, {"messages": [{"role": "user", "content": "hi"}]},
+             lambda r: to_generate_request(r, "r")),
+    "completions": (CompletionRequest, {"prompt": "hi"}, lambda r: to_text_generate_request(r, "hi", "r", max_tokens=None)),
+    "responses": (ResponsesRequest, {"input": "hi"}, lambda r: to_responses_generate_request(r, r.items, "r", max_tokens=None)),
+}
+_SHARED = {"temperature": 0.25, "top_p": 0.5, "seed": -3, "top_k": 7, "min_p": 0.125, "repetition_penalty": 1.5, "ignore_eos": True}
+
+
+@pytest.mark.parametrize("api", sorted(_APIS))
+def test_every_api_carries_the_shared_sampling_fields_alike(api: str) -> None:
+    model, body, convert = _APIS[api]
+    pb = convert(parse_body(json.dumps({"model": "m", **body, **_SHARED}).encode(), model))
+    assert (pb.sampling.temperature, pb.sampling.top_p, pb.sampling.top_k) == (0.25, 0.5, 7)
+    assert (pb.sampling.min_p, pb.sampling.repetition_penalty, pb.sampling.seed) == (0.125, 1.5, 2**64 - 3)
+    assert pb.stopping.ignore_eos
+
+
+@pytest.mark.parametrize("api", sorted(_APIS))
+@pytest.mark.parametrize("field, value", [("temperature", 2.5), ("top_p", 0), ("top_k", -1), ("min_p", 1.5),
+                                          ("repetition_penalty", 0), ("seed", 2**63)])
+def test_every_api_refuses_a_bad_sampling_value_alike(api: str, field: str, value: float) -> None:
+    model, body, _ = _APIS[api]
+    with pytest.raises(BadRequest) as caught:
+        parse_body(json.dumps({"model": "m", **body, field: value}).encode(), model)
+    assert caught.value.field == field
+    messages = set()
+    for other in _APIS.values():
+        with pytest.raises(BadRequest) as again:
+            parse_body(json.dumps({"model": "m", **other[1], field: value}).encode(), other[0])
+        messages.add(str(again.value))
+    assert len(messages) == 1, messages
 
 
 def test_unset_options_stay_unset_for_engine_defaults() -> None:

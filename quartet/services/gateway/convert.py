@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Protocol
 
 from quartet.engine.v1 import engine_pb2
 
@@ -27,6 +26,7 @@ from quartet.services.gateway.schemas.responses_request import (
     MessageItem,
     ResponsesRequest,
 )
+from quartet.services.gateway.schemas.sampling import Sampling, TextSampling
 from quartet.services.gateway.schemas.warnings import CONSTRAINT_CLOSED, OutputWarning
 from quartet.services.gateway.tool_plan import ToolPlan
 
@@ -49,51 +49,31 @@ def _message(message: ChatMessage) -> engine_pb2.ChatMessage:
     )
 
 
-class SamplingFields(Protocol):
-    """The sampling and stopping fields Chat Completions and Completions share."""
-
-    temperature: float | None
-    top_p: float | None
-    top_k: int | None
-    min_p: float | None
-    repetition_penalty: float | None
-    n: int | None
-    seed: int | None
-    presence_penalty: float | None
-    frequency_penalty: float | None
-    logit_bias: dict[str, float] | None
-    stop_token_ids: list[int] | None
-    ignore_eos: bool | None
-
-    @property
-    def stop_list(self) -> list[str]: ...
-
-
-def _sampling(request: SamplingFields, *, logprobs: bool, top_logprobs: int) -> engine_pb2.SamplingParams:
-    sampling = engine_pb2.SamplingParams(
-        presence_penalty=request.presence_penalty or 0.0,
-        frequency_penalty=request.frequency_penalty or 0.0,
-        logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
-        logprobs=logprobs,
-        top_logprobs=top_logprobs,
-    )
+def _sampling(fields: Sampling, *, n: int | None, logprobs: bool, top_logprobs: int) -> engine_pb2.SamplingParams:
+    """The engine's sampling parameters from the one validated sampling model (schemas/sampling.py)."""
+    sampling = engine_pb2.SamplingParams(logprobs=logprobs, top_logprobs=top_logprobs)
+    if isinstance(fields, TextSampling):
+        sampling.presence_penalty = fields.presence_penalty or 0.0
+        sampling.frequency_penalty = fields.frequency_penalty or 0.0
+        sampling.logit_bias.update({int(token): bias for token, bias in (fields.logit_bias or {}).items()})
     # Optional proto fields stay unset unless the client chose a value: unset means "engine default".
-    for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "n"):
-        value = getattr(request, name)
+    for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty"):
+        value = getattr(fields, name)
         if value is not None:
             setattr(sampling, name, value)
-    if request.seed is not None:
+    if n is not None:
+        sampling.n = n
+    if fields.seed is not None:
         # OpenAI seeds are signed 64-bit; the engine's are unsigned. Two's complement keeps them distinct.
-        sampling.seed = request.seed & _UINT64_MASK
+        sampling.seed = fields.seed & _UINT64_MASK
     return sampling
 
 
-def _stopping(request: SamplingFields, max_tokens: int | None) -> engine_pb2.StoppingCriteria:
-    stopping = engine_pb2.StoppingCriteria(
-        stop=request.stop_list,
-        stop_token_ids=request.stop_token_ids or [],
-        ignore_eos=bool(request.ignore_eos),
-    )
+def _stopping(fields: Sampling, max_tokens: int | None) -> engine_pb2.StoppingCriteria:
+    stopping = engine_pb2.StoppingCriteria(ignore_eos=bool(fields.ignore_eos))
+    if isinstance(fields, TextSampling):
+        stopping.stop.extend(fields.stop_list)
+        stopping.stop_token_ids.extend(fields.stop_token_ids or [])
     if max_tokens is not None:
         stopping.max_tokens = max_tokens
     return stopping
@@ -131,7 +111,7 @@ def to_generate_request(
         request_id=request_id,
         model=request.model,
         chat=engine_pb2.ChatInput(messages=[_message(m) for m in request.messages]),
-        sampling=_sampling(request, logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0),
+        sampling=_sampling(request, n=request.n, logprobs=bool(request.logprobs), top_logprobs=request.top_logprobs or 0),
         stopping=_stopping(request, max_tokens if max_tokens is not None else request.completion_limit),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
@@ -153,7 +133,7 @@ def to_text_generate_request(
     pb = engine_pb2.GenerateRequest(
         request_id=request_id,
         model=request.model,
-        sampling=_sampling(request, logprobs=wants, top_logprobs=request.logprobs or 0),
+        sampling=_sampling(request, n=request.n, logprobs=wants, top_logprobs=request.logprobs or 0),
         stopping=_stopping(request, max_tokens),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )
@@ -274,7 +254,7 @@ def to_responses_generate_request(
         request_id=request_id,
         model=request.model,
         chat=engine_pb2.ChatInput(messages=_responses_messages(items, request.instructions)),
-        sampling=_sampling(request, logprobs=request.wants_logprobs, top_logprobs=request.top_logprobs or 0),
+        sampling=_sampling(request, n=None, logprobs=request.wants_logprobs, top_logprobs=request.top_logprobs or 0),
         stopping=_stopping(request, max_tokens),
         priority=engine_pb2.PRIORITY_DEFAULT,
     )

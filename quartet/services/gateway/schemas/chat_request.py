@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from quartet.services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, check_logit_bias, check_stop, check_stream_options, check_token_ids
+from quartet.services.gateway.schemas.sampling import TextSampling
+from quartet.services.gateway.schemas.strict import UINT32_MAX, check_stream_options
 from quartet.services.gateway.schemas.strict import Strict as _Strict
 from quartet.services.gateway.schemas.strict import absent as _absent
 from quartet.services.gateway.schemas.strict import invalid as _invalid
@@ -159,23 +160,16 @@ _UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-class ChatCompletionRequest(_Strict):
+class ChatCompletionRequest(TextSampling):
     """The OpenAI Chat Completions request (fields in validation order)."""
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
     n: int | None = Field(default=None, ge=1, le=128)
-    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
-    stop: str | list[str] | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
@@ -202,12 +196,6 @@ class ChatCompletionRequest(_Strict):
     store: Any = None
     moderation: Any = None
     prompt_cache_options: Any = None
-    # vLLM-compatible extensions (send with the SDK's extra_body).
-    top_k: int | None = Field(default=None, ge=0, le=UINT32_MAX)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    ignore_eos: bool | None = None
-    stop_token_ids: list[int] | None = None
 
     @field_validator(*_UNSUPPORTED)
     @classmethod
@@ -222,11 +210,6 @@ class ChatCompletionRequest(_Strict):
     def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
         return check_stream_options(value, bool(info.data.get("stream")))
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_stop(value)
-
     @field_validator("max_completion_tokens")
     @classmethod
     def _one_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -235,11 +218,6 @@ class ChatCompletionRequest(_Strict):
             raise _invalid("max_tokens and max_completion_tokens disagree; send only max_completion_tokens")
         return value
 
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_id_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        return check_logit_bias(value)
-
     @field_validator("top_logprobs")
     @classmethod
     def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -247,20 +225,9 @@ class ChatCompletionRequest(_Strict):
             raise _invalid("top_logprobs needs logprobs set to true")
         return value
 
-    @field_validator("stop_token_ids")
-    @classmethod
-    def _token_ids(cls, value: list[int] | None) -> list[int] | None:
-        return check_token_ids(value, "stop_token_ids")
-
     @property
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
-
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
     @property
     def include_usage(self) -> bool:

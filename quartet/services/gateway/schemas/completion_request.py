@@ -15,13 +15,9 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from quartet.services.gateway.schemas.chat_request import ResponseFormat, StreamOptions
+from quartet.services.gateway.schemas.sampling import TextSampling
 from quartet.services.gateway.schemas.strict import (
-    INT64_MAX,
-    INT64_MIN,
     UINT32_MAX,
-    Strict,
-    check_logit_bias,
-    check_stop,
     check_stream_options,
     check_token_ids,
     invalid,
@@ -36,7 +32,7 @@ MAX_CHOICES = 128
 Prompt = str | list[str] | list[int] | list[list[int]]
 
 
-class CompletionRequest(Strict):
+class CompletionRequest(TextSampling):
     """The OpenAI Completions request (fields in validation order)."""
 
     model: str = Field(min_length=1)
@@ -44,25 +40,12 @@ class CompletionRequest(Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     echo: bool | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     best_of: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
-    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
-    stop: str | list[str] | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
     logprobs: int | None = Field(default=None, ge=0, le=20)
     suffix: str | None = None
     user: str | None = None
-    # vLLM-compatible extensions (send with the SDK's extra_body).
-    top_k: int | None = Field(default=None, ge=0, le=UINT32_MAX)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    ignore_eos: bool | None = None
-    stop_token_ids: list[int] | None = None
     response_format: ResponseFormat | None = None
 
     @field_validator("prompt")
@@ -103,16 +86,6 @@ class CompletionRequest(Strict):
             raise unsupported("best_of other than n is not supported (choices are not ranked); leave it out")
         return value
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_stop(value)
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_id_keys(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        return check_logit_bias(value)
-
     @field_validator("logprobs")
     @classmethod
     def _no_prompt_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -127,11 +100,6 @@ class CompletionRequest(Strict):
             raise unsupported("suffix (insertion) is not supported by the served models; remove 'suffix'")
         return value
 
-    @field_validator("stop_token_ids")
-    @classmethod
-    def _token_ids(cls, value: list[int] | None) -> list[int] | None:
-        return check_token_ids(value, "stop_token_ids")
-
     @property
     def prompts(self) -> list[str | list[int]]:
         """Each prompt of the request: a string or a list of token ids."""
@@ -140,12 +108,6 @@ class CompletionRequest(Strict):
     @property
     def completion_limit(self) -> int | None:
         return self.max_tokens
-
-    @property
-    def stop_list(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
     @property
     def include_usage(self) -> bool:

@@ -10,13 +10,12 @@ are refused by name, as are the known parameters ``_UNSUPPORTED`` lists.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
 
+from quartet.services.gateway.schemas.sampling import Sampling
 from quartet.services.gateway.schemas.strict import (
-    INT64_MAX,
-    INT64_MIN,
     UINT32_MAX,
     Strict,
     absent,
@@ -185,7 +184,7 @@ _UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-class ResponsesRequest(Strict):
+class ResponsesRequest(Sampling):
     """The OpenAI Responses request (fields in validation order)."""
 
     model: str = Field(min_length=1)
@@ -196,8 +195,6 @@ class ResponsesRequest(Strict):
     stream: bool = False
     stream_options: ResponsesStreamOptions | None = None
     max_output_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     include: list[str] | None = None
     text: TextConfig | None = None
@@ -221,12 +218,6 @@ class ResponsesRequest(Strict):
     service_tier: Any = None
     context_management: Any = None
     moderation: Any = None
-    # vLLM-compatible extensions (send with the SDK's extra_body).
-    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
-    top_k: int | None = Field(default=None, ge=0, le=UINT32_MAX)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
-    ignore_eos: bool | None = None
 
     @field_validator("input")
     @classmethod
@@ -280,11 +271,3 @@ class ResponsesRequest(Strict):
         """``tool_choice`` as tool_plan.plan_tools reads it: a mode, or the named function."""
         choice = self.tool_choice
         return choice.name if isinstance(choice, ResponsesNamedToolChoice) else choice
-
-    # What the shared sampling conversion (convert.SamplingFields) reads and this API has not.
-    n: ClassVar[None] = None
-    presence_penalty: ClassVar[None] = None
-    frequency_penalty: ClassVar[None] = None
-    logit_bias: ClassVar[None] = None
-    stop_token_ids: ClassVar[None] = None
-    stop_list: ClassVar[list[str]] = []
