@@ -11,7 +11,7 @@ load N it keeps N topic turns streaming (each restarted when it ends), then time
 between the two columns is what the engine's priority queue buys. The same routing
 prompt is also sent straight to the engine without its grammar, at both priorities,
 which isolates the queue from the constraint path. Prints a markdown table for
-docs/PERFORMANCE.md.
+docs/perf-log/routing.md.
 """
 
 from __future__ import annotations

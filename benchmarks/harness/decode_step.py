@@ -47,7 +47,7 @@ def skinny_candidates(m: int, n: int, k: int, sms: int = 132) -> dict[str, Skinn
     """The default tiles (``skinny_config``) and their neighbours: the other operand orientation;
     for tall weights from 128 rows a deeper pipeline and 256 activation rows a tile (the weight
     decoded once, not twice). Each splits K by ``split_for``. Runs 4 and 5 also timed other
-    tile sizes, 128-wide K steps and no split-K (docs/PERFORMANCE.md, "Dense linears")."""
+    tile sizes, 128-wide K steps and no split-K (docs/perf-log/kernels-mxfp4.md, "Dense linears")."""
     base = skinny_config(m, n, k, sms)
 
     def cfg(**kw: object) -> SkinnyConfig:

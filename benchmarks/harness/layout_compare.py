@@ -11,7 +11,7 @@ should match: a row says ``DIFF`` and the largest difference otherwise (the CUDA
 at two tokens and more differs in the last fp32 bits, its sums taken in another order). Timing
 as in ``sweep.py``: CUDA-graph replays over weight copies or routings that exceed L2, median of
 10 samples; the floor is the bytes read over the copy bandwidth measured in the same run. A
-benchmark, not a test (docs/PERFORMANCE.md, kernels run H).
+benchmark, not a test (docs/perf-log/kernels-mxfp4.md, kernels run H).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ back-to-back calls over weight copies or routings that exceed L2, median of 10).
 rows put a one-element torch kernel between calls, so that a PDL launch cannot overlap the
 previous call: what is left of the PDL gain there is within a call (the MoE down launch during
 gate_up's tail). Outputs are compared with the plain launch's
-(``DIFF``: they should be equal). A benchmark, not a test (docs/PERFORMANCE.md, kernels run I).
+(``DIFF``: they should be equal). A benchmark, not a test (docs/perf-log/kernels-mxfp4.md, kernels run I).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from benchmarks.harness.timing import time_calls
 
 
 # Tensor-core decode (_dec2_mma.py) candidates: (warps, rows a thread, groups of 4 blocks a K slice (0 = whole
-# row), groups loaded ahead, load hints[, register cap]). H100 runs F1/F2 (docs/PERFORMANCE.md): whole rows were
-# 1.7-3x slower than 8-12-block slices; two groups ahead and a register cap changed little.
+# row), groups loaded ahead, load hints[, register cap]). H100 runs F1/F2 (docs/perf-log/kernels-mxfp4.md):
+# whole rows were 1.7-3x slower than 8-12-block slices; two groups ahead and a register cap changed little.
 MMA_GATE_UP = [(2, 2, 3, 2, 0), (2, 2, 3, 2, 1), (4, 2, 3, 2, 1), (4, 1, 3, 2, 1), (4, 1, 2, 2, 1), (4, 2, 2, 2, 1),
                (2, 2, 2, 2, 1), (4, 1, 6, 2, 1)]
 MMA_DOWN = [(4, 1, 3, 2, 0), (4, 1, 3, 2, 1), (4, 1, 2, 2, 1), (2, 1, 3, 2, 1), (4, 2, 3, 2, 1), (4, 1, 6, 2, 1),

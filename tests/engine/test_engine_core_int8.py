@@ -50,7 +50,8 @@ def runners() -> tuple[NativeRunner, NativeRunner, Tokenizer]:
 
 
 def test_bundled_model_in_int8_stays_within_the_stated_tolerance(runners) -> None:
-    """docs/PERFORMANCE.md: prompt logits keep cosine similarity > 0.97 with fp32, and the answer is the same."""
+    """docs/perf-log/cpu-engine.md: prompt logits keep cosine similarity > 0.97 with fp32, and the answer is
+    the same."""
     dense, int8, tokenizer = runners
     assert not any(isinstance(m, Linear) for m in int8.model.modules())
     ids = tokenizer.encode_input(ChatInput((ChatMessage("user", "What is the capital of France?"),)))

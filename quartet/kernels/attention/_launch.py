@@ -1,6 +1,6 @@
 """Launch heuristics for the paged attention kernels: tile sizes, warps and the decode split.
 
-Not tuned by a sweep yet (docs/PERFORMANCE.md, "GPU: paged attention kernels", has the first
+Not tuned by a sweep yet (docs/perf-log/attention.md, "GPU: paged attention kernels", has the first
 measurements); change them only with a new measurement.
 """
 

@@ -91,7 +91,7 @@ def gemv_mma(x: torch.Tensor, w: MXFP4Tensor, bias: torch.Tensor | None, cfg: Mm
 
 
 def gemv_mma_default(n: int, k_blocks: int, sms: int, tiled: bool = False) -> MmaConfig:
-    """Fixed launch (no autotuning). H100 run F3 (docs/PERFORMANCE.md) on 28672x8192: K slices of 16
+    """Fixed launch (no autotuning). H100 run F3 (docs/perf-log/kernels-mxfp4.md) on 28672x8192: K slices of 16
     blocks, 4 warps of two rows a thread, two groups loaded ahead with the L2 fetch hint, 63.8 us.
     On "fma8t" codes (``tiled``) one group ahead and, since the block scales moved to the fp32 sums
     (run I), one row a thread: 51.9-52.3 us against 53.3-53.5 for two rows (I2, I3), launched

@@ -6,7 +6,7 @@ The CUDA-core decode (``_decode.py``) issues about 5.9 instructions a weight (23
 exact E2M1 values with about 14 integer ops and 4 ``mul.rn.bf16x2`` (by 2**126, as in
 ``_bf16x2.py``), and the multiply-adds of a word for two rows go to two ``mma.m16n8k16``; the
 block's E8M0 scale multiplies fp32 sums (``compute_asm``). On the H100 that made the large GEMV
-faster but not the 2880-wide MoE layers, which wait on memory, not on issue (docs/PERFORMANCE.md,
+faster but not the 2880-wide MoE layers, which wait on memory, not on issue (docs/perf-log/kernels-mxfp4.md,
 runs F and I).
 
 How one ``mma.sync`` serves a GEMV. Lane ``l`` holds the A fragment of rows ``l // 4`` and

@@ -93,7 +93,7 @@ class MmaConfig:
 
 
 # (BN, KW, CHUNKS, warps, stages). A warp spans 32 blocks (KW 128) or fewer along K. H100 sweeps
-# (docs/PERFORMANCE.md): on 2880-wide layers one K slice of the whole row (KW 512, no split-K)
+# (docs/perf-log/kernels-mxfp4.md): on 2880-wide layers one K slice of the whole row (KW 512, no split-K)
 # with 4 to 8 rows a program won; 28672x8192 liked 64-row chunks, two a program (75.8 us).
 _GRID = [(64, 128, 2, 4, 1), (32, 128, 4, 4, 1), (16, 128, 8, 4, 1), (16, 128, 4, 2, 1), (32, 128, 8, 4, 1), (64, 128, 4, 8, 1),
          (32, 64, 8, 4, 1), (8, 512, 8, 4, 1), (4, 512, 1, 4, 1), (8, 512, 1, 4, 1), (16, 64, 1, 2, 1),
@@ -103,7 +103,7 @@ FMA_CONFIGS = [triton.Config({"BN": bn, "KW": kw, "CHUNKS": ch}, num_warps=w, nu
 
 
 # The MoE decode kernels (moe_decode.py) at gpt-oss shapes (2880-wide, 4 experts a token): the
-# autotuner's candidates, the best of the H100 sweep at 1 to 8 tokens (docs/PERFORMANCE.md,
+# autotuner's candidates, the best of the H100 sweep at 1 to 8 tokens (docs/perf-log/kernels-mxfp4.md,
 # run E: every config there was within 0.9-1.2x of these).
 MOE_GATE_UP_GRID = [(4, 512, 1, 4, 1), (16, 64, 1, 2, 1), (16, 128, 1, 4, 1), (64, 128, 1, 8, 1),
                     (32, 128, 1, 4, 1)]
@@ -128,7 +128,7 @@ def moe_fma_defaults(tokens: int, k_words_h: int, k_words_i: int) -> tuple[FmaCo
 
 
 # From this many tokens the MoE decode's default is the tensor-core kernels (_dec2_moe.py). H100 runs F2/F3
-# (docs/PERFORMANCE.md), fixed configs: 4 tokens 115.1-115.8 us against the CUDA-core 117.1-121.4, 8 tokens
+# (docs/perf-log/kernels-mxfp4.md), fixed configs: 4 tokens 115.1-115.8 us against the CUDA-core 117.1-121.4, 8 tokens
 # 213.4-216.4 against 223.9-228.8, 2 tokens 65.3-66.8 against 65.1-68.0; at 1 token the CUDA-core kernels
 # stayed ahead (37.9-39.1 against 39.8-40.4 us).
 MOE_MMA_MIN_TOKENS = 2
@@ -138,7 +138,7 @@ MOE_MMA_MIN_TOKENS_TILED = 1
 
 def moe_mma_defaults(tokens: int, k_blocks_h: int, k_blocks_i: int, tiled: bool = False) -> tuple[MmaConfig, MmaConfig]:
     """Fixed (gate_up, down) launches of the tensor-core MoE decode (``_dec2_moe.py``). H100 sweeps
-    F1-F3 (docs/PERFORMANCE.md): K slices of 3 groups (12 blocks), two groups loaded ahead with
+    F1-F3 (docs/perf-log/kernels-mxfp4.md): K slices of 3 groups (12 blocks), two groups loaded ahead with
     the 256-byte L2 fetch hint; gate_up two rows a thread (2 warps at 1 token, 4 above), down 4
     warps of one row. On "fma8t" experts (``tiled``, kernels run I) one group ahead, 4 warps of
     two rows in both launches (run I3, both with PDL: 34.1 against 34.3 us at 1 token, 55.0 against

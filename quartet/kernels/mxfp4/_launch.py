@@ -4,7 +4,7 @@ Decode (M <= 16) is a stream over the weights: the goal is enough programs in fl
 cover every SM a few times, each reading long contiguous rows (BK/2 bytes a row a step).
 Prefill is tensor-core bound: large tiles, W's tile dequantized once and used against BM
 activation rows. The numbers here were picked from the GPU sweep in ``benchmarks.kernels``
-(see docs/PERFORMANCE.md); change them only with a new measurement.
+(see docs/perf-log/kernels-mxfp4.md); change them only with a new measurement.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ FMA_ROWS = 4
 # The CUDA-core decode pays one FMA per weight and row (and is issue-bound already at one row);
 # from two rows on the tensor cores won (H100 sweep, 2026-11-26: 28672x8192 at M = 2, 202 vs
 # 143 us; at M = 4, 344 vs 142 us; 5760x2880 at M = 2, 20.4 vs 17.6 us; only 2880x2880 at
-# M = 2 favoured the CUDA cores, 12.2 vs 18.4 us). See docs/PERFORMANCE.md.
+# M = 2 favoured the CUDA cores, 12.2 vs 18.4 us). See docs/perf-log/kernels-mxfp4.md.
 FMA_MAX_M = 1
 
 
@@ -125,7 +125,7 @@ def check_tiles(config: object, bk_why: str) -> None:
 
 # From this many rows up, dequantizing to bf16 and calling cuBLAS beat the Triton tiles: at M = 256
 # on five of the six H100 cases (all but the 201088-row unembedding) and at M = 2048 on all six.
-# Below it, fma8 weights take ``gemm_skinny`` (H100, 2026-11-26, docs/PERFORMANCE.md "Dense linears
+# Below it, fma8 weights take ``gemm_skinny`` (H100, 2026-11-26, docs/perf-log/kernels-mxfp4.md "Dense linears
 # at M = 64-256"): at M = 64 qkv 16.1 us and o 15.3 against 24.3 / 20.8 for dequantize + cuBLAS
 # and 52 / 58 for the earlier dequant_dot tile; at M = 256 cuBLAS still won qkv (30.9 against
 # 33.5) and o (22.3 against 29.4).

@@ -34,7 +34,7 @@ _OUT_DTYPES = (torch.float32, torch.bfloat16)
 class DequantTiles:
     """``rows`` weight rows x ``cols`` weights a program (powers of two, ``cols`` >= 64).
 
-    H100 (docs/PERFORMANCE.md "Prefill step"), a layer's gate experts (265 M weights): 4 x 2048
+    H100 (docs/perf-log/engine-gpu.md "Prefill step"), a layer's gate experts (265 M weights): 4 x 2048
     0.331-0.335 ms, the earlier 32 x 256 0.395-0.398 ms. A flat variant over 32-value blocks
     (no lane idle on the 832-wide tail of a 2880-wide row) measured 0.321 ms alone and the
     same within a step, so it was not kept.

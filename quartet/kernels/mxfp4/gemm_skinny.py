@@ -69,7 +69,7 @@ def skinny_config(m: int, n: int, k_padded: int, sms: int) -> SkinnyConfig:
     attention projections): at most 64 activation rows and 64 weight rows, 4 warps, so the
     grid has programs enough; ``split_k`` from ``split_for``.
 
-    H100, docs/PERFORMANCE.md "Dense linears at M = 64-256": unembedding at M = 256 598 us
+    H100, docs/perf-log/kernels-mxfp4.md "Dense linears at M = 64-256": unembedding at M = 256 598 us
     with the weight on the left against 647 on the right (at M = 64, 273 against 236: right);
     qkv at M = 64 16.1 us with 64-row weight tiles against 21.6 with 128; qkv and o at M = 128
     22.0 and 19.5 us with 64-row activation tiles against 28.4 and 30.5 with 128.

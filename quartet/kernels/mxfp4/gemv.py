@@ -40,7 +40,7 @@ GEMV_VARIANTS = ("fma", "dot_scaled", "dequant_dot")
 # Variants that take one activation row only (the harness's M sweep skips them by this name).
 ONE_ROW_VARIANTS = ("mma",)
 # At one row "mma" replaces "fma" from this many MX blocks a row (K > 4096). H100 runs F2/F3
-# (docs/PERFORMANCE.md), fixed launch configs: 28672x8192 68.4 us against fma's 102.3; on
+# (docs/perf-log/kernels-mxfp4.md), fixed launch configs: 28672x8192 68.4 us against fma's 102.3; on
 # 2880-wide layers fma stayed ahead (2880x2880 5.9 against 8.0 us, 5760x2880 7.7 against 9.9).
 MMA_MIN_K_BLOCKS = 129
 

@@ -18,7 +18,7 @@ and a tile's blocks in groups of 2 along K, stored ``[row tile, group, row, bloc
 that reads 8 rows x 4 blocks (64 bytes a row, what the tensor-core decode of
 ``_dec2_mma.py`` reads a step) then reads 512 contiguous bytes (two groups), a 64-weight K
 step of the Triton tiles 256, and a program's whole K slice is one run of memory. Why: on
-the H100 (``benchmarks.harness.read_pattern``, docs/PERFORMANCE.md) 32 bytes a row a step of
+the H100 (``benchmarks.harness.read_pattern``, docs/perf-log/kernels-mxfp4.md) 32 bytes a row a step of
 row-major codes streamed at 2.0-2.3 TB/s, the same bytes in step-contiguous tiles at
 2.96-3.0 TB/s. Groups of 2 keep every group whole for K a multiple of 64 (gpt-oss's 2880 is
 90 blocks); an odd last block is stored ``[row]`` on its own, so nothing is padded: block

@@ -50,18 +50,18 @@ from quartet.kernels.mxfp4.reference import mxfp4_moe_torch, route_torch
 __all__ = ["MOE_DECODE_MAX_PAIRS", "MOE_DENSE_MIN_PAIRS", "MOE_PATHS", "GroupedConfig", "GroupedTiles", "mxfp4_moe_torch",
            "mxfp4_moe_triton", "route_torch"]
 
-# H100, one gpt-oss-20b layer (docs/PERFORMANCE.md, "MoE grouped path"): at 64 pairs (16 tokens)
+# H100, one gpt-oss-20b layer (docs/perf-log/kernels-mxfp4.md, "MoE grouped path"): at 64 pairs (16 tokens)
 # the grouped tiles took 351 us and the decode path 423 us; at 32 pairs and below not measured,
 # decode kept there.
 MOE_DECODE_MAX_PAIRS = 32
 # From this many (token, expert) pairs "dense_cublas" wins. H100, session 4 (`benchmarks.kernels --cases
-# gpt_oss_moe`, CUDA-graph replays, docs/PERFORMANCE.md "Run G"): grouped against dense_cublas 1359
+# gpt_oss_moe`, CUDA-graph replays, docs/perf-log/kernels-mxfp4.md "Run G"): grouped against dense_cublas 1359
 # against 1928 us at 8192 pairs, 1845 / 2226 at 12288, 2389 / 2489 at 16384, then 2897 / 2814 at
 # 20480 and 3432 / 3052 at 24576; the crossover between 16384 and 20480. (It was 8192 while the
 # grouped tiles were slower: 3343 us there in an earlier run.)
 MOE_DENSE_MIN_PAIRS = 18432
 #: The dense path "auto" takes from MOE_DENSE_MIN_PAIRS (a module setting, so the step benchmark can
-#: compare). H100, an 8192-token prefill step (docs/PERFORMANCE.md "Prefill step"): "dense_cublas"
+#: compare). H100, an 8192-token prefill step (docs/perf-log/engine-gpu.md "Prefill step"): "dense_cublas"
 #: 127.1 ms, "dense_cublas_split" 128.8, the in-register grouped tiles at 128 rows 149.4.
 MOE_DENSE_PATH = "dense_cublas"
 MOE_PATHS = ("auto", "decode", "grouped", "dense", "dense_cublas", "dense_cublas_split")

@@ -11,7 +11,7 @@ model does; the reference keeps them in fp32). Two ways to lay the work out:
   (``torch._grouped_mm``, CUTLASS on Hopper). The first version; kept as the peer.
 * ``"fused"``: gate and up dequantized into the halves of one ``[E, 2I, H]`` buffer, so
   one grouped GEMM of N = 2I does both (one launch, one pass over the gathered rows).
-Measured and dropped (H100, docs/PERFORMANCE.md "Prefill step"): one expert at a time through
+Measured and dropped (H100, docs/perf-log/engine-gpu.md "Prefill step"): one expert at a time through
 a reused ``[2I, H]`` buffer (33 MB, L2-sized) with ``torch.mm`` per expert. Its kernels took
 as long as the grouped GEMMs (the dequantization gained nothing from L2), but it needs the
 group sizes on the host and launched ~200 kernels a layer: the eager step took 2.1x longer.

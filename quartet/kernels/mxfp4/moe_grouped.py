@@ -9,7 +9,7 @@ What changed, and why (the earlier kernel, ``moe.py``'s ``_gate_up_kernel``):
   multiple of 256) made every code load scalar. Here K steps are ``BK`` = 64 (2880 = 45 x
   64), unmasked so codes and activations load as vectors, with a peeled masked step only
   where K needs one. Most of the gain measured on the H100 came from the short K step (the
-  earlier kernel at BK 64 got most of it too; docs/PERFORMANCE.md, "MoE grouped path").
+  earlier kernel at BK 64 got most of it too; docs/perf-log/kernels-mxfp4.md, "MoE grouped path").
 * ``block`` follows the expected busiest expert (``grouped_config``), so most experts are
   one tile and each weight is read and decoded once.
 * ``w_left`` picks the orientation of the tile product: the weight as the left operand
@@ -97,7 +97,7 @@ class GroupedConfig:
 
 
 # From this many pairs, fma8 experts run the bf16x2 decode with prefetched scales and gate and
-# up paired in one tile. H100, run 3 (docs/PERFORMANCE.md): 389 against 398 us at 256 pairs,
+# up paired in one tile. H100, run 3 (docs/perf-log/kernels-mxfp4.md): 389 against 398 us at 256 pairs,
 # 415 against 570 at 1024, 814 against 1144 at 4096; run 5, with the weight on the left: 285
 # against 324 us at 64 pairs, 312 against 346 at 128; 33-63 pairs not measured.
 PAIRED_MIN_PAIRS = 64
@@ -107,7 +107,7 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     """``block``: a power of two (16 to 64) over the expected busiest expert's rows, mean + 2
     standard deviations of a binomial count, so one tile per expert is the common case.
 
-    H100 sweep (docs/PERFORMANCE.md): 64-row tiles beat 32 at 1024 pairs (584 against 619 us);
+    H100 sweep (docs/perf-log/kernels-mxfp4.md): 64-row tiles beat 32 at 1024 pairs (584 against 619 us);
     at 256 pairs 16-row tiles (the earlier kernel at BK 64, 442 us) beat 32 (475 us), hence 2
     deviations, not 3. Four warps: eight were slower at 64 rows (748 against 584 us) though
     ptxas spills a few bytes at four. From ``PAIRED_MIN_PAIRS`` on fma8 codes: ``decode``
@@ -123,7 +123,7 @@ def grouped_config(pairs: int, experts: int, layout: str = "fma8") -> GroupedCon
     while block < busiest and block < 64:
         block *= 2
     if layout in FMA8_LAYOUTS and pairs >= PAIRED_MIN_PAIRS:
-        # H100, session 4 (CUDA-graph replays of one layer, two runs each; docs/PERFORMANCE.md "Decode
+        # H100, session 4 (CUDA-graph replays of one layer, two runs each; docs/perf-log/engine-gpu.md "Decode
         # step at 64 and 256"): at 1024 pairs 128-row down tiles, 326.7-330.0 against 340.5-345.7 us; at
         # 256 pairs 32-row gate_up tiles, 272.2-274.0 against 290.9-294.2. Other counts not measured.
         bn = 32 if block == 16 and pairs >= 256 else 64

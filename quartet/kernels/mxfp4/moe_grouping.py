@@ -11,7 +11,7 @@ identical to the reference, with one program an expert:
 2. program ``e`` places expert ``e``'s pairs: its segment start plus a running sum of a
    one-dimensional ``[chunk]`` hit mask (the earlier one-program kernel scanned the whole
    ``[chunk, experts]`` one-hot: 13-14 us at 256 and 1024 pairs on the H100 against 3.3-3.6 and
-   5.6-7.0 us here, CUDA-graph replays, docs/PERFORMANCE.md "Decode step at 64 and 256");
+   5.6-7.0 us here, CUDA-graph replays, docs/perf-log/engine-gpu.md "Decode step at 64 and 256");
 3. each tile's expert (how many experts' tiles end at or before it), first and end row, every
    ``experts``-th chunk of tiles to a program.
 

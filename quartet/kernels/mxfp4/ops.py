@@ -16,7 +16,7 @@ from quartet.kernels.mxfp4.reference import mxfp4_linear_torch, mxfp4_moe_torch
 #: The code layout ``to_kernel_layout`` gives MoE experts (a module setting: ``engine_gpu
 #: --expert-layout`` swaps it to compare). "fma8t" (tiled, ``layout.py``): on the H100 the MoE
 #: decode at 1-256 tokens ran 0-10 % faster than on "fma8", prefill steps of 2048-8192 tokens
-#: 2-4 % slower (docs/PERFORMANCE.md, run H).
+#: 2-4 % slower (docs/perf-log/kernels-mxfp4.md, run H).
 EXPERT_LAYOUT = "fma8t"
 
 
@@ -24,7 +24,7 @@ def to_kernel_layout(w: MXFP4Tensor | MoEWeights, layout: str | None = None) -> 
     """The code layout the CUDA kernels run fastest on; call once at load time.
 
     A matrix gets "fma8" unless ``layout`` names another: "fma8t" (tiled) makes the one-row GEMV
-    at K > 4096 about 20 % faster but the 2-255-row kernels slower (docs/PERFORMANCE.md, run H),
+    at K > 4096 about 20 % faster but the 2-255-row kernels slower (docs/perf-log/kernels-mxfp4.md, run H),
     so it suits weights served one token at a time. ``MoEWeights`` get ``EXPERT_LAYOUT`` (or
     ``layout``), "fma8" when a dimension is not a multiple of 8. CPU tensors stay as they are
     (the torch reference reads any layout).

@@ -92,7 +92,7 @@ class EngineSettings(ServiceSettings):
         default=None, validation_alias=AliasChoices("ENGINE_ASYNC_SCHEDULING", "async_scheduling")
     )
     # Dense linear weights: mxfp4 (quantized at load, the MXFP4 kernels) or bf16 (dense, in ENGINE_DTYPE);
-    # int8 (CPU): per-channel int8 weights, the fast CPU decode (docs/PERFORMANCE.md states its error).
+    # int8 (CPU): per-channel int8 weights, the fast CPU decode (docs/perf-log/cpu-engine.md states its error).
     # auto = mxfp4 on CUDA; on CPU int8 for the dense Llama family, dense for gpt-oss. gpt-oss experts are
     # MXFP4 either way.
     weight_format: Literal["auto", "mxfp4", "bf16", "int8"] = Field(

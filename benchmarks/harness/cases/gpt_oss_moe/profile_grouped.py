@@ -23,7 +23,7 @@ from benchmarks.harness.timing import time_calls
 from quartet.kernels.mxfp4.moe import mxfp4_moe_triton
 from quartet.kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 
-# "default": grouped_config's choice; "run2": the tiles before run 3 (docs/PERFORMANCE.md).
+# "default": grouped_config's choice; "run2": the tiles before run 3 (docs/perf-log/kernels-mxfp4.md).
 RUN2 = {"decode": "f32", "prefetch_scales": False, "pair_rows": False}
 VARIANTS = {"default": {}, "run2": RUN2, "prefetch": {**RUN2, "prefetch_scales": True},
             "bf16x2": {**RUN2, "decode": "bf16x2"},

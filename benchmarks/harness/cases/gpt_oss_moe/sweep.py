@@ -36,7 +36,7 @@ def candidates(pairs: int, experts: int) -> dict[str, GroupedConfig]:
     """The default tiles (``grouped_config``) against their neighbours: with the weight on the
     other side, and at 64-row tiles 32-row ones with the weight on the left (the fastest tiles
     at 512 pairs in run 5). Run 5 also had the unpaired tiles below 256 pairs, eight warps and
-    eight warps over 128-wide K steps at 1024 pairs (all slower; docs/PERFORMANCE.md)."""
+    eight warps over 128-wide K steps at 1024 pairs (all slower; docs/perf-log/kernels-mxfp4.md)."""
     base = grouped_config(pairs, experts)
     out = {"default": base}
     if base.pair_rows:

@@ -12,7 +12,7 @@ stream, attention, KV cache) stays in fp32.
 
 On this 2-core AMD EPYC machine a 576x3072 weight streams in ~120 us as int8
 against ~280 us as transposed fp32 and ~240 us as bf16 (oneDNN), and at 8
-rows int8 keeps that while fp32 SGEMM slows to ~1 ms (see docs/PERFORMANCE.md).
+rows int8 keeps that while fp32 SGEMM slows to ~1 ms (see docs/perf-log/cpu-engine.md).
 The error against fp32 is stated there and tested (tests/engine/test_engine_core_int8.py).
 """
 

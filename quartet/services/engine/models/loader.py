@@ -10,7 +10,7 @@
 * ``int8`` (CPU): per-channel int8 weights, activations unquantized
   (``models/int8_linear.py``): a quarter of fp32's bytes per decode step on the CPU.
 * ``auto`` (default): ``mxfp4`` on CUDA; on the CPU ``int8`` for the dense Llama family
-  (its measured error is in docs/PERFORMANCE.md) and ``bf16`` (dense) for the rest, where
+  (its measured error is in docs/perf-log/cpu-engine.md) and ``bf16`` (dense) for the rest, where
   the MXFP4 ops would run the torch reference that dequantizes on every call.
 """
 
