@@ -17,12 +17,10 @@ import pytest
 from quartet.engine.v1 import engine_pb2 as pb
 from quartet.engine.v1 import engine_pb2_grpc
 
-from quartet.services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
+from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.server import create_server
 from quartet.services.engine.settings import EngineSettings
 from tests.engine.gpt_oss_tiny import write_tiny_gpt_oss
-from tests.helpers import ThreadLoop
 
 ARGUMENTS = {
     "type": "object",
@@ -35,25 +33,13 @@ CHAT = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="Weather in Os
 
 
 @pytest.fixture(scope="module")
-def gpt_oss_address(tmp_path_factory) -> Iterator[str]:
+def gpt_oss_address(tmp_path_factory, hosted, engine_server) -> Iterator[str]:
     directory = write_tiny_gpt_oss(tmp_path_factory.mktemp("gpt-oss") / "model", vocab_size=201_088)
     core = EngineCore.from_settings(
         EngineSettings(_env_file=None, model_id=str(directory), backend="native", max_model_len=512)
     )
-    loop = ThreadLoop("gpt-oss-server")
-
-    async def start() -> GrpcServer:
-        built = create_server("127.0.0.1:0", core)
-        await built.start()
-        return built
-
-    try:
-        built = loop.run(start())
-        yield f"127.0.0.1:{built.port}"
-        loop.run(built.stop(None))
-        loop.run(core.close())
-    finally:
-        loop.stop()
+    with hosted(engine_server(core, close_core=True), "gpt-oss-server") as served:
+        yield served.address
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
-"""A live gateway for the tests: uvicorn on a free port in a background thread, with its own loop.
-
-It talks to the real engine server of ``tests/conftest.py`` (fixture
-``engine_address``), so sync clients (the sync ``openai`` SDK, httpx) and async
-ones (on pytest's loop) can both call it without deadlocking anything.
-"""
+"""Clients of the session's live gateway (fixture ``gateway`` of tests/conftest.py: uvicorn on a
+free port in a background thread, with its own loop, in front of the real engine server), so sync
+clients (the sync ``openai`` SDK, httpx) and async ones (on pytest's loop) can both call it
+without deadlocking anything."""
 
 from __future__ import annotations
 
@@ -13,14 +11,8 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
-
-
-@pytest.fixture(scope="session")
-def gateway(engine_address: str) -> Iterator[LiveGateway]:
-    live = LiveGateway(gateway_settings(engine_address))
-    yield live
-    live.stop()
+from tests.gateway.live import EngineProbe
+from tests.servers import LiveGateway
 
 
 @pytest.fixture(scope="session")

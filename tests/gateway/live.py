@@ -1,47 +1,12 @@
-"""Test helpers: a live gateway (uvicorn in a thread with its own loop) and a probe of the engine's load."""
+"""A probe of the engine's load (the live gateway itself is tests/servers.py's LiveGateway)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import grpc
 import pytest
-import uvicorn
 from quartet.engine.v1 import engine_pb2, engine_pb2_grpc
-
-from quartet.services.gateway.app import create_app
-from quartet.services.gateway.settings import GatewaySettings
-
-
-class LiveGateway:
-    """``create_app(settings)`` served by uvicorn in a thread; ``url`` once started."""
-
-    def __init__(self, settings: GatewaySettings) -> None:
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start; see the log above")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def gateway_settings(engine_address: str, **overrides: object) -> GatewaySettings:
-    """Settings for a test gateway: router and memory off unless a test names them."""
-    fields: dict[str, object] = {"engine_address": engine_address, "router_address": "", "memory_address": ""}
-    fields.update(overrides)
-    return GatewaySettings(**fields)
 
 
 class EngineProbe:

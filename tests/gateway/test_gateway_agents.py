@@ -14,18 +14,17 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway.agent_stack import AgentStack
+from tests.servers import AgentStack
 
 
 @pytest.fixture(scope="module")
-def stack(engine_address: str) -> Iterator[AgentStack]:
+def stack(engine_address: str, agent_stack) -> Iterator[AgentStack]:
     # A small queue and window, so a slow reader reaches the limits within a short answer; a cap
     # (MAX_TOKENS_CAP) that the longest test answer fits, so Socket.IO's use of it can be seen.
-    live = AgentStack(
+    with agent_stack(
         engine_address, socketio_queue_size=4, socketio_window=2, socketio_ack_timeout_seconds=20, max_tokens_cap=300
-    )
-    yield live
-    live.stop()
+    ) as live:
+        yield live
 
 
 @pytest.fixture()
@@ -182,11 +181,10 @@ async def test_disconnect_mid_run_cancels_it(stack, engine_probe):
     await asyncio.to_thread(engine_probe.wait_idle, 10)  # the engine dropped the sequence
 
 
-async def test_socketio_runs_share_the_http_rate_limit(engine_address: str):
+async def test_socketio_runs_share_the_http_rate_limit(engine_address: str, agent_stack):
     """One limits layer: a Socket.IO run takes a request from the same bucket as an HTTP call, and
     the refusal is an error event with the Retry-After, as the HTTP 429 carries it."""
-    limited = AgentStack(engine_address, rate_limit_per_minute=1, rate_limit_burst=1)
-    try:
+    with agent_stack(engine_address, rate_limit_per_minute=1, rate_limit_burst=1) as limited:
         url = limited.gateway.url
         # The one request of the minute; its own failure (no session) does not matter here.
         _, first = await run_over_socket(url, {"agent": "chat", "input": "hi"})
@@ -196,8 +194,6 @@ async def test_socketio_runs_share_the_http_rate_limit(engine_address: str):
         async with httpx.AsyncClient(base_url=url) as http:
             reply = await http.get("/v1/models")  # same caller (this address), same empty bucket
         assert reply.status_code == 429 and int(reply.headers["retry-after"]) >= 1
-    finally:
-        limited.stop()
 
 
 _json = st.recursive(

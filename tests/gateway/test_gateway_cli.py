@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.gateway.live import LiveGateway, gateway_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = Fernet.generate_key().decode()
@@ -29,10 +28,9 @@ def quartet(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def keyed_url(engine_address: str) -> Iterator[str]:
-    live = LiveGateway(gateway_settings(engine_address, encryption_key=KEY, api_keys="sk-cli"))
-    yield live.url
-    live.stop()
+def keyed_url(engine_address: str, gateway_server) -> Iterator[str]:
+    with gateway_server(engine_address, encryption_key=KEY, api_keys="sk-cli") as live:
+        yield live.url
 
 
 def test_keygen_prints_a_usable_key() -> None:

@@ -7,15 +7,14 @@ again: a real failure, nothing faked.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
 
-from quartet.services.common.grpc_server import GrpcServer
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.server import create_server
-from tests.gateway.live import LiveGateway, gateway_settings
 from tests.helpers import ThreadLoop
+from tests.servers import EngineServer
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -23,25 +22,21 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 class RestartableEngine:
     """An engine server on a fixed port that a test can stop and start."""
 
-    def __init__(self, core: EngineCore) -> None:
+    def __init__(self, core: EngineCore, engine_server) -> None:
         self.core = core
+        self.engine_server = engine_server
         self.loop = ThreadLoop("engine-restartable")
-        self.built: GrpcServer | None = None
+        self.served: AbstractAsyncContextManager[EngineServer] | None = None
         self.address = "127.0.0.1:0"
 
     def start(self) -> None:
-        async def start() -> GrpcServer:
-            built = create_server(self.address, self.core)
-            await built.start()
-            return built
-
-        self.built = self.loop.run(start())
-        self.address = f"127.0.0.1:{self.built.port}"
+        self.served = self.engine_server(self.core, self.address, grace=0)
+        self.address = self.loop.run(self.served.__aenter__()).address
 
     def stop(self) -> None:
-        if self.built is not None:
-            self.loop.run(self.built.stop(0))
-            self.built = None
+        if self.served is not None:
+            self.loop.run(self.served.__aexit__(None, None, None))
+            self.served = None
 
     def close(self) -> None:
         self.stop()
@@ -49,8 +44,8 @@ class RestartableEngine:
 
 
 @pytest.fixture()
-def engine(engine_core: EngineCore) -> Iterator[RestartableEngine]:
-    restartable = RestartableEngine(engine_core)
+def engine(engine_core: EngineCore, engine_server) -> Iterator[RestartableEngine]:
+    restartable = RestartableEngine(engine_core, engine_server)
     restartable.start()
     yield restartable
     restartable.close()
@@ -61,9 +56,8 @@ def ask(http: httpx.Client, model_id: str, *, stream: bool = False) -> httpx.Res
     return http.post("/v1/chat/completions", json=body)
 
 
-def test_engine_down_is_503_naming_it_then_recovers(engine: RestartableEngine, model_id: str) -> None:
-    gateway = LiveGateway(gateway_settings(engine.address))
-    try:
+def test_engine_down_is_503_naming_it_then_recovers(engine: RestartableEngine, model_id: str, gateway_server) -> None:
+    with gateway_server(engine.address) as gateway:
         with httpx.Client(base_url=gateway.url, timeout=30) as http:
             assert ask(http, model_id).status_code == 200
 
@@ -87,14 +81,11 @@ def test_engine_down_is_503_naming_it_then_recovers(engine: RestartableEngine, m
             assert reply.json()["choices"][0]["message"]["content"]
             assert ask(http, model_id, stream=True).text.endswith("data: [DONE]\n\n")
             assert http.get("/healthz").status_code == 200
-    finally:
-        gateway.stop()
 
 
-def test_engine_stopping_mid_stream_ends_with_an_error_event(engine: RestartableEngine, model_id: str) -> None:
-    gateway = LiveGateway(gateway_settings(engine.address))
+def test_engine_stopping_mid_stream_ends_with_an_error_event(engine: RestartableEngine, model_id: str, gateway_server) -> None:
     body = {"model": model_id, "messages": QUESTION, "stream": True, "max_tokens": 4000, "ignore_eos": True}
-    try:
+    with gateway_server(engine.address) as gateway:
         with httpx.Client(base_url=gateway.url, timeout=30) as http:
             with http.stream("POST", "/v1/chat/completions", json=body) as reply:
                 assert reply.status_code == 200
@@ -104,5 +95,3 @@ def test_engine_stopping_mid_stream_ends_with_an_error_event(engine: Restartable
                 rest = [line for line in lines if line.startswith("data: ")]
             assert rest[-1] == "data: [DONE]"
             assert '"error"' in rest[-2], rest[-3:]
-    finally:
-        gateway.stop()

@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from tests.gateway.live import LiveGateway, gateway_settings
+from tests.servers import gateway_settings
 
 NEW, OLD = Fernet.generate_key(), Fernet.generate_key()
 SECRET = "The capital of France is the secret word"
@@ -26,11 +26,9 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def sealed_url(engine_address: str) -> Iterator[str]:
-    settings = gateway_settings(engine_address, encryption_key=f"{NEW.decode()},{OLD.decode()}", encryption_ttl_seconds=60)
-    live = LiveGateway(settings)
-    yield live.url
-    live.stop()
+def sealed_url(engine_address: str, gateway_server) -> Iterator[str]:
+    with gateway_server(engine_address, encryption_key=f"{NEW.decode()},{OLD.decode()}", encryption_ttl_seconds=60) as live:
+        yield live.url
 
 
 @pytest.fixture()
@@ -163,15 +161,12 @@ def test_without_a_key_envelopes_are_refused(http: httpx.Client, model_id: str) 
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "encryption_not_configured"
 
 
-def test_require_encryption_refuses_plain_bodies(engine_address: str, model_id: str) -> None:
-    live = LiveGateway(gateway_settings(engine_address, encryption_key=NEW.decode(), require_encryption=True))
-    try:
+def test_require_encryption_refuses_plain_bodies(engine_address: str, model_id: str, gateway_server) -> None:
+    with gateway_server(engine_address, encryption_key=NEW.decode(), require_encryption=True) as live:
         plain = httpx.post(f"{live.url}/v1/chat/completions", json=chat(model_id), timeout=30)
         assert plain.status_code == 400 and plain.json()["error"]["code"] == "encryption_required"
         ok = httpx.post(f"{live.url}/v1/chat/completions", json=seal(chat(model_id, max_tokens=2)), timeout=60)
         assert ok.status_code == 200 and "choices" in opened(ok.json())
-    finally:
-        live.stop()
 
 
 def test_a_bad_key_stops_the_gateway_at_startup_without_showing_it() -> None:

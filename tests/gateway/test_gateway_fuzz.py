@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 from quartet.services.gateway.schemas.completion_request import CompletionRequest
 from quartet.services.gateway.schemas.responses_request import ResponsesRequest
-from tests.gateway.live import LiveGateway, gateway_settings
 
 #: Bounded time per request: anything slower is a hang.
 REQUEST_SECONDS = 30
@@ -91,11 +90,10 @@ def bodies(model: type, base: dict) -> st.SearchStrategy[dict]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_http(engine_address: str) -> Iterator[httpx.Client]:
-    live = LiveGateway(gateway_settings(engine_address, max_tokens_cap=3, request_timeout_seconds=REQUEST_SECONDS))
-    with httpx.Client(base_url=live.url, timeout=REQUEST_SECONDS + 5) as client:
-        yield client
-    live.stop()
+def fuzz_http(engine_address: str, gateway_server) -> Iterator[httpx.Client]:
+    with gateway_server(engine_address, max_tokens_cap=3, request_timeout_seconds=REQUEST_SECONDS) as live:
+        with httpx.Client(base_url=live.url, timeout=REQUEST_SECONDS + 5) as client:
+            yield client
 
 
 def check(http: httpx.Client, path: str, content: bytes) -> None:

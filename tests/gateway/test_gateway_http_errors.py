@@ -7,7 +7,6 @@ import json
 import httpx
 import pytest
 
-from tests.gateway.live import LiveGateway, gateway_settings
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -75,9 +74,8 @@ def test_unknown_route_and_method_are_openai_shaped(http: httpx.Client) -> None:
     assert_error(http.get("/v1/chat/completions"), 405)
 
 
-def test_a_body_past_the_limit_is_413(engine_address: str, model_id: str) -> None:
-    small = LiveGateway(gateway_settings(engine_address, max_body_bytes=2048))
-    try:
+def test_a_body_past_the_limit_is_413(engine_address: str, model_id: str, gateway_server) -> None:
+    with gateway_server(engine_address, max_body_bytes=2048) as small:
         big = json.dumps({"model": model_id, "messages": [{"role": "user", "content": "x" * 4096}]})
         error = assert_error(httpx.post(f"{small.url}/v1/chat/completions", content=big), 413)
         assert "2048" in error["message"]
@@ -87,5 +85,3 @@ def test_a_body_past_the_limit_is_413(engine_address: str, model_id: str) -> Non
             timeout=60,
         )
         assert fits.status_code == 200, fits.text
-    finally:
-        small.stop()

@@ -11,18 +11,17 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
+from tests.gateway.live import EngineProbe
 
 CHAT = "/v1/chat/completions"
 QUESTION = [{"role": "user", "content": "Count to ten."}]
 
 
 @pytest.fixture(scope="module")
-def fresh(engine_address: str) -> Iterator[httpx.Client]:
-    live = LiveGateway(gateway_settings(engine_address, request_timeout_seconds=3.0, bench_max_count=4, bench_max_tokens=64))
-    with httpx.Client(base_url=live.url, timeout=60) as client:
-        yield client
-    live.stop()
+def fresh(engine_address: str, gateway_server) -> Iterator[httpx.Client]:
+    with gateway_server(engine_address, request_timeout_seconds=3.0, bench_max_count=4, bench_max_tokens=64) as live:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            yield client
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from quartet.services.common.grpc_server import GrpcServer, build_server
-from tests.gateway.live import LiveGateway, gateway_settings
+from tests.servers import LiveGateway, gateway_settings
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI, http: httpx.Client, model_id: str) -> None:
@@ -77,14 +77,11 @@ async def test_healthz_reports_each_service(engine_address: str, router_health: 
         await asyncio.to_thread(live.stop)
 
 
-def test_healthz_is_503_when_the_engine_is_down() -> None:
-    live = LiveGateway(gateway_settings(f"127.0.0.1:{_free_port()}"))
-    try:
+def test_healthz_is_503_when_the_engine_is_down(gateway_server) -> None:
+    with gateway_server(f"127.0.0.1:{_free_port()}") as live:
         reply = httpx.get(f"{live.url}/healthz", timeout=10)
         assert reply.status_code == 503
         assert reply.json()["status"] == "unavailable"
         assert reply.json()["services"]["engine"] == "UNREACHABLE"
         assert reply.json()["failing"] == ["engine"]
         assert reply.elapsed.total_seconds() < 3, "a health check must be short"
-    finally:
-        live.stop()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.gateway.agent_stack import AgentStack
+from tests.servers import AgentStack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -20,10 +20,9 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def stack(engine_address: str) -> Iterator[AgentStack]:
-    live = AgentStack(engine_address)
-    yield live
-    live.stop()
+def stack(engine_address: str, agent_stack) -> Iterator[AgentStack]:
+    with agent_stack(engine_address) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,19 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.live import LiveGateway, gateway_settings
 
 ORIGIN = "https://app.example"
 QUESTION = [{"role": "user", "content": "Tell me a long story."}]
 
 
 @pytest.fixture(scope="module")
-def guarded_url(engine_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def guarded_url(engine_address: str, tmp_path_factory: pytest.TempPathFactory, gateway_server) -> Iterator[str]:
     keys_file: Path = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys_file.write_text("# team keys\nsk-file-one\n\nsk-file-two  # the CI's\n")
-    settings = gateway_settings(
+    with gateway_server(
         engine_address, api_keys="sk-alpha, sk-beta", api_keys_file=keys_file, cors_origins=ORIGIN, max_tokens_cap=8
-    )
-    live = LiveGateway(settings)
-    yield live.url
-    live.stop()
+    ) as live:
+        yield live.url
 
 
 def sdk(url: str, key: str) -> openai.OpenAI:
@@ -116,10 +113,8 @@ def test_the_cap_is_the_limit_when_none_is_asked(guarded_url: str, model_id: str
     assert text.usage.completion_tokens == 8
 
 
-def test_rate_limit_is_per_key_with_retry_after(engine_address: str) -> None:
-    settings = gateway_settings(engine_address, api_keys="sk-one,sk-two", rate_limit_per_minute=6, rate_limit_burst=2)
-    live = LiveGateway(settings)
-    try:
+def test_rate_limit_is_per_key_with_retry_after(engine_address: str, gateway_server) -> None:
+    with gateway_server(engine_address, api_keys="sk-one,sk-two", rate_limit_per_minute=6, rate_limit_burst=2) as live:
         one, two = sdk(live.url, "sk-one"), sdk(live.url, "sk-two")
         one.models.list()
         one.models.list()
@@ -132,30 +127,22 @@ def test_rate_limit_is_per_key_with_retry_after(engine_address: str) -> None:
         # A wrong key is refused before it could spend anyone's budget.
         with pytest.raises(openai.AuthenticationError):
             sdk(live.url, "sk-nobody").models.list()
-    finally:
-        live.stop()
 
 
-def test_without_keys_the_rate_limit_is_per_client_address(engine_address: str) -> None:
-    live = LiveGateway(gateway_settings(engine_address, rate_limit_per_minute=1, rate_limit_burst=1))
-    try:
+def test_without_keys_the_rate_limit_is_per_client_address(engine_address: str, gateway_server) -> None:
+    with gateway_server(engine_address, rate_limit_per_minute=1, rate_limit_burst=1) as live:
         assert httpx.get(f"{live.url}/v1/models", timeout=10).status_code == 200
         limited = httpx.get(f"{live.url}/v1/models", timeout=10)
         assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 60
         assert limited.json()["error"]["type"] == "rate_limit_error"
         assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200, "health is never limited"
-    finally:
-        live.stop()
 
 
-def test_metrics_can_require_the_api_key(engine_address: str) -> None:
-    live = LiveGateway(gateway_settings(engine_address, api_keys="sk-alpha", metrics_require_key=True))
-    try:
+def test_metrics_can_require_the_api_key(engine_address: str, gateway_server) -> None:
+    with gateway_server(engine_address, api_keys="sk-alpha", metrics_require_key=True) as live:
         assert httpx.get(f"{live.url}/metrics", timeout=10).status_code == 401
         wrong = httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer sk-nope"}, timeout=10)
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
         right = httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer sk-alpha"}, timeout=10)
         assert right.status_code == 200 and "quartet_gateway" in right.text
         assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200  # health stays open for probes
-    finally:
-        live.stop()

@@ -11,41 +11,22 @@ import openai
 import pytest
 from quartet.engine.v1 import engine_pb2
 
-from quartet.services.common.grpc_server import GrpcServer
-from quartet.services.memory.core import MemoryCore
-from quartet.services.memory.server import create_server
-from quartet.services.memory.sqlite_store import SqliteStore
-from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
-from tests.helpers import ThreadLoop
+from tests.gateway.live import EngineProbe
 
 NAME = "My name is Ada. Please remember it."
 
 
 @pytest.fixture(scope="module")
-def memory_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def memory_address(tmp_path_factory: pytest.TempPathFactory, hosted, memory_server) -> Iterator[str]:
     path: Path = tmp_path_factory.mktemp("memory") / "memory.sqlite3"
-    loop = ThreadLoop("memory-server")
-
-    async def start() -> tuple[MemoryCore, GrpcServer]:
-        core = MemoryCore(await SqliteStore.open(path))
-        built = create_server("127.0.0.1:0", core)
-        await built.start()
-        return core, built
-
-    try:
-        core, built = loop.run(start())
-        yield f"127.0.0.1:{built.port}"
-        loop.run(built.stop(None))
-        loop.run(core.close())
-    finally:
-        loop.stop()
+    with hosted(memory_server(path), "memory-server") as served:
+        yield served.address
 
 
 @pytest.fixture(scope="module")
-def stored_url(engine_address: str, memory_address: str) -> Iterator[str]:
-    live = LiveGateway(gateway_settings(engine_address, memory_address=memory_address))
-    yield live.url
-    live.stop()
+def stored_url(engine_address: str, memory_address: str, gateway_server) -> Iterator[str]:
+    with gateway_server(engine_address, memory_address=memory_address) as live:
+        yield live.url
 
 
 @pytest.fixture()
@@ -123,17 +104,14 @@ def _dead_address() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def test_memory_down_fails_only_an_explicit_store(engine_address: str, model_id: str) -> None:
-    live = LiveGateway(gateway_settings(engine_address, memory_address=_dead_address()))
-    try:
+def test_memory_down_fails_only_an_explicit_store(engine_address: str, model_id: str, gateway_server) -> None:
+    with gateway_server(engine_address, memory_address=_dead_address()) as live:
         client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=60)
         answered = client.responses.create(model=model_id, input="Hi", max_output_tokens=2)
         assert answered.store is False and answered.output_text is not None, "storing by default gives way"
         with pytest.raises(openai.InternalServerError) as info:
             client.responses.create(model=model_id, input="Hi", max_output_tokens=2, store=True)
         assert info.value.status_code == 503 and "memory" in info.value.message
-    finally:
-        live.stop()
 
 
 def test_a_stored_call_is_answered_through_previous_response_id(sdk: openai.OpenAI, model_id: str) -> None:

@@ -17,22 +17,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.gateway.live import LiveGateway, gateway_settings
 
 REQUEST_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
-def gateway_schema(engine_address: str) -> Iterator[schemathesis.BaseSchema]:
-    live = LiveGateway(
-        gateway_settings(
-            engine_address, max_tokens_cap=3, request_timeout_seconds=REQUEST_SECONDS, bench_max_count=2, bench_max_tokens=3
-        )
-    )
-    try:
+def gateway_schema(engine_address: str, gateway_server) -> Iterator[schemathesis.BaseSchema]:
+    with gateway_server(
+        engine_address, max_tokens_cap=3, request_timeout_seconds=REQUEST_SECONDS, bench_max_count=2, bench_max_tokens=3
+    ) as live:
         yield schemathesis.openapi.from_url(f"{live.url}/openapi.json")
-    finally:
-        live.stop()
 
 
 FUZZ = settings(

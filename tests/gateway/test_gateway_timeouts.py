@@ -6,16 +6,17 @@ import json
 
 import httpx
 
-from tests.gateway.live import EngineProbe, LiveGateway, gateway_settings
+from tests.gateway.live import EngineProbe
 
 ENDLESS = {"max_tokens": 4000, "ignore_eos": True, "temperature": 0}
 PROMPT = [{"role": "user", "content": "Count from one to one thousand."}]
 
 
-def test_a_slow_generation_hits_the_deadline(engine_address: str, model_id: str, engine_probe: EngineProbe) -> None:
+def test_a_slow_generation_hits_the_deadline(
+    engine_address: str, model_id: str, engine_probe: EngineProbe, gateway_server
+) -> None:
     engine_probe.wait_idle(timeout=30)
-    gateway = LiveGateway(gateway_settings(engine_address, request_timeout_seconds=1.0))
-    try:
+    with gateway_server(engine_address, request_timeout_seconds=1.0) as gateway:
         with httpx.Client(base_url=gateway.url, timeout=30) as http:
             reply = http.post("/v1/chat/completions", json={"model": model_id, "messages": PROMPT, **ENDLESS})
             assert reply.status_code == 504, reply.text
@@ -36,5 +37,3 @@ def test_a_slow_generation_hits_the_deadline(engine_address: str, model_id: str,
             assert json.loads(events[-2])["error"]["type"] == "timeout_error"
             assert len(events) > 3, "some tokens came before the deadline"
             engine_probe.wait_idle(timeout=10)
-    finally:
-        gateway.stop()

@@ -17,11 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
-from quartet.services.memory.core import MemoryCore
-from quartet.services.memory.server import create_server
-from quartet.services.memory.sqlite_store import SqliteStore
 from tests.common.proto_fuzz import TYPED_STATUSES, messages
-from tests.helpers import ThreadLoop
 from tests.memory.conftest import TEST_LIMITS
 
 SENTINEL = "fuzz-sentinel-7f3a"
@@ -38,19 +34,10 @@ RPCS = {
 
 
 @pytest.fixture(scope="module")
-def memory_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[memory_pb2_grpc.MemoryServiceStub]:
+def memory_stub(tmp_path_factory: pytest.TempPathFactory, hosted, memory_server) -> Iterator[memory_pb2_grpc.MemoryServiceStub]:
     folder: Path = tmp_path_factory.mktemp("memory-fuzz")
-    loop = ThreadLoop("memory-fuzz")
-
-    async def start():
-        core = MemoryCore(await SqliteStore.open(folder / "memory.sqlite3"), TEST_LIMITS, None)
-        built = create_server("127.0.0.1:0", core)
-        await built.start()
-        return core, built
-
-    core, built = loop.run(start())
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+    with hosted(memory_server(folder / "memory.sqlite3", TEST_LIMITS, None), "memory-fuzz") as served:
+        with grpc.insecure_channel(served.address) as channel:
             stub = memory_pb2_grpc.MemoryServiceStub(channel)
             stub.AppendTurns(
                 memory_pb2.AppendTurnsRequest(
@@ -64,10 +51,6 @@ def memory_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[memory_pb2
                 memory_pb2.GetContextRequest(policy=memory_pb2.MEMORY_POLICY_SESSION_WINDOW, session_id=SENTINEL), timeout=10
             )
             assert [t.content for t in context.turns][:1] == ["keep me"], context
-    finally:
-        loop.run(built.stop(None))
-        loop.run(core.close())
-        loop.stop()
 
 
 @settings(

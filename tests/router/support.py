@@ -1,23 +1,15 @@
-"""Helpers for the router tests: the agents they run and a real router server around them."""
+"""Helpers for the router tests: the agents they run (the router server itself is tests/servers.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
 import yaml
 from quartet.memory.v1 import memory_pb2_grpc
-from quartet.router.v1 import router_pb2_grpc
 
-from quartet.services.common.grpc_server import CHANNEL_OPTIONS
 from quartet.services.router.agents import AgentRegistry
 from quartet.services.router.config import parse_agents
-from quartet.services.router.core import RouterCore
-from quartet.services.router.engine_client import EngineClient
 from quartet.services.router.library import Library
-from quartet.services.router.memory_client import MemoryClient
-from quartet.services.router.server import create_server
 from quartet.services.router.settings import REPO_ROOT
 
 REPO_LIBRARY = Library(REPO_ROOT / "prompts", REPO_ROOT / "schemas", REPO_ROOT / "grammars")
@@ -54,26 +46,3 @@ def make_registry() -> AgentRegistry:
 class Memory:
     address: str
     stub: memory_pb2_grpc.MemoryServiceStub
-
-
-@dataclass
-class Router:
-    address: str
-    channel: grpc.aio.Channel
-    stub: router_pb2_grpc.RouterServiceStub
-    core: RouterCore
-
-
-async def running_router(engine_address: str, memory_address: str) -> AsyncIterator[Router]:
-    """A started router server on a free port; iterate once (``async for``) to use it."""
-    core = RouterCore(make_registry(), EngineClient(engine_address), MemoryClient(memory_address))
-    built = create_server("127.0.0.1:0", core)
-    await built.start()
-    address = f"127.0.0.1:{built.port}"
-    channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-    try:
-        yield Router(address, channel, router_pb2_grpc.RouterServiceStub(channel), core)
-    finally:
-        await channel.close()
-        await built.stop(None)
-        await core.close()

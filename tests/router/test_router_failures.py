@@ -13,7 +13,6 @@ from quartet.memory.v1 import memory_pb2
 from quartet.router.v1 import router_pb2 as pb
 
 from quartet.services.common.grpc_server import build_server
-from tests.router.support import running_router
 
 
 class FailingEngine(engine_pb2_grpc.EngineServiceServicer):
@@ -43,11 +42,11 @@ async def failing_engine(fail_after_chunk: bool):
     return built
 
 
-async def test_failure_mid_stream_is_a_run_error_and_nothing_is_stored(memory):
+async def test_failure_mid_stream_is_a_run_error_and_nothing_is_stored(memory, router_server):
     built = await failing_engine(fail_after_chunk=True)
     sid = f"s-{uuid.uuid4().hex[:8]}"
     try:
-        async for router in running_router(f"127.0.0.1:{built.port}", memory.address):
+        async with router_server(f"127.0.0.1:{built.port}", memory.address) as router:
             events = [e async for e in router.stub.Run(pb.RunRequest(agent="chat", input="A story?", session_id=sid))]
     finally:
         await built.stop(None)
@@ -61,10 +60,10 @@ async def test_failure_mid_stream_is_a_run_error_and_nothing_is_stored(memory):
 
 
 @pytest.mark.parametrize("rpc", ["Run", "Route"])
-async def test_failure_before_any_text_keeps_its_status(memory, rpc):
+async def test_failure_before_any_text_keeps_its_status(memory, rpc, router_server):
     built = await failing_engine(fail_after_chunk=False)
     try:
-        async for router in running_router(f"127.0.0.1:{built.port}", memory.address):
+        async with router_server(f"127.0.0.1:{built.port}", memory.address) as router:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 if rpc == "Run":
                     await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id="s")).read()
@@ -76,8 +75,8 @@ async def test_failure_before_any_text_keeps_its_status(memory, rpc):
     assert "engine: queue is full" in caught.value.details()
 
 
-async def test_engine_down_is_unavailable(memory):
-    async for router in running_router("127.0.0.1:1", memory.address):
+async def test_engine_down_is_unavailable(memory, router_server):
+    async with router_server("127.0.0.1:1", memory.address) as router:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await router.stub.Route(pb.RouteRequest(input="Where is Boston?"))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -11,12 +11,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from quartet.services.router.server import SERVICE_NAME
 from quartet.services.router.settings import REPO_ROOT
-from tests.router.support import running_router
 
 
-async def test_health_and_reflection():
+async def test_health_and_reflection(router_server):
     # Channels connect lazily, so neither the engine nor memory is needed here.
-    async for router in running_router("127.0.0.1:1", "127.0.0.1:1"):
+    async with router_server("127.0.0.1:1", "127.0.0.1:1") as router:
         health = health_pb2_grpc.HealthStub(router.channel)
         status = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
         assert status.status == health_pb2.HealthCheckResponse.SERVING

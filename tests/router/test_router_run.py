@@ -12,7 +12,6 @@ from quartet.memory.v1 import memory_pb2
 from quartet.router.v1 import router_pb2 as pb
 
 from quartet.services.common.grpc_server import CHANNEL_OPTIONS
-from tests.router.support import running_router
 
 
 def session() -> str:
@@ -132,8 +131,8 @@ async def test_list_agents(router):
     assert all(a.description for a in agents[:2])
 
 
-async def test_memory_down_is_unavailable(engine_address):
-    async for router in running_router(engine_address, "127.0.0.1:1"):  # nothing listens on port 1
+async def test_memory_down_is_unavailable(engine_address, router_server):
+    async with router_server(engine_address, "127.0.0.1:1") as router:  # nothing listens on port 1
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id="s")).read()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
