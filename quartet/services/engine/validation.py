@@ -6,10 +6,10 @@ the offending field, so the gateway can point a client at it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from quartet.services.common.errors import InvalidArgument, NotFound, require
+from quartet.services.common.sampling import MAX_TOP_LOGPROBS, RANGES
 from quartet.services.engine.request import (
     ChatInput,
     GenerateRequest,
@@ -23,7 +23,6 @@ from quartet.services.engine.request import (
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
-MAX_TOP_LOGPROBS = 20
 MAX_REQUEST_ID_LENGTH = 256
 
 
@@ -120,38 +119,12 @@ def check_chat(chat: ChatInput) -> None:
     )
 
 
-def _in_range(value: float, low: float, high: float, *, low_open: bool = False) -> bool:
-    if math.isnan(value):
-        return False
-    return (low < value if low_open else low <= value) and value <= high
-
-
 def check_sampling(sampling: SamplingParams, limits: ModelLimits) -> None:
     s = sampling
-    if s.temperature is not None:
-        require(
-            _in_range(s.temperature, 0.0, 2.0), f"temperature: {s.temperature} is outside [0, 2]", field="temperature"
-        )
-    if s.top_p is not None:
-        require(_in_range(s.top_p, 0.0, 1.0, low_open=True), f"top_p: {s.top_p} is outside (0, 1]", field="top_p")
-    if s.min_p is not None:
-        require(_in_range(s.min_p, 0.0, 1.0), f"min_p: {s.min_p} is outside [0, 1]", field="min_p")
-    require(
-        _in_range(s.presence_penalty, -2.0, 2.0),
-        f"presence_penalty: {s.presence_penalty} is outside [-2, 2]",
-        field="presence_penalty",
-    )
-    require(
-        _in_range(s.frequency_penalty, -2.0, 2.0),
-        f"frequency_penalty: {s.frequency_penalty} is outside [-2, 2]",
-        field="frequency_penalty",
-    )
-    if s.repetition_penalty is not None:
-        require(
-            _in_range(s.repetition_penalty, 0.0, 2.0, low_open=True),
-            f"repetition_penalty: {s.repetition_penalty} is outside (0, 2]",
-            field="repetition_penalty",
-        )
+    for name, allowed in RANGES.items():
+        value = getattr(s, name) if name != "logit_bias" else None
+        if value is not None:
+            require(value in allowed, f"{name}: {value} is outside {allowed}", field=name)
     for token_id, bias in s.logit_bias.items():
         require(
             token_id < limits.vocab_size,
@@ -159,8 +132,8 @@ def check_sampling(sampling: SamplingParams, limits: ModelLimits) -> None:
             field="logit_bias",
         )
         require(
-            _in_range(bias, -100.0, 100.0),
-            f"logit_bias: bias {bias} for token {token_id} is outside [-100, 100]",
+            bias in RANGES["logit_bias"],
+            f"logit_bias: bias {bias} for token {token_id} is outside {RANGES['logit_bias']}",
             field="logit_bias",
         )
     require(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from quartet.services.common.sampling import MAX_TOP_LOGPROBS
 from quartet.services.gateway.schemas.sampling import TextSampling
 from quartet.services.gateway.schemas.strict import UINT32_MAX, check_stream_options
 from quartet.services.gateway.schemas.strict import Strict as _Strict
@@ -171,7 +172,7 @@ class ChatCompletionRequest(TextSampling):
     max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
     tools: list[ChatTool] | None = None
     tool_choice: ChatToolChoice | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from quartet.services.common.sampling import MAX_TOP_LOGPROBS
 from quartet.services.gateway.schemas.chat_request import ResponseFormat, StreamOptions
 from quartet.services.gateway.schemas.sampling import TextSampling
 from quartet.services.gateway.schemas.strict import (
@@ -43,7 +44,7 @@ class CompletionRequest(TextSampling):
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     best_of: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    logprobs: int | None = Field(default=None, ge=0, le=20)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     suffix: str | None = None
     user: str | None = None
     response_format: ResponseFormat | None = None

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator
 
+from quartet.services.common.sampling import MAX_TOP_LOGPROBS
 from quartet.services.gateway.schemas.sampling import Sampling
 from quartet.services.gateway.schemas.strict import (
     UINT32_MAX,
@@ -195,7 +196,7 @@ class ResponsesRequest(Sampling):
     stream: bool = False
     stream_options: ResponsesStreamOptions | None = None
     max_output_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     include: list[str] | None = None
     text: TextConfig | None = None
     reasoning: Reasoning | None = None

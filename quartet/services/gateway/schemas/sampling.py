@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from quartet.services.common.sampling import RANGES
 from quartet.services.gateway.schemas.strict import INT64_MAX, INT64_MIN, UINT32_MAX, Strict, check_logit_bias, check_stop, check_token_ids
 
 
 class Sampling(Strict):
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = Field(default=None, **RANGES["temperature"].bounds())
+    top_p: float | None = Field(default=None, **RANGES["top_p"].bounds())
     seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     # vLLM-compatible extensions.
     top_k: int | None = Field(default=None, ge=0, le=UINT32_MAX)
-    min_p: float | None = Field(default=None, ge=0, le=1)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    min_p: float | None = Field(default=None, **RANGES["min_p"].bounds())
+    repetition_penalty: float | None = Field(default=None, **RANGES["repetition_penalty"].bounds())
     ignore_eos: bool | None = None
 
 
@@ -30,8 +31,8 @@ class TextSampling(Sampling):
     """``Sampling`` plus the stop and penalty fields of Chat Completions and Completions."""
 
     stop: str | list[str] | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, **RANGES["presence_penalty"].bounds())
+    frequency_penalty: float | None = Field(default=None, **RANGES["frequency_penalty"].bounds())
     logit_bias: dict[str, float] | None = None
     # vLLM-compatible extension.
     stop_token_ids: list[int] | None = None

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from quartet.services.common.sampling import RANGES
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT32_MAX = 2**32 - 1
 
@@ -51,8 +53,8 @@ def check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None:
     for key, bias in (value or {}).items():
         if not key.isdigit() or int(key) > UINT32_MAX:
             raise invalid(f"logit_bias keys must be token ids (decimal strings), got '{key}'")
-        if not -100 <= bias <= 100:
-            raise invalid(f"logit_bias values must lie in [-100, 100], got {bias} for token {key}")
+        if bias not in RANGES["logit_bias"]:
+            raise invalid(f"logit_bias values must lie in {RANGES['logit_bias']}, got {bias} for token {key}")
     return value
 
 
