@@ -63,7 +63,7 @@ def async_graphs_core() -> Iterator[EngineCore]:
 
 
 def settings_options(settings: EngineSettings):  # noqa: ANN201 - RunnerOptions
-    from quartet.services.engine.model_runner import RunnerOptions
+    from quartet.services.engine.runner_base import RunnerOptions
 
     return RunnerOptions(
         max_num_seqs=settings.max_num_seqs, num_kv_blocks=settings.kv_cache_blocks, weight_format="bf16"

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.model_runner import RunnerOptions
 from quartet.services.engine.models.int8_linear import Int8Linear
 from quartet.services.engine.models.linear import Linear
 from quartet.services.engine.native_runner import NativeRunner
 from quartet.services.engine.request import ChatInput, ChatMessage
+from quartet.services.engine.runner_base import RunnerOptions
 from quartet.services.engine.tokenizer import Tokenizer
 from tests.engine.runner_steps import Steps
 

@@ -23,8 +23,9 @@ from quartet.services.engine.engine_loop import EngineLoop
 from quartet.services.engine.events import Complete, ErrorEvent, Event, ModelInfo
 from quartet.services.engine.metrics import EngineMetrics
 from quartet.services.engine.model_cache import resolve_model
-from quartet.services.engine.model_runner import ModelRunner, RunnerOptions, create_runner
+from quartet.services.engine.model_runner import create_runner
 from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
+from quartet.services.engine.runner_base import ModelRunner, RunnerOptions
 from quartet.services.engine.scheduler import SchedulerConfig
 from quartet.services.engine.sequence import RequestState, new_sequences
 from quartet.services.engine.sinks import QueueSink
