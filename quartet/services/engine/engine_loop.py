@@ -41,7 +41,7 @@ from quartet.services.engine.sampler import SampledToken, SamplingRow, is_argmax
 from quartet.services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
 from quartet.services.engine.sequence import RequestState, Sequence
 from quartet.services.engine.sinks import Outbox
-from quartet.services.engine.tokenizer import Tokenizer
+from quartet.services.engine.tokenizer_base import Tokenizer
 
 log = logging.getLogger(__name__)
 
