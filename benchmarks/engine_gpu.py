@@ -155,10 +155,10 @@ def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_gr
     from quartet.services.engine.core import EngineCore
     from quartet.services.engine.harmony.tokenizer import HarmonyTokenizer
     from quartet.services.engine.kv_cache import KVCache, KVCacheShape
-    from quartet.services.engine.model_runner import RunnerInfo, RunnerOptions
     from quartet.services.engine.models.loader import load_model
     from quartet.services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
     from quartet.services.engine.native_runner import NativeRunner
+    from quartet.services.engine.runner_base import RunnerInfo, RunnerOptions
     from quartet.services.engine.scheduler import SchedulerConfig
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -12,8 +12,8 @@ from collections.abc import Sequence as Seq
 import torch
 
 from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.model_runner import ModelRunner
 from quartet.services.engine.request import StoppingCriteria
+from quartet.services.engine.runner_base import ModelRunner
 from quartet.services.engine.scheduler import ScheduledSequence
 from quartet.services.engine.sequence import Sequence, new_sequences
 

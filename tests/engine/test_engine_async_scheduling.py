@@ -25,7 +25,7 @@ from quartet.services.engine.pending_inputs import pending_inputs
 from quartet.services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
 from quartet.services.engine.scheduler import ScheduledSequence
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import Tokenizer
+from quartet.services.engine.tokenizer import load_tokenizer
 from tests.engine.test_engine_core_batching import QUESTIONS, SYSTEM, free_port, scrape
 from tests.helpers import ThreadLoop
 
@@ -55,7 +55,7 @@ def async_graphs_core() -> Iterator[EngineCore]:
     runner = NativeRunner.load(directory, settings_options(settings))
     runner.enable_decode_graphs(capture=False)
     core = EngineCore(
-        model_id=settings.model_id, tokenizer=Tokenizer.load(directory), runner=runner,
+        model_id=settings.model_id, tokenizer=load_tokenizer(directory), runner=runner,
         scheduler=scheduler_config(settings), num_threads=2, async_scheduling=True,
     )  # fmt: skip
     yield core
@@ -63,7 +63,7 @@ def async_graphs_core() -> Iterator[EngineCore]:
 
 
 def settings_options(settings: EngineSettings):  # noqa: ANN201 - RunnerOptions
-    from quartet.services.engine.model_runner import RunnerOptions
+    from quartet.services.engine.runner_base import RunnerOptions
 
     return RunnerOptions(
         max_num_seqs=settings.max_num_seqs, num_kv_blocks=settings.kv_cache_blocks, weight_format="bf16"

@@ -12,8 +12,8 @@ import torch
 
 from quartet.services.engine.cuda_graphs import batch_buckets
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.model_runner import RunnerOptions
 from quartet.services.engine.native_runner import NativeRunner
+from quartet.services.engine.runner_base import RunnerOptions
 from tests.engine.runner_steps import Steps
 
 

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.model_runner import RunnerOptions
 from quartet.services.engine.models.int8_linear import Int8Linear
 from quartet.services.engine.models.linear import Linear
 from quartet.services.engine.native_runner import NativeRunner
 from quartet.services.engine.request import ChatInput, ChatMessage
-from quartet.services.engine.tokenizer import Tokenizer
+from quartet.services.engine.runner_base import RunnerOptions
+from quartet.services.engine.tokenizer import load_tokenizer
+from quartet.services.engine.tokenizer_base import Tokenizer
 from tests.engine.runner_steps import Steps
 
 
@@ -46,7 +47,7 @@ def runners() -> tuple[NativeRunner, NativeRunner, Tokenizer]:
     directory = ensure_bundled_model(quiet=True)
     dense = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=32, weight_format="bf16"))
     int8 = NativeRunner.load(directory, RunnerOptions(num_kv_blocks=32, weight_format="int8"))
-    return dense, int8, Tokenizer.load(directory)
+    return dense, int8, load_tokenizer(directory)
 
 
 def test_bundled_model_in_int8_stays_within_the_stated_tolerance(runners) -> None:

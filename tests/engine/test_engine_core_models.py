@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from quartet.services.engine.model_runner import RunnerOptions
 from quartet.services.engine.models.registry import is_supported
 from quartet.services.engine.native_runner import NativeRunner
+from quartet.services.engine.runner_base import RunnerOptions
 from tests.engine.runner_steps import Steps
 
 TINY = dict(

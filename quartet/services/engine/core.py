@@ -23,13 +23,15 @@ from quartet.services.engine.engine_loop import EngineLoop
 from quartet.services.engine.events import Complete, ErrorEvent, Event, ModelInfo
 from quartet.services.engine.metrics import EngineMetrics
 from quartet.services.engine.model_cache import resolve_model
-from quartet.services.engine.model_runner import ModelRunner, RunnerOptions, create_runner
+from quartet.services.engine.model_runner import create_runner
 from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
+from quartet.services.engine.runner_base import ModelRunner, RunnerOptions
 from quartet.services.engine.scheduler import SchedulerConfig
 from quartet.services.engine.sequence import RequestState, new_sequences
 from quartet.services.engine.sinks import QueueSink
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import PreparedPrompt, Tokenizer
+from quartet.services.engine.tokenizer import load_tokenizer
+from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
 from quartet.services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class EngineCore:
         torch.set_num_threads(num_threads)
         device = settings.resolved_device()
         model_dir: Path = resolve_model(settings.model_id)
-        tokenizer = Tokenizer.load(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         options = RunnerOptions(
             device=device,
             dtype=settings.resolved_dtype(device),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from quartet.services.engine.model_runner import (
+from quartet.services.engine.runner_base import (
     DTYPES,
     KVLayout,
     ModelRunner,

@@ -19,7 +19,11 @@ from torch import nn
 from quartet.services.engine.cuda_graphs import DecodeGraphs, Staging
 from quartet.services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
 from quartet.services.engine.layers.attention import AttentionMetadata, attention_backend
-from quartet.services.engine.model_runner import (
+from quartet.services.engine.models.loader import load_model_dir
+from quartet.services.engine.models.registry import model_type_of
+from quartet.services.engine.pending_inputs import PendingInputs, host_input_ids, pending_inputs
+from quartet.services.engine.prefill_graphs import PrefillGraphs
+from quartet.services.engine.runner_base import (
     DTYPES,
     KVLayout,
     LaunchedStep,
@@ -29,10 +33,6 @@ from quartet.services.engine.model_runner import (
     context_length,
     read_hf_config,
 )
-from quartet.services.engine.models.loader import load_model_dir
-from quartet.services.engine.models.registry import model_type_of
-from quartet.services.engine.pending_inputs import PendingInputs, host_input_ids, pending_inputs
-from quartet.services.engine.prefill_graphs import PrefillGraphs
 from quartet.services.engine.scheduler import ScheduledSequence
 from quartet.services.engine.step_timer import StepTiming
 

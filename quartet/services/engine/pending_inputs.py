@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
+from quartet.services.engine.runner_base import LaunchedStep
 from quartet.services.engine.scheduler import ScheduledSequence
-
-if TYPE_CHECKING:
-    from quartet.services.engine.model_runner import LaunchedStep
 
 
 @dataclass(slots=True)

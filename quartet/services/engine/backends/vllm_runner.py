@@ -38,7 +38,8 @@ from quartet.services.engine.events import (
 from quartet.services.engine.output_parser import OutputParser, typed_chunks
 from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import PreparedPrompt, Tokenizer
+from quartet.services.engine.tokenizer import load_tokenizer
+from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
 from quartet.services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class VllmEngine:
         config = engine.model_config if hasattr(engine, "model_config") else None
         context_length = int(getattr(config, "max_model_len", 0) or settings.max_model_len or 4096)
         vocab_size = int(config.get_vocab_size()) if config is not None else 0
-        tokenizer = Tokenizer.load(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         limits = ModelLimits(
             settings.model_id, vocab_size or tokenizer.vocab_size, context_length, settings.max_num_seqs
         )

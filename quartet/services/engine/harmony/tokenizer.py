@@ -21,7 +21,7 @@ from quartet.services.engine.harmony.parser import HarmonyOutputParser
 from quartet.services.engine.harmony.render import Prefill, render_prompt
 from quartet.services.engine.harmony.vocab import load_encoding
 from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput, TokenInput
-from quartet.services.engine.tokenizer import PreparedPrompt, Tokenizer
+from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
 
 if TYPE_CHECKING:
     from quartet.services.engine.constraints import ConstraintCompiler
