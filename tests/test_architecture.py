@@ -16,21 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "quartet"
 
-# Cycles other engineers are still breaking (issue 19). This list only shrinks: a new cycle
-# fails the test, and so does an entry here once its cycle is gone, so that it is deleted.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        frozenset({"quartet.services.gateway.schemas.chat_request", "quartet.services.gateway.tool_plan"}),
-        frozenset({"quartet.kernels.mxfp4.format", "quartet.kernels.mxfp4.layout"}),
-        frozenset({"quartet.kernels.harness.sweep", "quartet.kernels.harness.sweep_mma"}),
-    }
-)
-
-# Kernel modules that still import the services (issue 19); same rule: it only shrinks.
-# (kernels/attention/bench imports the engine's attention layer: a layering break, though no cycle.)
-KNOWN_KERNEL_TO_SERVICES: frozenset[str] = frozenset({"quartet.kernels.attention.bench"})
-
-
 def _modules(root: Path) -> dict[str, Path]:
     modules = {}
     for path in root.rglob("*.py"):
@@ -138,31 +123,30 @@ def test_cycles_are_found() -> None:
     assert found == {frozenset({"a", "b", "c"})}
 
 
-def test_no_new_import_cycles(graph: dict[str, set[str]]) -> None:
-    new = cycles(graph) - KNOWN_CYCLES
-    assert not new, (
-        "import cycles; give what the modules share one home below them (a base or types module):\n" + _show(new)
+def test_no_import_cycles(graph: dict[str, set[str]]) -> None:
+    found = cycles(graph)
+    assert not found, (
+        "import cycles; give what the modules share one home below them (a base or types module):\n" + _show(found)
     )
 
 
-def test_known_cycles_still_exist(graph: dict[str, set[str]]) -> None:
-    gone = KNOWN_CYCLES - cycles(graph)
-    assert not gone, "these cycles are fixed; delete them from KNOWN_CYCLES:\n" + _show(gone)
-
-
-def _kernels_importing_services(graph: dict[str, set[str]]) -> set[str]:
-    return {
+def test_kernels_do_not_import_services(graph: dict[str, set[str]]) -> None:
+    bad = sorted(
         name
         for name, targets in graph.items()
         if name.startswith("quartet.kernels") and any(t.startswith("quartet.services") for t in targets)
-    }
+    )
+    assert not bad, f"kernels must not depend on the services; these import quartet.services: {bad}"
 
 
-def test_kernels_do_not_import_services(graph: dict[str, set[str]]) -> None:
-    new = _kernels_importing_services(graph) - KNOWN_KERNEL_TO_SERVICES
-    assert not new, f"kernels must not depend on the services; these import quartet.services: {sorted(new)}"
-
-
-def test_known_kernel_to_services_imports_still_exist(graph: dict[str, set[str]]) -> None:
-    gone = KNOWN_KERNEL_TO_SERVICES - _kernels_importing_services(graph)
-    assert not gone, f"these kernel modules no longer import the services; delete them from the list: {sorted(gone)}"
+def test_the_package_never_imports_the_benchmarks() -> None:
+    # benchmarks/ is the checkout's, never installed: an import of it works in a checkout and
+    # breaks every installed copy.
+    bad = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            bad += [f"{path.relative_to(ROOT.parent)}: {n}" for n in names if n.split(".")[0] == "benchmarks"]
+    assert not bad, bad
