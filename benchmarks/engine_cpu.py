@@ -44,7 +44,7 @@ from quartet.engine.v1 import engine_pb2_grpc
 from quartet.services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
 from quartet.services.engine.core import EngineCore
 from quartet.services.engine.model_cache import BUNDLED_MODEL_ID, ensure_bundled_model
-from quartet.services.engine.server import create_server
+from quartet.services.engine.api.server import create_server
 from quartet.services.engine.settings import EngineSettings
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
@@ -295,7 +295,7 @@ async def main_async(args: argparse.Namespace) -> dict[tuple[str, int], Row]:
 
 
 def core_chat():
-    from quartet.services.engine.request import ChatInput, ChatMessage
+    from quartet.services.engine.api.request import ChatInput, ChatMessage
 
     return ChatInput((ChatMessage("user", PROMPT),))
 

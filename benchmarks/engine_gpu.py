@@ -54,12 +54,12 @@ from pathlib import Path
 import torch
 
 import quartet.kernels.mxfp4.ops as kernels_ops
-from quartet.services.engine.events import Chunk
+from quartet.services.engine.api.events import Chunk
 from quartet.services.engine.models.gpt_oss import GptOssConfig, GptOssMoE
 from quartet.services.engine.models.mxfp4_linear import MXFP4Linear
-from quartet.services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+from quartet.services.engine.api.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from benchmarks.step_profiler import StepProfiler
-from quartet.services.engine.step_timer import CompileLog, GcPauses, idle_between, slowest, summarize
+from quartet.services.engine.runner.step_timer import CompileLog, GcPauses, idle_between, slowest, summarize
 
 ISSUE_BYTES_PER_TOKEN = 3.7e9  # experts MXFP4 + everything else bf16 (the issue's estimate)
 TARGETS = {"decode_bs1": 500.0, "ttft_128": 0.030, "ttft_2048": 0.150, "aggregate_256": 8000.0}
@@ -153,13 +153,13 @@ def build_core(config: GptOssConfig, *, device: str, weight_format: str, cuda_gr
     would at start-up), so capture time stays out of the measurements.
     """
     from quartet.services.engine.core import EngineCore
-    from quartet.services.engine.harmony.tokenizer import HarmonyTokenizer
-    from quartet.services.engine.kv_cache import KVCache, KVCacheShape
+    from quartet.services.engine.text.harmony.tokenizer import HarmonyTokenizer
+    from quartet.services.engine.runner.kv_cache import KVCache, KVCacheShape
     from quartet.services.engine.models.loader import load_model
     from quartet.services.engine.models.random_weights import RandomGptOssWeights, hf_config_dict
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.runner_base import RunnerInfo, RunnerOptions
-    from quartet.services.engine.scheduler import SchedulerConfig
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.runner.base import RunnerInfo, RunnerOptions
+    from quartet.services.engine.sched.scheduler import SchedulerConfig
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     weights = RandomGptOssWeights(config, device=device)

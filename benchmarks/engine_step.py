@@ -38,11 +38,11 @@ from quartet.kernels.mxfp4 import dequant, moe
 from quartet.kernels.mxfp4.moe_grouped import GroupedConfig, grouped_config
 from quartet.kernels.mxfp4.reference import route_torch
 from benchmarks.engine_gpu import build_core, copy_bandwidth, random_prompt
-from quartet.services.engine.block_manager import BlockManager
+from quartet.services.engine.sched.block_manager import BlockManager
 from quartet.services.engine.models.gpt_oss import GptOssConfig
-from quartet.services.engine.request import StoppingCriteria
-from quartet.services.engine.scheduler import ScheduledSequence
-from quartet.services.engine.sequence import new_sequences
+from quartet.services.engine.api.request import StoppingCriteria
+from quartet.services.engine.sched.scheduler import ScheduledSequence
+from quartet.services.engine.sched.sequence import new_sequences
 
 PEAK_TFLOPS = 650.0  # the brief's round figure for dense bf16 on an H100 SXM
 _PAIRED = dict(decode="bf16x2", prefetch_scales=True, pair_rows=True)

@@ -31,7 +31,7 @@ from quartet.router.v1 import router_pb2_grpc
 
 from quartet.services.common.grpc_server import CHANNEL_OPTIONS, GrpcServer
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.server import create_server as create_engine_server
+from quartet.services.engine.api.server import create_server as create_engine_server
 from quartet.services.gateway.app import create_app
 from quartet.services.gateway.settings import GatewaySettings
 from quartet.services.memory.core import MemoryCore

@@ -113,8 +113,8 @@ def _show(components: Iterable[frozenset[str]]) -> str:
 
 def test_the_graph_sees_the_package(graph: dict[str, set[str]]) -> None:
     # A broken walk (wrong root, every file skipped) would pass the checks below vacuously.
-    assert "quartet.services.engine.model_runner" in graph
-    assert "quartet.services.engine.runner_base" in graph["quartet.services.engine.native_runner"]
+    assert "quartet.services.engine.runner" in graph
+    assert "quartet.services.engine.runner.base" in graph["quartet.services.engine.runner.native"]
     assert not any(".v1." in name or name.endswith(".v1") for name in graph)
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence as Seq
 
 import torch
 
-from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.request import StoppingCriteria
-from quartet.services.engine.runner_base import ModelRunner
-from quartet.services.engine.scheduler import ScheduledSequence
-from quartet.services.engine.sequence import Sequence, new_sequences
+from quartet.services.engine.sched.block_manager import BlockManager
+from quartet.services.engine.api.request import StoppingCriteria
+from quartet.services.engine.runner.base import ModelRunner
+from quartet.services.engine.sched.scheduler import ScheduledSequence
+from quartet.services.engine.sched.sequence import Sequence, new_sequences
 
 
 class Steps:

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 import pytest
 
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.events import Chunk, Complete
+from quartet.services.engine.api.events import Chunk, Complete
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.pending_inputs import pending_inputs
-from quartet.services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
-from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.runner.pending_inputs import pending_inputs
+from quartet.services.engine.api.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
+from quartet.services.engine.sched.scheduler import ScheduledSequence
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import load_tokenizer
+from quartet.services.engine.text.tokenizer import load_tokenizer
 from tests.engine.test_engine_core_batching import QUESTIONS, SYSTEM, free_port, scrape
 from tests.helpers import ThreadLoop
 
@@ -63,7 +63,7 @@ def async_graphs_core() -> Iterator[EngineCore]:
 
 
 def settings_options(settings: EngineSettings):  # noqa: ANN201 - RunnerOptions
-    from quartet.services.engine.runner_base import RunnerOptions
+    from quartet.services.engine.runner.base import RunnerOptions
 
     return RunnerOptions(
         max_num_seqs=settings.max_num_seqs, num_kv_blocks=settings.kv_cache_blocks, weight_format="bf16"
@@ -71,7 +71,7 @@ def settings_options(settings: EngineSettings):  # noqa: ANN201 - RunnerOptions
 
 
 def scheduler_config(settings: EngineSettings):  # noqa: ANN201 - SchedulerConfig
-    from quartet.services.engine.scheduler import SchedulerConfig
+    from quartet.services.engine.sched.scheduler import SchedulerConfig
 
     return SchedulerConfig(max_num_seqs=settings.max_num_seqs, max_num_batched_tokens=64)
 
@@ -168,7 +168,7 @@ async def test_an_abort_while_a_step_is_in_flight_ends_the_request_and_the_engin
 
 
 def test_a_step_past_the_known_tokens_needs_the_step_that_picked_the_missing_one() -> None:
-    from quartet.services.engine.sequence import new_sequences
+    from quartet.services.engine.sched.sequence import new_sequences
 
     (seq,) = new_sequences(first_seq_id=0, n=1, prompt_ids=[1, 2, 3], max_tokens=4, stopping=StoppingCriteria(),
                            eos_token_ids=[], decode=lambda ids: "")  # fmt: skip

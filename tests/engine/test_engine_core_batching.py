@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.events import Chunk, Complete
-from quartet.services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
+from quartet.services.engine.api.events import Chunk, Complete
+from quartet.services.engine.api.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria
 from quartet.services.engine.settings import EngineSettings
 from tests.helpers import ThreadLoop
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.request import StoppingCriteria
-from quartet.services.engine.sequence import Sequence, new_sequences
+from quartet.services.engine.sched.block_manager import BlockManager
+from quartet.services.engine.api.request import StoppingCriteria
+from quartet.services.engine.sched.sequence import Sequence, new_sequences
 
 BLOCK = 4
 _ids = iter(range(1_000_000))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from quartet.services.engine.cuda_graphs import batch_buckets
+from quartet.services.engine.runner.cuda_graphs import batch_buckets
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.runner_base import RunnerOptions
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.runner.base import RunnerOptions
 from tests.engine.runner_steps import Steps
 
 
@@ -51,7 +51,7 @@ def test_static_buffer_decode_matches_eager_decode() -> None:
 
 def test_padded_prefill_path_matches_eager_prefill_and_the_decode_after_it() -> None:
     """One prompt padded to its bucket (pads' K/V in the scratch block): same logits, same KV for decoding on."""
-    from quartet.services.engine.prefill_graphs import prompt_buckets
+    from quartet.services.engine.runner.prefill_graphs import prompt_buckets
 
     assert prompt_buckets(100) == [16, 32, 64, 128] and prompt_buckets(16) == [16]
     directory = ensure_bundled_model(quiet=True)
@@ -78,7 +78,7 @@ def test_padded_prefill_path_matches_eager_prefill_and_the_decode_after_it() -> 
 
 def test_staging_grows_past_its_capacity_and_keeps_values() -> None:
     """A step longer than the staging buffer (a long block table) grows it instead of truncating."""
-    from quartet.services.engine.cuda_graphs import Staging
+    from quartet.services.engine.runner.cuda_graphs import Staging
 
     staging = Staging(4, torch.device("cpu"))
     assert staging.upload([7, 8, 9]).tolist() == [7, 8, 9]
@@ -112,7 +112,7 @@ def test_eager_steps_land_on_the_shapes_the_decode_graphs_compiled() -> None:
     multiple of 16: Triton compiles per row count's divisibility and per table stride, and a compile
     mid-serving stalled a step for up to a second."""
     from quartet.services.engine.layers.attention import AttentionMetadata
-    from quartet.services.engine.native_runner import _bucket
+    from quartet.services.engine.runner.native import _bucket
 
     assert [_bucket(n) for n in (1, 2, 3, 5, 8, 9, 16, 17, 264)] == [1, 2, 4, 8, 8, 16, 16, 32, 272]
     assert all(_bucket(n) in batch_buckets(256) or _bucket(n) % 16 == 0 for n in range(1, 300))

@@ -8,11 +8,11 @@ import torch
 from quartet.services.engine.model_cache import ensure_bundled_model
 from quartet.services.engine.models.int8_linear import Int8Linear
 from quartet.services.engine.models.linear import Linear
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.request import ChatInput, ChatMessage
-from quartet.services.engine.runner_base import RunnerOptions
-from quartet.services.engine.tokenizer import load_tokenizer
-from quartet.services.engine.tokenizer_base import Tokenizer
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.api.request import ChatInput, ChatMessage
+from quartet.services.engine.runner.base import RunnerOptions
+from quartet.services.engine.text.tokenizer import load_tokenizer
+from quartet.services.engine.text.tokenizer_base import Tokenizer
 from tests.engine.runner_steps import Steps
 
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from quartet.services.engine.models.registry import is_supported
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.runner_base import RunnerOptions
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.runner.base import RunnerOptions
 from tests.engine.runner_steps import Steps
 
 TINY = dict(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from quartet.services.common.errors import ResourceExhausted
-from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.request import Priority, SamplingParams, StoppingCriteria
-from quartet.services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
-from quartet.services.engine.sequence import RequestState, SequenceStatus, new_sequences
+from quartet.services.engine.sched.block_manager import BlockManager
+from quartet.services.engine.api.request import Priority, SamplingParams, StoppingCriteria
+from quartet.services.engine.sched.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from quartet.services.engine.sched.sequence import RequestState, SequenceStatus, new_sequences
 
 BLOCK = 4
 _ids = iter(range(1_000_000))

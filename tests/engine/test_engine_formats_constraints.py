@@ -22,8 +22,8 @@ from quartet.services.engine.constraints import (
     ToolCallFormat,
     grammar_spec,
 )
-from quartet.services.engine.request import Constraint, SamplingParams, Tool
-from quartet.services.engine.sampler import SamplingRow, new_generator, sample
+from quartet.services.engine.api.request import Constraint, SamplingParams, Tool
+from quartet.services.engine.runner.sampler import SamplingRow, new_generator, sample
 
 VOCAB = [
     b"<eos>",

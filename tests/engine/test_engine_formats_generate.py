@@ -163,7 +163,7 @@ async def test_forced_tool_call_streams_a_typed_call_and_ends_with_tool_calls(st
 
 
 async def test_repeated_constraint_hits_the_grammar_cache(engine_core) -> None:
-    from quartet.services.engine.request import (
+    from quartet.services.engine.api.request import (
         ChatInput,
         ChatMessage,
         Constraint,

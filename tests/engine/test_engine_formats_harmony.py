@@ -24,13 +24,13 @@ from openai_harmony import (
 )
 
 from quartet.services.engine.constraints import ToolCallFormat
-from quartet.services.engine.events import DeltaKind
-from quartet.services.engine.harmony import vocab
-from quartet.services.engine.harmony.parser import HarmonyOutputParser
-from quartet.services.engine.harmony.render import Prefill, render_prompt
-from quartet.services.engine.harmony.tokenizer import CALL, RETURN, HarmonyTokenizer
-from quartet.services.engine.output_parser import Delta
-from quartet.services.engine.request import ChatInput, ChatMessage, Constraint, GenerateRequest, TextInput, Tool, ToolCall
+from quartet.services.engine.api.events import DeltaKind
+from quartet.services.engine.text.harmony import vocab
+from quartet.services.engine.text.harmony.parser import HarmonyOutputParser
+from quartet.services.engine.text.harmony.render import Prefill, render_prompt
+from quartet.services.engine.text.harmony.tokenizer import CALL, RETURN, HarmonyTokenizer
+from quartet.services.engine.text.output_parser import Delta
+from quartet.services.engine.api.request import ChatInput, ChatMessage, Constraint, GenerateRequest, TextInput, Tool, ToolCall
 
 WEATHER_SCHEMA = {
     "type": "object",

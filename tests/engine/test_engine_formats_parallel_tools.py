@@ -13,12 +13,12 @@ from quartet.engine.v1 import engine_pb2_grpc
 
 from quartet.services.common.errors import InvalidArgument
 from quartet.services.common.grpc_server import CHANNEL_OPTIONS
-from quartet.services.engine.events import DeltaKind, FinishReason, Usage
-from quartet.services.engine.json_tool_calls import JsonToolCallParser
-from quartet.services.engine.output_parser import Delta, typed_chunks
-from quartet.services.engine.request import ChatInput, ChatMessage, Tool, ToolCall
-from quartet.services.engine.tool_prompt import PARALLEL_TOOL_INSTRUCTIONS, TOOL_INSTRUCTIONS, with_tools
-from quartet.services.engine.validation import check_chat
+from quartet.services.engine.api.events import DeltaKind, FinishReason, Usage
+from quartet.services.engine.text.json_tool_calls import JsonToolCallParser
+from quartet.services.engine.text.output_parser import Delta, typed_chunks
+from quartet.services.engine.api.request import ChatInput, ChatMessage, Tool, ToolCall
+from quartet.services.engine.text.tool_prompt import PARALLEL_TOOL_INSTRUCTIONS, TOOL_INSTRUCTIONS, with_tools
+from quartet.services.engine.api.validation import check_chat
 
 NAMES = ["get_weather", "get_time"]
 WEATHER = '{"name": "get_weather", "arguments": {"city": "Pa}ris, \\"north\\"", "days": [1, 2]}}'

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from quartet.services.engine.events import DeltaKind, FinishReason, Usage
-from quartet.services.engine.json_tool_calls import JsonToolCallParser, match_call_header
-from quartet.services.engine.output_parser import ContentParser, Delta, typed_chunks
-from quartet.services.engine.request import ChatInput, ChatMessage, Tool, ToolCall
-from quartet.services.engine.tool_prompt import TOOL_INSTRUCTIONS, with_tools
+from quartet.services.engine.api.events import DeltaKind, FinishReason, Usage
+from quartet.services.engine.text.json_tool_calls import JsonToolCallParser, match_call_header
+from quartet.services.engine.text.output_parser import ContentParser, Delta, typed_chunks
+from quartet.services.engine.api.request import ChatInput, ChatMessage, Tool, ToolCall
+from quartet.services.engine.text.tool_prompt import TOOL_INSTRUCTIONS, with_tools
 
 CALL = '{"name": "get_weather", "arguments": {"city": "Pa}ris \\"north\\"", "days": [1, 2]}}'
 

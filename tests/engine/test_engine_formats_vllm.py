@@ -15,8 +15,8 @@ from quartet.services.engine.backends.vllm_runner import (
     structured_outputs_kwargs,
 )
 from quartet.services.engine.constraints import GrammarKind, GrammarSpec
-from quartet.services.engine.events import FinishReason
-from quartet.services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TextInput
+from quartet.services.engine.api.events import FinishReason
+from quartet.services.engine.api.request import GenerateRequest, SamplingParams, StoppingCriteria, TextInput
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -79,8 +79,8 @@ async def test_vllm_engine_generates_json_with_the_bundled_model() -> None:
     if not torch.cuda.is_available():
         pytest.skip("vllm is installed but no CUDA device is visible")
     from quartet.services.engine.backends.vllm_runner import VllmEngine
-    from quartet.services.engine.events import Chunk, Complete
-    from quartet.services.engine.request import ChatInput, ChatMessage, Constraint
+    from quartet.services.engine.api.events import Chunk, Complete
+    from quartet.services.engine.api.request import ChatInput, ChatMessage, Constraint
     from quartet.services.engine.settings import EngineSettings
 
     engine = VllmEngine.from_settings(EngineSettings(_env_file=None, backend="vllm", gpu_memory_utilization=0.3))

@@ -145,9 +145,9 @@ def test_decode_replayed_from_cuda_graphs_matches_the_same_step_uncaptured(check
     decode another split count, so sums run in another order, and on an H100 one step of this tiny
     model flipped a near-tied expert choice (a 1.8 logit jump) from that alone.
     """
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.runner_base import RunnerOptions
-    from quartet.services.engine.scheduler import ScheduledSequence
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.runner.base import RunnerOptions
+    from quartet.services.engine.sched.scheduler import ScheduledSequence
     from tests.engine.runner_steps import Steps
 
     options = RunnerOptions(device="cuda", dtype="bfloat16", max_num_seqs=4, block_size=BLOCK, num_kv_blocks=NUM_BLOCKS,
@@ -178,8 +178,8 @@ def test_decode_replayed_from_cuda_graphs_matches_the_same_step_uncaptured(check
 
 def test_prompt_prefilled_from_a_cuda_graph_tracks_the_uncaptured_and_eager_forward(checkpoint: Path) -> None:
     """One prompt alone (padded to its bucket): a replayed graph tracks the uncaptured and the eager forward."""
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.runner_base import RunnerOptions
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.runner.base import RunnerOptions
     from tests.engine.runner_steps import Steps
 
     options = RunnerOptions(device="cuda", dtype="bfloat16", max_num_seqs=2, block_size=BLOCK, num_kv_blocks=NUM_BLOCKS,
@@ -218,12 +218,12 @@ def test_asynchronous_scheduling_gives_the_tokens_of_synchronous_scheduling(chec
     import asyncio
 
     from quartet.services.engine.core import EngineCore
-    from quartet.services.engine.events import Chunk
-    from quartet.services.engine.harmony.tokenizer import HarmonyTokenizer
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
-    from quartet.services.engine.runner_base import RunnerOptions
-    from quartet.services.engine.scheduler import SchedulerConfig
+    from quartet.services.engine.api.events import Chunk
+    from quartet.services.engine.text.harmony.tokenizer import HarmonyTokenizer
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.api.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+    from quartet.services.engine.runner.base import RunnerOptions
+    from quartet.services.engine.sched.scheduler import SchedulerConfig
 
     options = RunnerOptions(device="cuda", dtype="bfloat16", max_num_seqs=4, block_size=BLOCK, num_kv_blocks=NUM_BLOCKS,
                             weight_format="mxfp4", cuda_graphs=True)  # fmt: skip

@@ -31,11 +31,11 @@ from safetensors import safe_open
 
 from quartet.kernels import dequantize_torch, from_blocks
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.events import Chunk
+from quartet.services.engine.api.events import Chunk
 from quartet.services.engine.layers.attention import AttentionMetadata
 from quartet.services.engine.models.gpt_oss import GptOssConfig, GptOssForCausalLM, build_gpt_oss, yarn_inv_freq
 from quartet.services.engine.models.weights import SafetensorsWeights
-from quartet.services.engine.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
+from quartet.services.engine.api.request import GenerateRequest, SamplingParams, StoppingCriteria, TokenInput
 from quartet.services.engine.settings import EngineSettings
 from tests.engine.gpt_oss_tiny import TINY_CONFIG, bind_kv_pools, load_transformers, write_tiny_gpt_oss
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from quartet.services.engine.kv_cache import CPU_BUDGET_BYTES, KVCache, KVCacheShape, num_blocks_for
+from quartet.services.engine.runner.kv_cache import CPU_BUDGET_BYTES, KVCache, KVCacheShape, num_blocks_for
 from quartet.services.engine.layers.attention import Attention
 
 
@@ -42,8 +42,8 @@ def test_block_count_from_settings_or_memory_budget() -> None:
 def test_runner_caps_the_context_at_the_pool() -> None:
     """A pool smaller than the model's context shrinks the context the engine admits, so one request always fits."""
     from quartet.services.engine.model_cache import ensure_bundled_model
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.runner_base import RunnerOptions
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.runner.base import RunnerOptions
 
     runner = NativeRunner.load(ensure_bundled_model(quiet=True), RunnerOptions(num_kv_blocks=20, block_size=16))
     assert runner.info.context_length == 320 and runner.kv_layout.num_blocks == 20

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from quartet.services.engine.engine_loop import EngineLoop
-from quartet.services.engine.events import Chunk, Complete, ErrorEvent, FinishReason
-from quartet.services.engine.request import Priority, SamplingParams, StoppingCriteria
-from quartet.services.engine.runner_base import KVLayout, ModelRunner, RunnerInfo
-from quartet.services.engine.scheduler import ScheduledSequence, SchedulerConfig
-from quartet.services.engine.sequence import RequestState, new_sequences
+from quartet.services.engine.api.events import Chunk, Complete, ErrorEvent, FinishReason
+from quartet.services.engine.api.request import Priority, SamplingParams, StoppingCriteria
+from quartet.services.engine.runner.base import KVLayout, ModelRunner, RunnerInfo
+from quartet.services.engine.sched.scheduler import ScheduledSequence, SchedulerConfig
+from quartet.services.engine.sched.sequence import RequestState, new_sequences
 
 VOCAB = 8
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.events import Chunk
+from quartet.services.engine.api.events import Chunk
 from quartet.services.engine.model_cache import ensure_bundled_model
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria, TextInput
-from quartet.services.engine.runner_base import RunnerOptions
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.api.request import ChatInput, ChatMessage, GenerateRequest, SamplingParams, StoppingCriteria, TextInput
+from quartet.services.engine.runner.base import RunnerOptions
 from quartet.services.engine.settings import EngineSettings
 from tests.engine.runner_steps import Steps
 from tests.helpers import ThreadLoop

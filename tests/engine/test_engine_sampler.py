@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from quartet.services.engine.request import SamplingParams
-from quartet.services.engine.sampler import SamplingRow, new_generator, sample, shape_logits, truncated_probs
+from quartet.services.engine.api.request import SamplingParams
+from quartet.services.engine.runner.sampler import SamplingRow, new_generator, sample, shape_logits, truncated_probs
 
 
 def row(params: SamplingParams, seed: int | None = 0, prompt=(), output=()) -> SamplingRow:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from quartet.services.engine.events import FinishReason
-from quartet.services.engine.request import StoppingCriteria
-from quartet.services.engine.sequence import new_sequences
+from quartet.services.engine.api.events import FinishReason
+from quartet.services.engine.api.request import StoppingCriteria
+from quartet.services.engine.sched.sequence import new_sequences
 
 # A toy vocabulary: token i decodes to WORDS[i]; 0 is the end-of-sequence token.
 WORDS = ["", "Hello", " world", "!", " STOP", " again", "\n"]

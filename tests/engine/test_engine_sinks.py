@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from quartet.services.engine.events import ErrorEvent
-from quartet.services.engine.sinks import Outbox, QueueSink
+from quartet.services.engine.api.events import ErrorEvent
+from quartet.services.engine.api.sinks import Outbox, QueueSink
 
 
 async def test_a_steps_events_arrive_in_order_per_queue_from_another_thread() -> None:

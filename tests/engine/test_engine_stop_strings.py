@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quartet.services.engine.detokenizer import IncrementalDetokenizer
-from quartet.services.engine.stop_strings import StopStringMatcher
+from quartet.services.engine.text.detokenizer import IncrementalDetokenizer
+from quartet.services.engine.text.stop_strings import StopStringMatcher
 
 
 def feed(matcher: StopStringMatcher, deltas: list[str]) -> tuple[list[str], str | None]:

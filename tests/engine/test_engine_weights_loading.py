@@ -154,8 +154,8 @@ def test_engine_weight_format_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_native_runner_loads_gpt_oss_with_mxfp4_linears(gpt_oss_dir: Path) -> None:
-    from quartet.services.engine.native_runner import NativeRunner
-    from quartet.services.engine.runner_base import RunnerOptions
+    from quartet.services.engine.runner.native import NativeRunner
+    from quartet.services.engine.runner.base import RunnerOptions
 
     runner = NativeRunner.load(gpt_oss_dir, RunnerOptions(num_kv_blocks=16, block_size=4, weight_format="mxfp4"))
     dense = load_model_dir(gpt_oss_dir, config_of(gpt_oss_dir), device="cpu", dtype=torch.float32)

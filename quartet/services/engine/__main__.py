@@ -12,7 +12,7 @@ from quartet.services.common.errors import QuartetError
 from quartet.services.common.grpc_server import serve
 from quartet.services.common.logs import setup_logging
 from quartet.services.engine.backends import create_engine
-from quartet.services.engine.server import create_server
+from quartet.services.engine.api.server import create_server
 from quartet.services.engine.settings import EngineSettings
 
 log = logging.getLogger("quartet.services.engine")

@@ -20,19 +20,19 @@ import torch
 
 from quartet.services.common.logs import debug_payloads
 from quartet.services.engine.engine_loop import EngineLoop
-from quartet.services.engine.events import Complete, ErrorEvent, Event, ModelInfo
+from quartet.services.engine.api.events import Complete, ErrorEvent, Event, ModelInfo
 from quartet.services.engine.metrics import EngineMetrics
 from quartet.services.engine.model_cache import resolve_model
-from quartet.services.engine.model_runner import create_runner
-from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
-from quartet.services.engine.runner_base import ModelRunner, RunnerOptions
-from quartet.services.engine.scheduler import SchedulerConfig
-from quartet.services.engine.sequence import RequestState, new_sequences
-from quartet.services.engine.sinks import QueueSink
+from quartet.services.engine.runner import create_runner
+from quartet.services.engine.api.request import ChatInput, GenerateRequest, TextInput
+from quartet.services.engine.runner.base import ModelRunner, RunnerOptions
+from quartet.services.engine.sched.scheduler import SchedulerConfig
+from quartet.services.engine.sched.sequence import RequestState, new_sequences
+from quartet.services.engine.api.sinks import QueueSink
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import load_tokenizer
-from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
-from quartet.services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
+from quartet.services.engine.text.tokenizer import load_tokenizer
+from quartet.services.engine.text.tokenizer_base import PreparedPrompt, Tokenizer
+from quartet.services.engine.api.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
 

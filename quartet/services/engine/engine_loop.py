@@ -32,16 +32,16 @@ from dataclasses import dataclass
 import torch
 
 from quartet.services.common.errors import InvalidArgument, Unavailable
-from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.events import Complete, ErrorEvent, PositionLogprobs, TokenLogprob
+from quartet.services.engine.sched.block_manager import BlockManager
+from quartet.services.engine.api.events import Complete, ErrorEvent, PositionLogprobs, TokenLogprob
 from quartet.services.engine.metrics import EngineMetrics
-from quartet.services.engine.output_parser import typed_chunks
-from quartet.services.engine.runner_base import LaunchedStep, ModelRunner
-from quartet.services.engine.sampler import SampledToken, SamplingRow, is_argmax_only, new_generator, sample
-from quartet.services.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
-from quartet.services.engine.sequence import RequestState, Sequence
-from quartet.services.engine.sinks import Outbox
-from quartet.services.engine.tokenizer_base import Tokenizer
+from quartet.services.engine.text.output_parser import typed_chunks
+from quartet.services.engine.runner.base import LaunchedStep, ModelRunner
+from quartet.services.engine.runner.sampler import SampledToken, SamplingRow, is_argmax_only, new_generator, sample
+from quartet.services.engine.sched.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from quartet.services.engine.sched.sequence import RequestState, Sequence
+from quartet.services.engine.api.sinks import Outbox
+from quartet.services.engine.text.tokenizer_base import Tokenizer
 
 log = logging.getLogger(__name__)
 

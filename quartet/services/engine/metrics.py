@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 if TYPE_CHECKING:
-    from quartet.services.engine.block_manager import BlockManager
-    from quartet.services.engine.scheduler import Scheduler
+    from quartet.services.engine.sched.block_manager import BlockManager
+    from quartet.services.engine.sched.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ class ToolPlan:
 
 
 def call_envelope(tool: FunctionSpec) -> dict[str, Any]:
-    """The JSON Schema of one call as a template model writes it (quartet/services/engine/tool_prompt.py)."""
+    """The JSON Schema of one call as a template model writes it (quartet/services/engine/text/tool_prompt.py)."""
     return {
         "type": "object",
         "properties": {"name": {"const": tool.name}, "arguments": tool.parameters or {"type": "object"}},

@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from quartet.services.engine.events import Event, ModelInfo
-from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
+from quartet.services.engine.api.events import Event, ModelInfo
+from quartet.services.engine.api.request import ChatInput, GenerateRequest, TextInput
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.validation import ModelLimits
+from quartet.services.engine.api.validation import ModelLimits
 
 
 class GenerationEngine(Protocol):

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from quartet.services.engine.constraints.spec import GrammarKind, GrammarSpec
-from quartet.services.engine.events import (
+from quartet.services.engine.api.events import (
     Complete,
     ErrorEvent,
     Event,
@@ -35,12 +35,12 @@ from quartet.services.engine.events import (
     TokenLogprob,
     Usage,
 )
-from quartet.services.engine.output_parser import OutputParser, typed_chunks
-from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput
+from quartet.services.engine.text.output_parser import OutputParser, typed_chunks
+from quartet.services.engine.api.request import ChatInput, GenerateRequest, TextInput
 from quartet.services.engine.settings import EngineSettings
-from quartet.services.engine.tokenizer import load_tokenizer
-from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
-from quartet.services.engine.validation import ModelLimits, check_input, check_request, resolve_max_tokens
+from quartet.services.engine.text.tokenizer import load_tokenizer
+from quartet.services.engine.text.tokenizer_base import PreparedPrompt, Tokenizer
+from quartet.services.engine.api.validation import ModelLimits, check_input, check_request, resolve_max_tokens
 
 log = logging.getLogger(__name__)
 

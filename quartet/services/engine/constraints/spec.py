@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from quartet.services.common.errors import InvalidArgument
-from quartet.services.engine.request import Constraint, Tool
+from quartet.services.engine.api.request import Constraint, Tool
 
 
 class GrammarKind(enum.Enum):

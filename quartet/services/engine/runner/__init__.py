@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quartet.services.engine.hf_runner import TransformersRunner
-from quartet.services.engine.native_runner import NativeRunner
-from quartet.services.engine.runner_base import ModelRunner, RunnerOptions
+from quartet.services.engine.runner.hf import TransformersRunner
+from quartet.services.engine.runner.native import NativeRunner
+from quartet.services.engine.runner.base import ModelRunner, RunnerOptions
 
 
 def create_runner(backend: str, model_dir: Path, options: RunnerOptions) -> ModelRunner:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.sched.scheduler import ScheduledSequence
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

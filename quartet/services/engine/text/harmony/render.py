@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 
 from quartet.services.common.errors import InvalidArgument
-from quartet.services.engine.request import ChatInput, ChatMessage, Tool
+from quartet.services.engine.api.request import ChatInput, ChatMessage, Tool
 
 START, END, MESSAGE = "<|start|>", "<|end|>", "<|message|>"
 REASONING_EFFORTS = ("low", "medium", "high")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quartet.services.common.errors import InvalidArgument
-from quartet.services.engine.harmony.tokenizer import HarmonyTokenizer
-from quartet.services.engine.request import ChatInput, ChatMessage
-from quartet.services.engine.tokenizer_base import Tokenizer
-from quartet.services.engine.tool_prompt import with_tools
+from quartet.services.engine.text.harmony.tokenizer import HarmonyTokenizer
+from quartet.services.engine.api.request import ChatInput, ChatMessage
+from quartet.services.engine.text.tokenizer_base import Tokenizer
+from quartet.services.engine.text.tool_prompt import with_tools
 
 if TYPE_CHECKING:
     from quartet.services.engine.constraints import ConstraintCompiler

@@ -21,7 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from quartet.services.engine.events import Chunk, DeltaKind, FinishReason, PositionLogprobs, ToolCallDelta, Usage
+from quartet.services.engine.api.events import Chunk, DeltaKind, FinishReason, PositionLogprobs, ToolCallDelta, Usage
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quartet.engine.v1 import engine_pb2 as pb
 
-from quartet.services.engine import events, request
-from quartet.services.engine.events import DeltaKind, FinishReason
+from quartet.services.engine.api import events, request
+from quartet.services.engine.api.events import DeltaKind, FinishReason
 
 _FINISH = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,

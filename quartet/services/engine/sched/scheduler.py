@@ -45,8 +45,8 @@ import itertools
 from dataclasses import dataclass, field
 
 from quartet.services.common.errors import ResourceExhausted
-from quartet.services.engine.block_manager import BlockManager
-from quartet.services.engine.sequence import RequestState, Sequence, SequenceStatus
+from quartet.services.engine.sched.block_manager import BlockManager
+from quartet.services.engine.sched.sequence import RequestState, Sequence, SequenceStatus
 
 
 @dataclass(frozen=True, slots=True)

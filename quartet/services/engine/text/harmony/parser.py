@@ -26,8 +26,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from quartet.services.engine.events import DeltaKind, ToolCallDelta
-from quartet.services.engine.output_parser import Delta, OutputParser, new_call_id
+from quartet.services.engine.api.events import DeltaKind, ToolCallDelta
+from quartet.services.engine.text.output_parser import Delta, OutputParser, new_call_id
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import time
 import torch
 from torch import nn
 
-from quartet.services.engine.cuda_graphs import Staging, capture_graph
-from quartet.services.engine.kv_cache import KVCache
+from quartet.services.engine.runner.cuda_graphs import Staging, capture_graph
+from quartet.services.engine.runner.kv_cache import KVCache
 from quartet.services.engine.layers.attention import AttentionMetadata
 
 log = logging.getLogger(__name__)

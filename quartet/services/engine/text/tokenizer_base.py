@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from quartet.services.engine.constraints.spec import GrammarSpec, ToolCallFormat, grammar_spec
-from quartet.services.engine.json_tool_calls import JsonToolCallParser
-from quartet.services.engine.output_parser import OutputParser
-from quartet.services.engine.request import ChatInput, GenerateRequest, PromptInput, TextInput, TokenInput
+from quartet.services.engine.text.json_tool_calls import JsonToolCallParser
+from quartet.services.engine.text.output_parser import OutputParser
+from quartet.services.engine.api.request import ChatInput, GenerateRequest, PromptInput, TextInput, TokenInput
 
 if TYPE_CHECKING:
     from quartet.services.engine.constraints import ConstraintCompiler

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quartet.services.engine.constraints.spec import ToolCallFormat, grammar_spec
-from quartet.services.engine.harmony.parser import HarmonyOutputParser
-from quartet.services.engine.harmony.render import Prefill, render_prompt
-from quartet.services.engine.harmony.vocab import load_encoding
-from quartet.services.engine.request import ChatInput, GenerateRequest, TextInput, TokenInput
-from quartet.services.engine.tokenizer_base import PreparedPrompt, Tokenizer
+from quartet.services.engine.text.harmony.parser import HarmonyOutputParser
+from quartet.services.engine.text.harmony.render import Prefill, render_prompt
+from quartet.services.engine.text.harmony.vocab import load_encoding
+from quartet.services.engine.api.request import ChatInput, GenerateRequest, TextInput, TokenInput
+from quartet.services.engine.text.tokenizer_base import PreparedPrompt, Tokenizer
 
 if TYPE_CHECKING:
     from quartet.services.engine.constraints import ConstraintCompiler

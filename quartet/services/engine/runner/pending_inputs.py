@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from quartet.services.engine.runner_base import LaunchedStep
-from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.runner.base import LaunchedStep
+from quartet.services.engine.sched.scheduler import ScheduledSequence
 
 
 @dataclass(slots=True)

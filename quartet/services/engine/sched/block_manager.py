@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from quartet.services.engine.sequence import Sequence
+from quartet.services.engine.sched.sequence import Sequence
 
 
 @dataclass(slots=True)

@@ -16,14 +16,14 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from quartet.services.engine.detokenizer import Decode, IncrementalDetokenizer
-from quartet.services.engine.events import Event, FinishReason, Timings, Usage
-from quartet.services.engine.request import Priority, SamplingParams, StoppingCriteria
-from quartet.services.engine.stop_strings import StopStringMatcher
+from quartet.services.engine.text.detokenizer import Decode, IncrementalDetokenizer
+from quartet.services.engine.api.events import Event, FinishReason, Timings, Usage
+from quartet.services.engine.api.request import Priority, SamplingParams, StoppingCriteria
+from quartet.services.engine.text.stop_strings import StopStringMatcher
 
 if TYPE_CHECKING:  # no xgrammar or torch here: the scheduler imports this module
     from quartet.services.engine.constraints.matcher import SequenceConstraint
-    from quartet.services.engine.output_parser import OutputParser
+    from quartet.services.engine.text.output_parser import OutputParser
 
 
 class SequenceStatus(enum.Enum):

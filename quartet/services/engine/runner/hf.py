@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from quartet.services.engine.runner_base import (
+from quartet.services.engine.runner.base import (
     DTYPES,
     KVLayout,
     ModelRunner,
@@ -22,7 +22,7 @@ from quartet.services.engine.runner_base import (
     context_length,
     read_hf_config,
 )
-from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.sched.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from quartet.engine.v1 import engine_pb2_grpc
 
 from quartet.services.common.errors import InvalidArgument
 from quartet.services.common.grpc_server import GrpcServer, build_server
-from quartet.services.engine import convert
+from quartet.services.engine.api import convert
 from quartet.services.engine.core import EngineCore
-from quartet.services.engine.request import ChatInput, TextInput
+from quartet.services.engine.api.request import ChatInput, TextInput
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EngineService"].full_name
 

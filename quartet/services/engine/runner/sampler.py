@@ -18,7 +18,7 @@ from typing import Protocol
 
 import torch
 
-from quartet.services.engine.request import SamplingParams
+from quartet.services.engine.api.request import SamplingParams
 
 
 class TokenMask(Protocol):

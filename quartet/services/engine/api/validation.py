@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from quartet.services.common.errors import InvalidArgument, NotFound, require
 from quartet.services.common.sampling import MAX_TOP_LOGPROBS, RANGES
-from quartet.services.engine.request import (
+from quartet.services.engine.api.request import (
     ChatInput,
     GenerateRequest,
     PromptInput,

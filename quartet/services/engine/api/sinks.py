@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from quartet.services.engine.events import Event
+from quartet.services.engine.api.events import Event
 
 
 class QueueSink:

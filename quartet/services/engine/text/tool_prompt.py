@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from quartet.services.engine.request import ChatMessage, Tool, ToolCall
+from quartet.services.engine.api.request import ChatMessage, Tool, ToolCall
 
 TOOL_INSTRUCTIONS = (
     "# Tools\n\n"

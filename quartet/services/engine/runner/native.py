@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from quartet.services.engine.cuda_graphs import DecodeGraphs, Staging
-from quartet.services.engine.kv_cache import KVCache, KVCacheShape, num_blocks_for
+from quartet.services.engine.runner.cuda_graphs import DecodeGraphs, Staging
+from quartet.services.engine.runner.kv_cache import KVCache, KVCacheShape, num_blocks_for
 from quartet.services.engine.layers.attention import AttentionMetadata, attention_backend
 from quartet.services.engine.models.loader import load_model_dir
 from quartet.services.engine.models.registry import model_type_of
-from quartet.services.engine.pending_inputs import PendingInputs, host_input_ids, pending_inputs
-from quartet.services.engine.prefill_graphs import PrefillGraphs
-from quartet.services.engine.runner_base import (
+from quartet.services.engine.runner.pending_inputs import PendingInputs, host_input_ids, pending_inputs
+from quartet.services.engine.runner.prefill_graphs import PrefillGraphs
+from quartet.services.engine.runner.base import (
     DTYPES,
     KVLayout,
     LaunchedStep,
@@ -33,8 +33,8 @@ from quartet.services.engine.runner_base import (
     context_length,
     read_hf_config,
 )
-from quartet.services.engine.scheduler import ScheduledSequence
-from quartet.services.engine.step_timer import StepTiming
+from quartet.services.engine.sched.scheduler import ScheduledSequence
+from quartet.services.engine.runner.step_timer import StepTiming
 
 log = logging.getLogger(__name__)
 

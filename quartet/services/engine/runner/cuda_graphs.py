@@ -35,10 +35,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from quartet.services.engine.kv_cache import KVCache
+from quartet.services.engine.runner.kv_cache import KVCache
 from quartet.services.engine.layers.attention import AttentionMetadata
-from quartet.services.engine.pending_inputs import PendingInputs
-from quartet.services.engine.scheduler import ScheduledSequence
+from quartet.services.engine.runner.pending_inputs import PendingInputs
+from quartet.services.engine.sched.scheduler import ScheduledSequence
 
 log = logging.getLogger(__name__)
 

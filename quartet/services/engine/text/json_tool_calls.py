@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from quartet.services.engine.events import DeltaKind, ToolCallDelta
-from quartet.services.engine.output_parser import Delta, OutputParser, new_call_id
+from quartet.services.engine.api.events import DeltaKind, ToolCallDelta
+from quartet.services.engine.text.output_parser import Delta, OutputParser, new_call_id
 
 TOOL_CALL_TAG = "<tool_call>"
 TOOL_CALL_END_TAG = "</tool_call>"
