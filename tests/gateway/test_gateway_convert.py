@@ -15,7 +15,7 @@ from quartet.engine.v1 import engine_pb2
 
 from quartet.services.gateway.chat_completion import CompletionInfo, Transcript
 from quartet.services.gateway.convert import to_generate_request
-from quartet.services.gateway.errors import EngineAborted
+from quartet.services.common.errors import Aborted
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 from quartet.services.gateway.validation import parse_body
 
@@ -123,7 +123,7 @@ def test_logprobs_convert() -> None:
 
 def test_an_aborted_choice_is_an_error_not_a_finish_reason() -> None:
     transcript = Transcript(CompletionInfo(id="c", created=1, model="m"))
-    with pytest.raises(EngineAborted):
+    with pytest.raises(Aborted):
         transcript.apply(complete(0, engine_pb2.FINISH_REASON_ABORT, 0))
 
 

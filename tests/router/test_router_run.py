@@ -137,7 +137,7 @@ async def test_memory_down_is_unavailable(engine_address):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id="s")).read()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "memory service at 127.0.0.1:1 is unavailable" in caught.value.details()
+        assert "memory unavailable at 127.0.0.1:1" in caught.value.details()
 
 
 async def test_memory_mode_none_neither_reads_nor_writes(router, memory):

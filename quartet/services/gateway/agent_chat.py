@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Mapping
 from quartet.router.v1 import router_pb2
 
 from quartet.services.gateway.chat_completion import CompletionInfo
-from quartet.services.gateway.errors import BadRequest, Internal, UnsupportedParameter, from_status_name
+from quartet.services.common.errors import Internal
+from quartet.services.common.rpc import error_from_status_name
+from quartet.services.gateway.errors import BadRequest, UnsupportedParameter
 from quartet.services.gateway.router_client import RouterClient
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 from quartet.services.gateway.schemas.chat_response import (
@@ -110,7 +112,7 @@ class AgentTurn:
                 yield done
                 return
             elif kind == "error":
-                raise from_status_name("UNAVAILABLE", event.error.message, service="router", address=self._address)
+                raise error_from_status_name("UNAVAILABLE", event.error.message, service="router", address=self._address)
         raise Internal("the router ended the turn without a done event; see the router log")
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from quartet.engine.v1 import engine_pb2
 
-from quartet.services.gateway.errors import EngineAborted, Internal
+from quartet.services.common.errors import Aborted, Internal
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest, ChatMessage
 from quartet.services.gateway.schemas.chat_response import (
     DeltaFunctionCall,
@@ -181,7 +181,7 @@ def finish_reason(complete: engine_pb2.Complete) -> FinishReason:
     if reason in _FINISH_REASONS:
         return _FINISH_REASONS[reason]
     if reason == engine_pb2.FINISH_REASON_ABORT:
-        raise EngineAborted("the engine aborted this request (Abort was called or it is shutting down); retry it")
+        raise Aborted("the engine aborted this request (Abort was called or it is shutting down); retry it")
     if reason == engine_pb2.FINISH_REASON_ERROR:
         raise Internal("the engine failed while generating and sent no error detail; see the engine log")
     log.warning("engine sent no finish reason; reporting stop", extra={"index": complete.index})
