@@ -2,7 +2,8 @@
 
 Every error says what was wrong and, where it helps, what to do next. The gRPC
 interceptor (``quartet.services.common.grpc_server``) and the gateway's exception handler
-are the only places that translate them.
+are the only places that translate them to a status, and ``quartet.services.common.rpc``
+the only one that translates a status (and its field trailer) back.
 """
 
 from __future__ import annotations
