@@ -7,6 +7,7 @@ paths run on the real engine in the gateway and router tests.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 
 import grpc
 import pytest
@@ -109,9 +110,24 @@ async def test_leaving_a_stream_early_cancels_the_call_in_the_server(engine) -> 
     client = EngineClient(_upstream(address))
     try:
         stream = client.generate(engine_pb2.GenerateRequest(request_id="hang", text="hi"))
-        async for event in stream.events():
-            assert event.chunk.text == "a"
-            break
+        async with aclosing(stream.events()) as events:
+            async for event in events:
+                assert event.chunk.text == "a"
+                break
+        await asyncio.wait_for(fake.generate_cancelled.wait(), 5)
+    finally:
+        await client.close()
+
+
+async def test_closing_the_router_generate_early_cancels_the_engine_call(engine) -> None:
+    address, fake = engine
+    client = RouterEngineClient(address)
+    request = EngineRequest(request_id="hang", priority=Priority.DEFAULT, max_tokens=4, temperature=0.0, text="hi")
+    try:
+        async with aclosing(client.generate(request)) as events:
+            async for delta in events:
+                assert delta.text == "a"
+                break
         await asyncio.wait_for(fake.generate_cancelled.wait(), 5)
     finally:
         await client.close()

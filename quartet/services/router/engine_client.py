@@ -36,14 +36,18 @@ class EngineClient:
     async def generate(self, request: EngineRequest) -> AsyncIterator[TextDelta | Finished]:
         """Text deltas, then one Finished; raises a typed error if the engine fails."""
         stream = self._rpc.generate(convert.generate_request_to_pb(request))
-        async for response in stream.events():
-            event = response.WhichOneof("event")
-            if event == "chunk":
-                if response.chunk.text:
-                    yield TextDelta(response.chunk.text)
-            elif event == "complete":
-                yield convert.finished_from_pb(response.complete)
-                return
+        try:
+            async for response in stream.events():
+                event = response.WhichOneof("event")
+                if event == "chunk":
+                    if response.chunk.text:
+                        yield TextDelta(response.chunk.text)
+                elif event == "complete":
+                    yield convert.finished_from_pb(response.complete)
+                    return
+        finally:
+            # Now, not when the inner generator is collected: closing this one must abort the engine's work.
+            stream.cancel()
 
     async def count_tokens(self, messages: tuple[Message, ...] = (), text: str = "") -> TokenCount:
         response = await self._rpc.count_tokens(convert.count_tokens_request_to_pb(messages, text))
