@@ -13,9 +13,10 @@ from openai.types.chat import ChatCompletion as SdkCompletion
 from openai.types.chat import ChatCompletionChunk as SdkChunk
 from quartet.engine.v1 import engine_pb2
 
+from quartet.services.common.errors import Aborted
 from quartet.services.gateway.chat_completion import CompletionInfo, Transcript
 from quartet.services.gateway.convert import to_generate_request, to_responses_generate_request, to_text_generate_request
-from quartet.services.gateway.errors import BadRequest, EngineAborted
+from quartet.services.gateway.errors import BadRequest
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 from quartet.services.gateway.schemas.completion_request import CompletionRequest
 from quartet.services.gateway.schemas.responses_request import ResponsesRequest
@@ -160,7 +161,7 @@ def test_logprobs_convert() -> None:
 
 def test_an_aborted_choice_is_an_error_not_a_finish_reason() -> None:
     transcript = Transcript(CompletionInfo(id="c", created=1, model="m"))
-    with pytest.raises(EngineAborted):
+    with pytest.raises(Aborted):
         transcript.apply(complete(0, engine_pb2.FINISH_REASON_ABORT, 0))
 
 

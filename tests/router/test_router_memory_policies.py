@@ -58,7 +58,7 @@ async def test_topic_summary_is_written_by_the_engine_and_used(router, memory, e
     agent = router.core.agents.get("summarized")
     expected = [("system", f"{agent.system_prompt}\n\n{SUMMARY_HEADING}\n{context.summary.content}")]
     expected += [(t.role, t.content) for t in context.turns] + [("user", "Where do I live?")]
-    assert done.prompt_tokens == await count(engine, expected)
+    assert done.usage.prompt_tokens == await count(engine, expected)
 
 
 async def test_retrieval_puts_the_most_similar_turns_in_the_system_message(router, memory, engine):
@@ -73,7 +73,7 @@ async def test_retrieval_puts_the_most_similar_turns_in_the_system_message(route
     agent = router.core.agents.get("recalling")
     notes = "".join(f"\n- {h.turn.role}: {h.turn.content}" for h in sorted(hits, key=lambda h: h.turn.turn_id))
     expected = [("system", f"{agent.system_prompt}\n\n{RETRIEVED_HEADING}{notes}"), ("user", question)]
-    assert done.prompt_tokens == await count(engine, expected)
+    assert done.usage.prompt_tokens == await count(engine, expected)
 
 
 async def test_fit_drops_oldest_turns_until_the_count_fits_and_keeps_the_summary(router, engine_address, engine):

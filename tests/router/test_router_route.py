@@ -33,8 +33,8 @@ async def test_route_gives_a_valid_decision(router, text, operation, term):
     if term is not None:
         assert decision["Term"] == term
     assert response.agent == "router"
-    assert response.prompt_tokens > 100  # the examples are in the prompt
-    assert 0 < response.completion_tokens <= 48
+    assert response.usage.prompt_tokens > 100  # the examples are in the prompt
+    assert 0 < response.usage.completion_tokens <= 48
 
 
 async def test_route_names_the_agent_explicitly(router):

@@ -41,12 +41,13 @@ async def test_run_streams_and_stores_the_turn(router, memory):
     sid = session()
     text, done, events = await run_turn(router, agent="chat", input="My name is Ada.", session_id=sid, max_tokens=12)
     assert len(events) >= 3 and text.strip()
-    assert done.finish_reason in ("stop", "length")
-    assert 0 < done.completion_tokens <= 12 and done.prompt_tokens > 0
+    assert done.finish_reason in (engine_pb2.FINISH_REASON_STOP, engine_pb2.FINISH_REASON_LENGTH)
+    assert done.usage.total_tokens == done.usage.prompt_tokens + done.usage.completion_tokens
+    assert 0 < done.usage.completion_tokens <= 12 and done.usage.prompt_tokens > 0
     turns = await stored(memory, sid)
     assert [(t.role, t.content) for t in turns] == [("user", "My name is Ada."), ("assistant", text)]
     assert turns[0].num_tokens > 0
-    assert turns[1].num_tokens == done.completion_tokens
+    assert turns[1].num_tokens == done.usage.completion_tokens
 
 
 async def test_second_run_sees_the_first_turn(router, memory, engine):
@@ -60,8 +61,8 @@ async def test_second_run_sees_the_first_turn(router, memory, engine):
     expected = [("system", agent.system_prompt), ("user", "My name is Ada."), ("assistant", first), ("user", "What is my name?")]
     chat = engine_pb2.ChatInput(messages=[engine_pb2.ChatMessage(role=r, content=c) for r, c in expected])
     counted = await engine.CountTokens(engine_pb2.CountTokensRequest(chat=chat))
-    assert done.prompt_tokens == counted.num_tokens
-    assert done.prompt_tokens > fresh.prompt_tokens
+    assert done.usage.prompt_tokens == counted.num_tokens
+    assert done.usage.prompt_tokens > fresh.usage.prompt_tokens
     assert [t.content for t in await stored(memory, sid)][::2] == ["My name is Ada.", "What is my name?"]
 
 
@@ -70,7 +71,7 @@ async def test_topic_window_carries_across_sessions(router, memory):
     await run_turn(router, agent="topical", input="The password is swordfish.", session_id=session(), topic_id=topic)
     _, later, _ = await run_turn(router, agent="topical", input="What is the password?", session_id=session(), topic_id=topic)
     _, fresh, _ = await run_turn(router, agent="topical", input="What is the password?", session_id=session(), topic_id=topic + "x")
-    assert later.prompt_tokens > fresh.prompt_tokens
+    assert later.usage.prompt_tokens > fresh.usage.prompt_tokens
     window = await memory.stub.GetContext(
         memory_pb2.GetContextRequest(policy=memory_pb2.MEMORY_POLICY_TOPIC_WINDOW, topic_id=topic, k=10)
     )
@@ -80,7 +81,7 @@ async def test_topic_window_carries_across_sessions(router, memory):
 async def test_agent_without_memory_stores_nothing(router, memory):
     sid = session()
     text, done, _ = await run_turn(router, agent="oneshot", input="Say hello.", session_id=sid)
-    assert text and done.completion_tokens <= 8
+    assert text and done.usage.completion_tokens <= 8
     assert await stored(memory, sid) == []
 
 
@@ -136,7 +137,7 @@ async def test_memory_down_is_unavailable(engine_address, router_server):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id="s")).read()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "memory service at 127.0.0.1:1 is unavailable" in caught.value.details()
+        assert "memory unavailable at 127.0.0.1:1" in caught.value.details()
 
 
 async def test_memory_mode_none_neither_reads_nor_writes(router, memory):
@@ -144,7 +145,7 @@ async def test_memory_mode_none_neither_reads_nor_writes(router, memory):
     await run_turn(router, agent="chat", input="My name is Ada.", session_id=sid, max_tokens=4)
     _, remembered, _ = await run_turn(router, agent="chat", input="Who am I?", session_id=sid, max_tokens=4)
     _, off, _ = await run_turn(router, agent="chat", input="Who am I?", session_id=sid, max_tokens=4, memory_mode="none")
-    assert off.prompt_tokens < remembered.prompt_tokens  # the stored turns were not read
+    assert off.usage.prompt_tokens < remembered.usage.prompt_tokens  # the stored turns were not read
     assert [t.content for t in await stored(memory, sid)][::2] == ["My name is Ada.", "Who am I?"]  # nor written
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await router.stub.Run(pb.RunRequest(agent="chat", input="hi", session_id=sid, memory_mode="forever")).read()

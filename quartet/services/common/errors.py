@@ -2,7 +2,8 @@
 
 Every error says what was wrong and, where it helps, what to do next. The gRPC
 interceptor (``quartet.services.common.grpc_server``) and the gateway's exception handler
-are the only places that translate them.
+are the only places that translate them to a status, and ``quartet.services.common.rpc``
+the only one that translates a status (and its field trailer) back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class Unavailable(QuartetError):
     http_status = 503
 
 
+class Aborted(Unavailable):
+    """A service ended the request on its own (Abort was called, or it is stopping).
+
+    A retry may well succeed, so it is a 503 like Unavailable; ``code`` tells OpenAI
+    clients it was this and not a service that was down.
+    """
+
+    code = "aborted"
+
+
 class DeadlineExceeded(QuartetError):
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
     http_status = 504
@@ -57,6 +68,10 @@ class DeadlineExceeded(QuartetError):
 class Unimplemented(QuartetError):
     grpc_code = grpc.StatusCode.UNIMPLEMENTED
     http_status = 501
+
+
+class Internal(QuartetError):
+    """A failure nobody could have avoided by changing the request."""
 
 
 def require(condition: bool, message: str, *, field: str | None = None) -> None:

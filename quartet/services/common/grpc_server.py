@@ -20,18 +20,10 @@ from grpc_reflection.v1alpha import reflection
 
 from quartet.services.common.errors import QuartetError
 
+# The servers take the clients' message limits, and set the field trailer the clients read.
+from quartet.services.common.rpc import CHANNEL_OPTIONS, FIELD_METADATA_KEY
+
 log = logging.getLogger(__name__)
-
-#: Messages up to 64 MiB: token id lists of long prompts exceed gRPC's 4 MiB default.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
-
-
-#: Trailing-metadata key carrying an error's ``field``, so the gateway can name the OpenAI ``param``.
-FIELD_METADATA_KEY = "quartet-field"
 
 
 async def _abort_for(error: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:

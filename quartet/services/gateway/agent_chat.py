@@ -14,8 +14,12 @@ from collections.abc import AsyncIterator, Mapping
 
 from quartet.router.v1 import router_pb2
 
+from quartet.services.gateway import convert
 from quartet.services.gateway.chat_completion import CompletionInfo
-from quartet.services.gateway.errors import BadRequest, Internal, UnsupportedParameter, from_status_name
+from quartet.services.common.errors import Internal
+from quartet.services.common.finish_reasons import openai_finish_reason
+from quartet.services.common.rpc import error_from_status_name
+from quartet.services.gateway.errors import BadRequest, UnsupportedParameter
 from quartet.services.gateway.router_client import RouterClient
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest
 from quartet.services.gateway.schemas.chat_response import (
@@ -64,12 +68,6 @@ def run_request(chat: ChatCompletionRequest, agent: str, headers: Mapping[str, s
     )
 
 
-def _finish(done: router_pb2.RunDone) -> str:
-    # The router reports stop, length or abort; OpenAI's chat has no "abort", and an aborted
-    # turn that still reached the client ended early like a length cut.
-    return done.finish_reason if done.finish_reason in ("stop", "length") else "length"
-
-
 class AgentTurn:
     """One Run stream, read once, as OpenAI chunks or one completion."""
 
@@ -95,22 +93,19 @@ class AgentTurn:
             yield event
 
     async def deltas(self) -> AsyncIterator[str | router_pb2.RunDone]:
-        """Text pieces, then the RunDone; a RunError becomes a typed error."""
+        """Text pieces, then the RunDone; a RunError becomes a typed error (and an aborted turn
+        one when its finish reason is read: ``common.finish_reasons``)."""
         async for event in self._all():
             kind = event.WhichOneof("event")
             if kind == "token":
                 yield event.token.text
             elif kind == "done":
                 done = event.done
-                self.usage = Usage(
-                    prompt_tokens=done.prompt_tokens,
-                    completion_tokens=done.completion_tokens,
-                    total_tokens=done.prompt_tokens + done.completion_tokens,
-                )
+                self.usage = convert.usage(done.usage)
                 yield done
                 return
             elif kind == "error":
-                raise from_status_name("UNAVAILABLE", event.error.message, service="router", address=self._address)
+                raise error_from_status_name("UNAVAILABLE", event.error.message, service="router", address=self._address)
         raise Internal("the router ended the turn without a done event; see the router log")
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
@@ -123,7 +118,7 @@ class AgentTurn:
             if isinstance(piece, str):
                 yield self._chunk([ChunkChoice(index=0, delta=Delta(content=piece))])
             else:
-                yield self._chunk([ChunkChoice(index=0, delta=Delta(), finish_reason=_finish(piece))])
+                yield self._chunk([ChunkChoice(index=0, delta=Delta(), finish_reason=openai_finish_reason(piece.finish_reason, service="router"))])
         if self.info.include_usage:
             yield self._chunk([], usage=self.usage)
 
@@ -134,7 +129,7 @@ class AgentTurn:
             if isinstance(piece, str):
                 pieces.append(piece)
             else:
-                finish = _finish(piece)
+                finish = openai_finish_reason(piece.finish_reason, service="router")
         info = self.info
         choice = Choice(index=0, message=AssistantMessage(content="".join(pieces)), finish_reason=finish)
         return ChatCompletion(id=info.id, created=info.created, model=info.model, choices=[choice], usage=self.usage)

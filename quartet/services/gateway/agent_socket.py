@@ -32,6 +32,8 @@ from quartet.router.v1 import router_pb2
 from pydantic import ValidationError
 
 from quartet.services.common.errors import QuartetError
+from quartet.services.common.finish_reasons import openai_finish_reason
+from quartet.services.gateway import convert
 from quartet.services.gateway.errors import BadRequest, Unauthorized
 from quartet.services.gateway.limits import caller_of, resolve_max_tokens, take_rate_token
 from quartet.services.gateway.router_client import AGENT_PREFIX, RouterClient
@@ -220,12 +222,13 @@ class AgentSocket:
                 await self.sio.emit("token", {"text": item.token.text}, to=sid, callback=acked)
             elif kind == "done":
                 done = item.done
-                usage = {
-                    "prompt_tokens": done.prompt_tokens,
-                    "completion_tokens": done.completion_tokens,
-                    "total_tokens": done.prompt_tokens + done.completion_tokens,
-                }
-                await self.sio.emit("done", {"finish_reason": done.finish_reason, "usage": usage}, to=sid)
+                try:
+                    finish = openai_finish_reason(done.finish_reason, service="router")
+                except QuartetError as error:  # an aborted turn is an error here too
+                    await self.sio.emit("error", error_event(error), to=sid)
+                    return
+                usage = convert.usage(done.usage).model_dump()
+                await self.sio.emit("done", {"finish_reason": finish, "usage": usage}, to=sid)
                 return
             else:
                 await self.sio.emit("error", {"message": item.error.message}, to=sid)

@@ -54,8 +54,8 @@ def create_app(settings: GatewaySettings | None = None, clients: Clients | None 
             envelope=envelope,
             rate_limiter=limiter,
             responses=(
-                MemoryResponseStore(live.channels["memory"], rpc_timeout_seconds=settings.rpc_timeout_seconds)
-                if live.channels["memory"].enabled
+                MemoryResponseStore(live.upstreams["memory"])
+                if live.upstreams["memory"].enabled
                 else None
             ),
         )

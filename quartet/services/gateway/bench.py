@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from quartet.engine.v1 import engine_pb2
 
-from quartet.services.gateway.clients import EngineClient, StreamObserver
+from quartet.services.common.engine_client import EngineClient, StreamObserver
 
 _TOPICS = ("the sea", "a mountain village", "an old clock", "the first snow", "a city at night", "a lost letter", "bees", "a lighthouse")
 

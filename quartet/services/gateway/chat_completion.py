@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from quartet.engine.v1 import engine_pb2
 
 from quartet.services.gateway import convert
-from quartet.services.gateway.clients import GenerateStream
+from quartet.services.common.engine_client import GenerateStream
 from quartet.services.gateway.errors import Internal
 from quartet.services.gateway.schemas.chat_response import (
     AssistantMessage,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 
 from quartet.engine.v1 import engine_pb2
 
-from quartet.services.gateway.errors import EngineAborted, Internal
+from quartet.services.common.finish_reasons import openai_finish_reason
 from quartet.services.gateway.schemas.chat_request import ChatCompletionRequest, ChatMessage
 from quartet.services.gateway.schemas.chat_response import (
     DeltaFunctionCall,
@@ -30,7 +29,6 @@ from quartet.services.gateway.schemas.sampling import Sampling, TextSampling
 from quartet.services.gateway.schemas.warnings import CONSTRAINT_CLOSED, OutputWarning
 from quartet.services.gateway.tool_plan import ToolPlan
 
-log = logging.getLogger(__name__)
 
 _UINT64_MASK = 2**64 - 1
 
@@ -148,24 +146,9 @@ def to_text_generate_request(
     return pb
 
 
-_FINISH_REASONS: dict[int, FinishReason] = {
-    engine_pb2.FINISH_REASON_STOP: "stop",
-    engine_pb2.FINISH_REASON_LENGTH: "length",
-    engine_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
-}
-
-
 def finish_reason(complete: engine_pb2.Complete) -> FinishReason:
-    """OpenAI's finish_reason; an aborted or failed choice raises, since OpenAI has no word for it."""
-    reason = complete.finish_reason
-    if reason in _FINISH_REASONS:
-        return _FINISH_REASONS[reason]
-    if reason == engine_pb2.FINISH_REASON_ABORT:
-        raise EngineAborted("the engine aborted this request (Abort was called or it is shutting down); retry it")
-    if reason == engine_pb2.FINISH_REASON_ERROR:
-        raise Internal("the engine failed while generating and sent no error detail; see the engine log")
-    log.warning("engine sent no finish reason; reporting stop", extra={"index": complete.index})
-    return "stop"
+    """OpenAI's finish_reason; an aborted or failed choice raises (``common.finish_reasons``)."""
+    return openai_finish_reason(complete.finish_reason)
 
 
 def warnings(complete: engine_pb2.Complete) -> list[OutputWarning] | None:

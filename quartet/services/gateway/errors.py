@@ -2,7 +2,8 @@
 
 Inside, code raises the typed errors of ``quartet.services.common.errors`` (or the few
 gateway-specific subclasses below); gRPC failures of the other services become
-those types through ``from_rpc_error``. The handlers installed by
+those types in ``quartet.services.common.rpc``, their fields named as OpenAI
+parameters by ``openai_param``. The handlers installed by
 ``install_error_handlers`` turn them into ``{"error": {message, type, param, code}}``
 with the matching HTTP status, so no route builds an error body by hand.
 """
@@ -18,16 +19,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from quartet.services.common.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     QuartetError,
     ResourceExhausted,
     Unavailable,
-    Unimplemented,
 )
-from quartet.services.common.grpc_server import FIELD_METADATA_KEY
 from quartet.services.gateway.schemas.errors import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -80,16 +78,6 @@ class RequestTooLarge(BadRequest):
     http_status = 413
 
 
-class EngineAborted(Unavailable):
-    """The engine ended the request on its own (Abort was called, or it is stopping)."""
-
-    code = "aborted"
-
-
-class Internal(QuartetError):
-    """A failure nobody could have avoided by changing the request."""
-
-
 class Unauthorized(QuartetError):
     """No API key, or one this gateway does not know."""
 
@@ -111,16 +99,6 @@ class RateLimited(ResourceExhausted):
         self.headers = {"Retry-After": str(retry_after)}
 
 
-_BY_GRPC_CODE: dict[grpc.StatusCode, type[QuartetError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
-}
-
-
 def openai_param(field: str | None) -> str | None:
     """The OpenAI parameter for a field the engine named: its chat fields sit under "chat."."""
     if not field:
@@ -128,36 +106,6 @@ def openai_param(field: str | None) -> str | None:
     if field.startswith("chat."):
         return field.removeprefix("chat.").split(".")[0]
     return field
-
-
-def from_status(
-    code: grpc.StatusCode, details: str, *, service: str, address: str, field: str | None = None
-) -> QuartetError:
-    """The typed error for a gRPC status another service returned."""
-    details = details or code.name
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return Unavailable(f"{service} unavailable at {address}: {details}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded(f"{service} at {address} did not finish in time: {details}")
-    if code == grpc.StatusCode.CANCELLED:
-        return EngineAborted(f"{service} at {address} cancelled the request: {details}")
-    error_type = _BY_GRPC_CODE.get(code)
-    if error_type is not None:
-        # The service's own message already says what was wrong and what to do.
-        return error_type(details, field=openai_param(field))
-    return Internal(f"{service} at {address} failed with {code.name}: {details}")
-
-
-def from_rpc_error(error: grpc.aio.AioRpcError, *, service: str, address: str) -> QuartetError:
-    trailing = error.trailing_metadata() or ()
-    field = next((value for key, value in trailing if key == FIELD_METADATA_KEY), None)
-    return from_status(error.code(), error.details() or "", service=service, address=address, field=field)
-
-
-def from_status_name(name: str, message: str, *, service: str, address: str) -> QuartetError:
-    """The typed error for an in-stream Error event, whose code is a status name."""
-    code = getattr(grpc.StatusCode, name.upper(), grpc.StatusCode.INTERNAL) if name else grpc.StatusCode.INTERNAL
-    return from_status(code, message, service=service, address=address)
 
 
 def error_body(error: QuartetError) -> ErrorResponse:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from quartet.engine.v1 import engine_pb2
 
-from quartet.services.gateway.clients import GenerateStream
+from quartet.services.common.engine_client import GenerateStream
 
 _END = object()
 

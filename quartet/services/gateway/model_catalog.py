@@ -12,7 +12,7 @@ import logging
 import time
 
 from quartet.services.common.errors import QuartetError
-from quartet.services.gateway.clients import EngineClient
+from quartet.services.common.engine_client import EngineClient
 from quartet.services.gateway.errors import ModelNotFound
 from quartet.services.gateway.router_client import RouterClient
 from quartet.services.gateway.schemas.models import ModelCard

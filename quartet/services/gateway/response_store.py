@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import grpc
 from google.protobuf.message import Message
 from pydantic import TypeAdapter
 from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
-from quartet.services.common.channels import ServiceChannel
-from quartet.services.gateway.errors import from_rpc_error
+from quartet.services.common.rpc import Upstream
 from quartet.services.gateway.schemas.responses_object import OutputFunctionCall, OutputMessage, Response
 from quartet.services.gateway.schemas.responses_request import FunctionCallItem, InputItem, MessageItem
 
@@ -66,18 +64,11 @@ class ResponseStore(Protocol):
 class MemoryResponseStore:
     """``ResponseStore`` over the memory service's PutResponse / GetResponse / DeleteResponse."""
 
-    def __init__(self, channel: ServiceChannel, *, rpc_timeout_seconds: float) -> None:
-        self._channel = channel
-        self._timeout = rpc_timeout_seconds
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
 
     async def _call(self, method: str, request: Message) -> Message:
-        channel = self._channel.get()
-        rpc = getattr(memory_pb2_grpc.MemoryServiceStub(channel), method)
-        try:
-            return await rpc(request, timeout=self._timeout, wait_for_ready=False)
-        except grpc.aio.AioRpcError as error:
-            self._channel.after_failure(channel, error)
-            raise from_rpc_error(error, service="memory", address=self._channel.address) from None
+        return await self._upstream.unary(memory_pb2_grpc.MemoryServiceStub, method, request)
 
     async def put(self, stored: StoredResponse) -> None:
         response = stored.response

@@ -9,12 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
 from quartet.router.v1 import router_pb2, router_pb2_grpc
 
-from quartet.services.common.channels import ServiceChannel
-from quartet.services.common.errors import QuartetError, Unavailable
-from quartet.services.gateway.errors import ModelNotFound, from_rpc_error
+from quartet.services.common.errors import Unavailable
+from quartet.services.common.rpc import Upstream
+from quartet.services.gateway.errors import ModelNotFound
 
 AGENT_PREFIX = "agent/"
 
@@ -37,25 +36,19 @@ class AgentCard:
 
 
 class RouterClient:
-    def __init__(self, channel: ServiceChannel, *, rpc_timeout_seconds: float, request_timeout_seconds: float, cache_seconds: float) -> None:
-        self._channel = channel
-        self._rpc_timeout = rpc_timeout_seconds
-        self._request_timeout = request_timeout_seconds
+    def __init__(self, upstream: Upstream, *, cache_seconds: float) -> None:
+        self._upstream = upstream
         self._cache_seconds = cache_seconds
         self._agents: list[AgentCard] = []
         self._fetched_at = float("-inf")
 
     @property
     def enabled(self) -> bool:
-        return self._channel.enabled
+        return self._upstream.enabled
 
     @property
     def address(self) -> str:
-        return self._channel.address
-
-    def _failure(self, error: grpc.aio.AioRpcError, channel: grpc.aio.Channel) -> QuartetError:
-        self._channel.after_failure(channel, error)
-        return from_rpc_error(error, service="router", address=self.address)
+        return self._upstream.address
 
     async def agents(self, *, fresh: bool = False) -> list[AgentCard]:
         """The configured agents; Unavailable when the router is off or down."""
@@ -63,13 +56,7 @@ class RouterClient:
             raise Unavailable("agents are off: the gateway has no router (set ROUTER_ADDRESS)")
         if not fresh and time.monotonic() - self._fetched_at <= self._cache_seconds:
             return self._agents
-        channel = self._channel.get()
-        try:
-            reply = await router_pb2_grpc.RouterServiceStub(channel).ListAgents(
-                router_pb2.ListAgentsRequest(), timeout=self._rpc_timeout, wait_for_ready=False
-            )
-        except grpc.aio.AioRpcError as error:
-            raise self._failure(error, channel) from None
+        reply = await self._upstream.unary(router_pb2_grpc.RouterServiceStub, "ListAgents", router_pb2.ListAgentsRequest())
         self._agents = [AgentCard(a.name, a.description, a.kind, a.memory_policy) for a in reply.agents]
         self._fetched_at = time.monotonic()
         return self._agents
@@ -86,12 +73,9 @@ class RouterClient:
     async def run(self, request: router_pb2.RunRequest) -> AsyncIterator[router_pb2.RunResponse]:
         """The turn's events; a failure before or during the stream raises a typed error.
         Leaving the iterator early cancels the call (and so the engine's work)."""
-        channel = self._channel.get()
-        call = router_pb2_grpc.RouterServiceStub(channel).Run(request, timeout=self._request_timeout, wait_for_ready=False)
+        stream = self._upstream.stream(router_pb2_grpc.RouterServiceStub, "Run", request)
         try:
-            async for event in call:
+            async for event in stream:
                 yield event
-        except grpc.aio.AioRpcError as error:
-            raise self._failure(error, channel) from None
         finally:
-            call.cancel()
+            stream.cancel()

@@ -9,6 +9,7 @@ from quartet.engine.v1 import engine_pb2
 from quartet.memory.v1 import memory_pb2
 from quartet.router.v1 import router_pb2
 
+from quartet.services.common import finish_reasons
 from quartet.services.router.agents import Agent, MemoryPolicy, Priority
 from quartet.services.router.domain import (
     Decision,
@@ -28,6 +29,12 @@ from quartet.services.router.domain import (
 # --- the router's own API -------------------------------------------------------------------
 
 
+def _usage_to_pb(prompt_tokens: int, completion_tokens: int) -> engine_pb2.Usage:
+    return engine_pb2.Usage(
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    )
+
+
 def route_input_from_pb(request: router_pb2.RouteRequest) -> RouteInput:
     return RouteInput(input=request.input, agent=request.agent or "router", request_id=request.request_id)
 
@@ -39,8 +46,7 @@ def decision_to_pb(decision: Decision) -> router_pb2.RouteResponse:
         decision=value,
         decision_json=decision.json,
         agent=decision.agent,
-        prompt_tokens=decision.prompt_tokens,
-        completion_tokens=decision.completion_tokens,
+        usage=_usage_to_pb(decision.prompt_tokens, decision.completion_tokens),
     )
 
 
@@ -62,9 +68,8 @@ def run_event_to_pb(event: RunEvent) -> router_pb2.RunResponse:
     if isinstance(event, DoneEvent):
         return router_pb2.RunResponse(
             done=router_pb2.RunDone(
-                finish_reason=event.finish_reason,
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
+                finish_reason=finish_reasons.to_pb(event.finish_reason),
+                usage=_usage_to_pb(event.prompt_tokens, event.completion_tokens),
             )
         )
     if isinstance(event, ErrorEvent):
@@ -84,13 +89,6 @@ _PRIORITY_TO_PB = {
     Priority.DEFAULT: engine_pb2.PRIORITY_DEFAULT,
     Priority.TOPIC: engine_pb2.PRIORITY_TOPIC,
     Priority.ROUTER: engine_pb2.PRIORITY_ROUTER,
-}
-_FINISH_REASONS = {
-    engine_pb2.FINISH_REASON_STOP: "stop",
-    engine_pb2.FINISH_REASON_LENGTH: "length",
-    engine_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
-    engine_pb2.FINISH_REASON_ABORT: "abort",
-    engine_pb2.FINISH_REASON_ERROR: "error",
 }
 
 
@@ -118,7 +116,7 @@ def generate_request_to_pb(request: EngineRequest) -> engine_pb2.GenerateRequest
 
 def finished_from_pb(complete: engine_pb2.Complete) -> Finished:
     return Finished(
-        finish_reason=_FINISH_REASONS.get(complete.finish_reason, "stop"),
+        finish_reason=finish_reasons.name(complete.finish_reason),
         prompt_tokens=complete.usage.prompt_tokens,
         completion_tokens=complete.usage.completion_tokens,
     )

@@ -76,7 +76,7 @@ class TokenEvent:
 
 @dataclass(frozen=True, slots=True)
 class DoneEvent:
-    finish_reason: str  # stop, length or abort
+    finish_reason: str  # a common.finish_reasons name: stop, length or abort
     prompt_tokens: int
     completion_tokens: int
 
@@ -115,7 +115,7 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    finish_reason: str  # stop, length, abort, tool_calls
+    finish_reason: str  # a common.finish_reasons name: stop, length, tool_calls, abort, error
     prompt_tokens: int
     completion_tokens: int
 

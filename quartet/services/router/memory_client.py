@@ -1,22 +1,20 @@
 """The router's client of the memory service: read a context, store a finished turn and summaries.
 
-Every call has a deadline and never waits for a down memory service; the channel reconnects
-soon after it is back (``common.channels.ServiceChannel``).
+Deadlines, reconnection and the typed errors of a failure (its field included) are
+``common.rpc.Upstream``'s, as for every Quartet client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
-from google.protobuf.message import Message
+from google.protobuf import message as pb_message
 from quartet.memory.v1 import memory_pb2, memory_pb2_grpc
 
-from quartet.services.common.channels import ServiceChannel
+from quartet.services.common.rpc import Deadlines, ServiceChannel, Upstream
 from quartet.services.router import convert
 from quartet.services.router.agents import MemoryPolicy
 from quartet.services.router.domain import MemoryContext, Message
-from quartet.services.router.upstream import from_rpc_error
 
 
 class MemoryClient:
@@ -24,19 +22,12 @@ class MemoryClient:
 
     def __init__(self, address: str, *, connect_timeout_seconds: float = 1.0, rpc_timeout_seconds: float = 30.0) -> None:
         self.address = address
-        self._channel = ServiceChannel("memory", address, connect_timeout_seconds=connect_timeout_seconds, drain_seconds=5.0)
-        self._rpc_timeout = rpc_timeout_seconds
+        channel = ServiceChannel("memory", address, connect_timeout_seconds=connect_timeout_seconds, drain_seconds=5.0)
+        # Memory has no streams; its unary deadline is the only one used.
+        self._upstream = Upstream(channel, Deadlines(rpc_seconds=rpc_timeout_seconds, stream_seconds=rpc_timeout_seconds))
 
-    async def _call(self, method: str, request: Message) -> Message:
-        """One unary call with the deadline; a typed error (quartet.services.router.upstream) on failure."""
-        channel = self._channel.get()
-        try:
-            return await getattr(memory_pb2_grpc.MemoryServiceStub(channel), method)(
-                request, timeout=self._rpc_timeout, wait_for_ready=False
-            )
-        except grpc.aio.AioRpcError as error:
-            self._channel.after_failure(channel, error)
-            raise from_rpc_error("memory", self.address, error) from None
+    async def _call(self, method: str, request: pb_message.Message) -> pb_message.Message:
+        return await self._upstream.unary(memory_pb2_grpc.MemoryServiceStub, method, request)
 
     async def get_context(
         self, policy: MemoryPolicy, *, session_id: str, topic_id: str, k: int, token_budget: int, query: str = ""
@@ -69,4 +60,4 @@ class MemoryClient:
         return response.num_turns
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._upstream.close()

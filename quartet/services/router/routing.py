@@ -7,7 +7,7 @@ import logging
 import time
 from contextlib import aclosing
 
-from quartet.services.common.errors import InvalidArgument, Unavailable
+from quartet.services.common.errors import Aborted, InvalidArgument, Unavailable
 from quartet.services.common.logs import debug_payloads
 from quartet.services.router.agents import Agent
 from quartet.services.router.decision import DecisionError, parse_decision
@@ -64,7 +64,8 @@ async def decide(engine: EngineClient, agent: Agent, user_input: str, request_id
     if finished is None:
         raise Unavailable(f"the engine at {engine.address} ended the stream without finishing; retry")
     if finished.finish_reason == "abort":
-        raise Unavailable("the routing request was aborted in the engine before it finished; retry")
+        # As everywhere (common.finish_reasons): an aborted generation is an error, never a cut.
+        raise Aborted("the routing request was aborted in the engine before it finished; retry")
     output = "".join(pieces)  # constrained: the whole decision, prefix included
     if debug_payloads():
         log.debug("router output", extra={"request_id": request_id, "output": output})

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from quartet.engine.v1 import engine_pb2 as pb
 
+from quartet.services.common import finish_reasons
 from quartet.services.engine.api import events, request
 from quartet.services.engine.api.events import DeltaKind, FinishReason
 
-_FINISH = {
-    FinishReason.STOP: pb.FINISH_REASON_STOP,
-    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
-    FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
-    FinishReason.ABORT: pb.FINISH_REASON_ABORT,
-    FinishReason.ERROR: pb.FINISH_REASON_ERROR,
-}
+# The engine's reasons are named as common.finish_reasons names them, which owns the wire values.
+_FINISH = {reason: finish_reasons.to_pb(reason.value) for reason in FinishReason}
 _DELTA_KIND = {
     DeltaKind.CONTENT: pb.DELTA_KIND_CONTENT,
     DeltaKind.REASONING: pb.DELTA_KIND_REASONING,

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from quartet.services.common.errors import NotFound, QuartetError
 from quartet.services.common.logs import debug_payloads
 from quartet.services.gateway import convert
-from quartet.services.gateway.clients import GenerateStream
+from quartet.services.common.engine_client import GenerateStream
 from quartet.services.gateway.disconnect import until_disconnect
 from quartet.services.gateway.errors import BadRequest
 from quartet.services.gateway.limits import guard, resolve_max_tokens
