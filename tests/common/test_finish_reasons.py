@@ -7,7 +7,7 @@ from quartet.engine.v1 import engine_pb2 as pb
 
 from quartet.services.common import finish_reasons
 from quartet.services.common.errors import Aborted, Internal
-from quartet.services.engine import convert as engine_convert
+from quartet.services.engine.api import convert as engine_convert
 from quartet.services.engine.api.events import FinishReason
 from quartet.services.router import convert as router_convert
 
