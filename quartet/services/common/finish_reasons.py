@@ -1,6 +1,6 @@
 """engine.v1.FinishReason, the one finish reason of every Quartet protocol, mapped once.
 
-The engine produces it (``engine.convert``), the router passes it on in ``RunDone``
+The engine produces it (``engine.api.convert``), the router passes it on in ``RunDone``
 (``router.v1`` reuses the engine's enum), and the gateway reports it in OpenAI's words
 (``openai_finish_reason``). The lower-case names are the engine's ``events.FinishReason``
 values and the router's domain strings.
@@ -16,7 +16,7 @@ says to retry before any text was sent, an error event after some was.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, get_args
 
 from quartet.engine.v1 import engine_pb2 as pb
 
@@ -36,11 +36,7 @@ BY_NAME: dict[str, int] = {
 }
 _NAMES = {value: name for name, value in BY_NAME.items()}
 # Everything but ABORT and ERROR is one of OpenAI's words, spelt as our names are.
-_OPENAI: dict[int, OpenAIFinishReason] = {
-    pb.FINISH_REASON_STOP: "stop",
-    pb.FINISH_REASON_LENGTH: "length",
-    pb.FINISH_REASON_TOOL_CALLS: "tool_calls",
-}
+_OPENAI: dict[int, OpenAIFinishReason] = {BY_NAME[word]: word for word in get_args(OpenAIFinishReason)}
 
 
 def to_pb(name: str) -> int:
